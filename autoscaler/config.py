@@ -1,0 +1,671 @@
+"""YAML configuration -> validated, frozen models; every error names file, line and field.
+
+`load_config` is the single entry point: it parses YAML while remembering the line of every key,
+validates the shape with pydantic (unknown keys rejected, secrets never inline), then checks what
+pydantic cannot see: min <= max, policies that exist and accept their parameters, references to
+dependencies and sources that exist. Risky but legal settings come back as warnings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoscaler.policies.base import Policy, UnknownPolicyError, build_policy
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 50_000
+SECRET_KEYS = frozenset({"password", "token", "api_key", "apikey", "secret", "passwd", "auth_token"})
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+PAUSE_ANNOTATION = "autoscaler.tracardi.com/paused"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https", "redis", "rediss"}:
+        raise ValueError(f"must be an http(s) or redis(s) URL, got scheme {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if parts.password is not None or parts.username is not None:
+        raise ValueError("must not carry credentials; use the *_env or *_file settings")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    return value.rstrip("/")
+
+
+Url = Annotated[str, Field(min_length=1)]
+
+
+class SecretRefs(Frozen):
+    """Credentials are referenced, never inline: each secret is `<name>_env` or `<name>_file`."""
+
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> SecretRefs:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        return self
+
+
+class TlsSettings(Frozen):
+    verify: bool = True
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class ProbeTiming(Frozen):
+    period_seconds: float = Field(5.0, gt=0, le=3600)
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    failure_threshold: int = Field(3, ge=1, le=100)
+    success_threshold: int = Field(2, ge=1, le=100)
+
+
+class ElasticsearchDependency(ProbeTiming):
+    kind: Literal["elasticsearch"]
+    url: Url
+    yellow_is_up: bool = True
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("url")(_check_url)
+
+
+class MysqlDependency(ProbeTiming):
+    kind: Literal["mysql"]
+    host: str = Field(min_length=1)
+    port: int = Field(3306, ge=1, le=65535)
+    database: str | None = None
+    auth: SecretRefs = SecretRefs()
+
+
+class RedisDependency(ProbeTiming):
+    kind: Literal["redis"]
+    url: Url
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("url")(_check_url)
+
+
+class PulsarDependency(ProbeTiming):
+    kind: Literal["pulsar"]
+    admin_url: Url
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("admin_url")(_check_url)
+
+
+class HttpDependency(ProbeTiming):
+    kind: Literal["http"]
+    url: Url
+    expect_status: int = Field(200, ge=100, le=599)
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("url")(_check_url)
+
+
+Dependency = Annotated[
+    ElasticsearchDependency | MysqlDependency | RedisDependency | PulsarDependency | HttpDependency,
+    Field(discriminator="kind"),
+]
+
+TOPIC_PART_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+def _check_topic_part(value: str) -> str:
+    if not TOPIC_PART_RE.fullmatch(value):
+        raise ValueError("may hold only letters, digits and _ . = -")
+    return value
+
+
+class SourceTiming(Frozen):
+    poll_seconds: float = Field(gt=0, le=3600)
+    stale_seconds: float | None = Field(None, gt=0)
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+
+    def staleness_limit(self) -> float:
+        """A signal older than this is stale: by default three missed polls plus a timeout."""
+        return self.stale_seconds or 3 * self.poll_seconds + self.timeout_seconds
+
+
+class PulsarSource(SourceTiming):
+    kind: Literal["pulsar"]
+    admin_url: Url
+    tenant: str
+    namespace: str
+    topic: str
+    subscription: str
+    partitioned: bool = True
+    poll_seconds: float = Field(2.0, gt=0, le=3600)
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("admin_url")(_check_url)
+    _parts = field_validator("tenant", "namespace", "topic", "subscription")(_check_topic_part)
+
+
+class PrometheusSource(SourceTiming):
+    kind: Literal["prometheus"]
+    url: Url
+    query: str = Field(min_length=1, max_length=4000)
+    poll_seconds: float = Field(5.0, gt=0, le=3600)
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("url")(_check_url)
+
+
+class TracardiQueueSource(SourceTiming):
+    """Tracardi's own `GET /queue/{namespace}/{topic}/backlog` (commercial API)."""
+
+    kind: Literal["tracardi-queue"]
+    api_url: Url
+    namespace: str
+    topic: str
+    subscription: str | None = None
+    poll_seconds: float = Field(2.0, gt=0, le=3600)
+    auth: SecretRefs = SecretRefs()
+    tls: TlsSettings = TlsSettings()
+
+    _url = field_validator("api_url")(_check_url)
+    _parts = field_validator("namespace", "topic")(_check_topic_part)
+
+
+Source = Annotated[
+    PulsarSource | PrometheusSource | TracardiQueueSource, Field(discriminator="kind")
+]
+
+#: The signal fields each source kind produces, as `<source>.<field>`.
+SOURCE_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "pulsar": ("backlog", "in_rate", "out_rate", "consumers"),
+    "prometheus": ("value",),
+    "tracardi-queue": ("backlog",),
+}
+#: Per-workload signals read through the Kubernetes API (metrics.k8s.io).
+RESOURCE_SIGNALS = ("resources.cpu",)
+
+
+class RatePolicy(Frozen):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class ScalingRules(Frozen):
+    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: tuple[RatePolicy, ...]
+
+
+def default_scale_up() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=0,
+        select_policy="Max",
+        policies=(
+            RatePolicy(type="Pods", value=4, period_seconds=15),
+            RatePolicy(type="Percent", value=100, period_seconds=15),
+        ),
+    )
+
+
+def default_scale_down() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=300,
+        select_policy="Max",
+        policies=(RatePolicy(type="Percent", value=100, period_seconds=15),),
+    )
+
+
+class PartialRules(Frozen):
+    """Rules as written by the operator; unset fields take the HPA defaults of their direction."""
+
+    stabilization_window_seconds: int | None = Field(None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: tuple[RatePolicy, ...] | None = None
+
+    def complete(self, default: ScalingRules) -> ScalingRules:
+        return ScalingRules(
+            stabilization_window_seconds=(
+                default.stabilization_window_seconds
+                if self.stabilization_window_seconds is None
+                else self.stabilization_window_seconds
+            ),
+            select_policy=self.select_policy or default.select_policy,
+            policies=default.policies if self.policies is None else self.policies,
+        )
+
+
+class Tolerance(Frozen):
+    scale_up: float = Field(0.1, ge=0, le=10)
+    scale_down: float = Field(0.1, ge=0, lt=1)
+
+
+class Behavior(Frozen):
+    """HPA autoscaling/v2 behavior; anything left out takes the HPA default."""
+
+    tolerance: Tolerance = Tolerance()
+    scale_up: PartialRules = PartialRules()
+    scale_down: PartialRules = PartialRules()
+
+    @property
+    def up(self) -> ScalingRules:
+        return self.scale_up.complete(default_scale_up())
+
+    @property
+    def down(self) -> ScalingRules:
+        return self.scale_down.complete(default_scale_down())
+
+
+class HttpProbeSettings(Frozen):
+    path: str = Field("/healthcheck", pattern=r"^/[^\s?#]*$")
+    port: int = Field(80, ge=1, le=65535)
+    timeout_seconds: float = Field(1.0, gt=0, le=60)
+    period_seconds: float = Field(10.0, gt=0, le=3600)
+    failure_threshold: int = Field(3, ge=1, le=100)
+
+
+class Healing(Frozen):
+    enabled: bool = True
+    startup_grace_seconds: float = Field(60.0, ge=0)
+    not_ready_seconds: float = Field(120.0, gt=0)
+    crashloop_restarts: int = Field(3, ge=1)
+    http_probe: HttpProbeSettings | None = None
+    stuck_consumer_seconds: float = Field(120.0, gt=0)
+    consumer_source: str | None = None
+    min_available: int = Field(1, ge=0)
+    max_restarts: int = Field(3, ge=1)
+    window_seconds: float = Field(600.0, gt=0)
+    backoff_seconds: float = Field(30.0, ge=0)
+    allow_delete: bool = False
+    breaker_threshold: int = Field(3, ge=1)
+    breaker_reset_seconds: float = Field(1800.0, gt=0)
+
+
+class PolicyRef(Frozen):
+    """`{name: backlog, source: functions, drain_seconds: 60}`: a policy name plus its params."""
+
+    name: str
+    params: Mapping[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data, "params": {}}
+        if isinstance(data, Mapping) and "params" not in data:
+            rest = {k: v for k, v in data.items() if k != "name"}
+            return {"name": data.get("name"), "params": rest}
+        return data
+
+
+class Workload(Frozen):
+    namespace: str | None = None
+    deployment: str | None = None
+    min: int = Field(ge=0, le=10_000)
+    max: int = Field(ge=1, le=10_000)
+    requires: tuple[str, ...] = ()
+    policies: tuple[PolicyRef, ...] = Field(min_length=1)
+    behavior: Behavior = Behavior()
+    healing: Healing = Healing()
+
+
+class LeaseSettings(Frozen):
+    name: str = "tracardi-autoscaler"
+    namespace: str | None = None
+    duration_seconds: float = Field(15.0, gt=0)
+    renew_deadline_seconds: float = Field(10.0, gt=0)
+    retry_period_seconds: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _deadline_before_expiry(self) -> LeaseSettings:
+        if self.renew_deadline_seconds >= self.duration_seconds:
+            raise ValueError("renew_deadline_seconds must be < duration_seconds")
+        if self.retry_period_seconds >= self.renew_deadline_seconds:
+            raise ValueError("retry_period_seconds must be < renew_deadline_seconds")
+        return self
+
+
+class DaemonSettings(Frozen):
+    namespace: str = "tracardi"
+    tick_seconds: float = Field(15.0, gt=0, le=3600)
+    debounce_seconds: float = Field(0.1, ge=0, le=10)
+    history_seconds: float = Field(900.0, gt=0, le=86_400)
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    lease: LeaseSettings = LeaseSettings()
+
+
+class Config(Frozen):
+    daemon: DaemonSettings = DaemonSettings()
+    dependencies: Mapping[str, Dependency] = Field(default_factory=dict)
+    sources: Mapping[str, Source] = Field(default_factory=dict)
+    workloads: Mapping[str, Workload]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """A workload ready for the engine: its settings plus its bound policies."""
+
+    name: str
+    namespace: str
+    deployment: str
+    settings: Workload
+    policies: tuple[Policy, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def signal_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for p in self.policies for s in p.signals()))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    path: str
+    config: Config
+    workloads: tuple[WorkloadSpec, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """The file cannot be used; `issues` says every reason, each with file, line and field."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = tuple(issues)
+
+
+Loc = tuple[str | int, ...]
+
+
+def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML and remember the line of every key and list item (1-based)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(path, line, "(yaml)", str(problem))]) from exc
+    lines: dict[Loc, int] = {}
+    budget = [MAX_YAML_NODES]
+
+    def walk(node: yaml.Node, loc: Loc) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(
+                [ConfigIssue(path, node.start_mark.line + 1, ".".join(map(str, loc)) or "(root)",
+                             f"more than {MAX_YAML_NODES} YAML nodes (alias expansion?)")]
+            )
+        lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = _scalar(key_node)
+                if key == "<<":
+                    raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1,
+                                                   ".".join(map(str, loc)) or "(root)",
+                                                   "YAML merge keys (<<) are not supported")])
+                lines[(*loc, key)] = key_node.start_mark.line + 1
+                out[key] = walk(value_node, (*loc, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return _scalar(node)
+
+    if root is None:
+        return None, lines
+    return walk(root, ()), lines
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _field_path(data: Any, loc: Loc) -> Loc:
+    """Map pydantic's loc onto the YAML path.
+
+    Segments not found in the data are union tags (dropped) unless they are the last segment,
+    which then names a missing key.
+    """
+    out: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+            out.append(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+            out.append(part)
+        elif i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
+
+
+def _line_for(lines: Mapping[Loc, int], loc: Loc) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def _message(err: Mapping[str, Any], loc: Loc) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        if key.lower() in SECRET_KEYS:
+            return (f"inline secret is not allowed; use {key}_env (an environment variable) "
+                    f"or {key}_file (a mounted file)")
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "union_tag_invalid":
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        return f"unknown kind; expected one of {expected}"
+    if kind == "union_tag_not_found":
+        return "missing 'kind'"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg[:1].lower() + msg[1:]
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, validate and bind a config file; raises `ConfigError` listing every problem."""
+    p = Path(path)
+    shown = str(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(shown, 0, "(file)", exc.strerror or str(exc))]) from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigIssue(shown, 0, "(file)",
+                                       f"{len(raw)} bytes is over the {MAX_CONFIG_BYTES} limit")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(shown, 0, "(file)", "not UTF-8 text")]) from exc
+    return parse_config(text, path=shown)
+
+
+def parse_config(text: str, *, path: str = "<config>") -> LoadedConfig:
+    data, lines = _compose(text, path)
+    if data is None:
+        raise ConfigError([ConfigIssue(path, 1, "(root)", "empty file; expected a mapping with "
+                                                          "at least 'workloads'")])
+    if not isinstance(data, Mapping):
+        raise ConfigError([ConfigIssue(path, 1, "(root)", "expected a mapping at the top level")])
+    issues: list[ConfigIssue] = []
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _field_path(data, tuple(err["loc"]))
+            issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc),
+                                      _message(err, loc)))
+        _semantic_issues_on_raw(data, lines, path, issues)
+        raise ConfigError(_dedupe(issues)) from None
+    specs = _bind(config, lines, path, issues)
+    if issues:
+        raise ConfigError(_dedupe(issues))
+    return LoadedConfig(path=path, config=config, workloads=specs,
+                        warnings=tuple(_warnings(config, lines, path)))
+
+
+def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(dict.fromkeys(issues), key=lambda i: (i.line, i.field))
+
+
+def _semantic_issues_on_raw(
+    data: Mapping[str, Any], lines: Mapping[Loc, int], path: str, issues: list[ConfigIssue]
+) -> None:
+    """When the shape is wrong somewhere, still report min > max and unknown policies elsewhere."""
+    workloads = data.get("workloads")
+    if not isinstance(workloads, Mapping):
+        return
+    for name, w in workloads.items():
+        if not isinstance(w, Mapping):
+            continue
+        lo, hi = w.get("min"), w.get("max")
+        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+            loc: Loc = ("workloads", name, "max")
+            issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc),
+                                      f"must be >= min ({lo})"))
+        pols = w.get("policies")
+        if isinstance(pols, list):
+            for i, ref in enumerate(pols):
+                _check_policy_raw(ref, ("workloads", name, "policies", i), lines, path, issues)
+
+
+def _check_policy_raw(ref: Any, loc: Loc, lines: Mapping[Loc, int], path: str,
+                      issues: list[ConfigIssue]) -> None:
+    try:
+        parsed = PolicyRef.model_validate(ref)
+    except ValidationError:
+        return
+    try:
+        build_policy(parsed.name, parsed.params)
+    except UnknownPolicyError as exc:
+        issues.append(ConfigIssue(path, _line_for(lines, (*loc, "name")), _dotted((*loc, "name")),
+                                  str(exc)))
+    except ValidationError as exc:
+        for err in exc.errors():
+            sub = (*loc, *err["loc"])
+            issues.append(ConfigIssue(path, _line_for(lines, sub), _dotted(sub),
+                                      _message(err, sub)))
+
+
+def _bind(config: Config, lines: Mapping[Loc, int], path: str,
+          issues: list[ConfigIssue]) -> tuple[WorkloadSpec, ...]:
+    available = {f"{name}.{f}" for name, s in config.sources.items()
+                 for f in SOURCE_FIELDS[s.kind]} | set(RESOURCE_SIGNALS)
+    specs: list[WorkloadSpec] = []
+    seen_targets: dict[tuple[str, str], str] = {}
+
+    def add(loc: Loc, message: str) -> None:
+        issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc), message))
+
+    for name, w in config.workloads.items():
+        base: Loc = ("workloads", name)
+        if not NAME_RE.fullmatch(name):
+            add(base, "must be a DNS-1123 name (lower case letters, digits, '-' and '.')")
+        if w.min > w.max:
+            add((*base, "max"), f"must be >= min ({w.min})")
+        for i, dep in enumerate(w.requires):
+            if dep not in config.dependencies:
+                known = ", ".join(sorted(config.dependencies)) or "none defined"
+                add((*base, "requires", i), f"unknown dependency {dep!r}; defined: {known}")
+        if w.healing.consumer_source and w.healing.consumer_source not in config.sources:
+            add((*base, "healing", "consumer_source"),
+                f"unknown source {w.healing.consumer_source!r}")
+        namespace = w.namespace or config.daemon.namespace
+        deployment = w.deployment or name
+        target = (namespace, deployment)
+        if target in seen_targets:
+            add(base, f"targets {namespace}/{deployment}, already managed by workload "
+                      f"{seen_targets[target]!r}")
+        seen_targets[target] = name
+        policies: list[Policy] = []
+        for i, ref in enumerate(w.policies):
+            loc: Loc = (*base, "policies", i)
+            try:
+                policy = build_policy(ref.name, ref.params)
+            except UnknownPolicyError as exc:
+                add((*loc, "name"), str(exc))
+                continue
+            except ValidationError as exc:
+                for err in exc.errors():
+                    sub = (*loc, *err["loc"])
+                    add(sub, _message(err, sub))
+                continue
+            for signal in policy.signals():
+                if signal not in available:
+                    src = signal.split(".", 1)[0]
+                    hint = ("no such source" if src not in config.sources
+                            else f"source {src!r} has no field {signal.split('.', 1)[1]!r}")
+                    add((*loc, "source"), f"signal {signal!r}: {hint}")
+            policies.append(policy)
+        specs.append(WorkloadSpec(name=name, namespace=namespace, deployment=deployment,
+                                  settings=w, policies=tuple(policies)))
+    return tuple(specs)
+
+
+def _warnings(config: Config, lines: Mapping[Loc, int], path: str) -> list[str]:
+    out: list[str] = []
+
+    def warn(loc: Loc, message: str) -> None:
+        out.append(f"{path}:{_line_for(lines, loc)}: warning: {_dotted(loc)}: {message}")
+
+    for name, w in config.workloads.items():
+        base: Loc = ("workloads", name)
+        scaling = any(p.name != "fixed" for p in w.policies)
+        if scaling and w.min == w.max:
+            warn((*base, "max"), "min == max on a workload with a scaling policy: it never scales")
+        if scaling and w.behavior.down.stabilization_window_seconds == 0:
+            warn((*base, "behavior", "scale_down"),
+                 "scale-down stabilization window of 0: replicas may flap on noisy signals")
+        if not w.requires:
+            warn((*base, "requires"),
+                 "requires no dependency: it will scale and heal through outages")
+    return out

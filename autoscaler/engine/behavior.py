@@ -1,0 +1,182 @@
+"""HPA behavior after the policy: stabilization windows, rate limits per period, min/max.
+
+A pure transcription of the autoscaling/v2 normalization in the HPA controller
+(`stabilizeRecommendationWithBehaviors` and `convertDesiredReplicasWithBehaviorRate`), with its
+memory kept in a `ScalingHistory` value that callers pass in and get back. The clock is passed in.
+Reasons use the HPA's words so operators can grep them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from autoscaler.config import RatePolicy, ScalingRules
+from autoscaler.model import ScalingHistory, Step, TimedValue
+
+#: Memory older than this is never needed: the longest window or period the config allows.
+MAX_MEMORY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviorResult:
+    replicas: int
+    reason: str
+    steps: tuple[Step, ...]
+    history: ScalingHistory
+
+
+def stabilize(
+    *,
+    current: int,
+    desired: int,
+    recommendations: Sequence[TimedValue],
+    now: float,
+    up_window: float,
+    down_window: float,
+) -> tuple[int, str]:
+    """Clamp `current` into [min of up-window recs, max of down-window recs].
+
+    `recommendations` are the past raw recommendations; `desired` is today's, counted in both.
+    """
+    up_limit = desired
+    down_limit = desired
+    for rec in recommendations:
+        age = now - rec.at
+        if age < up_window:
+            up_limit = min(up_limit, rec.value)
+        if age < down_window:
+            down_limit = max(down_limit, rec.value)
+    result = min(max(current, up_limit), down_limit)
+    if result == desired:
+        return result, ""
+    return result, "ScaleUpStabilized" if desired >= current else "ScaleDownStabilized"
+
+
+def _changed_in_period(events: Sequence[TimedValue], *, now: float, period: float) -> int:
+    return sum(e.value for e in events if now - e.at < period)
+
+
+def scale_up_limit(
+    *, current: int, rules: ScalingRules, up_events: Sequence[TimedValue],
+    down_events: Sequence[TimedValue], now: float,
+) -> int:
+    """The most replicas the scale-up policies allow now (HPA `calculateScaleUpLimitWithScalingRules`)."""
+    if rules.select_policy == "Disabled":
+        return current
+    limits: list[int] = []
+    for policy in rules.policies:
+        start = (current - _changed_in_period(up_events, now=now, period=policy.period_seconds)
+                 + _changed_in_period(down_events, now=now, period=policy.period_seconds))
+        limits.append(_up_by(policy, start))
+    return max(limits) if rules.select_policy == "Max" else min(limits)
+
+
+def scale_down_limit(
+    *, current: int, rules: ScalingRules, up_events: Sequence[TimedValue],
+    down_events: Sequence[TimedValue], now: float,
+) -> int:
+    """The fewest replicas the scale-down policies allow now."""
+    if rules.select_policy == "Disabled":
+        return current
+    limits: list[int] = []
+    for policy in rules.policies:
+        start = (current - _changed_in_period(up_events, now=now, period=policy.period_seconds)
+                 + _changed_in_period(down_events, now=now, period=policy.period_seconds))
+        limits.append(_down_by(policy, start))
+    return min(limits) if rules.select_policy == "Max" else max(limits)
+
+
+def _up_by(policy: RatePolicy, start: int) -> int:
+    if policy.type == "Pods":
+        return start + policy.value
+    return math.ceil(start * (1 + policy.value / 100))
+
+
+def _down_by(policy: RatePolicy, start: int) -> int:
+    if policy.type == "Pods":
+        return start - policy.value
+    return math.floor(start * (1 - policy.value / 100))
+
+
+def limit_rate(
+    *, current: int, desired: int, min_replicas: int, max_replicas: int,
+    up: ScalingRules, down: ScalingRules, up_events: Sequence[TimedValue],
+    down_events: Sequence[TimedValue], now: float,
+) -> tuple[int, str]:
+    """Apply the rate policies and min/max (HPA `convertDesiredReplicasWithBehaviorRate`)."""
+    if desired > current:
+        limit = max(current, scale_up_limit(current=current, rules=up, up_events=up_events,
+                                            down_events=down_events, now=now))
+        if max_replicas > limit:
+            allowed, reason = limit, "ScaleUpLimit"
+        else:
+            allowed, reason = max_replicas, "TooManyReplicas"
+        if desired > allowed:
+            return allowed, reason
+    elif desired < current:
+        limit = min(current, scale_down_limit(current=current, rules=down, up_events=up_events,
+                                              down_events=down_events, now=now))
+        if min_replicas < limit:
+            allowed, reason = limit, "ScaleDownLimit"
+        else:
+            allowed, reason = min_replicas, "TooFewReplicas"
+        if desired < allowed:
+            return allowed, reason
+    return desired, "DesiredWithinRange"
+
+
+def apply_behavior(
+    *,
+    current: int,
+    desired: int,
+    min_replicas: int,
+    max_replicas: int,
+    up: ScalingRules,
+    down: ScalingRules,
+    history: ScalingHistory,
+    now: float,
+) -> BehaviorResult:
+    """Stabilize, then rate-limit and clamp; record the raw recommendation in the history."""
+    stabilized, why_stable = stabilize(
+        current=current, desired=desired, recommendations=history.recommendations, now=now,
+        up_window=up.stabilization_window_seconds, down_window=down.stabilization_window_seconds,
+    )
+    final, why_limited = limit_rate(
+        current=current, desired=stabilized, min_replicas=min_replicas, max_replicas=max_replicas,
+        up=up, down=down, up_events=history.scale_up_events,
+        down_events=history.scale_down_events, now=now,
+    )
+    keep = max(up.stabilization_window_seconds, down.stabilization_window_seconds)
+    recs = tuple(r for r in history.recommendations if now - r.at < keep)
+    new_history = prune(replace(history, recommendations=(*recs, TimedValue(now, desired))),
+                        now=now, up=up, down=down)
+    reason = why_stable if why_stable and why_limited == "DesiredWithinRange" else why_limited
+    steps = (
+        Step("stabilize", stabilized, why_stable),
+        Step("rate-limit", final, why_limited),
+    )
+    return BehaviorResult(replicas=final, reason=reason, steps=steps, history=new_history)
+
+
+def prune(history: ScalingHistory, *, now: float, up: ScalingRules,
+          down: ScalingRules) -> ScalingHistory:
+    """Forget scale events older than the longest rate period (they no longer limit anything)."""
+    longest = max((p.period_seconds for p in (*up.policies, *down.policies)), default=0)
+    return replace(
+        history,
+        scale_up_events=tuple(e for e in history.scale_up_events if now - e.at < longest),
+        scale_down_events=tuple(e for e in history.scale_down_events if now - e.at < longest),
+    )
+
+
+def record_scale(history: ScalingHistory, *, now: float, old: int, new: int) -> ScalingHistory:
+    """Remember a scale that really happened (after the write succeeded)."""
+    if new > old:
+        return replace(history,
+                       scale_up_events=(*history.scale_up_events, TimedValue(now, new - old)))
+    if new < old:
+        return replace(history,
+                       scale_down_events=(*history.scale_down_events, TimedValue(now, old - new)))
+    return history

@@ -1,0 +1,110 @@
+"""`evaluate`: one workload's decision = gate(behavior(policies(signals))).
+
+Pure: no I/O, the clock is passed in, the behavior's memory goes in and comes back out. The same
+function runs in the daemon, the simulator, `explain` and the tests. The pipeline reads like the
+HPA's `reconcileAutoscaler`: pause and dependency gate -> clamp an out-of-range count -> one
+proposal per policy (largest wins) -> never scale down on partial signals -> stabilize ->
+rate-limit -> scale only if changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from autoscaler.config import WorkloadSpec
+from autoscaler.engine.behavior import apply_behavior
+from autoscaler.engine.gate import dependency_reasons, signal_reason
+from autoscaler.model import (
+    Action,
+    Decision,
+    DependencyState,
+    Recommendation,
+    ScalingHistory,
+    Signal,
+    Step,
+    WorkloadStatus,
+)
+from autoscaler.policies.base import PolicyContext, PolicyError
+
+#: Staleness limit for signals whose source sets none (resources.cpu: metrics-server's cadence).
+DEFAULT_STALE_SECONDS = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    decision: Decision
+    history: ScalingHistory
+
+
+def evaluate(
+    spec: WorkloadSpec,
+    *,
+    status: WorkloadStatus,
+    signals: Mapping[str, Signal],
+    dependencies: Mapping[str, DependencyState],
+    history: ScalingHistory,
+    now: float,
+    staleness: Mapping[str, float],
+    signal_history: Mapping[str, tuple[Signal, ...]] | None = None,
+) -> Evaluation:
+    w = spec.settings
+    current = status.replicas
+
+    def decide(action: Action, desired: int, reasons: tuple[str, ...],
+               recs: tuple[Recommendation, ...] = (), steps: tuple[Step, ...] = ()) -> Decision:
+        return Decision(workload=spec.name, namespace=spec.namespace, action=action,
+                        current=current, desired=desired, reasons=reasons,
+                        recommendations=recs, steps=steps)
+
+    if status.paused:
+        return Evaluation(decide(Action.PAUSE, current, ("Paused",)), history)
+    frozen = dependency_reasons(w.requires, dependencies)
+    if frozen:
+        return Evaluation(decide(Action.FREEZE, current, frozen), history)
+    if current > w.max:
+        return Evaluation(decide(Action.SCALE, w.max, ("TooManyReplicas: current above max",)),
+                          history)
+    if current < w.min:
+        return Evaluation(decide(Action.SCALE, w.min, ("TooFewReplicas: current below min",)),
+                          history)
+
+    ctx = PolicyContext(
+        status=status, signals=signals, now=now, min_replicas=w.min, max_replicas=w.max,
+        tolerance_up=w.behavior.tolerance.scale_up,
+        tolerance_down=w.behavior.tolerance.scale_down,
+        history=signal_history or {},
+    )
+    proposals: list[Recommendation] = []
+    invalid: list[str] = []
+    for policy in spec.policies:
+        missing = [r for name in policy.signals()
+                   if (r := signal_reason(name, signals.get(name), now=now,
+                                          stale_after=staleness.get(name,
+                                                                    DEFAULT_STALE_SECONDS)))]
+        if missing:
+            invalid.extend(missing)
+            continue
+        try:
+            proposals.append(policy.recommend(ctx))
+        except PolicyError as exc:
+            invalid.append(f"PolicyError:{policy.name}: {exc}")
+    recs = tuple(proposals)
+    if not proposals:
+        return Evaluation(decide(Action.FREEZE, current, tuple(invalid)), history)
+    best = max(proposals, key=lambda r: r.replicas)
+    steps: list[Step] = [Step("policy", best.replicas, best.reason)]
+    if invalid and best.replicas < current:
+        return Evaluation(decide(Action.HOLD, current,
+                                 ("ScaleDownBlocked: partial signals", *invalid), recs,
+                                 tuple(steps)), history)
+
+    result = apply_behavior(
+        current=current, desired=best.replicas, min_replicas=w.min, max_replicas=w.max,
+        up=w.behavior.up, down=w.behavior.down, history=history, now=now,
+    )
+    steps.extend(result.steps)
+    reasons = tuple(r for r in (best.reason, result.reason, *invalid) if r)
+    action = Action.SCALE if result.replicas != current else Action.HOLD
+    return Evaluation(decide(action, result.replicas, reasons, recs, tuple(steps)),
+                      result.history)

@@ -1,0 +1,160 @@
+"""Value types that cross module borders: signals, dependency states, workload status, decisions.
+
+Everything here is frozen and free of I/O. Sources and probes produce these values, the engine
+consumes them, and the daemon, simulator and `explain` print them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Health(StrEnum):
+    """A dependency's state as the gate sees it."""
+
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PodSample:
+    """One pod's resource usage from metrics.k8s.io (millicores)."""
+
+    pod: str
+    usage_milli: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStat:
+    """One Pulsar consumer of a subscription: who it is and how fast it drains."""
+
+    name: str
+    address: str
+    msg_rate_out: float
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A number read from outside at a time, or the error that prevented reading it.
+
+    `read_at` is the clock time of the read (the daemon's monotonic clock). A signal with an
+    error has no usable value, whatever `value` holds.
+    """
+
+    name: str
+    value: float | None
+    read_at: float
+    error: str | None = None
+    samples: tuple[PodSample, ...] = ()
+    consumers: tuple[ConsumerStat, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.value is not None and math.isfinite(self.value)
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.read_at)
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyState:
+    """A probe's verdict after hysteresis."""
+
+    name: str
+    health: Health
+    reason: str = ""
+    since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    """What the engine needs to know about one pod of a workload."""
+
+    name: str
+    ready: bool = True
+    phase: str = "Running"
+    ip: str = ""
+    started_at: float = 0.0
+    deleting: bool = False
+    restarts: int = 0
+    waiting_reason: str = ""
+    cpu_request_milli: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStatus:
+    """A Deployment as read from the cluster at one moment."""
+
+    name: str
+    namespace: str
+    replicas: int
+    ready_replicas: int
+    paused: bool = False
+    resource_version: str = ""
+    pods: tuple[PodInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """What one policy proposes for one workload, and why."""
+
+    replicas: int
+    reason: str
+    policy: str = ""
+
+
+class Action(StrEnum):
+    SCALE = "scale"
+    HOLD = "hold"
+    FREEZE = "freeze"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One stage of the pipeline with the replica count it produced (for `explain`)."""
+
+    stage: str
+    replicas: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one evaluation of one workload."""
+
+    workload: str
+    namespace: str
+    action: Action
+    current: int
+    desired: int
+    reasons: tuple[str, ...]
+    recommendations: tuple[Recommendation, ...] = ()
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return self.action is Action.SCALE and self.desired != self.current
+
+
+@dataclass(frozen=True, slots=True)
+class TimedValue:
+    """A value remembered with the time it was recorded (stabilization and rate memory)."""
+
+    at: float
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingHistory:
+    """The behavior's memory: past raw recommendations and past scale events.
+
+    The pure engine takes it and returns a new one; the daemon keeps the latest per workload.
+    """
+
+    recommendations: tuple[TimedValue, ...] = ()
+    scale_up_events: tuple[TimedValue, ...] = ()
+    scale_down_events: tuple[TimedValue, ...] = ()

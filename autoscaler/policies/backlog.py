@@ -1,0 +1,79 @@
+"""`backlog`: Pulsar workers sized to keep up with the in-rate and drain the backlog in time.
+
+needed capacity = in_rate + backlog / drain_seconds, divided by what one replica drains at the
+target utilization. One replica's throughput is learned from the recent reads in which consumers
+were saturated (backlog above `saturation_seconds` of their output), as the median of
+out_rate / consumers; until there are `learn_min_samples` such reads the configured
+`msgs_per_second` is used.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import ClassVar
+
+from pydantic import Field
+
+from autoscaler.model import Recommendation
+from autoscaler.policies.base import PolicyContext, PolicyParams
+
+
+class BacklogParams(PolicyParams):
+    source: str = Field(min_length=1, description="a pulsar or tracardi-queue source")
+    msgs_per_second: float = Field(gt=0, description="one replica's throughput until learned")
+    drain_seconds: float = Field(60.0, gt=0)
+    target_utilization: float = Field(0.8, gt=0, le=1)
+    learn: bool = True
+    saturation_seconds: float = Field(5.0, gt=0)
+    learn_min_samples: int = Field(5, ge=1)
+    use_in_rate: bool = True
+
+
+class BacklogPolicy:
+    name: ClassVar[str] = "backlog"
+    Params: ClassVar[type[PolicyParams]] = BacklogParams
+
+    def __init__(self, params: BacklogParams) -> None:
+        self.params = params
+
+    def signals(self) -> tuple[str, ...]:
+        src = self.params.source
+        if self.params.use_in_rate:
+            return (f"{src}.backlog", f"{src}.in_rate")
+        return (f"{src}.backlog",)
+
+    def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
+        """One replica's throughput and whether it was learned."""
+        p = self.params
+        if not p.learn:
+            return p.msgs_per_second, False
+        src = p.source
+        backlog = {s.read_at: s.value for s in ctx.history.get(f"{src}.backlog", ()) if s.ok}
+        out = {s.read_at: s.value for s in ctx.history.get(f"{src}.out_rate", ()) if s.ok}
+        rates: list[float] = []
+        for s in ctx.history.get(f"{src}.consumers", ()):
+            b, o = backlog.get(s.read_at), out.get(s.read_at)
+            if not s.ok or b is None or o is None or not s.value or o <= 0:
+                continue
+            if b > o * p.saturation_seconds:
+                rates.append(o / s.value)
+        if len(rates) < p.learn_min_samples:
+            return p.msgs_per_second, False
+        return statistics.median(rates), True
+
+    def recommend(self, ctx: PolicyContext) -> Recommendation:
+        p = self.params
+        backlog = float(ctx.signals[f"{p.source}.backlog"].value or 0.0)
+        in_rate = (float(ctx.signals[f"{p.source}.in_rate"].value or 0.0)
+                   if p.use_in_rate else 0.0)
+        rate, learned = self.per_replica(ctx)
+        needed = in_rate + backlog / p.drain_seconds
+        replicas = math.ceil(round(needed / (rate * p.target_utilization), 6))
+        how = "learned" if learned else "configured"
+        return Recommendation(
+            replicas,
+            f"backlog {backlog:.0f} + in-rate {in_rate:.1f}/s needs {needed:.1f}/s at "
+            f"{rate:.1f}/s per replica ({how})",
+            self.name,
+        )

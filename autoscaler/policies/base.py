@@ -1,0 +1,97 @@
+"""The Policy protocol and the registry that loads policies by name from entry points.
+
+A policy is a pure function from a workload's state and signals to a `Recommendation`. Built-ins
+and third-party policies register the same way, under the entry-point group
+`tracardi_autoscaler.policies`; the value is a class with a pydantic `Params` model and a
+constructor that takes the validated params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from autoscaler.model import Recommendation, Signal, WorkloadStatus
+
+ENTRY_POINT_GROUP = "tracardi_autoscaler.policies"
+
+
+class PolicyParams(BaseModel):
+    """Base of every policy's parameters: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """Everything a policy may look at. `history` holds recent signals per name, oldest first."""
+
+    status: WorkloadStatus
+    signals: Mapping[str, Signal]
+    now: float
+    min_replicas: int
+    max_replicas: int
+    tolerance_up: float = 0.1
+    tolerance_down: float = 0.1
+    history: Mapping[str, tuple[Signal, ...]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A scaling algorithm with its parameters bound."""
+
+    name: ClassVar[str]
+
+    def signals(self) -> tuple[str, ...]:
+        """The signal names this policy needs; the gate checks each for presence and age."""
+        ...
+
+    def recommend(self, ctx: PolicyContext) -> Recommendation:
+        """Propose a replica count. Called only when every needed signal is valid."""
+        ...
+
+
+class PolicyFactory(Protocol):
+    """What an entry point must name: a class with `Params` that builds a `Policy`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[PolicyParams]]
+
+    def __call__(self, params: Any) -> Policy: ...
+
+
+class PolicyError(ValueError):
+    """A policy cannot propose a count from these inputs; the engine treats it as invalid."""
+
+
+class UnknownPolicyError(LookupError):
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown policy {name!r}; known: {', '.join(known)}")
+        self.name = name
+
+
+@cache
+def registry() -> Mapping[str, PolicyFactory]:
+    """All installed policies by name, read once from the entry-point group."""
+    found: dict[str, PolicyFactory] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+def policy_factory(name: str) -> PolicyFactory:
+    known = registry()
+    if name not in known:
+        raise UnknownPolicyError(name, tuple(sorted(known)))
+    return known[name]
+
+
+def build_policy(name: str, params: Mapping[str, Any]) -> Policy:
+    """Validate `params` against the named policy and bind them (raises pydantic errors)."""
+    factory = policy_factory(name)
+    return factory(factory.Params.model_validate(dict(params)))

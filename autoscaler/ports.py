@@ -1,0 +1,122 @@
+"""The seams between the daemon and the outside world (see DESIGN.md, "Seams").
+
+Live adapters (HTTP sources and probes, `kube/`) and simulated ones (`sim/`) implement the same
+protocols, so the daemon runs unchanged against either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from autoscaler.model import Signal, WorkloadStatus
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds (virtual in the simulator)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Source(Protocol):
+    """An async reader of signals. Readers never act."""
+
+    name: str
+
+    async def read(self) -> Sequence[Signal]:
+        """One read. Failures come back as signals with `error` set, never as exceptions."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One raw probe check, before hysteresis."""
+
+    ok: bool
+    reason: str = ""
+
+
+class Probe(Protocol):
+    name: str
+
+    async def check(self) -> CheckResult:
+        """One check within the probe's own timeout. Never raises."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class WriteOutcome(StrEnum):
+    DONE = "done"
+    CONFLICT = "conflict"  # 409: re-read and re-decide, never retry blind
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    THROTTLED = "throttled"  # 429: wait and retry later (PDB for evictions)
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    outcome: WriteOutcome
+    message: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodEvent:
+    """A change seen by the pod watch: ADDED, MODIFIED or DELETED, with the pod's workload."""
+
+    kind: str
+    namespace: str
+    workload: str
+
+
+class Cluster(Protocol):
+    """Everything the daemon reads from and writes to Kubernetes. Only `kube/` (live) and
+    `sim/` implement it."""
+
+    async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus: ...
+
+    async def scale(self, namespace: str, deployment: str, *, replicas: int,
+                    resource_version: str) -> WriteResult: ...
+
+    async def evict(self, namespace: str, pod: str) -> WriteResult: ...
+
+    async def delete_pod(self, namespace: str, pod: str) -> WriteResult: ...
+
+    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
+                         warning: bool = False) -> None: ...
+
+    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        """The name of an HPA or KEDA ScaledObject that also targets this Deployment."""
+        ...
+
+    async def pod_cpu(self, namespace: str, deployment: str) -> Signal: ...
+
+    def watch_pods(self, namespace: str) -> AsyncIterator[PodEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    holder: str | None
+    acquired_at: float
+    renewed_at: float
+    duration_seconds: float
+    transitions: int
+    resource_version: str
+
+
+class LeaseStore(Protocol):
+    async def get(self, namespace: str, name: str) -> LeaseRecord | None: ...
+
+    async def create(self, namespace: str, name: str, record: LeaseRecord) -> WriteResult: ...
+
+    async def update(self, namespace: str, name: str, record: LeaseRecord) -> WriteResult: ...
