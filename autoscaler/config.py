@@ -22,7 +22,8 @@ from autoscaler.policies.base import Policy, UnknownPolicyError, build_policy
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
-SECRET_KEYS = frozenset({"password", "token", "api_key", "apikey", "secret", "passwd", "auth_token"})
+SECRET_KEYS = frozenset(
+    {"password", "token", "api_key", "apikey", "secret", "passwd", "auth_token"})
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 PAUSE_ANNOTATION = "autoscaler.tracardi.com/paused"
 
@@ -467,10 +468,9 @@ def _field_path(data: Any, loc: Loc) -> Loc:
     out: list[str | int] = []
     cur = data
     for i, part in enumerate(loc):
-        if isinstance(cur, Mapping) and part in cur:
-            cur = cur[part]
-            out.append(part)
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        in_map = isinstance(cur, Mapping) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        if in_map or in_list:
             cur = cur[part]
             out.append(part)
         elif i == len(loc) - 1:

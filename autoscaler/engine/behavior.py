@@ -62,7 +62,10 @@ def scale_up_limit(
     *, current: int, rules: ScalingRules, up_events: Sequence[TimedValue],
     down_events: Sequence[TimedValue], now: float,
 ) -> int:
-    """The most replicas the scale-up policies allow now (HPA `calculateScaleUpLimitWithScalingRules`)."""
+    """The most replicas the scale-up policies allow now.
+
+    HPA `calculateScaleUpLimitWithScalingRules`.
+    """
     if rules.select_policy == "Disabled":
         return current
     limits: list[int] = []

@@ -9,7 +9,7 @@ rate-limit -> scale only if changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from autoscaler.config import WorkloadSpec
@@ -46,7 +46,7 @@ def evaluate(
     history: ScalingHistory,
     now: float,
     staleness: Mapping[str, float],
-    signal_history: Mapping[str, tuple[Signal, ...]] | None = None,
+    signal_history: Mapping[str, Sequence[Signal]] | None = None,
 ) -> Evaluation:
     w = spec.settings
     current = status.replicas

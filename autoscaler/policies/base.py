@@ -8,7 +8,7 @@ constructor that takes the validated params.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -38,7 +38,7 @@ class PolicyContext:
     max_replicas: int
     tolerance_up: float = 0.1
     tolerance_down: float = 0.1
-    history: Mapping[str, tuple[Signal, ...]] = field(default_factory=dict)
+    history: Mapping[str, Sequence[Signal]] = field(default_factory=dict)
 
 
 @runtime_checkable

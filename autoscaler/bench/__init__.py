@@ -1,0 +1,1 @@
+"""The benchmark: contenders replayed on traces in the simulator, scored side by side."""

@@ -1,0 +1,264 @@
+"""`simulate` and `bench`: run contenders on traces and scenarios, score them, report.
+
+Runs are independent, so `bench` spreads them over worker processes (both cores here). Every
+run is seeded; the same inputs give the same numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoscaler.bench.contenders import (
+    KEDA_API_TARGETS,
+    KEDA_WORKER_TARGETS,
+    oracle_replica_seconds,
+    run_keda,
+    run_ours,
+    run_static,
+)
+from autoscaler.bench.scenario import Setup, build_setup
+from autoscaler.config import load_config
+from autoscaler.sim.model import ClusterModel
+from autoscaler.sim.traces import Trace, generated_trace, load_trace
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    config: str
+    trace: str  # a CSV path, or "generated"
+    scenario: str
+    contender: str
+    target: float | None
+    peak_replicas: int
+    seed: int
+    plot_dir: str | None = None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def trace_for(spec: str) -> Trace:
+    return generated_trace() if spec == "generated" else load_trace(spec)
+
+
+def scores(setup: Setup, model: ClusterModel) -> dict[str, Any]:
+    s = model.scores
+    return {
+        "duration_s": model.trace.duration,
+        "replica_seconds": round(s.replica_seconds, 1),
+        "slo_violation_seconds": s.slo_violation_seconds,
+        "overload_fraction": (round(s.requests_late / s.requests_total, 6)
+                              if setup.kind == "api" and s.requests_total else None),
+        "scale_actions": s.scale_actions,
+        "direction_changes": s.direction_changes,
+        "actions_during_outage": s.actions_during_outage,
+        "restarts_during_outage": s.restarts_during_outage,
+        "reaction_p50_s": _round(percentile(s.reactions, 0.5)),
+        "reaction_p99_s": _round(percentile(s.reactions, 0.99)),
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    loaded = load_config(job.config)
+    trace = trace_for(job.trace)
+    setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas)
+    record = job.plot_dir is not None
+    model = setup.model(seed=job.seed, record_timeline=record)
+    started = time.perf_counter()
+    if job.contender == "ours":
+        run_ours(loaded, setup, model)
+    elif job.contender == "keda":
+        assert job.target is not None
+        run_keda(setup, model, job.target * setup.capacity)
+    elif job.contender == "static":
+        run_static(setup, model)
+    if job.contender == "oracle":
+        result: dict[str, Any] = {
+            "duration_s": trace.duration,
+            "replica_seconds": round(oracle_replica_seconds(setup, model), 1),
+            "slo_violation_seconds": 0, "overload_fraction": 0.0 if setup.kind == "api" else None,
+            "scale_actions": None, "direction_changes": None, "actions_during_outage": None,
+            "restarts_during_outage": None, "reaction_p50_s": None, "reaction_p99_s": None,
+        }
+    else:
+        result = scores(setup, model)
+    if record and job.plot_dir:
+        from autoscaler.bench.plots import plot_run  # noqa: PLC0415 (optional matplotlib)
+
+        out = Path(job.plot_dir) / f"{trace.name}-{job.scenario}-{job.contender}.png"
+        plot_run(model, out, title=f"{trace.name} / {job.scenario} / {job.contender}")
+    return {"trace": trace.name, "scenario": job.scenario, "contender": job.contender,
+            "target": job.target, **result, "wall_s": round(time.perf_counter() - started, 2)}
+
+
+def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
+             peak_replicas: int, seed: int, plot_dir: str | None) -> list[Job]:
+    jobs: list[Job] = []
+    for trace in traces:
+        for scenario in scenarios:
+            targets = KEDA_API_TARGETS if scenario == "api" else KEDA_WORKER_TARGETS
+            def job(contender: str, target: float | None = None, plots: str | None = None,
+                    trace: str = trace, scenario: str = scenario) -> Job:
+                return Job(config=config, trace=trace, scenario=scenario, contender=contender,
+                           target=target, peak_replicas=peak_replicas, seed=seed,
+                           plot_dir=plots)
+
+            jobs.append(job("ours", plots=plot_dir))
+            jobs.extend(job("keda", float(t)) for t in targets)
+            jobs.append(job("static"))
+            jobs.append(job("oracle"))
+    return jobs
+
+
+def run_jobs(jobs: list[Job], *, workers: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Run jobs on `workers` processes, the longest traces first, with a progress bar."""
+    results: list[dict[str, Any]] = []
+    order = sorted(jobs, key=lambda j: -_size(j.trace))
+    bar = _Progress(len(order), enabled=progress)
+    if workers <= 1:
+        for job in order:
+            results.append(run_job(job))
+            bar.step(job)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_job, job): job for job in order}
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.step(futures[fut])
+    bar.done()
+    rank = {id(j): i for i, j in enumerate(jobs)}
+    index = {(j.trace, j.scenario, j.contender, j.target): rank[id(j)] for j in jobs}
+    stems = {Path(j.trace).stem if j.trace != "generated" else "generated": j.trace
+             for j in jobs}
+    results.sort(key=lambda r: index[(stems[r["trace"]], r["scenario"], r["contender"],
+                                      r["target"])])
+    return results
+
+
+def _size(trace: str) -> int:
+    try:
+        return os.path.getsize(trace)
+    except OSError:
+        return 0
+
+
+class _Progress:
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total = total
+        self.done_count = 0
+        self.enabled = enabled and total > 0
+        self.started = time.perf_counter()
+
+    def step(self, job: Job) -> None:
+        self.done_count += 1
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * self.done_count // self.total
+        elapsed = time.perf_counter() - self.started
+        label = f"{Path(job.trace).stem}/{job.scenario}/{job.contender}"
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done_count}/"
+                         f"{self.total} {elapsed:5.0f}s {label:<60.60}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def curve_ratio(ours: dict[str, Any], keda: list[dict[str, Any]]) -> tuple[float | None, float]:
+    """keda's violations interpolated at ours' replica-seconds, divided by ours' violations.
+
+    Returns (ratio, keda's interpolated violations). Outside keda's range the nearest end point
+    is used. The ratio is inf when ours has none and keda some, None when both have none.
+    """
+    points = sorted((k["replica_seconds"], k["slo_violation_seconds"]) for k in keda)
+    x = ours["replica_seconds"]
+    if x <= points[0][0]:
+        y = float(points[0][1])
+    elif x >= points[-1][0]:
+        y = float(points[-1][1])
+    else:
+        y = float(points[-1][1])
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
+            if x0 <= x <= x1:
+                y = y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+                break
+    mine = ours["slo_violation_seconds"]
+    if mine == 0:
+        return (math.inf if y > 0 else None), y
+    return y / mine, y
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add `curve_ratio` and `ours_over_oracle` to every `ours` run."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["trace"], r["scenario"]), []).append(r)
+    for runs in groups.values():
+        ours = next((r for r in runs if r["contender"] == "ours"), None)
+        keda = [r for r in runs if r["contender"] == "keda"]
+        oracle = next((r for r in runs if r["contender"] == "oracle"), None)
+        if ours is None:
+            continue
+        if keda:
+            ratio, interp = curve_ratio(ours, keda)
+            ours["curve_ratio"] = ratio
+            ours["keda_interpolated_violations"] = round(interp, 1)
+        if oracle and oracle["replica_seconds"]:
+            ours["ours_over_oracle"] = round(ours["replica_seconds"] /
+                                            oracle["replica_seconds"], 3)
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (f"{'trace':<26} {'scenario':<14} {'contender':<9} {'target':>6} {'replica_s':>11} "
+            f"{'slo_viol_s':>10} {'overload':>9} {'actions':>7} {'flips':>5} {'out_act':>7} "
+            f"{'react_p50':>9} {'react_p99':>9} {'curve':>7} {'/oracle':>7}")
+    lines = [head, "-" * len(head)]
+
+    def fmt(v: Any, spec: str) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float) and math.isinf(v):
+            return "inf"
+        return format(v, spec)
+
+    for r in results:
+        lines.append(
+            f"{r['trace']:<26.26} {r['scenario']:<14} {r['contender']:<9} "
+            f"{fmt(r['target'], 'g'):>6} {fmt(r['replica_seconds'], '.0f'):>11} "
+            f"{fmt(r['slo_violation_seconds'], 'd'):>10} {fmt(r['overload_fraction'], '.4f'):>9} "
+            f"{fmt(r['scale_actions'], 'd'):>7} {fmt(r['direction_changes'], 'd'):>5} "
+            f"{fmt(r['actions_during_outage'], 'd'):>7} {fmt(r['reaction_p50_s'], '.1f'):>9} "
+            f"{fmt(r['reaction_p99_s'], '.1f'):>9} {fmt(r.get('curve_ratio'), '.1f'):>7} "
+            f"{fmt(r.get('ours_over_oracle'), '.2f'):>7}")
+    return "\n".join(lines)
+
+
+def write_json(results: list[dict[str, Any]], path: str) -> None:
+    def clean(v: Any) -> Any:
+        return "inf" if isinstance(v, float) and math.isinf(v) else v
+
+    runs = [{k: clean(v) for k, v in r.items()} for r in results]
+    Path(path).write_text(json.dumps({"runs": runs}, indent=1) + "\n")

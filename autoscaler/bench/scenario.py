@@ -1,0 +1,79 @@
+"""Scenarios: which workload of the shipped config is under test, on what traffic, with what
+outages; and the simulated cluster built for one run.
+
+`api` scales the track API (`request-rate` policy) on the trace; `worker` scales the background
+worker (`backlog` policy) on the trace turned into Pulsar messages; `worker-outage` adds a
+10-minute Elasticsearch outage starting 5 minutes before the busiest hour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, WorkloadSpec
+from autoscaler.sim.model import ClusterModel, Outage
+from autoscaler.sim.traces import Trace
+
+SCENARIOS = ("api", "worker", "worker-outage")
+OUTAGE_SECONDS = 600
+
+
+class ScenarioError(ValueError):
+    """The config has no workload this scenario can run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    scenario: str
+    kind: str  # api | worker
+    spec: WorkloadSpec
+    capacity: float  # per ready pod: requests/s or msgs/s
+    trace: Trace  # already normalized to the scenario's unit (requests/s or msgs/s)
+    outages: tuple[Outage, ...]
+    startup_seconds: float
+
+    def model(self, *, seed: int, record_timeline: bool = False) -> ClusterModel:
+        w = self.spec.settings
+        initial = min(w.max, max(w.min, math.ceil(self.trace.rates[0] / self.capacity * 1.25)))
+        return ClusterModel(trace=self.trace, kind=self.kind, workload=self.spec.deployment,
+                            namespace=self.spec.namespace, replicas=initial,
+                            capacity=self.capacity, startup_seconds=self.startup_seconds,
+                            min_replicas=w.min, outages=self.outages, seed=seed,
+                            record_timeline=record_timeline)
+
+
+def _workload(loaded: LoadedConfig, policy: str, source_kind: type) -> WorkloadSpec:
+    sources = loaded.config.sources
+    for spec in loaded.workloads:
+        for ref, p in zip(spec.settings.policies, spec.policies, strict=True):
+            src = ref.params.get("source")
+            if p.name == policy and isinstance(sources.get(str(src)), source_kind):
+                return spec
+    raise ScenarioError(f"{loaded.path}: no workload with a {policy!r} policy on a "
+                        f"{source_kind.__name__} source")
+
+
+def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
+                peak_replicas: int) -> Setup:
+    if scenario not in SCENARIOS:
+        raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    peak = max(trace.rates) or 1.0
+    if scenario == "api":
+        spec = _workload(loaded, "request-rate", PrometheusSource)
+        params = spec.settings.policies[0].params
+        capacity = float(params["capacity_rps"])
+        startup = float(params.get("startup_seconds", 30.0))
+        kind = "api"
+    else:
+        spec = _workload(loaded, "backlog", PulsarSource)
+        params = spec.settings.policies[0].params
+        capacity = float(params["msgs_per_second"])
+        startup = 20.0
+        kind = "worker"
+    normalized = trace.scaled(peak_replicas * capacity / peak)
+    outages: tuple[Outage, ...] = ()
+    if scenario == "worker-outage":
+        start = max(120, trace.busiest_hour_start() - 300)
+        outages = (Outage("elasticsearch", float(start), float(start + OUTAGE_SECONDS)),)
+    return Setup(scenario, kind, spec, capacity, normalized, outages, startup)

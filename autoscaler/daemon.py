@@ -1,0 +1,396 @@
+"""The daemon: named, guarded tasks around the pure engine.
+
+Sources, probes, the resource poller and the pod watch feed the signal store; a change wakes the
+evaluator for exactly the workloads that depend on it (debounced); a periodic tick re-evaluates
+everything as a safety net. Decisions go to the actuator (the `Cluster` port) only when this
+replica leads and is not in dry-run. The same code runs live (aiohttp, kubernetes_asyncio) and in
+the simulator (in-memory adapters on a virtual clock): only the adapters differ.
+
+Shutdown follows one rule: the first root task to end stops the others; `stop()` ends the run
+after the write in flight (no half-done write), and the leader elector releases its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import ChainMap
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from autoscaler.config import RESOURCE_SIGNALS, LoadedConfig, WorkloadSpec
+from autoscaler.engine.behavior import record_scale
+from autoscaler.engine.evaluate import evaluate
+from autoscaler.engine.hysteresis import Hysteresis
+from autoscaler.model import Action, Decision, ScalingHistory, Signal, WorkloadStatus
+from autoscaler.ports import CheckResult, Clock, Cluster, Probe, Source, WriteOutcome
+from autoscaler.store import SignalStore
+from autoscaler.telemetry import Telemetry
+
+log = structlog.get_logger("tracardi_autoscaler")
+
+#: How often per-workload CPU is read from metrics.k8s.io (metrics-server resolution is ~15 s).
+RESOURCE_POLL_SECONDS = 15.0
+#: After a failed write (403, 5xx) a workload is left alone this long before the next attempt.
+WRITE_BACKOFF_SECONDS = 10.0
+#: How often a workload is checked for another HPA or ScaledObject targeting it.
+CONFLICT_CHECK_SECONDS = 60.0
+
+
+class Leadership(Protocol):
+    def is_leader(self) -> bool: ...
+
+
+class AlwaysLeader:
+    """For the simulator and single-replica set-ups without a lease."""
+
+    def is_leader(self) -> bool:
+        return True
+
+
+class LoopClock:
+    """The running loop's clock: real time live, virtual time in the simulator."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class Adapters:
+    clock: Clock
+    cluster: Cluster
+    sources: Mapping[str, Source]
+    probes: Mapping[str, Probe]
+    leadership: Leadership = field(default_factory=AlwaysLeader)
+    wall: Callable[[], float] = time.time
+    #: Extra root tasks (the leader elector, the config watcher) run beside the daemon's own.
+    extra_tasks: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] = field(
+        default_factory=dict)
+
+
+@dataclass
+class WorkloadState:
+    spec: WorkloadSpec
+    history: ScalingHistory = field(default_factory=ScalingHistory)
+    status: WorkloadStatus | None = None
+    decision: Decision | None = None
+    woken_by_read_at: float | None = None
+    backoff_until: float = 0.0
+    conflict: str | None = None
+    conflict_checked_at: float = float("-inf")
+
+
+class Daemon:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        adapters: Adapters,
+        *,
+        telemetry: Telemetry | None = None,
+        dry_run: bool = False,
+        on_decision: Callable[[Decision, WorkloadStatus], None] | None = None,
+        check_conflicts: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.a = adapters
+        self.telemetry = telemetry or Telemetry()
+        self.dry_run = dry_run
+        self.on_decision = on_decision
+        self.check_conflicts = check_conflicts
+        settings = loaded.config.daemon
+        self.store = SignalStore(history_seconds=settings.history_seconds)
+        self.workloads: dict[str, WorkloadState] = {}
+        self.hysteresis: dict[str, Hysteresis] = {}
+        self.staleness: dict[str, float] = {}
+        self._pending: dict[str, None] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.scale_writes = 0
+        self.ready = False
+        self.apply_config(loaded)
+
+    # ----------------------------------------------------------------- configuration
+    def apply_config(self, loaded: LoadedConfig) -> None:
+        """Adopt a (new) config: keep the memory of workloads that stay, subscribe signals."""
+        self.loaded = loaded
+        old = self.workloads
+        self.workloads = {}
+        self.store.clear_subscriptions()
+        for spec in loaded.workloads:
+            state = old.get(spec.key) or WorkloadState(spec)
+            state.spec = spec
+            self.workloads[spec.key] = state
+            self.store.subscribe(spec.key, signals=self._signal_keys(spec),
+                                 requires=spec.settings.requires)
+        self.staleness = {
+            f"{name}.{f}": src.staleness_limit()
+            for name, src in loaded.config.sources.items()
+            for f in ("backlog", "in_rate", "out_rate", "consumers", "value")
+        }
+        for spec in loaded.workloads:
+            self.telemetry.min.labels(spec.namespace, spec.name).set(spec.settings.min)
+            self.telemetry.max.labels(spec.namespace, spec.name).set(spec.settings.max)
+
+    @staticmethod
+    def _signal_keys(spec: WorkloadSpec) -> list[str]:
+        return [f"{s}@{spec.key}" if s in RESOURCE_SIGNALS else s for s in spec.signal_names()]
+
+    # ----------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until `stop()` or until a root task ends; then stop the rest."""
+        tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "evaluator": self._evaluator,
+            "ticker": self._ticker,
+        }
+        for name, source in self.a.sources.items():
+            tasks[f"source:{name}"] = self._bind(self._poll_source, source)
+        for name, probe in self.a.probes.items():
+            tasks[f"probe:{name}"] = self._bind(self._run_probe, probe)
+        for key, state in self.workloads.items():
+            if any(s in RESOURCE_SIGNALS for s in state.spec.signal_names()):
+                tasks[f"resources:{key}"] = self._bind(self._poll_resources, state)
+        for ns in sorted({s.spec.namespace for s in self.workloads.values()}):
+            tasks[f"pod-watch:{ns}"] = self._bind(self._watch_pods, ns)
+        tasks.update(self.a.extra_tasks)
+        running = {asyncio.create_task(self._guard(name, factory), name=name)
+                   for name, factory in tasks.items()}
+        stopper = asyncio.create_task(self._stop.wait(), name="stop")
+        self.ready = True
+        try:
+            await asyncio.wait({*running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.ready = False
+            for task in running:
+                task.cancel()
+            stopper.cancel()
+            await asyncio.gather(*running, stopper, return_exceptions=True)
+
+    @staticmethod
+    def _bind(fn: Callable[[Any], Awaitable[None]],
+              arg: Any) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def bound() -> None:
+            await fn(arg)
+        return bound
+
+    async def _guard(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await factory()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task_failed", task=name)
+            raise
+        else:
+            if not self._stop.is_set():
+                log.warning("task_ended", task=name)
+
+    # ----------------------------------------------------------------- waking
+    def wake(self, keys: set[str] | list[str], *, read_at: float | None = None) -> None:
+        for key in keys:
+            if key not in self.workloads:
+                continue
+            self._pending[key] = None
+            state = self.workloads[key]
+            if read_at is not None and state.woken_by_read_at is None:
+                state.woken_by_read_at = read_at
+        if self._pending:
+            self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.a.clock.sleep(self.loaded.config.daemon.tick_seconds)
+            self.wake(list(self.workloads))
+
+    # ----------------------------------------------------------------- readers
+    async def _poll_source(self, source: Source) -> None:
+        cfg = self.loaded.config.sources.get(source.name)
+        poll = cfg.poll_seconds if cfg else 5.0
+        timeout = (cfg.timeout_seconds if cfg else 2.0) + 1.0
+        clock = self.a.clock
+        while True:
+            started = clock.now()
+            try:
+                signals = await asyncio.wait_for(source.read(), timeout)
+            except TimeoutError:
+                signals = [Signal(f"{source.name}.{f}", None, clock.now(),
+                                  error=f"timeout after {timeout:g}s")
+                           for f in ("backlog", "in_rate", "out_rate", "consumers", "value")]
+            self._take_signals(signals)
+            await clock.sleep(max(0.0, poll - (clock.now() - started)))
+
+    def _take_signals(self, signals: list[Signal] | tuple[Signal, ...] | Any) -> None:
+        now = self.a.clock.now()
+        woken = self.store.put_signals(signals, now=now)
+        wall = self.a.wall()
+        for sig in signals:
+            self.telemetry.observe_signal(sig, wall=wall)
+            if sig.error:
+                log.debug("signal_error", signal=sig.name, error=sig.error)
+        if woken:
+            self.wake(woken, read_at=min(s.read_at for s in signals))
+
+    async def _poll_resources(self, state: WorkloadState) -> None:
+        spec = state.spec
+        while True:
+            try:
+                sig = await self.a.cluster.pod_cpu(spec.namespace, spec.deployment)
+            except Exception as exc:  # the port reports failures; this guards adapter bugs
+                sig = Signal("resources.cpu", None, self.a.clock.now(), error=str(exc))
+            keyed = Signal(f"resources.cpu@{spec.key}", sig.value, sig.read_at, sig.error,
+                           sig.samples)
+            self._take_signals([keyed])
+            await self.a.clock.sleep(RESOURCE_POLL_SECONDS)
+
+    async def _run_probe(self, probe: Probe) -> None:
+        cfg = self.loaded.config.dependencies[probe.name]
+        clock = self.a.clock
+        state = self.hysteresis.get(probe.name) or Hysteresis()
+        self.store.put_dependency(state.state(probe.name))
+        while True:
+            started = clock.now()
+            try:
+                result = await asyncio.wait_for(probe.check(), cfg.timeout_seconds + 1.0)
+            except TimeoutError:
+                result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
+            before = state.health
+            state = state.observe(result, now=clock.now(),
+                                  failure_threshold=cfg.failure_threshold,
+                                  success_threshold=cfg.success_threshold)
+            self.hysteresis[probe.name] = state
+            dep = state.state(probe.name)
+            self.telemetry.observe_dependency(dep)
+            woken = self.store.put_dependency(dep)
+            if state.health != before:
+                log.info("dependency_changed", dependency=probe.name, health=dep.health.value,
+                         reason=dep.reason)
+            if woken:
+                self.wake(woken)
+            await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
+
+    async def _watch_pods(self, namespace: str) -> None:
+        by_deployment = {(s.spec.namespace, s.spec.deployment): k
+                         for k, s in self.workloads.items()}
+        async for event in self.a.cluster.watch_pods(namespace):
+            key = by_deployment.get((event.namespace, event.workload))
+            if key is not None:
+                self.wake([key])
+
+    # ----------------------------------------------------------------- evaluation
+    async def _evaluator(self) -> None:
+        debounce = self.loaded.config.daemon.debounce_seconds
+        while True:
+            await self._wake.wait()
+            if debounce:
+                await self.a.clock.sleep(debounce)
+            keys = list(self._pending)
+            self._pending.clear()
+            self._wake.clear()
+            for key in keys:
+                if key in self.workloads:
+                    await self.evaluate_workload(self.workloads[key])
+
+    def signals_for(self, spec: WorkloadSpec) -> Mapping[str, Signal]:
+        own = {s: self.store.latest[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
+               if f"{s}@{spec.key}" in self.store.latest}
+        return ChainMap(own, self.store.latest)
+
+    async def evaluate_workload(self, state: WorkloadState, *, retries: int = 1) -> Decision | None:
+        spec = state.spec
+        clock = self.a.clock
+        try:
+            status = await self.a.cluster.get_workload(spec.namespace, spec.deployment)
+        except Exception as exc:  # a read failure (403, 404, 5xx) holds the workload this round
+            log.warning("workload_read_failed", workload=spec.key, error=str(exc))
+            return None
+        state.status = status
+        started = time.perf_counter()
+        now = clock.now()
+        result = evaluate(spec, status=status, signals=self.signals_for(spec),
+                          dependencies=self.store.dependencies, history=state.history, now=now,
+                          staleness=self.staleness, signal_history=self.store.history_view())
+        self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
+        decision = result.decision
+        state.history = result.history
+        if decision.changes and self.check_conflicts:
+            conflict = await self._conflict(state, now)
+            if conflict:
+                decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
+                                    decision.current,
+                                    (f"ConflictingAutoscaler:{conflict}", *decision.reasons),
+                                    decision.recommendations, decision.steps)
+        leader = self.a.leadership.is_leader()
+        state.decision = decision
+        self.telemetry.observe_decision(decision, ready=status.ready_replicas, leader=leader,
+                                        minimum=spec.settings.min, maximum=spec.settings.max)
+        if self.on_decision is not None:
+            self.on_decision(decision, status)
+        woken_at, state.woken_by_read_at = state.woken_by_read_at, None
+        if not decision.changes:
+            return decision
+        log.info("decision", workload=spec.key, action=decision.action.value,
+                 current=decision.current, desired=decision.desired,
+                 reasons=list(decision.reasons), leader=leader, dry_run=self.dry_run)
+        if not leader or self.dry_run or now < state.backoff_until:
+            return decision
+        await self._scale(state, status, decision, woken_at=woken_at, retries=retries)
+        return decision
+
+    async def _conflict(self, state: WorkloadState, now: float) -> str | None:
+        if now - state.conflict_checked_at >= CONFLICT_CHECK_SECONDS:
+            spec = state.spec
+            try:
+                state.conflict = await self.a.cluster.conflicting_autoscaler(spec.namespace,
+                                                                             spec.deployment)
+            except Exception as exc:  # unknown is not a conflict; the write path still guards
+                log.warning("conflict_check_failed", workload=spec.key, error=str(exc))
+            state.conflict_checked_at = now
+            self.telemetry.conflicts.labels(spec.namespace, spec.name).set(
+                1 if state.conflict else 0)
+            if state.conflict:
+                log.error("conflicting_autoscaler", workload=spec.key, other=state.conflict)
+        return state.conflict
+
+    async def _scale(self, state: WorkloadState, status: WorkloadStatus, decision: Decision, *,
+                     woken_at: float | None, retries: int) -> None:
+        spec = state.spec
+        clock = self.a.clock
+        # Shielded: a SIGTERM during the request lets it finish, so no write is left half-done.
+        result = await asyncio.shield(self.a.cluster.scale(
+            spec.namespace, spec.deployment, replicas=decision.desired,
+            resource_version=status.resource_version))
+        self.scale_writes += 1
+        self.telemetry.scale_writes.labels(spec.namespace, spec.name, result.outcome.value).inc()
+        now = clock.now()
+        if result.outcome is WriteOutcome.DONE:
+            state.history = record_scale(state.history, now=now, old=decision.current,
+                                         new=decision.desired)
+            if woken_at is not None:
+                self.telemetry.reaction_seconds.observe(max(0.0, now - woken_at))
+            message = f"New size: {decision.desired}; reason: {'; '.join(decision.reasons)}"
+            with contextlib.suppress(Exception):
+                await self.a.cluster.emit_event(spec.namespace, spec.deployment,
+                                                reason="SuccessfulRescale", message=message)
+            return
+        if result.outcome is WriteOutcome.CONFLICT and retries > 0:
+            log.info("scale_conflict_reread", workload=spec.key, message=result.message)
+            await self.evaluate_workload(state, retries=retries - 1)
+            return
+        delay = result.retry_after or WRITE_BACKOFF_SECONDS
+        state.backoff_until = now + delay
+        log.warning("scale_failed", workload=spec.key, outcome=result.outcome.value,
+                    message=result.message, retry_in_s=delay)
+        with contextlib.suppress(Exception):
+            await self.a.cluster.emit_event(spec.namespace, spec.deployment,
+                                            reason="FailedRescale", warning=True,
+                                            message=f"New size: {decision.desired}; "
+                                                    f"error: {result.message}")

@@ -1,0 +1,429 @@
+"""`KubeCluster`: the `Cluster` port over the real Kubernetes API (kubernetes_asyncio).
+
+The daemon's actuator writes through it (scale, evict, delete, events) and its readers read
+through it (workload status, pod CPU from metrics.k8s.io, the pod watch). `sim/cluster.py`
+(`SimCluster`) implements the same port over the in-memory `KubeState` with the same outcomes,
+and `sim/kubeapi.py` serves that state over HTTP so this class can be tested against it.
+
+Rules kept here:
+- every scale is a PUT of the `scale` subresource carrying the resourceVersion that was read;
+  a 409 comes back as CONFLICT and is never retried here (the caller re-reads and re-decides);
+- restarts go through the Eviction API, so PodDisruptionBudgets hold (429 -> THROTTLED);
+- writes never raise: 401/403/404/409/429/5xx and transport errors become a `WriteResult`;
+  reads raise `KubeError` carrying the apiserver's Status message.
+
+`PodInfo.started_at` is the pod's `status.startTime` in epoch seconds: the daemon's monotonic
+clock cannot be related to the apiserver's wall clock, so callers compare it with wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, cast
+
+import aiohttp
+import structlog
+from kubernetes_asyncio.client import (
+    ApiClient,
+    AppsV1Api,
+    AutoscalingV2Api,
+    CoreV1Api,
+    CoreV1Event,
+    CustomObjectsApi,
+    V1Deployment,
+    V1EventSource,
+    V1Eviction,
+    V1ObjectMeta,
+    V1ObjectReference,
+    V1Pod,
+    V1Scale,
+    V1ScaleSpec,
+)
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from autoscaler.config import PAUSE_ANNOTATION
+from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for, retry_after
+from autoscaler.model import PodInfo, PodSample, Signal, WorkloadStatus
+from autoscaler.ports import Clock, PodEvent, WriteOutcome, WriteResult
+
+log = structlog.get_logger(__name__)
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+CPU_SIGNAL = "resources.cpu"
+EVENT_SOURCE = "tracardi-autoscaler"
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+_CPU_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1), "": Decimal(1000)}
+
+
+def parse_cpu_milli(quantity: str | None) -> int:
+    """Millicores from a Kubernetes CPU quantity: `250m`, `1`, `0.5`, `123456789n`, `5u`."""
+    if not quantity:
+        return 0
+    text = quantity.strip()
+    suffix = text[-1] if text[-1] in "num" else ""
+    try:
+        value = Decimal(text[: len(text) - len(suffix)]) * _CPU_SUFFIX[suffix]
+    except InvalidOperation:
+        raise ValueError(f"not a CPU quantity: {quantity!r}") from None
+    return int(value.to_integral_value())
+
+
+def _status_body(exc: ApiException) -> Mapping[str, Any]:
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def kube_error(exc: BaseException) -> KubeError:
+    """A KubeError for an ApiException (with the Status message) or a transport failure."""
+    if isinstance(exc, ApiException):
+        status = _status_body(exc)
+        code = int(exc.status or 0)
+        headers: Mapping[str, str] = exc.headers or {}
+        return KubeError(code, str(status.get("reason") or exc.reason or "Error"),
+                         str(status.get("message") or exc.reason or ""),
+                         retry_after=retry_after(headers.get("Retry-After"), status))
+    return KubeError(UNREACHABLE, "Unreachable", f"{type(exc).__name__}: {exc}")
+
+
+def _write_result(exc: BaseException) -> WriteResult:
+    err = kube_error(exc)
+    outcome = outcome_for(err.code) if err.code else WriteOutcome.FAILED
+    return WriteResult(outcome, err.message or err.reason, err.retry_after)
+
+
+def pod_info(pod: V1Pod) -> PodInfo:
+    """What the engine needs from a core/v1 Pod."""
+    meta, spec, status = pod.metadata, pod.spec, pod.status
+    conditions = (status.conditions if status else None) or []
+    statuses = (status.container_statuses if status else None) or []
+    waiting = next((cs.state.waiting.reason for cs in statuses
+                    if cs.state and cs.state.waiting and cs.state.waiting.reason), "")
+    requests = 0
+    for container in (spec.containers if spec else None) or []:
+        resources = container.resources
+        if resources and resources.requests:
+            requests += parse_cpu_milli(resources.requests.get("cpu"))
+    start = status.start_time if status else None
+    return PodInfo(
+        name=meta.name,
+        ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+        phase=(status.phase if status else None) or "Unknown",
+        ip=(status.pod_ip if status else None) or "",
+        started_at=start.timestamp() if start else 0.0,
+        deleting=meta.deletion_timestamp is not None,
+        restarts=sum(cs.restart_count or 0 for cs in statuses),
+        waiting_reason=waiting,
+        cpu_request_milli=requests,
+    )
+
+
+def _selector(deployment: V1Deployment) -> str:
+    """The label selector string of a Deployment's `spec.selector`."""
+    selector = deployment.spec.selector
+    terms = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or []:
+        op = expr.operator
+        if op == "Exists":
+            terms.append(expr.key)
+        elif op == "DoesNotExist":
+            terms.append(f"!{expr.key}")
+        else:
+            terms.append(f"{expr.key} {op.lower()} ({','.join(expr.values or [])})")
+    return ",".join(terms)
+
+
+class KubeCluster:
+    """The `Cluster` port over kubernetes_asyncio. It does not own `api`: close that yourself
+    after `close()`."""
+
+    def __init__(self, api: ApiClient, *, clock: Clock, identity: str = "",
+                 request_timeout: float = 10.0, watch_timeout_seconds: int = 300,
+                 backoff_seconds: tuple[float, float] = (1.0, 30.0),
+                 wall: Callable[[], float] = time.time) -> None:
+        self._apps = AppsV1Api(api)
+        self._core = CoreV1Api(api)
+        self._autoscaling = AutoscalingV2Api(api)
+        self._custom = CustomObjectsApi(api)
+        self._clock = clock
+        self._wall = wall
+        self._identity = identity or socket.gethostname()
+        self._timeout = request_timeout
+        self._watch_timeout = watch_timeout_seconds
+        self._backoff = backoff_seconds
+        self._selectors: dict[tuple[str, str], str] = {}
+        self._uids: dict[tuple[str, str], str] = {}
+        self._closed = False
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
+        """The Deployment, the resourceVersion of its `scale` subresource, and its pods."""
+        try:
+            dep = await self._apps.read_namespaced_deployment(
+                deployment, namespace, _request_timeout=self._timeout)
+            scale = await self._apps.read_namespaced_deployment_scale(
+                deployment, namespace, _request_timeout=self._timeout)
+            selector = (scale.status.selector if scale.status else None) or _selector(dep)
+            pods = await self._core.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise self._read_failed("get_workload", namespace, deployment, exc) from exc
+        self._selectors[(namespace, deployment)] = selector
+        self._uids[(namespace, deployment)] = dep.metadata.uid or ""
+        annotations = dep.metadata.annotations or {}
+        return WorkloadStatus(
+            name=deployment,
+            namespace=namespace,
+            replicas=int(scale.spec.replicas or 0),
+            ready_replicas=int((dep.status.ready_replicas if dep.status else None) or 0),
+            paused=annotations.get(PAUSE_ANNOTATION, "").strip().lower() in {"true", "1", "yes"},
+            resource_version=str(scale.metadata.resource_version or ""),
+            pods=tuple(sorted((pod_info(p) for p in pods.items or []), key=lambda p: p.name)),
+        )
+
+    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        """`HorizontalPodAutoscaler/<name>` or `ScaledObject/<name>` targeting the Deployment.
+
+        No KEDA CRD (404) means no ScaledObject; any other failure raises `KubeError`, because
+        "unknown" must not be taken for "none" when two controllers could fight.
+        """
+        try:
+            hpas = await self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise self._read_failed("list_hpas", namespace, deployment, exc) from exc
+        for hpa in hpas.items or []:
+            ref = hpa.spec.scale_target_ref
+            if ref.kind == "Deployment" and ref.name == deployment:
+                return f"HorizontalPodAutoscaler/{hpa.metadata.name}"
+        try:
+            scaled = await self._custom.list_namespaced_custom_object(
+                "keda.sh", "v1alpha1", namespace, "scaledobjects",
+                _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+        for item in (scaled or {}).get("items") or []:
+            target = (item.get("spec") or {}).get("scaleTargetRef") or {}
+            if (target.get("kind", "Deployment") == "Deployment"
+                    and target.get("name") == deployment):
+                return f"ScaledObject/{item['metadata']['name']}"
+        return None
+
+    async def pod_cpu(self, namespace: str, deployment: str) -> Signal:
+        """CPU usage of the Deployment's pods from metrics.k8s.io: the sum in millicores, each
+        pod as a sample. No metrics at all is an error, never a zero (no scale-down on it)."""
+        try:
+            selector = await self._selector_of(namespace, deployment)
+            metrics = await self._custom.list_namespaced_custom_object(
+                "metrics.k8s.io", "v1beta1", namespace, "pods", label_selector=selector,
+                _request_timeout=self._timeout)
+            samples = tuple(
+                PodSample(item["metadata"]["name"],
+                          sum(parse_cpu_milli(c["usage"]["cpu"]) for c in item["containers"]))
+                for item in (metrics or {}).get("items") or [])
+        except KubeError as err:
+            return Signal(CPU_SIGNAL, None, self._clock.now(), error=str(err))
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            return Signal(CPU_SIGNAL, None, self._clock.now(), error=str(kube_error(exc)))
+        except (KeyError, TypeError, ValueError) as exc:
+            return Signal(CPU_SIGNAL, None, self._clock.now(),
+                          error=f"malformed PodMetrics: {exc!r}")
+        now = self._clock.now()
+        if not samples:
+            return Signal(CPU_SIGNAL, None, now, error=f"no pod metrics for {deployment}")
+        return Signal(CPU_SIGNAL, float(sum(s.usage_milli for s in samples)), now,
+                      samples=samples)
+
+    async def _selector_of(self, namespace: str, deployment: str) -> str:
+        key = (namespace, deployment)
+        if key not in self._selectors:
+            try:
+                dep = await self._apps.read_namespaced_deployment(
+                    deployment, namespace, _request_timeout=self._timeout)
+            except (ApiException, *TRANSPORT_ERRORS) as exc:
+                raise self._read_failed("get_deployment", namespace, deployment, exc) from exc
+            self._selectors[key] = _selector(dep)
+            self._uids[key] = dep.metadata.uid or ""
+        return self._selectors[key]
+
+    def _read_failed(self, op: str, namespace: str, name: str, exc: BaseException) -> KubeError:
+        err = kube_error(exc)
+        log.warning("kube_read_failed", op=op, namespace=namespace, name=name, code=err.code,
+                    reason=err.reason, message=err.message)
+        return err
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def scale(self, namespace: str, deployment: str, *, replicas: int,
+                    resource_version: str) -> WriteResult:
+        """PUT the scale subresource with the resourceVersion that was read."""
+        if not resource_version:
+            return WriteResult(WriteOutcome.FAILED,
+                               "refusing an unconditional scale: read the workload first")
+        body = V1Scale(api_version="autoscaling/v1", kind="Scale",
+                       metadata=V1ObjectMeta(name=deployment, namespace=namespace,
+                                             resource_version=resource_version),
+                       spec=V1ScaleSpec(replicas=replicas))
+        return await self._write(
+            "scale", namespace, deployment,
+            self._apps.replace_namespaced_deployment_scale(
+                deployment, namespace, body, _request_timeout=self._timeout),
+            replicas=replicas)
+
+    async def evict(self, namespace: str, pod: str) -> WriteResult:
+        """A policy/v1 Eviction: the apiserver refuses (429) when a PDB would break."""
+        body = V1Eviction(api_version="policy/v1", kind="Eviction",
+                          metadata=V1ObjectMeta(name=pod, namespace=namespace))
+        return await self._write(
+            "evict", namespace, pod,
+            self._core.create_namespaced_pod_eviction(pod, namespace, body,
+                                                      _request_timeout=self._timeout))
+
+    async def delete_pod(self, namespace: str, pod: str) -> WriteResult:
+        return await self._write(
+            "delete_pod", namespace, pod,
+            self._core.delete_namespaced_pod(pod, namespace, _request_timeout=self._timeout))
+
+    async def _write(self, op: str, namespace: str, name: str, call: Any,
+                     **context: Any) -> WriteResult:
+        try:
+            await call
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            result = _write_result(exc)
+            log.warning("kube_write_failed", op=op, namespace=namespace, name=name,
+                        outcome=result.outcome.value, message=result.message,
+                        retry_after=result.retry_after, **context)
+            return result
+        log.info("kube_write", op=op, namespace=namespace, name=name, **context)
+        return WriteResult(WriteOutcome.DONE)
+
+    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
+                         warning: bool = False) -> None:
+        """A core/v1 Event on the Deployment, shaped like the HPA controller's (reason such as
+        `SuccessfulRescale`, message such as `New size: 6; reason: ...`). Failures are logged,
+        never raised: an event is a report, not an action."""
+        if (namespace, deployment) not in self._uids:
+            with contextlib.suppress(KubeError):  # without a uid the event still names it
+                await self._selector_of(namespace, deployment)
+        now = self._wall()
+        stamp = datetime.fromtimestamp(int(now), UTC)
+        body = CoreV1Event(
+            api_version="v1", kind="Event",
+            # client-go's recorder names events `<object>.<unix nanoseconds in hex>`.
+            metadata=V1ObjectMeta(name=f"{deployment}.{int(now * 1e9):x}", namespace=namespace),
+            involved_object=V1ObjectReference(
+                api_version="apps/v1", kind="Deployment", namespace=namespace, name=deployment,
+                uid=self._uids.get((namespace, deployment)) or None),
+            reason=reason, message=message, type="Warning" if warning else "Normal",
+            source=V1EventSource(component=EVENT_SOURCE), count=1,
+            first_timestamp=stamp, last_timestamp=stamp,
+            reporting_component=EVENT_SOURCE, reporting_instance=self._identity,
+        )
+        try:
+            await self._core.create_namespaced_event(namespace, body,
+                                                     _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            err = kube_error(exc)
+            log.warning("kube_event_failed", namespace=namespace, name=deployment,
+                        reason=reason, code=err.code, message=err.message)
+
+    # -- the pod watch -----------------------------------------------------------------------
+
+    async def watch_pods(self, namespace: str) -> AsyncIterator[PodEvent]:
+        """Changes of the namespace's pods that carry a component label, forever.
+
+        Lists first (one ADDED per workload with pods, so a (re)start re-evaluates them), then
+        watches from the list's resourceVersion. A dropped stream resumes from the last seen
+        resourceVersion; 410 Gone re-lists; other failures back off (1 s doubling to 30 s).
+        """
+        resource_version: str | None = None
+        delay = self._backoff[0]
+        while not self._closed:
+            try:
+                if resource_version is None:
+                    resource_version, workloads = await self._list_pods(namespace)
+                    for workload in workloads:
+                        yield PodEvent("ADDED", namespace, workload)
+                async for kind, rv, workload in self._watch_stream(namespace, resource_version):
+                    resource_version = rv
+                    delay = self._backoff[0]
+                    if workload:
+                        yield PodEvent(kind, namespace, workload)
+            except KubeError as err:
+                if err.code == 410:
+                    log.info("kube_watch_expired", namespace=namespace, message=err.message)
+                    resource_version = None
+                    continue
+                log.warning("kube_watch_failed", namespace=namespace, code=err.code,
+                            reason=err.reason, message=err.message, retry_in=delay)
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, self._backoff[1])
+
+    async def _list_pods(self, namespace: str) -> tuple[str, list[str]]:
+        try:
+            pods = await self._core.list_namespaced_pod(
+                namespace, label_selector=COMPONENT_LABEL, _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise kube_error(exc) from exc
+        workloads = sorted({(p.metadata.labels or {}).get(COMPONENT_LABEL, "")
+                            for p in pods.items or []} - {""})
+        return str(pods.metadata.resource_version or ""), workloads
+
+    async def _watch_stream(self, namespace: str,
+                            resource_version: str) -> AsyncIterator[tuple[str, str, str]]:
+        """(type, resourceVersion, workload) per watch event until the server ends the
+        stream; `KubeError` (410 for an expired resourceVersion) on failure."""
+        try:
+            response = cast(aiohttp.ClientResponse, await self._core.list_namespaced_pod(
+                namespace, label_selector=COMPONENT_LABEL, watch=True,
+                resource_version=resource_version, allow_watch_bookmarks=True,
+                timeout_seconds=self._watch_timeout, _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self._timeout, sock_read=self._watch_timeout + 30)))
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise kube_error(exc) from exc
+        try:
+            if response.status >= 300:
+                # An unpreloaded response skips the client's own status check.
+                failure = ApiException(status=response.status, reason=response.reason)
+                failure.body = await response.read()
+                failure.headers = response.headers
+                raise kube_error(failure)
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    raise KubeError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
+                                    str(obj.get("message") or ""))
+                meta = obj.get("metadata") or {}
+                rv = str(meta.get("resourceVersion") or resource_version)
+                labels = meta.get("labels") or {}
+                workload = "" if event.get("type") == "BOOKMARK" \
+                    else str(labels.get(COMPONENT_LABEL, ""))
+                yield str(event.get("type")), rv, workload
+        except (ValueError, AttributeError) as exc:
+            raise KubeError(UNREACHABLE, "MalformedWatch", repr(exc)) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise kube_error(exc) from exc
+        finally:
+            response.release()
+
+    async def close(self) -> None:
+        """Stop the watches at their next event; the ApiClient stays open (not ours)."""
+        self._closed = True

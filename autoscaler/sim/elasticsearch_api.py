@@ -1,0 +1,100 @@
+"""The simulated Elasticsearch `_cluster/health` endpoint, served from `ElasticsearchState`.
+
+`probes/elasticsearch.py` checks it over real HTTP in `demo` and the wire tests; the simulator
+flips the state to stage outages. Bodies are shaped like `../shared/samples/elasticsearch/`:
+the full health body for green, yellow and red; red with `timed_out: true` comes with HTTP 408
+(as `ClusterHealthResponse.status()` does); `unavailable` answers 503 with a
+`master_not_discovered_exception`. A server that is down (connection refused) is the
+`ServedApp.stop()` of `kubeapi.py`. Every answer carries `X-Elastic-Product: Elasticsearch`,
+without which the official 8.x client refuses the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from autoscaler.sim.kubeapi import HttpFaults, fault_middleware
+
+PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}
+STATUSES = ("green", "yellow", "red")
+
+
+@dataclass(slots=True)
+class ElasticsearchState:
+    """`status` is green, yellow or red; `timed_out` makes the health call time out (408);
+    `unavailable` makes the node answer 503."""
+
+    status: str = "green"
+    timed_out: bool = False
+    unavailable: bool = False
+    cluster_name: str = "tracardi"
+    nodes: int = 3
+    primary_shards: int = 10
+    faults: HttpFaults = field(default_factory=HttpFaults)
+
+    def set_status(self, status: str, *, timed_out: bool = False) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self.status = status
+        self.timed_out = timed_out
+
+    def health(self) -> dict[str, Any]:
+        """The `_cluster/health` body for the current status."""
+        total = self.primary_shards * 2
+        unassigned = {"green": 0, "yellow": self.primary_shards,
+                      "red": self.primary_shards + 2}[self.status]
+        active = total - unassigned
+        primaries = self.primary_shards - (2 if self.status == "red" else 0)
+        return {
+            "cluster_name": self.cluster_name,
+            "status": self.status,
+            "timed_out": self.timed_out,
+            "number_of_nodes": self.nodes,
+            "number_of_data_nodes": max(1, self.nodes - 1),
+            "active_primary_shards": primaries,
+            "active_shards": active,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": unassigned,
+            "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0,
+            "number_of_in_flight_fetch": 0,
+            "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": 100.0 * active / total,
+        }
+
+
+def _unavailable() -> web.Response:
+    cause = {"type": "master_not_discovered_exception", "reason": None}
+    return web.json_response({"error": {"root_cause": [cause], **cause}, "status": 503},
+                             status=503, headers=PRODUCT_HEADER)
+
+
+def create_app(state: ElasticsearchState) -> web.Application:
+    """`GET /_cluster/health` and `GET /` over `state`."""
+
+    async def health(request: web.Request) -> web.Response:
+        if state.unavailable:
+            return _unavailable()
+        return web.json_response(state.health(), status=408 if state.timed_out else 200,
+                                 headers=PRODUCT_HEADER)
+
+    async def root(request: web.Request) -> web.Response:
+        if state.unavailable:
+            return _unavailable()
+        return web.json_response({
+            "name": "es-0", "cluster_name": state.cluster_name,
+            "cluster_uuid": "sim-0000000000000000000000",
+            "version": {"number": "8.4.2", "build_flavor": "default",
+                        "lucene_version": "9.3.0",
+                        "minimum_wire_compatibility_version": "7.17.0",
+                        "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "You Know, for Search"}, headers=PRODUCT_HEADER)
+
+    app = web.Application(middlewares=[fault_middleware(state.faults)])
+    app.router.add_get("/_cluster/health", health)
+    app.router.add_get("/", root)
+    return app

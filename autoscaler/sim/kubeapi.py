@@ -1,0 +1,977 @@
+"""The simulated Kubernetes API server: `KubeState` over the real wire format, with aiohttp.
+
+`kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
+discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
+preconditions), Pods (list/watch/delete, label and field selectors), the Eviction subresource,
+Events (core/v1, and events.k8s.io/v1 read-only), Leases, PodDisruptionBudgets, HPAs
+(autoscaling/v2), KEDA ScaledObjects (when "installed") and metrics.k8s.io PodMetrics. Errors are
+real `Status` objects. `kubectl get` gets server-side Tables (its usual columns) for pods,
+deployments, events, leases and HPAs, plain JSON for the rest.
+
+`serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
+Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from aiohttp.typedefs import Handler as AioHandler
+from aiohttp.typedefs import Middleware
+
+from autoscaler.sim import kubestate as ks
+from autoscaler.sim.kubestate import (
+    JSON,
+    ApiError,
+    BadRequestError,
+    FieldSelector,
+    GoneError,
+    InvalidError,
+    KubeState,
+    LabelSelector,
+    LeaseSpec,
+    MethodNotAllowedError,
+    NotFoundError,
+    ResourceType,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    WatchEvent,
+)
+
+KUBE_VERSION = ("1", "32")
+DEFAULT_WATCH_SECONDS = 1800.0
+
+#: Served group-versions and their resources (subresources as `plural/sub`), in discovery order.
+_CORE_RESOURCES = (ks.NAMESPACES, ks.PODS, ks.EVICTION, ks.EVENTS)
+_GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
+    "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE)),
+    "events.k8s.io": ("v1", (ks.EVENTS_V1,)),
+    "autoscaling": ("v2", (ks.HPAS,)),
+    "policy": ("v1", (ks.PDBS,)),
+    "coordination.k8s.io": ("v1", (ks.LEASES,)),
+    "metrics.k8s.io": ("v1beta1", (ks.POD_METRICS,)),
+    "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
+}
+_CATEGORIES = {"pods": ["all"], "deployments": ["all"], "horizontalpodautoscalers": ["all"]}
+
+_PATCH_TYPES = frozenset({
+    "application/json-patch+json", "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a request path names."""
+
+    group: str
+    version: str
+    namespace: str | None
+    plural: str
+    name: str | None
+    sub: str | None
+
+    @property
+    def resource(self) -> str:
+        return f"{self.plural}/{self.sub}" if self.sub else self.plural
+
+    @property
+    def fault_resource(self) -> str:
+        return "podmetrics" if self.group == "metrics.k8s.io" else self.resource
+
+
+Handler = Callable[[web.Request, _Target], Awaitable[web.StreamResponse]]
+
+
+def _json_response(body: Any, status: int = 200,
+                   headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def _error_response(err: ApiError) -> web.Response:
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    return _json_response(err.status(), err.code, headers)
+
+
+def _success(code: int = 200, details: JSON | None = None) -> JSON:
+    body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    if details:
+        body["details"] = details
+    body["code"] = code
+    return body
+
+
+def _list(kind: str, api_version: str, rv: int, items: Iterable[JSON]) -> JSON:
+    """A List as the apiserver sends it: items without kind/apiVersion."""
+    stripped = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
+                for item in items]
+    return {"kind": f"{kind}List", "apiVersion": api_version,
+            "metadata": {"resourceVersion": str(rv)}, "items": stripped}
+
+
+# ---------------------------------------------------------------------------------------------
+# Patches, as kubectl and the clients send them.
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 merge patch; strategic-merge directives (`$patch`, ...) are ignored, which is
+    exact for the fields served here (no merge-keyed lists are patched)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise InvalidError(f"invalid JSON pointer {path!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _parent(doc: Any, tokens: list[str]) -> tuple[Any, str]:
+    cur = doc
+    for token in tokens[:-1]:
+        if isinstance(cur, list):
+            cur = cur[int(token)]
+        elif isinstance(cur, dict):
+            cur = cur[token]
+        else:
+            raise KeyError(token)
+    return cur, tokens[-1]
+
+
+def _get(doc: Any, tokens: list[str]) -> Any:
+    if not tokens:
+        return doc
+    parent, last = _parent(doc, tokens)
+    return parent[int(last)] if isinstance(parent, list) else parent[last]
+
+
+def _json_patch(doc: Any, ops: Any) -> Any:
+    """RFC 6902 JSON patch (add, remove, replace, test, copy, move)."""
+    if not isinstance(ops, list):
+        raise BadRequestError("a JSON patch must be a list of operations")
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        try:
+            kind, tokens = op["op"], _pointer(op["path"])
+            if kind == "test":
+                if _get(doc, tokens) != op["value"]:
+                    raise InvalidError(f"the test at {op['path']} failed")
+                continue
+            value: Any = None
+            if kind in ("copy", "move"):
+                value = copy.deepcopy(_get(doc, _pointer(op["from"])))
+                if kind == "move":
+                    doc = _json_patch(doc, [{"op": "remove", "path": op["from"]}])
+                kind = "add"
+            elif kind in ("add", "replace"):
+                value = copy.deepcopy(op["value"])
+            elif kind != "remove":
+                raise InvalidError(f"unknown JSON patch operation {kind!r}")
+            if not tokens:
+                doc = value
+                continue
+            parent, last = _parent(doc, tokens)
+            if kind == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            elif isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if kind == "add":
+                    parent.insert(index, value)
+                else:
+                    parent[index] = value
+            else:
+                if kind == "replace" and last not in parent:
+                    raise KeyError(last)
+                parent[last] = value
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise InvalidError(f"the JSON patch could not be applied: {exc!r}") from None
+    return doc
+
+
+def apply_patch(doc: JSON, patch: Any, content_type: str) -> JSON:
+    """Apply a patch of the given Content-Type; 415 for types this server does not speak."""
+    if content_type == "application/json-patch+json":
+        result = _json_patch(doc, patch)
+    elif content_type in _PATCH_TYPES:
+        result = _merge_patch(doc, patch)
+    else:
+        raise UnsupportedMediaTypeError(
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {', '.join(sorted(_PATCH_TYPES))}")
+    if not isinstance(result, dict):
+        raise InvalidError("the patched object is not an object")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Server-side printing: the `Table` kubectl asks for, so `kubectl get` shows its usual columns.
+
+
+def human_age(seconds: float) -> str:
+    """apimachinery's `duration.HumanDuration`, as the AGE column shows it."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    m, h, d = s // 60, s // 3600, s // 86400
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if h < 3:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if d < 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    return f"{d}d" if d < 730 else f"{d // 365}y"
+
+
+def _age(obj: JSON, now: float, key: str = "creationTimestamp") -> str:
+    stamp = obj.get("metadata", {}).get(key) or obj.get(key)
+    return human_age(now - ks.parse_time(stamp)) if stamp else "<unknown>"
+
+
+def _pod_cells(pod: JSON, now: float) -> list[Any]:
+    statuses = pod["status"].get("containerStatuses", [])
+    ready = sum(1 for c in statuses if c.get("ready"))
+    waiting = next((c["state"]["waiting"].get("reason") for c in statuses
+                    if "waiting" in c.get("state", {})), None)
+    restarts = sum(c.get("restartCount", 0) for c in statuses)
+    finished = [c["lastState"]["terminated"]["finishedAt"] for c in statuses
+                if "terminated" in c.get("lastState", {})]
+    restart_text = f"{restarts} ({human_age(now - ks.parse_time(finished[0]))} ago)" \
+        if restarts and finished else str(restarts)
+    return [pod["metadata"]["name"], f"{ready}/{len(statuses)}",
+            waiting or pod["status"]["phase"], restart_text, _age(pod, now),
+            pod["status"].get("podIP", "<none>"), pod["spec"].get("nodeName", "<none>")]
+
+
+def _deployment_cells(d: JSON, now: float) -> list[Any]:
+    status = d["status"]
+    return [d["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{d['spec']['replicas']}",
+            status.get("updatedReplicas", 0), status.get("availableReplicas", 0), _age(d, now),
+            ",".join(c["name"] for c in d["spec"]["template"]["spec"]["containers"]),
+            ",".join(c["image"] for c in d["spec"]["template"]["spec"]["containers"]),
+            ks.selector_string(d["spec"]["selector"]["matchLabels"])]
+
+
+def _event_cells(ev: JSON, now: float) -> list[Any]:
+    involved = ev["involvedObject"]
+    return [_age(ev, now, "lastTimestamp"), ev["type"], ev["reason"],
+            f"{involved.get('kind', '').lower()}/{involved.get('name', '')}", ev["message"]]
+
+
+def _hpa_cells(hpa: JSON, now: float) -> list[Any]:
+    spec = hpa["spec"]
+    target = spec["metrics"][0]["resource"]["target"].get("averageUtilization", "")
+    return [hpa["metadata"]["name"],
+            f"{spec['scaleTargetRef']['kind']}/{spec['scaleTargetRef']['name']}",
+            f"cpu: <unknown>/{target}%", spec.get("minReplicas", 1), spec["maxReplicas"],
+            hpa["status"].get("currentReplicas", 0), _age(hpa, now)]
+
+
+_Column = tuple[str, str, int]
+_TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]]] = {
+    "pods": ((("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0),
+              ("Restarts", "string", 0), ("Age", "string", 0), ("IP", "string", 1),
+              ("Node", "string", 1)), _pod_cells),
+    "deployments": ((("Name", "string", 0), ("Ready", "string", 0),
+                     ("Up-to-date", "integer", 0), ("Available", "integer", 0),
+                     ("Age", "string", 0), ("Containers", "string", 1),
+                     ("Images", "string", 1), ("Selector", "string", 1)), _deployment_cells),
+    "events": ((("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
+                ("Object", "string", 0), ("Message", "string", 0)), _event_cells),
+    "leases": ((("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)),
+               lambda le, now: [le["metadata"]["name"], le["spec"].get("holderIdentity", ""),
+                                _age(le, now)]),
+    "horizontalpodautoscalers": ((("Name", "string", 0), ("Reference", "string", 0),
+                                  ("Targets", "string", 0), ("MinPods", "string", 0),
+                                  ("MaxPods", "string", 0), ("Replicas", "string", 0),
+                                  ("Age", "string", 0)), _hpa_cells),
+}
+
+
+def wants_table(request: web.Request, resource: str) -> bool:
+    return resource in _TABLES and "as=Table" in request.headers.get("Accept", "")
+
+
+def table(resource: str, objects: Iterable[JSON], rv: int, now: float) -> JSON:
+    """A `meta.k8s.io/v1` Table of `objects`, each row carrying its metadata."""
+    columns, cells = _TABLES[resource]
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str(rv)},
+        "columnDefinitions": [{"name": name, "type": type_, "format": "name" if i == 0 else "",
+                               "description": "", "priority": priority}
+                              for i, (name, type_, priority) in enumerate(columns)],
+        "rows": [{"cells": cells(obj, now),
+                  "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": obj["metadata"]}} for obj in objects],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The server.
+
+
+class _KubeApi:
+    def __init__(self, state: KubeState, token: str | None) -> None:
+        self.state = state
+        self.token = token
+        self.watches: set[asyncio.Queue[JSON | None]] = set()
+        self.handlers: dict[tuple[str, str, str], Handler] = {
+            ("", "namespaces", "list"): self.list_namespaces,
+            ("", "namespaces", "get"): self.get_namespace,
+            ("", "pods", "list"): self.list_generic,
+            ("", "pods", "watch"): self.watch_generic,
+            ("", "pods", "get"): self.get_pod,
+            ("", "pods", "delete"): self.delete_pod,
+            ("", "pods/eviction", "create"): self.create_eviction,
+            ("", "events", "list"): self.list_generic,
+            ("", "events", "watch"): self.watch_generic,
+            ("", "events", "get"): self.get_event,
+            ("", "events", "create"): self.create_event,
+            ("apps", "deployments", "list"): self.list_generic,
+            ("apps", "deployments", "watch"): self.watch_generic,
+            ("apps", "deployments", "get"): self.get_deployment,
+            ("apps", "deployments", "patch"): self.patch_deployment,
+            ("apps", "deployments/scale", "get"): self.get_scale,
+            ("apps", "deployments/scale", "update"): self.update_scale,
+            ("apps", "deployments/scale", "patch"): self.patch_scale,
+            ("events.k8s.io", "events", "list"): self.list_events_v1,
+            ("events.k8s.io", "events", "get"): self.get_event_v1,
+            ("coordination.k8s.io", "leases", "list"): self.list_generic,
+            ("coordination.k8s.io", "leases", "watch"): self.watch_generic,
+            ("coordination.k8s.io", "leases", "get"): self.get_lease,
+            ("coordination.k8s.io", "leases", "create"): self.create_lease,
+            ("coordination.k8s.io", "leases", "update"): self.update_lease,
+            ("coordination.k8s.io", "leases", "delete"): self.delete_lease,
+            ("autoscaling", "horizontalpodautoscalers", "list"): self.list_generic,
+            ("autoscaling", "horizontalpodautoscalers", "watch"): self.watch_generic,
+            ("autoscaling", "horizontalpodautoscalers", "get"): self.get_hpa,
+            ("policy", "poddisruptionbudgets", "list"): self.list_generic,
+            ("policy", "poddisruptionbudgets", "watch"): self.watch_generic,
+            ("policy", "poddisruptionbudgets", "get"): self.get_pdb,
+            ("keda.sh", "scaledobjects", "list"): self.list_generic,
+            ("keda.sh", "scaledobjects", "watch"): self.watch_generic,
+            ("keda.sh", "scaledobjects", "get"): self.get_scaled_object,
+            ("metrics.k8s.io", "pods", "list"): self.list_pod_metrics,
+            ("metrics.k8s.io", "pods", "get"): self.get_pod_metrics,
+        }
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self._authenticate(request)
+            return await self._route(request)
+        except ApiError as err:
+            return _error_response(err)
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self.token is None:
+            return
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            raise UnauthorizedError("Unauthorized")
+
+    def _groups(self) -> dict[str, tuple[str, tuple[ResourceType, ...]]]:
+        return {g: v for g, v in _GROUPS.items()
+                if g != "keda.sh" or self.state.keda_installed}
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        groups = self._groups()
+        discovery = (parts in (["version"], ["api"], ["api", "v1"], ["apis"])
+                     or (parts[:1] == ["apis"] and len(parts) in (2, 3)))
+        if discovery:
+            if request.method != "GET":
+                raise MethodNotAllowedError(
+                    "the server does not allow this method on the requested resource")
+            return self._discovery(request, parts, groups)
+        return await self._serve(request, self._target(parts, groups))
+
+    def _discovery(self, request: web.Request, parts: list[str],
+                   groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> web.Response:
+        if parts == ["version"]:
+            return _json_response(self._version())
+        if parts == ["api"]:
+            return _json_response({"kind": "APIVersions", "versions": ["v1"],
+                                   "serverAddressByClientCIDRs": [
+                                       {"clientCIDR": "0.0.0.0/0",
+                                        "serverAddress": request.host}]})
+        if parts == ["apis"]:
+            return _json_response({"kind": "APIGroupList", "apiVersion": "v1",
+                                   "groups": [self._group(g, v) for g, (v, _) in
+                                              self._groups().items()]})
+        if len(parts) >= 2 and parts[0] == "apis" and parts[1] in groups:
+            version = groups[parts[1]][0]
+            if len(parts) == 2:
+                return _json_response({"kind": "APIGroup", "apiVersion": "v1",
+                                       **self._group(parts[1], version)})
+            if parts[2] == version:
+                return _json_response(self._resource_list(parts, groups))
+        elif parts == ["api", "v1"]:
+            return _json_response(self._resource_list(parts, groups))
+        raise NotFoundError("the server could not find the requested resource")
+
+    async def _serve(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        verb = self._verb(request, target)
+        handler = self.handlers.get((target.group, target.resource, verb))
+        if handler is None:
+            if any(key[:2] == (target.group, target.resource) for key in self.handlers):
+                raise MethodNotAllowedError(
+                    "the server does not allow this method on the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
+        fault = self.state.faults.take(verb, target.fault_resource)
+        if fault is not None:
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            err = fault.error()
+            if err is not None:
+                raise err
+        return await handler(request, target)
+
+    @staticmethod
+    def _target(parts: list[str],
+                groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> _Target:
+        """The resource a path names."""
+        if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+            group, version, rest = "", "v1", parts[2:]
+        elif (len(parts) >= 3 and parts[0] == "apis" and parts[1] in groups
+              and groups[parts[1]][0] == parts[2]):
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise NotFoundError("the server could not find the requested resource")
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise NotFoundError("the server could not find the requested resource")
+        return _Target(group, version, namespace, rest[0], rest[1] if len(rest) > 1 else None,
+                       rest[2] if len(rest) > 2 else None)
+
+    @staticmethod
+    def _verb(request: web.Request, target: _Target) -> str:
+        if request.method == "GET":
+            if target.name is not None:
+                return "get"
+            watch = request.query.get("watch", "").lower() in ("1", "true")
+            return "watch" if watch else "list"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}.get(request.method, request.method.lower())
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _version() -> JSON:
+        major, minor = KUBE_VERSION
+        return {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.0-sim",
+                "gitCommit": "0" * 40, "gitTreeState": "clean",
+                "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+                "platform": "linux/amd64"}
+
+    @staticmethod
+    def _group(name: str, version: str) -> JSON:
+        gv = {"groupVersion": f"{name}/{version}", "version": version}
+        return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+    def _resource_list(self, parts: list[str],
+                       groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> JSON:
+        resources: tuple[ResourceType, ...]
+        if parts[0] == "api":
+            group_version, resources = "v1", _CORE_RESOURCES
+        else:
+            group_version, resources = f"{parts[1]}/{parts[2]}", groups[parts[1]][1]
+        own_group = "" if parts[0] == "api" else parts[1]
+        entries = []
+        for rt in resources:
+            entry: JSON = {"name": rt.plural, "singularName": rt.singular,
+                           "namespaced": rt.namespaced}
+            if rt.group != own_group:
+                entry.update(group=rt.group, version=rt.version)
+            entry.update(kind=rt.kind, verbs=list(rt.verbs))
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.plural in _CATEGORIES and own_group != "events.k8s.io":
+                entry["categories"] = _CATEGORIES[rt.plural]
+            entries.append(entry)
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                "resources": entries}
+
+    # -- generic list and watch --------------------------------------------------------------
+
+    @staticmethod
+    def _selectors(request: web.Request) -> tuple[LabelSelector, FieldSelector]:
+        return (LabelSelector.parse(request.query.get("labelSelector")),
+                FieldSelector.parse(request.query.get("fieldSelector")))
+
+    async def list_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        rt = self._resource_type(target)
+        items = [o for o in self.state.objects_json(target.plural, target.namespace)
+                 if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
+        if wants_table(request, target.plural):
+            return self._table(target.plural, items)
+        return _json_response(_list(rt.kind, rt.api_version, self.state.resource_version, items))
+
+    def _table(self, resource: str, objects: Iterable[JSON]) -> web.Response:
+        return _json_response(table(resource, objects, self.state.resource_version,
+                                    self.state.wall()))
+
+    def _object(self, request: web.Request, resource: str, obj: JSON) -> web.Response:
+        """One object, or a one-row Table when kubectl asks for one."""
+        return self._table(resource, [obj]) if wants_table(request, resource) \
+            else _json_response(obj)
+
+    def _resource_type(self, target: _Target) -> ResourceType:
+        resources = _CORE_RESOURCES if target.group == "" else _GROUPS[target.group][1]
+        return next(rt for rt in resources if rt.plural == target.resource)
+
+    async def watch_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        """A watch stream: newline-delimited `{"type", "object"}`, like the apiserver's.
+
+        No resourceVersion (or "0") starts with a synthetic ADDED per existing object; a
+        compacted one gets a single ERROR event carrying a 410 Status, then the stream ends.
+        """
+        labels, fields = self._selectors(request)
+        try:
+            timeout = float(request.query.get("timeoutSeconds", DEFAULT_WATCH_SECONDS))
+            rv_text = request.query.get("resourceVersion", "")
+            since = None if rv_text in ("", "0") else int(rv_text)
+        except ValueError as exc:
+            raise BadRequestError(f"invalid watch parameter: {exc}") from None
+        queue: asyncio.Queue[JSON | None] = asyncio.Queue()
+        as_table = wants_table(request, target.plural)
+
+        def wanted(obj: JSON) -> bool:
+            return labels.matches(obj["metadata"].get("labels", {})) and fields.matches(obj)
+
+        def send(type_: str, obj: JSON) -> None:
+            # kubectl get -w asks for Tables: each event then carries a one-row Table.
+            shown = table(target.plural, [obj], self.state.resource_version,
+                          self.state.wall()) if as_table else obj
+            queue.put_nowait({"type": type_, "object": shown})
+
+        def on_event(event: WatchEvent) -> None:
+            if wanted(event.object):
+                send(event.type, event.object)
+
+        if since is None:
+            for obj in self.state.objects_json(target.plural, target.namespace):
+                if wanted(obj):
+                    send("ADDED", obj)
+        try:
+            unsubscribe = self.state.subscribe(target.plural, target.namespace, on_event,
+                                               since=since)
+        except GoneError as err:
+            queue.put_nowait({"type": "ERROR", "object": err.status()})
+            queue.put_nowait(None)
+            unsubscribe = _nothing
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        self.watches.add(queue)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    item = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    break
+                if item is None:
+                    break
+                await response.write(json.dumps(item).encode() + b"\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        finally:
+            unsubscribe()
+            self.watches.discard(queue)
+        return response
+
+    async def close_watches(self, _app: web.Application) -> None:
+        for queue in list(self.watches):
+            queue.put_nowait(None)
+
+    # -- core/v1 -----------------------------------------------------------------------------
+
+    async def list_namespaces(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        items = [self.state.namespace_json(n) for n in self.state.namespaces()]
+        items = [o for o in items if labels.matches(o["metadata"]["labels"]) and fields.matches(o)]
+        return _json_response(_list("Namespace", "v1", self.state.resource_version, items))
+
+    async def get_namespace(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return _json_response(self.state.namespace_json(_name(target)))
+
+    async def get_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return self._object(request, "pods",
+                            self.state.pod_json(self.state.pod(_ns(target), _name(target))))
+
+    async def delete_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        pod = self.state.pod(_ns(target), _name(target))
+        options = await _body(request, optional=True)
+        wanted = ((options or {}).get("preconditions") or {}).get("resourceVersion")
+        if wanted and str(wanted) != str(pod.resource_version):
+            raise ks.conflict(ks.PODS, pod.name)
+        body = self.state.pod_json(pod)
+        self.state.delete_pod(pod.namespace, pod.name)
+        return _json_response(body)
+
+    async def create_eviction(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        body = await _body(request)
+        name = (body.get("metadata") or {}).get("name")
+        if name != target.name:
+            raise BadRequestError("name in URL does not match name in Eviction object")
+        self.state.evict(_ns(target), _name(target))
+        return _json_response(_success(201), status=201)
+
+    async def get_event(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return self._object(request, "events",
+                            self.state.event_json(self.state.event(_ns(target), _name(target))))
+
+    async def create_event(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        event = self.state.create_event(_ns(target), await _body(request))
+        return _json_response(self.state.event_json(event), status=201)
+
+    async def list_events_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        items = [self.state.event_v1_json(e) for e in self.state.events(target.namespace)]
+        items = [o for o in items
+                 if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
+        return _json_response(_list("Event", "events.k8s.io/v1", self.state.resource_version,
+                                    items))
+
+    async def get_event_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return _json_response(self.state.event_v1_json(self.state.event(_ns(target),
+                                                                        _name(target))))
+
+    # -- apps/v1 -----------------------------------------------------------------------------
+
+    async def get_deployment(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        d = self.state.deployment(_ns(target), _name(target))
+        return self._object(request, "deployments", self.state.deployment_json(d))
+
+    async def patch_deployment(self, request: web.Request,
+                               target: _Target) -> web.StreamResponse:
+        d = self.state.deployment(_ns(target), _name(target))
+        patched = apply_patch(self.state.deployment_json(d), await _body(request),
+                              request.content_type)
+        meta, spec = patched.get("metadata") or {}, patched.get("spec") or {}
+        replicas = spec.get("replicas", d.replicas)
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise InvalidError(f'Deployment.apps "{d.name}" is invalid: spec.replicas: '
+                               "Invalid value: must be an integer")
+        self.state.update_deployment_metadata(
+            d.namespace, d.name, labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {}, replicas=replicas,
+            resource_version=meta.get("resourceVersion"))
+        return _json_response(self.state.deployment_json(d))
+
+    async def get_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return _json_response(self.state.scale_json(self.state.deployment(_ns(target),
+                                                                          _name(target))))
+
+    async def update_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return self._write_scale(target, await _body(request))
+
+    async def patch_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        d = self.state.deployment(_ns(target), _name(target))
+        patched = apply_patch(self.state.scale_json(d), await _body(request),
+                              request.content_type)
+        return self._write_scale(target, patched)
+
+    def _write_scale(self, target: _Target, body: JSON) -> web.Response:
+        name = _name(target)
+        meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        if meta.get("name", name) != name:
+            raise BadRequestError("the name of the object does not match the name on the URL")
+        replicas = spec.get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                               "Required value: must be an integer",
+                               details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        d = self.state.set_replicas(_ns(target), name, replicas,
+                                    resource_version=meta.get("resourceVersion"))
+        return _json_response(self.state.scale_json(d))
+
+    # -- coordination.k8s.io/v1 --------------------------------------------------------------
+
+    async def get_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        lease = self.state.get_lease(_ns(target), _name(target))
+        return self._object(request, "leases", self.state.lease_json(lease))
+
+    async def create_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        body = await _body(request)
+        meta = body.get("metadata") or {}
+        if not meta.get("name"):
+            raise InvalidError('Lease.coordination.k8s.io "" is invalid: metadata.name: '
+                               "Required value: name or generateName is required")
+        lease = self.state.create_lease(_ns(target), meta["name"], _lease_spec(body),
+                                        labels=meta.get("labels"))
+        return _json_response(self.state.lease_json(lease), status=201)
+
+    async def update_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        body = await _body(request)
+        meta = body.get("metadata") or {}
+        if meta.get("name", target.name) != target.name:
+            raise BadRequestError("the name of the object does not match the name on the URL")
+        lease = self.state.update_lease(_ns(target), _name(target), _lease_spec(body),
+                                        resource_version=meta.get("resourceVersion"),
+                                        labels=meta.get("labels"))
+        return _json_response(self.state.lease_json(lease))
+
+    async def delete_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        lease = self.state.delete_lease(_ns(target), _name(target))
+        return _json_response(_success(200, {"name": lease.name, "group": "coordination.k8s.io",
+                                             "kind": "leases", "uid": lease.uid}))
+
+    # -- autoscaling, policy, keda, metrics --------------------------------------------------
+
+    async def get_hpa(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return self._object(request, "horizontalpodautoscalers",
+                            self.state.hpa_json(self.state.hpa(_ns(target), _name(target))))
+
+    async def get_pdb(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return _json_response(self.state.pdb_json(self.state.pdb(_ns(target), _name(target))))
+
+    async def get_scaled_object(self, request: web.Request,
+                                target: _Target) -> web.StreamResponse:
+        so = self.state.scaled_object(_ns(target), _name(target))
+        return _json_response(self.state.scaled_object_json(so))
+
+    async def list_pod_metrics(self, request: web.Request,
+                               target: _Target) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        pods = [p for ns in ([target.namespace] if target.namespace
+                             else list(self.state.namespaces()))
+                for p in self.state.pod_metrics(ns, labels)]
+        items = [o for o in map(self.state.pod_metrics_json, pods) if fields.matches(o)]
+        return _json_response(_list("PodMetrics", "metrics.k8s.io/v1beta1",
+                                    self.state.resource_version, items))
+
+    async def get_pod_metrics(self, request: web.Request,
+                              target: _Target) -> web.StreamResponse:
+        name = _name(target)
+        for pod in self.state.pod_metrics(_ns(target)):
+            if pod.name == name:
+                return _json_response(self.state.pod_metrics_json(pod))
+        raise NotFoundError(f'podmetrics.metrics.k8s.io "{name}" not found',
+                            details={"name": name, "group": "metrics.k8s.io", "kind": "pods"})
+
+
+def _nothing() -> None:
+    """The unsubscribe of a watch that never subscribed."""
+
+
+def _ns(target: _Target) -> str:
+    if target.namespace is None:
+        raise NotFoundError("the server could not find the requested resource")
+    return target.namespace
+
+
+def _name(target: _Target) -> str:
+    if target.name is None:
+        raise MethodNotAllowedError("the server does not allow this method on the requested "
+                                    "resource")
+    return target.name
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> JSON:
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("the body of the request was in an unknown format - accepted "
+                              "media types include: application/json") from None
+    if not isinstance(body, dict) and request.content_type != "application/json-patch+json":
+        raise BadRequestError("the body of the request must be a JSON object")
+    return body  # type: ignore[no-any-return]
+
+
+def _lease_spec(body: JSON) -> LeaseSpec:
+    spec = body.get("spec") or {}
+    try:
+        def time_of(key: str) -> float | None:
+            value = spec.get(key)
+            return None if value is None else ks.parse_time(str(value))
+
+        duration = spec.get("leaseDurationSeconds")
+        transitions = spec.get("leaseTransitions")
+        return LeaseSpec(holder=spec.get("holderIdentity") or None,
+                         duration_seconds=None if duration is None else int(duration),
+                         acquire_time=time_of("acquireTime"), renew_time=time_of("renewTime"),
+                         transitions=None if transitions is None else int(transitions))
+    except (TypeError, ValueError) as exc:
+        raise BadRequestError(f"invalid Lease spec: {exc}") from None
+
+
+def create_app(state: KubeState, *, token: str | None = None) -> web.Application:
+    """The Kubernetes API over `state`; with `token`, requests need `Authorization: Bearer`."""
+    api = _KubeApi(state, token)
+    app = web.Application()
+    app.on_shutdown.append(api.close_watches)
+    app.router.add_route("*", "/{tail:.*}", api.handle)
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the simulator's HTTP servers: fault hooks, running on loopback, kubeconfig.
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFault:
+    """One misbehaviour of a fake server: wait `delay` seconds, then answer `status` with
+    `body` instead of the real answer, or cut the real body to its first `truncate` bytes
+    (Content-Length matches, so the client sees malformed JSON, not a transport error)."""
+
+    status: int | None = None
+    delay: float = 0.0
+    truncate: int | None = None
+    body: str = ""
+    path: str = ""
+
+
+class HttpFaults:
+    """A queue of faults; each request whose path starts with the fault's `path` takes one."""
+
+    def __init__(self) -> None:
+        self._queue: list[HttpFault] = []
+
+    def next(self, *, status: int | None = None, delay: float = 0.0,
+             truncate: int | None = None, body: str = "", path: str = "",
+             times: int = 1) -> None:
+        self._queue.extend([HttpFault(status, delay, truncate, body, path)] * times)
+
+    def take(self, path: str) -> HttpFault | None:
+        for i, fault in enumerate(self._queue):
+            if path.startswith(fault.path):
+                return self._queue.pop(i)
+        return None
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+
+def fault_middleware(faults: HttpFaults) -> Middleware:
+    """An aiohttp middleware applying `faults` before (status, delay) or after (truncate) the
+    real handler."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: AioHandler) -> web.StreamResponse:
+        fault = faults.take(request.path)
+        if fault is None:
+            return await handler(request)
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        if fault.status is not None:
+            return web.Response(status=fault.status, text=fault.body,
+                                content_type="application/json" if fault.body.startswith("{")
+                                else "text/plain")
+        response = await handler(request)
+        if fault.truncate is not None and isinstance(response, web.Response) and response.body:
+            body = bytes(response.body)  # type: ignore[arg-type]
+            return web.Response(status=response.status, body=body[: fault.truncate],
+                                content_type=response.content_type)
+        return response
+
+    return middleware
+
+
+
+class ServedApp:
+    """An aiohttp app listening on loopback; it can stop and start again on the same port
+    (how the simulator takes a dependency down: connection refused, then back)."""
+
+    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    async def start(self) -> ServedApp:
+        if self._runner is not None:
+            return self
+        runner = web.AppRunner(self.app, shutdown_timeout=1.0, handle_signals=False,
+                               access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self.port = int(runner.addresses[0][1])
+        self._runner = runner
+        return self
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def serve(app: web.Application, *, host: str = "127.0.0.1", port: int = 0) -> ServedApp:
+    """Start `app` on `host:port` (0: any free port) and return the running server."""
+    return await ServedApp(app, host=host, port=port).start()
+
+
+def write_kubeconfig(path: str | Path, server_url: str, token: str | None = None, *,
+                     namespace: str = "tracardi", name: str = "tracardi-sim") -> Path:
+    """A kubeconfig whose current context points at `server_url` (plain HTTP, loopback).
+
+    kubectl (client-go) sends no bearer token over plain HTTP, so a server started with a
+    token only admits clients that do send it (kubernetes_asyncio); serve kubectl without one.
+    """
+    user: JSON = {"token": token} if token else {}
+    config = {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server_url}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name,
+                      "context": {"cluster": name, "user": name, "namespace": namespace}}],
+        "current-context": name,
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    target.touch(mode=0o600)
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target

@@ -1,0 +1,1403 @@
+"""In-memory Kubernetes state shared by the simulator's model and the simulated API server.
+
+Synchronous and free of I/O: `kubeapi.py` serves it over HTTP in the real wire format,
+`cluster.py` (`SimCluster`) and `leases.py` (`SimLeaseStore`) adapt it to the daemon's ports
+without HTTP, and the simulator's model drives it (pods becoming ready, crashing, using CPU).
+Time comes from two callables passed in: `clock` (monotonic seconds, for the model's own
+bookkeeping such as `Pod.created_at`) and `wall` (epoch seconds, for timestamps on the wire).
+
+What it imitates, and how far:
+- a global resourceVersion counter; every write bumps it and stamps the object; a write that
+  names a stale resourceVersion raises `ConflictError`, exactly like the apiserver's optimistic
+  concurrency;
+- the Deployment + ReplicaSet controllers: a replica change creates Pending pods at once or
+  deletes pods in the ReplicaSet controller's order (Pending before Running, not-ready before
+  ready, most recently ready first, more restarts first, newest first); a deleted or evicted pod
+  is replaced at once; pods are deleted immediately (no graceful termination);
+- the Eviction API with PodDisruptionBudgets (`minAvailable`, the default
+  `IfHealthyBudget` policy for unhealthy pods);
+- watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`;
+- fault injection per (verb, resource), consumed by the HTTP server and the in-memory adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from autoscaler.config import PAUSE_ANNOTATION
+
+JSON = dict[str, Any]
+
+NAME_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+POD_TEMPLATE_HASH = "pod-template-hash"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+NODE_NAME = "sim-node-1"
+NODE_IP = "10.0.0.10"
+WATCH_HISTORY = 1000
+
+# The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """One REST resource: enough to name it in errors, discovery and fault plans."""
+
+    plural: str
+    kind: str
+    group: str = ""
+    version: str = "v1"
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ("get", "list", "watch")
+    singular: str = ""
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """`deployments.apps`, or `pods` for the core group: how the apiserver names it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+DEPLOYMENTS = ResourceType("deployments", "Deployment", "apps", short_names=("deploy",),
+                           verbs=("get", "list", "watch", "patch"), singular="deployment")
+SCALE = ResourceType("deployments/scale", "Scale", "autoscaling", "v1",
+                     verbs=("get", "patch", "update"))
+PODS = ResourceType("pods", "Pod", short_names=("po",),
+                    verbs=("delete", "get", "list", "watch"), singular="pod")
+EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("create",))
+EVENTS = ResourceType("events", "Event", short_names=("ev",),
+                      verbs=("create", "get", "list", "watch"), singular="event")
+EVENTS_V1 = ResourceType("events", "Event", "events.k8s.io", short_names=("ev",),
+                         verbs=("get", "list"), singular="event")
+LEASES = ResourceType("leases", "Lease", "coordination.k8s.io",
+                      verbs=("create", "delete", "get", "list", "update", "watch"),
+                      singular="lease")
+HPAS = ResourceType("horizontalpodautoscalers", "HorizontalPodAutoscaler", "autoscaling", "v2",
+                    short_names=("hpa",), singular="horizontalpodautoscaler")
+PDBS = ResourceType("poddisruptionbudgets", "PodDisruptionBudget", "policy", "v1",
+                    short_names=("pdb",), singular="poddisruptionbudget")
+SCALED_OBJECTS = ResourceType("scaledobjects", "ScaledObject", "keda.sh", "v1alpha1",
+                              short_names=("so",), singular="scaledobject")
+POD_METRICS = ResourceType("pods", "PodMetrics", "metrics.k8s.io", "v1beta1",
+                           verbs=("get", "list"), singular="")
+NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",),
+                          verbs=("get", "list"), singular="namespace")
+
+#: Resource names used by fault plans, e.g. `faults.inject("update", "deployments/scale", ...)`.
+FAULT_RESOURCES = frozenset({
+    "deployments", "deployments/scale", "pods", "pods/eviction", "events", "leases",
+    "horizontalpodautoscalers", "poddisruptionbudgets", "scaledobjects", "podmetrics",
+    "namespaces",
+})
+FAULT_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: each one renders the apiserver's Status body.
+
+
+class ApiError(Exception):
+    """An apiserver error; `status()` is the `Status` object the server sends."""
+
+    code = 500
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, details: JSON | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.retry_after = retry_after
+
+    def status(self) -> JSON:
+        body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": self.message, "reason": self.reason}
+        details = dict(self.details or {})
+        if self.retry_after is not None:
+            details["retryAfterSeconds"] = max(1, round(self.retry_after))
+        if details:
+            body["details"] = details
+        body["code"] = self.code
+        return body
+
+
+class BadRequestError(ApiError):
+    code, reason = 400, "BadRequest"
+
+
+class UnauthorizedError(ApiError):
+    code, reason = 401, "Unauthorized"
+
+
+class ForbiddenError(ApiError):
+    code, reason = 403, "Forbidden"
+
+
+class NotFoundError(ApiError):
+    code, reason = 404, "NotFound"
+
+
+class MethodNotAllowedError(ApiError):
+    code, reason = 405, "MethodNotAllowed"
+
+
+class ConflictError(ApiError):
+    code, reason = 409, "Conflict"
+
+
+class AlreadyExistsError(ApiError):
+    code, reason = 409, "AlreadyExists"
+
+
+class GoneError(ApiError):
+    code, reason = 410, "Expired"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    code, reason = 415, "UnsupportedMediaType"
+
+
+class InvalidError(ApiError):
+    code, reason = 422, "Invalid"
+
+
+class TooManyRequestsError(ApiError):
+    code, reason = 429, "TooManyRequests"
+
+
+class InternalError(ApiError):
+    code, reason = 500, "InternalError"
+
+
+class ServiceUnavailableError(ApiError):
+    code, reason = 503, "ServiceUnavailable"
+
+
+class GatewayTimeoutError(ApiError):
+    code, reason = 504, "Timeout"
+
+
+_ERRORS_BY_CODE: dict[int, type[ApiError]] = {
+    cls.code: cls for cls in (
+        BadRequestError, UnauthorizedError, ForbiddenError, NotFoundError, MethodNotAllowedError,
+        ConflictError, GoneError, UnsupportedMediaTypeError, InvalidError, TooManyRequestsError,
+        InternalError, ServiceUnavailableError, GatewayTimeoutError)
+}
+
+
+def error_for_code(code: int, message: str = "", *, retry_after: float | None = None) -> ApiError:
+    """The error the apiserver would send with this HTTP code (for injected faults)."""
+    cls = _ERRORS_BY_CODE.get(code, InternalError)
+    err = cls(message or f"injected fault: HTTP {code}", retry_after=retry_after)
+    err.code = code
+    return err
+
+
+def _details(rt: ResourceType, name: str) -> JSON:
+    details: JSON = {"name": name}
+    if rt.group:
+        details["group"] = rt.group
+    details["kind"] = rt.plural.split("/")[0]
+    return details
+
+
+def not_found(rt: ResourceType, name: str) -> NotFoundError:
+    return NotFoundError(f'{rt.qualified} "{name}" not found',
+                    details=_details(rt, name))
+
+
+def conflict(rt: ResourceType, name: str) -> ConflictError:
+    return ConflictError(
+        f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        details=_details(rt, name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fault injection.
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected misbehaviour: wait `delay` seconds, then fail with `code` (if set)."""
+
+    code: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    message: str = ""
+
+    def error(self) -> ApiError | None:
+        if self.code is None:
+            return None
+        return error_for_code(self.code, self.message, retry_after=self.retry_after)
+
+
+class FaultPlan:
+    """Queues of faults per (verb, resource); each request of that kind consumes one."""
+
+    def __init__(self) -> None:
+        self._queues: dict[tuple[str, str], deque[Fault]] = {}
+
+    def inject(self, verb: str, resource: str, *, code: int | None = None,
+               retry_after: float | None = None, delay: float = 0.0, message: str = "",
+               times: int = 1) -> None:
+        if resource not in FAULT_RESOURCES:
+            raise ValueError(f"unknown resource {resource!r}; one of {sorted(FAULT_RESOURCES)}")
+        if verb not in FAULT_VERBS:
+            raise ValueError(f"unknown verb {verb!r}; one of {sorted(FAULT_VERBS)}")
+        queue = self._queues.setdefault((verb, resource), deque())
+        queue.extend([Fault(code, retry_after, delay, message)] * times)
+
+    def take(self, verb: str, resource: str) -> Fault | None:
+        queue = self._queues.get((verb, resource))
+        return queue.popleft() if queue else None
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def clear(self) -> None:
+        self._queues.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Time and selectors.
+
+
+def format_time(epoch: float) -> str:
+    """A `metav1.Time`: RFC 3339, whole seconds, UTC."""
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_micro_time(epoch: float) -> str:
+    """A `metav1.MicroTime`: RFC 3339 with exactly six fractional digits, UTC."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from an RFC 3339 `Time` or `MicroTime`; ValueError if malformed."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return parsed.timestamp()
+
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9._/-]+)\s*"
+    r"(?:(?P<op>==|!=|=)\s*(?P<value>[A-Za-z0-9._-]*)"
+    r"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
+)
+
+
+def _split_requirements(text: str) -> list[str]:
+    parts: list[str] = []
+    depth, current = 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p for p in parts if p.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Requirement:
+    """One term of a label selector: `key op values`."""
+
+    key: str
+    op: str
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        if self.op == "exists":
+            return value is not None
+        if self.op == "!exists":
+            return value is None
+        if self.op in ("=", "==", "in"):
+            return value in self.values
+        return value not in self.values
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A parsed label selector (`a=b,c!=d,e in (x,y),f notin (z),g,!h`); empty matches all."""
+
+    requirements: tuple[_Requirement, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> LabelSelector:
+        """BadRequestError when malformed, as the apiserver answers."""
+        out = []
+        for part in _split_requirements(text or ""):
+            m = _REQUIREMENT.match(part)
+            if m is None or (m["neg"] and (m["op"] or m["setop"])):
+                raise BadRequestError(f"unable to parse requirement: {part.strip()!r}")
+            if m["op"]:
+                out.append(_Requirement(m["key"], m["op"], frozenset({m["value"]})))
+            elif m["setop"]:
+                values = frozenset(v.strip() for v in m["values"].split(",") if v.strip())
+                out.append(_Requirement(m["key"], m["setop"], values))
+            else:
+                out.append(_Requirement(m["key"], "!exists" if m["neg"] else "exists"))
+        return cls(tuple(out))
+
+    @classmethod
+    def of(cls, match_labels: Mapping[str, str]) -> LabelSelector:
+        return cls(tuple(_Requirement(k, "=", frozenset({v}))
+                         for k, v in sorted(match_labels.items())))
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+
+def selector_string(match_labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+
+
+def _field(obj: Mapping[str, Any], path: str) -> str:
+    cur: Any = obj
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, Mapping) else None
+    return "" if cur is None else str(cur)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSelector:
+    """A parsed field selector (`metadata.name=x,involvedObject.kind!=Pod`) over wire objects."""
+
+    terms: tuple[tuple[str, bool, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> FieldSelector:
+        terms = []
+        for part in _split_requirements(text or ""):
+            m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*([^,]*?)\s*", part)
+            if m is None:
+                raise BadRequestError(f"invalid field selector: {part.strip()!r}")
+            path, op, value = m.groups()
+            terms.append((path, op != "!=", value))
+        return cls(tuple(terms))
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        return all((_field(obj, path) == value) == equal for path, equal, value in self.terms)
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects.
+
+
+@dataclass(slots=True)
+class Deployment:
+    namespace: str
+    name: str
+    replicas: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    selector: dict[str, str]
+    cpu_request_milli: int
+    image: str
+    uid: str
+    created_wall: float
+    resource_version: int
+    generation: int = 1
+    status_key: tuple[int, int, int] = (0, 0, 0)
+    status_changed_wall: float = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.annotations.get(PAUSE_ANNOTATION, "").lower() in {"true", "1", "yes"}
+
+    @property
+    def template_hash(self) -> str:
+        digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).digest()
+        return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
+
+
+@dataclass(slots=True)
+class Pod:
+    namespace: str
+    name: str
+    owner: str
+    labels: dict[str, str]
+    uid: str
+    created_at: float
+    created_wall: float
+    cpu_request_milli: int
+    image: str
+    resource_version: int
+    phase: str = "Pending"
+    ready: bool = False
+    ready_since_wall: float | None = None
+    running_since_wall: float | None = None
+    ip: str = ""
+    restarts: int = 0
+    waiting_reason: str = "ContainerCreating"
+    last_exit_wall: float | None = None
+    cpu_usage_milli: int | None = None
+
+    @property
+    def container(self) -> str:
+        return self.owner or self.name
+
+
+@dataclass(slots=True)
+class Event:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: int
+    created_wall: float
+    involved: dict[str, str]
+    reason: str
+    message: str
+    type: str
+    source_component: str
+    source_host: str
+    count: int
+    first_wall: float
+    last_wall: float
+    event_time: float | None
+    reporting_component: str
+    reporting_instance: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSpec:
+    """`coordination.k8s.io/v1` LeaseSpec with times as epoch seconds."""
+
+    holder: str | None = None
+    duration_seconds: int | None = None
+    acquire_time: float | None = None
+    renew_time: float | None = None
+    transitions: int | None = None
+
+
+@dataclass(slots=True)
+class Lease:
+    namespace: str
+    name: str
+    uid: str
+    created_wall: float
+    resource_version: int
+    spec: LeaseSpec
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Hpa:
+    namespace: str
+    name: str
+    target_kind: str
+    target_name: str
+    min_replicas: int
+    max_replicas: int
+    cpu_utilization: int
+    uid: str
+    created_wall: float
+    resource_version: int
+
+
+@dataclass(slots=True)
+class ScaledObject:
+    namespace: str
+    name: str
+    target_kind: str
+    target_name: str
+    min_replicas: int
+    max_replicas: int
+    uid: str
+    created_wall: float
+    resource_version: int
+
+
+@dataclass(slots=True)
+class Pdb:
+    namespace: str
+    name: str
+    min_available: int
+    selector: dict[str, str]
+    uid: str
+    created_wall: float
+    resource_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change as a watch sees it; `object` is the wire object after (or, for DELETED,
+    at) the change."""
+
+    type: str
+    resource: str
+    namespace: str
+    resource_version: int
+    object: JSON
+
+
+WatchCallback = Callable[[WatchEvent], None]
+
+
+@dataclass(slots=True)
+class _Subscription:
+    resource: str
+    namespace: str | None
+    callback: WatchCallback
+
+
+def _phase_rank(pod: Pod) -> int:
+    return {"Pending": 0, "Unknown": 1}.get(pod.phase, 2)
+
+
+def _deletion_order(pod: Pod) -> tuple[int, bool, float, int, float]:
+    """The ReplicaSet controller's `ActivePods` ordering: the first sorts out first."""
+    return (_phase_rank(pod), pod.ready, -(pod.ready_since_wall or 0.0), -pod.restarts,
+            -pod.created_wall)
+
+
+class KubeState:
+    """Deployments, pods, events, leases, HPAs, ScaledObjects and PDBs of a simulated cluster.
+
+    All mutators are synchronous and emit watch events; reads return live objects the caller
+    must not mutate (use the mutators).
+    """
+
+    def __init__(self, *, clock: Callable[[], float], wall: Callable[[], float],
+                 keda_installed: bool = False, watch_history: int = WATCH_HISTORY) -> None:
+        self.clock = clock
+        self.wall = wall
+        self.keda_installed = keda_installed
+        self.faults = FaultPlan()
+        self._rv = 1
+        self._names = 0
+        self._ips = 0
+        self._deployments: dict[tuple[str, str], Deployment] = {}
+        self._pods: dict[tuple[str, str], Pod] = {}
+        self._events: dict[tuple[str, str], Event] = {}
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._hpas: dict[tuple[str, str], Hpa] = {}
+        self._scaled_objects: dict[tuple[str, str], ScaledObject] = {}
+        self._pdbs: dict[tuple[str, str], Pdb] = {}
+        self._namespaces: dict[str, float] = {"default": wall()}
+        self._history: deque[WatchEvent] = deque(maxlen=watch_history)
+        self._compacted_through = 0
+        self._subscriptions: list[_Subscription] = []
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        """The newest resourceVersion handed out (what a list reports)."""
+        return self._rv
+
+    def _next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    def _uid(self) -> str:
+        self._names += 1
+        return str(uuid.UUID(int=self._names, version=4))
+
+    def _suffix(self, length: int = 5) -> str:
+        """A random-looking but reproducible name suffix (the same run gives the same names)."""
+        self._names += 1
+        digest = hashlib.sha256(self._names.to_bytes(8, "big")).digest()
+        return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
+
+    def _touch_namespace(self, namespace: str) -> None:
+        self._namespaces.setdefault(namespace, self.wall())
+
+    def _emit(self, type_: str, resource: str, namespace: str, rv: int, obj: JSON) -> None:
+        event = WatchEvent(type_, resource, namespace, rv, obj)
+        if len(self._history) == self._history.maxlen:
+            self._compacted_through = self._history[0].resource_version
+        self._history.append(event)
+        for sub in list(self._subscriptions):
+            if sub.resource == resource and sub.namespace in (None, namespace):
+                sub.callback(event)
+
+    def subscribe(self, resource: str, namespace: str | None, callback: WatchCallback, *,
+                  since: int | None = None) -> Callable[[], None]:
+        """Deliver every later change of `resource` (a plural such as "pods") in `namespace`
+        (None: all) to `callback`; with `since`, first replay the retained changes after that
+        resourceVersion, or raise `GoneError` if they were compacted. Returns the unsubscribe."""
+        if since is not None:
+            if since < self._compacted_through:
+                oldest = self._compacted_through + 1
+                raise GoneError(f"too old resource version: {since} ({oldest})")
+            for event in list(self._history):
+                if (event.resource_version > since and event.resource == resource
+                        and namespace in (None, event.namespace)):
+                    callback(event)
+        sub = _Subscription(resource, namespace, callback)
+        self._subscriptions.append(sub)
+
+        def unsubscribe() -> None:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+
+        return unsubscribe
+
+    def compact(self) -> None:
+        """Forget the watch history, as etcd compaction does: older watches get `GoneError`."""
+        self._history.clear()
+        self._compacted_through = self._rv
+
+    def namespaces(self) -> dict[str, float]:
+        """Namespace name -> creation time (epoch); namespaces exist once something is in them."""
+        return dict(sorted(self._namespaces.items()))
+
+    # -- deployments and the controller ------------------------------------------------------
+
+    def add_deployment(self, namespace: str, name: str, *, replicas: int,
+                       cpu_request_milli: int = 500, image: str = "tracardi/com-tracardi-api",
+                       labels: Mapping[str, str] | None = None,
+                       annotations: Mapping[str, str] | None = None,
+                       instance: str = "tracardi") -> Deployment:
+        """A Deployment labelled like Tracardi's chart, with its pods created (Pending)."""
+        if (namespace, name) in self._deployments:
+            raise AlreadyExistsError(f'{DEPLOYMENTS.qualified} "{name}" already exists',
+                                details=_details(DEPLOYMENTS, name))
+        self._touch_namespace(namespace)
+        selector = {COMPONENT_LABEL: name, NAME_LABEL: "tracardi"}
+        all_labels = {**selector, INSTANCE_LABEL: instance, **(labels or {})}
+        d = Deployment(namespace=namespace, name=name, replicas=replicas, labels=all_labels,
+                       annotations={REVISION_ANNOTATION: "1", **(annotations or {})},
+                       selector=selector, cpu_request_milli=cpu_request_milli, image=image,
+                       uid=self._uid(), created_wall=self.wall(), resource_version=self._next_rv(),
+                       status_changed_wall=self.wall())
+        self._deployments[(namespace, name)] = d
+        self._emit("ADDED", "deployments", namespace, d.resource_version,
+                   self.deployment_json(d))
+        self._reconcile(d)
+        return d
+
+    def deployment(self, namespace: str, name: str) -> Deployment:
+        try:
+            return self._deployments[(namespace, name)]
+        except KeyError:
+            raise not_found(DEPLOYMENTS, name) from None
+
+    def deployments(self, namespace: str | None = None) -> list[Deployment]:
+        return [d for (ns, _), d in sorted(self._deployments.items())
+                if namespace in (None, ns)]
+
+    def set_replicas(self, namespace: str, name: str, replicas: int, *,
+                     resource_version: str | int | None = None) -> Deployment:
+        """Change spec.replicas (what a scale write does); the controller acts at once.
+
+        A non-empty `resource_version` is a precondition: a stale one raises `ConflictError`.
+        """
+        d = self.deployment(namespace, name)
+        # The scale subresource is stored as the Deployment: its conflicts name deployments.apps.
+        self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
+        if replicas < 0:
+            raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid '
+                               f"value: {replicas}: must be greater than or equal to 0",
+                               details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        if replicas != d.replicas:
+            d.replicas = replicas
+            d.generation += 1
+            self._modified_deployment(d)
+            self._reconcile(d)
+        return d
+
+    def update_deployment_metadata(self, namespace: str, name: str, *,
+                                   labels: Mapping[str, str], annotations: Mapping[str, str],
+                                   replicas: int,
+                                   resource_version: str | int | None = None) -> Deployment:
+        """A metadata/replicas patch of the Deployment itself (kubectl annotate, scale)."""
+        d = self.deployment(namespace, name)
+        self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
+        changed = dict(labels) != d.labels or dict(annotations) != d.annotations
+        d.labels, d.annotations = dict(labels), dict(annotations)
+        if replicas != d.replicas:
+            self.set_replicas(namespace, name, replicas)
+        elif changed:
+            self._modified_deployment(d)
+        return d
+
+    def set_paused(self, namespace: str, name: str, paused: bool) -> None:
+        """Set or clear the `autoscaler.tracardi.com/paused` annotation."""
+        d = self.deployment(namespace, name)
+        if paused:
+            d.annotations[PAUSE_ANNOTATION] = "true"
+        else:
+            d.annotations.pop(PAUSE_ANNOTATION, None)
+        self._modified_deployment(d)
+
+    def _check_rv(self, rt: ResourceType, name: str, current: int,
+                  wanted: str | int | None) -> None:
+        if wanted in (None, ""):
+            return
+        if str(wanted) != str(current):
+            raise conflict(rt, name)
+
+    def _modified_deployment(self, d: Deployment) -> None:
+        d.resource_version = self._next_rv()
+        self._emit("MODIFIED", "deployments", d.namespace, d.resource_version,
+                   self.deployment_json(d))
+
+    def _deployment_pods(self, d: Deployment) -> list[Pod]:
+        return [p for p in self._pods.values()
+                if p.namespace == d.namespace and p.owner == d.name]
+
+    def _reconcile(self, d: Deployment) -> None:
+        """The ReplicaSet controller: create or delete pods until the count matches."""
+        pods = self._deployment_pods(d)
+        if len(pods) < d.replicas:
+            for _ in range(d.replicas - len(pods)):
+                self._create_pod(d)
+        elif len(pods) > d.replicas:
+            for pod in sorted(pods, key=_deletion_order)[: len(pods) - d.replicas]:
+                self._remove_pod(pod)
+        self._refresh_status(d)
+
+    def _refresh_status(self, d: Deployment) -> None:
+        pods = self._deployment_pods(d)
+        key = (len(pods), sum(p.ready for p in pods), d.generation)
+        if key != d.status_key:
+            d.status_key = key
+            d.status_changed_wall = self.wall()
+            self._modified_deployment(d)
+
+    # -- pods --------------------------------------------------------------------------------
+
+    def _create_pod(self, d: Deployment) -> Pod:
+        name = f"{d.name}-{d.template_hash}-{self._suffix()}"
+        while (d.namespace, name) in self._pods:
+            name = f"{d.name}-{d.template_hash}-{self._suffix()}"
+        labels = {**d.selector, POD_TEMPLATE_HASH: d.template_hash,
+                  INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "tracardi")}
+        pod = Pod(namespace=d.namespace, name=name, owner=d.name, labels=labels,
+                  uid=self._uid(), created_at=self.clock(), created_wall=self.wall(),
+                  cpu_request_milli=d.cpu_request_milli, image=d.image,
+                  resource_version=self._next_rv())
+        self._pods[(d.namespace, name)] = pod
+        self._emit("ADDED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
+        return pod
+
+    def _remove_pod(self, pod: Pod) -> None:
+        del self._pods[(pod.namespace, pod.name)]
+        rv = self._next_rv()
+        pod.resource_version = rv
+        self._emit("DELETED", "pods", pod.namespace, rv, self.pod_json(pod))
+
+    def pod(self, namespace: str, name: str) -> Pod:
+        try:
+            return self._pods[(namespace, name)]
+        except KeyError:
+            raise not_found(PODS, name) from None
+
+    def pods(self, namespace: str | None = None, *,
+             selector: Mapping[str, str] | None = None) -> list[Pod]:
+        """Pods in creation order, optionally only those whose labels include `selector`."""
+        out = [p for p in self._pods.values() if namespace in (None, p.namespace)
+               and all(p.labels.get(k) == v for k, v in (selector or {}).items())]
+        return sorted(out, key=lambda p: (p.created_wall, p.name))
+
+    def workload_pods(self, namespace: str, deployment: str) -> list[Pod]:
+        return self.pods(namespace, selector=self.deployment(namespace, deployment).selector)
+
+    def _modified_pod(self, pod: Pod) -> None:
+        pod.resource_version = self._next_rv()
+        self._emit("MODIFIED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
+        owner = self._deployments.get((pod.namespace, pod.owner))
+        if owner is not None:
+            self._refresh_status(owner)
+
+    def mark_ready(self, namespace: str, name: str, ready: bool) -> Pod:
+        """The model's verdict: the container runs and its readiness is `ready`.
+
+        The first call moves a Pending pod to Running and gives it an IP.
+        """
+        pod = self.pod(namespace, name)
+        now = self.wall()
+        if pod.phase != "Running":
+            pod.phase = "Running"
+            pod.running_since_wall = now
+        if not pod.ip:
+            pod.ip = self._next_ip()
+        if ready and not pod.ready:
+            pod.ready_since_wall = now
+        if ready or pod.waiting_reason == "ContainerCreating":
+            pod.waiting_reason = ""
+        pod.ready = ready
+        self._modified_pod(pod)
+        return pod
+
+    def set_pod_ip(self, namespace: str, name: str, ip: str) -> Pod:
+        pod = self.pod(namespace, name)
+        pod.ip = ip
+        self._modified_pod(pod)
+        return pod
+
+    def crash(self, namespace: str, name: str) -> Pod:
+        """The container exited: one more restart, not ready, waiting in CrashLoopBackOff."""
+        pod = self.pod(namespace, name)
+        pod.phase = "Running"
+        if not pod.ip:
+            pod.ip = self._next_ip()
+        pod.restarts += 1
+        pod.ready = False
+        pod.ready_since_wall = None
+        pod.waiting_reason = "CrashLoopBackOff"
+        pod.last_exit_wall = self.wall()
+        self._modified_pod(pod)
+        return pod
+
+    def set_cpu_usage(self, namespace: str, name: str, milli: int) -> None:
+        """What metrics-server would report for the pod (no watch event: metrics aren't
+        objects)."""
+        self.pod(namespace, name).cpu_usage_milli = max(0, int(milli))
+
+    def _next_ip(self) -> str:
+        self._ips += 1
+        return f"10.244.{self._ips // 250}.{self._ips % 250 + 1}"
+
+    def delete_pod(self, namespace: str, name: str) -> Pod:
+        """Delete a pod; its Deployment's controller replaces it at once."""
+        pod = self.pod(namespace, name)
+        self._remove_pod(pod)
+        owner = self._deployments.get((namespace, pod.owner))
+        if owner is not None:
+            self._reconcile(owner)
+        return pod
+
+    def evict(self, namespace: str, name: str) -> Pod:
+        """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it."""
+        pod = self.pod(namespace, name)
+        for pdb in self.pdbs(namespace):
+            if not all(pod.labels.get(k) == v for k, v in pdb.selector.items()):
+                continue
+            healthy = self._healthy(pdb)
+            allowed = healthy - 1 if pod.ready else healthy
+            if allowed < pdb.min_available:
+                raise TooManyRequestsError(
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    details={"causes": [{
+                        "reason": "DisruptionBudget",
+                        "message": f"The disruption budget {pdb.name} needs "
+                                   f"{pdb.min_available} healthy pods and has {healthy} "
+                                   "currently"}]})
+        return self.delete_pod(namespace, name)
+
+    # -- PDBs, HPAs, ScaledObjects -----------------------------------------------------------
+
+    def add_pdb(self, namespace: str, name: str, *, min_available: int,
+                selector: Mapping[str, str]) -> Pdb:
+        self._touch_namespace(namespace)
+        pdb = Pdb(namespace, name, min_available, dict(selector), self._uid(), self.wall(),
+                  self._next_rv())
+        self._pdbs[(namespace, name)] = pdb
+        self._emit("ADDED", "poddisruptionbudgets", namespace, pdb.resource_version,
+                   self.pdb_json(pdb))
+        return pdb
+
+    def pdbs(self, namespace: str | None = None) -> list[Pdb]:
+        return [p for (ns, _), p in sorted(self._pdbs.items()) if namespace in (None, ns)]
+
+    def pdb(self, namespace: str, name: str) -> Pdb:
+        try:
+            return self._pdbs[(namespace, name)]
+        except KeyError:
+            raise not_found(PDBS, name) from None
+
+    def _healthy(self, pdb: Pdb) -> int:
+        return sum(1 for p in self.pods(pdb.namespace, selector=pdb.selector) if p.ready)
+
+    def add_hpa(self, namespace: str, name: str, *, target: str, min_replicas: int = 1,
+                max_replicas: int = 10, cpu_utilization: int = 80,
+                target_kind: str = "Deployment") -> Hpa:
+        self._touch_namespace(namespace)
+        hpa = Hpa(namespace, name, target_kind, target, min_replicas, max_replicas,
+                  cpu_utilization, self._uid(), self.wall(), self._next_rv())
+        self._hpas[(namespace, name)] = hpa
+        self._emit("ADDED", "horizontalpodautoscalers", namespace, hpa.resource_version,
+                   self.hpa_json(hpa))
+        return hpa
+
+    def remove_hpa(self, namespace: str, name: str) -> None:
+        hpa = self._hpas.pop((namespace, name), None)
+        if hpa is None:
+            raise not_found(HPAS, name)
+        self._emit("DELETED", "horizontalpodautoscalers", namespace, self._next_rv(),
+                   self.hpa_json(hpa))
+
+    def hpas(self, namespace: str | None = None) -> list[Hpa]:
+        return [h for (ns, _), h in sorted(self._hpas.items()) if namespace in (None, ns)]
+
+    def hpa(self, namespace: str, name: str) -> Hpa:
+        try:
+            return self._hpas[(namespace, name)]
+        except KeyError:
+            raise not_found(HPAS, name) from None
+
+    def add_scaled_object(self, namespace: str, name: str, *, target: str,
+                          min_replicas: int = 1, max_replicas: int = 10,
+                          target_kind: str = "Deployment") -> ScaledObject:
+        """A KEDA ScaledObject; installs the KEDA CRD in the fake cluster if needed."""
+        self.keda_installed = True
+        self._touch_namespace(namespace)
+        so = ScaledObject(namespace, name, target_kind, target, min_replicas, max_replicas,
+                          self._uid(), self.wall(), self._next_rv())
+        self._scaled_objects[(namespace, name)] = so
+        self._emit("ADDED", "scaledobjects", namespace, so.resource_version,
+                   self.scaled_object_json(so))
+        return so
+
+    def scaled_objects(self, namespace: str | None = None) -> list[ScaledObject]:
+        """ScaledObjects; `NotFoundError` (like the apiserver's 404) when KEDA is not installed."""
+        if not self.keda_installed:
+            raise NotFoundError("the server could not find the requested resource")
+        return [s for (ns, _), s in sorted(self._scaled_objects.items())
+                if namespace in (None, ns)]
+
+    def scaled_object(self, namespace: str, name: str) -> ScaledObject:
+        self.scaled_objects(namespace)
+        try:
+            return self._scaled_objects[(namespace, name)]
+        except KeyError:
+            raise not_found(SCALED_OBJECTS, name) from None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> Event:
+        """A core/v1 Event from its wire body (server fields are filled in)."""
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or ""
+        if not name and meta.get("generateName"):
+            name = f"{meta['generateName']}{self._suffix()}"
+        involved = body.get("involvedObject")
+        if not name or not isinstance(involved, Mapping):
+            raise InvalidError(f'Event "{name}" is invalid: metadata.name and involvedObject are '
+                          "required", details=_details(EVENTS, name))
+        if meta.get("namespace", namespace) != namespace:
+            raise BadRequestError("the namespace of the provided object does not match the "
+                             "namespace sent on the request")
+        if (namespace, name) in self._events:
+            raise AlreadyExistsError(f'events "{name}" already exists',
+                                     details=_details(EVENTS, name))
+        now = self.wall()
+        source = body.get("source") or {}
+        try:
+            first = parse_time(body["firstTimestamp"]) if body.get("firstTimestamp") else now
+            last = parse_time(body["lastTimestamp"]) if body.get("lastTimestamp") else first
+            event_time = parse_time(body["eventTime"]) if body.get("eventTime") else None
+        except (TypeError, ValueError) as exc:
+            raise BadRequestError(f"invalid timestamp: {exc}") from None
+        self._touch_namespace(namespace)
+        ev = Event(namespace=namespace, name=name, uid=self._uid(),
+                   resource_version=self._next_rv(), created_wall=now,
+                   involved={k: str(v) for k, v in involved.items() if v is not None},
+                   reason=str(body.get("reason") or ""), message=str(body.get("message") or ""),
+                   type=str(body.get("type") or "Normal"),
+                   source_component=str(source.get("component") or ""),
+                   source_host=str(source.get("host") or ""), count=int(body.get("count") or 1),
+                   first_wall=first, last_wall=last, event_time=event_time,
+                   reporting_component=str(body.get("reportingComponent") or ""),
+                   reporting_instance=str(body.get("reportingInstance") or ""),
+                   action=str(body.get("action") or ""))
+        self._events[(namespace, name)] = ev
+        self._emit("ADDED", "events", namespace, ev.resource_version, self.event_json(ev))
+        return ev
+
+    def record_event(self, namespace: str, *, kind: str, name: str, reason: str, message: str,
+                     type_: str = "Normal", component: str = "tracardi-autoscaler",
+                     api_version: str = "apps/v1") -> Event:
+        """An Event about an object, as client-go's recorder would create it."""
+        uid = ""
+        if kind == "Deployment" and (namespace, name) in self._deployments:
+            uid = self._deployments[(namespace, name)].uid
+        now = self.wall()
+        body = {
+            "metadata": {"name": f"{name}.{int(now * 1e9):x}{self._suffix(3)}",
+                         "namespace": namespace},
+            "involvedObject": {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
+                               "apiVersion": api_version},
+            "reason": reason, "message": message, "type": type_,
+            "source": {"component": component}, "count": 1,
+            "firstTimestamp": format_time(now), "lastTimestamp": format_time(now),
+            "reportingComponent": component,
+        }
+        return self.create_event(namespace, body)
+
+    def events(self, namespace: str | None = None) -> list[Event]:
+        """Events in creation order."""
+        out = [e for (ns, _), e in self._events.items() if namespace in (None, ns)]
+        return sorted(out, key=lambda e: e.resource_version)
+
+    def event(self, namespace: str, name: str) -> Event:
+        try:
+            return self._events[(namespace, name)]
+        except KeyError:
+            raise not_found(EVENTS, name) from None
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> Lease:
+        try:
+            return self._leases[(namespace, name)]
+        except KeyError:
+            raise not_found(LEASES, name) from None
+
+    def leases(self, namespace: str | None = None) -> list[Lease]:
+        return [le for (ns, _), le in sorted(self._leases.items()) if namespace in (None, ns)]
+
+    def create_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
+                     labels: Mapping[str, str] | None = None) -> Lease:
+        if (namespace, name) in self._leases:
+            raise AlreadyExistsError(f'{LEASES.qualified} "{name}" already exists',
+                                details=_details(LEASES, name))
+        self._touch_namespace(namespace)
+        lease = Lease(namespace, name, self._uid(), self.wall(), self._next_rv(), spec,
+                      dict(labels or {}))
+        self._leases[(namespace, name)] = lease
+        self._emit("ADDED", "leases", namespace, lease.resource_version, self.lease_json(lease))
+        return lease
+
+    def update_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
+                     resource_version: str | int | None,
+                     labels: Mapping[str, str] | None = None) -> Lease:
+        lease = self.get_lease(namespace, name)
+        self._check_rv(LEASES, name, lease.resource_version, resource_version)
+        lease.spec = spec
+        if labels is not None:
+            lease.labels = dict(labels)
+        lease.resource_version = self._next_rv()
+        self._emit("MODIFIED", "leases", namespace, lease.resource_version,
+                   self.lease_json(lease))
+        return lease
+
+    def delete_lease(self, namespace: str, name: str) -> Lease:
+        lease = self.get_lease(namespace, name)
+        del self._leases[(namespace, name)]
+        self._emit("DELETED", "leases", namespace, self._next_rv(), self.lease_json(lease))
+        return lease
+
+    # -- pod metrics -------------------------------------------------------------------------
+
+    def pod_metrics(self, namespace: str,
+                    selector: LabelSelector | None = None) -> list[Pod]:
+        """Pods that metrics-server would report: running, with a usage sample."""
+        return [p for p in self.pods(namespace)
+                if p.phase == "Running" and p.cpu_usage_milli is not None
+                and (selector is None or selector.matches(p.labels))]
+
+    # -- wire objects ------------------------------------------------------------------------
+
+    def _meta(self, *, name: str, namespace: str | None, uid: str, rv: int, created: float,
+              labels: Mapping[str, str] | None = None,
+              annotations: Mapping[str, str] | None = None, **extra: Any) -> JSON:
+        meta: JSON = {"name": name}
+        if namespace is not None:
+            meta["namespace"] = namespace
+        meta.update({"uid": uid, "resourceVersion": str(rv),
+                     "creationTimestamp": format_time(created)})
+        meta.update(extra)
+        if labels:
+            meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        return meta
+
+    def deployment_json(self, d: Deployment) -> JSON:
+        pods = self._deployment_pods(d)
+        ready = sum(p.ready for p in pods)
+        status: JSON = {"observedGeneration": d.generation}
+        for key, value in (("replicas", len(pods)), ("updatedReplicas", len(pods)),
+                           ("readyReplicas", ready), ("availableReplicas", ready),
+                           ("unavailableReplicas", max(0, d.replicas - ready))):
+            if value:
+                status[key] = value
+        # maxUnavailable 25% rounds down, as the Deployment controller computes it.
+        available = ready >= d.replicas - d.replicas // 4
+        changed = format_time(d.status_changed_wall)
+        status["conditions"] = [
+            {"type": "Available", "status": "True" if available else "False",
+             "lastUpdateTime": changed, "lastTransitionTime": changed,
+             "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+             "message": "Deployment has minimum availability." if available
+             else "Deployment does not have minimum availability."},
+            {"type": "Progressing", "status": "True", "lastUpdateTime": changed,
+             "lastTransitionTime": format_time(d.created_wall), "reason": "NewReplicaSetAvailable",
+             "message": f'ReplicaSet "{d.name}-{d.template_hash}" has successfully progressed.'},
+        ]
+        container: JSON = {
+            "name": d.name, "image": d.image, "imagePullPolicy": "IfNotPresent",
+            "resources": {"requests": {"cpu": f"{d.cpu_request_milli}m"}},
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+        }
+        return {
+            "kind": "Deployment", "apiVersion": "apps/v1",
+            "metadata": self._meta(name=d.name, namespace=d.namespace, uid=d.uid,
+                                   rv=d.resource_version, created=d.created_wall,
+                                   labels=d.labels, annotations=d.annotations,
+                                   generation=d.generation),
+            "spec": {
+                "replicas": d.replicas,
+                "selector": {"matchLabels": dict(d.selector)},
+                "template": {
+                    "metadata": {"labels": {**d.selector,
+                                            INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "")}},
+                    "spec": {"containers": [container], "restartPolicy": "Always",
+                             "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                             "schedulerName": "default-scheduler", "securityContext": {}},
+                },
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                "revisionHistoryLimit": 10,
+                "progressDeadlineSeconds": 600,
+            },
+            "status": status,
+        }
+
+    def scale_json(self, d: Deployment) -> JSON:
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": self._meta(name=d.name, namespace=d.namespace, uid=d.uid,
+                                   rv=d.resource_version, created=d.created_wall),
+            "spec": {"replicas": d.replicas},
+            "status": {"replicas": len(self._deployment_pods(d)),
+                       "selector": selector_string(d.selector)},
+        }
+
+    def pod_json(self, pod: Pod) -> JSON:
+        created = format_time(pod.created_wall)
+        running = pod.phase == "Running"
+
+        def condition(type_: str, ok: bool, since: float | None) -> JSON:
+            return {"type": type_, "status": "True" if ok else "False", "lastProbeTime": None,
+                    "lastTransitionTime": format_time(since or pod.created_wall)}
+
+        state: JSON
+        if pod.waiting_reason:
+            state = {"waiting": {"reason": pod.waiting_reason}}
+            if pod.waiting_reason == "CrashLoopBackOff":
+                state["waiting"]["message"] = (
+                    f"back-off 10s restarting failed container={pod.container} "
+                    f"pod={pod.name}_{pod.namespace}({pod.uid})")
+        else:
+            state = {"running": {"startedAt": format_time(pod.running_since_wall
+                                                          or pod.created_wall)}}
+        container_status: JSON = {
+            "name": pod.container, "image": pod.image,
+            "imageID": f"docker.io/{pod.image}@sha256:{'0' * 64}",
+            "ready": pod.ready, "restartCount": pod.restarts,
+            "started": running and pod.waiting_reason == "",
+            "state": state, "lastState": {},
+        }
+        if running:
+            container_status["containerID"] = f"containerd://{pod.uid.replace('-', '')}"
+        if pod.last_exit_wall is not None:
+            container_status["lastState"] = {"terminated": {
+                "exitCode": 1, "reason": "Error",
+                "startedAt": format_time(pod.running_since_wall or pod.created_wall),
+                "finishedAt": format_time(pod.last_exit_wall)}}
+        status: JSON = {
+            "phase": pod.phase,
+            "conditions": [
+                condition("Initialized", True, pod.created_wall),
+                condition("Ready", pod.ready, pod.ready_since_wall or pod.last_exit_wall),
+                condition("ContainersReady", pod.ready,
+                          pod.ready_since_wall or pod.last_exit_wall),
+                condition("PodScheduled", True, pod.created_wall),
+            ],
+            "hostIP": NODE_IP,
+            "startTime": created,
+            "containerStatuses": [container_status],
+            "qosClass": "Burstable",
+        }
+        if pod.ip:
+            status["podIP"] = pod.ip
+            status["podIPs"] = [{"ip": pod.ip}]
+        owner = self._deployments.get((pod.namespace, pod.owner))
+        owner_refs = []
+        if owner is not None:
+            owner_refs = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                           "name": f"{owner.name}-{owner.template_hash}",
+                           "uid": str(uuid.uuid5(uuid.NAMESPACE_OID, owner.uid)),
+                           "controller": True, "blockOwnerDeletion": True}]
+        meta = self._meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
+                          rv=pod.resource_version, created=pod.created_wall, labels=pod.labels,
+                          generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-")
+        if owner_refs:
+            meta["ownerReferences"] = owner_refs
+        return {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": meta,
+            "spec": {
+                "containers": [{
+                    "name": pod.container, "image": pod.image, "imagePullPolicy": "IfNotPresent",
+                    "resources": {"requests": {"cpu": f"{pod.cpu_request_milli}m"}},
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File",
+                }],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
+                "serviceAccountName": "default", "nodeName": NODE_NAME,
+                "securityContext": {}, "priority": 0, "enableServiceLinks": True,
+            },
+            "status": status,
+        }
+
+    def event_json(self, ev: Event) -> JSON:
+        out: JSON = {
+            "kind": "Event", "apiVersion": "v1",
+            "metadata": self._meta(name=ev.name, namespace=ev.namespace, uid=ev.uid,
+                                   rv=ev.resource_version, created=ev.created_wall),
+            "involvedObject": dict(ev.involved),
+            "reason": ev.reason, "message": ev.message,
+            "source": {k: v for k, v in (("component", ev.source_component),
+                                         ("host", ev.source_host)) if v},
+            "firstTimestamp": format_time(ev.first_wall),
+            "lastTimestamp": format_time(ev.last_wall),
+            "count": ev.count, "type": ev.type,
+            "eventTime": None if ev.event_time is None else format_micro_time(ev.event_time),
+            "reportingComponent": ev.reporting_component,
+            "reportingInstance": ev.reporting_instance,
+        }
+        if ev.action:
+            out["action"] = ev.action
+        return out
+
+    def event_v1_json(self, ev: Event) -> JSON:
+        """The same Event as `events.k8s.io/v1` serves it (renamed fields, deprecated*)."""
+        return {
+            "kind": "Event", "apiVersion": "events.k8s.io/v1",
+            "metadata": self._meta(name=ev.name, namespace=ev.namespace, uid=ev.uid,
+                                   rv=ev.resource_version, created=ev.created_wall),
+            "eventTime": None if ev.event_time is None else format_micro_time(ev.event_time),
+            "reportingController": ev.reporting_component,
+            "reportingInstance": ev.reporting_instance,
+            "regarding": dict(ev.involved), "reason": ev.reason, "note": ev.message,
+            "type": ev.type,
+            "deprecatedSource": {k: v for k, v in (("component", ev.source_component),
+                                                   ("host", ev.source_host)) if v},
+            "deprecatedFirstTimestamp": format_time(ev.first_wall),
+            "deprecatedLastTimestamp": format_time(ev.last_wall),
+            "deprecatedCount": ev.count,
+        }
+
+    def lease_json(self, lease: Lease) -> JSON:
+        spec: JSON = {}
+        s = lease.spec
+        if s.holder is not None:
+            spec["holderIdentity"] = s.holder
+        if s.duration_seconds is not None:
+            spec["leaseDurationSeconds"] = s.duration_seconds
+        if s.acquire_time is not None:
+            spec["acquireTime"] = format_micro_time(s.acquire_time)
+        if s.renew_time is not None:
+            spec["renewTime"] = format_micro_time(s.renew_time)
+        if s.transitions is not None:
+            spec["leaseTransitions"] = s.transitions
+        return {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                "metadata": self._meta(name=lease.name, namespace=lease.namespace, uid=lease.uid,
+                                       rv=lease.resource_version, created=lease.created_wall,
+                                       labels=lease.labels),
+                "spec": spec}
+
+    def hpa_json(self, hpa: Hpa) -> JSON:
+        current = 0
+        if hpa.target_kind == "Deployment" and (hpa.namespace, hpa.target_name) \
+                in self._deployments:
+            current = self._deployments[(hpa.namespace, hpa.target_name)].replicas
+        return {
+            "kind": "HorizontalPodAutoscaler", "apiVersion": "autoscaling/v2",
+            "metadata": self._meta(name=hpa.name, namespace=hpa.namespace, uid=hpa.uid,
+                                   rv=hpa.resource_version, created=hpa.created_wall),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": hpa.target_kind,
+                                   "name": hpa.target_name},
+                "minReplicas": hpa.min_replicas, "maxReplicas": hpa.max_replicas,
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": "cpu", "target": {"type": "Utilization",
+                                              "averageUtilization": hpa.cpu_utilization}}}],
+            },
+            "status": {"currentReplicas": current, "desiredReplicas": current},
+        }
+
+    def scaled_object_json(self, so: ScaledObject) -> JSON:
+        return {
+            "kind": "ScaledObject", "apiVersion": "keda.sh/v1alpha1",
+            "metadata": self._meta(name=so.name, namespace=so.namespace, uid=so.uid,
+                                   rv=so.resource_version, created=so.created_wall),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": so.target_kind,
+                                        "name": so.target_name},
+                     "minReplicaCount": so.min_replicas, "maxReplicaCount": so.max_replicas,
+                     "triggers": [{"type": "cpu", "metricType": "Utilization",
+                                   "metadata": {"value": "80"}}]},
+        }
+
+    def pdb_json(self, pdb: Pdb) -> JSON:
+        healthy = self._healthy(pdb)
+        expected = len(self.pods(pdb.namespace, selector=pdb.selector))
+        return {
+            "kind": "PodDisruptionBudget", "apiVersion": "policy/v1",
+            "metadata": self._meta(name=pdb.name, namespace=pdb.namespace, uid=pdb.uid,
+                                   rv=pdb.resource_version, created=pdb.created_wall,
+                                   generation=1),
+            "spec": {"minAvailable": pdb.min_available,
+                     "selector": {"matchLabels": dict(pdb.selector)}},
+            "status": {"observedGeneration": 1, "currentHealthy": healthy,
+                       "desiredHealthy": pdb.min_available,
+                       "disruptionsAllowed": max(0, healthy - pdb.min_available),
+                       "expectedPods": expected},
+        }
+
+    def pod_metrics_json(self, pod: Pod) -> JSON:
+        """metrics-server's PodMetrics: CPU in nanocores, a 15 s window."""
+        now = self.wall()
+        return {
+            "kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {"name": pod.name, "namespace": pod.namespace,
+                         "creationTimestamp": format_time(now), "labels": dict(pod.labels)},
+            "timestamp": format_time(now - 5), "window": "15s",
+            "containers": [{"name": pod.container, "usage": {
+                "cpu": f"{(pod.cpu_usage_milli or 0) * 1_000_000}n", "memory": "262144Ki"}}],
+        }
+
+    def namespace_json(self, name: str) -> JSON:
+        created = self._namespaces.get(name)
+        if created is None:
+            raise not_found(NAMESPACES, name)
+        return {"kind": "Namespace", "apiVersion": "v1",
+                "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                             "resourceVersion": "1", "creationTimestamp": format_time(created),
+                             "labels": {"kubernetes.io/metadata.name": name}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+    def objects_json(self, resource: str, namespace: str | None) -> Iterable[JSON]:
+        """The wire objects of a watchable resource, for a list or a watch's initial state."""
+        if resource == "deployments":
+            return [self.deployment_json(d) for d in self.deployments(namespace)]
+        if resource == "pods":
+            return [self.pod_json(p) for p in self.pods(namespace)]
+        if resource == "events":
+            return [self.event_json(e) for e in self.events(namespace)]
+        if resource == "leases":
+            return [self.lease_json(le) for le in self.leases(namespace)]
+        if resource == "horizontalpodautoscalers":
+            return [self.hpa_json(h) for h in self.hpas(namespace)]
+        if resource == "poddisruptionbudgets":
+            return [self.pdb_json(p) for p in self.pdbs(namespace)]
+        if resource == "scaledobjects":
+            return [self.scaled_object_json(s) for s in self.scaled_objects(namespace)]
+        raise ValueError(f"not a watchable resource: {resource}")

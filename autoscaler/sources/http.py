@@ -1,0 +1,228 @@
+"""HTTP plumbing shared by the HTTP sources and the HTTP probes.
+
+`SessionPool` keeps one aiohttp session per (scheme, host, port, TLS settings) with a per-host
+connection limit, and an optional global limit on requests in flight. `SessionPool.get` does one
+GET with no redirects, a deadline covering the wait for a slot, connect, headers and body, and a
+body size cap; every failure becomes a `FetchError` whose reason is short, operator-readable and
+free of secrets (`describe_error` words it, also for the probes' `http_check`). The sources
+(`pulsar.py`, `prometheus.py`, `tracardi_queue.py`) and probes (`autoscaler/probes/`) turn replies
+into signals and check results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from autoscaler.config import TlsSettings
+from autoscaler.secrets import Credentials, SecretError, redact
+
+USER_AGENT = "tracardi-autoscaler"
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+MAX_REASON_CHARS = 300
+
+
+class FetchError(Exception):
+    """A request that produced no usable reply; `str()` is the operator-facing reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise FetchError("invalid JSON") from None
+
+    def server_message(self) -> str:
+        """The server's own error text from a JSON body (`reason`, `detail`, ...), or ""."""
+        try:
+            body = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        if isinstance(body, Mapping):
+            for key in ("reason", "detail", "message", "error"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return shorten(value)
+        return ""
+
+    def error_detail(self) -> str:
+        """`HTTP <status>` plus the server's own message when its body carries one."""
+        message = self.server_message()
+        return f"HTTP {self.status}: {message}" if message else f"HTTP {self.status}"
+
+
+def shorten(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def auth_headers(creds: Credentials) -> dict[str, str]:
+    """`Authorization` for a bearer token or HTTP basic; raises `SecretError` when ambiguous."""
+    if creds.token and creds.username:
+        raise SecretError("auth: give a token or a username and password, not both")
+    if creds.token:
+        return {"Authorization": f"Bearer {creds.token}"}
+    if creds.username:
+        pair = f"{creds.username}:{creds.password or ''}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
+    if creds.password:
+        raise SecretError("auth: a password is set without a username")
+    return {}
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Verification on unless turned off; `ca_file` replaces the system CAs; cert+key for mTLS."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    return ctx
+
+
+def describe_error(exc: BaseException, *, timeout: float) -> str:
+    """A short reason for a failed HTTP exchange (connection, TLS, protocol or deadline)."""
+    if isinstance(exc, FetchError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timeout after {timeout}s"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate rejected: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed for {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused ({where})"
+        return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "truncated response"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"bad HTTP response: {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None,
+    params: Mapping[str, str] | None,
+    max_bytes: int,
+) -> Reply:
+    # A redirect could carry the Authorization header to another host, and a 3xx from an admin
+    # API means the URL is wrong: refuse it and say where it pointed.
+    async with session.get(url, headers=headers, params=params, allow_redirects=False) as resp:
+        if 300 <= resp.status < 400:
+            target = urlsplit(resp.headers.get("Location", "")).netloc or "elsewhere"
+            raise FetchError(f"HTTP {resp.status} redirect to {target} refused")
+        if resp.content_length is not None and resp.content_length > max_bytes:
+            raise FetchError(f"response over {max_bytes} bytes")
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchError(f"response over {max_bytes} bytes")
+        return Reply(status=resp.status, body=bytes(body))
+
+
+SessionKey = tuple[str, str, int, TlsSettings | None]
+
+
+class SessionPool:
+    """One aiohttp session per host and TLS settings; closed together by `close()`.
+
+    `max_concurrent` bounds requests in flight across all users of the pool. Waiting for a slot
+    counts against the caller's own deadline, so a slow source delays nobody past their timeout.
+    """
+
+    def __init__(self, *, limit_per_host: int = 4, max_concurrent: int | None = None) -> None:
+        self._limit_per_host = limit_per_host
+        self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+        self._sessions: dict[SessionKey, aiohttp.ClientSession] = {}
+        self._closed = False
+
+    def session(self, url: str, tls: TlsSettings) -> aiohttp.ClientSession:
+        """The session for `url`'s host; raises `FetchError` for unusable TLS files."""
+        if self._closed:
+            raise FetchError("session pool is closed")
+        parts = urlsplit(url)
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        key: SessionKey = (parts.scheme, parts.hostname or "", port, tls if secure else None)
+        session = self._sessions.get(key)
+        if session is None:
+            try:
+                context: ssl.SSLContext | bool = ssl_context(tls) if secure else True
+            except (OSError, ssl.SSLError) as exc:
+                raise FetchError(f"TLS settings unusable: {exc}") from None
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=self._limit_per_host, ssl=context),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                # Proxies from the environment would see our credentials; the admin APIs are
+                # reached directly from inside the cluster.
+                trust_env=False,
+            )
+            self._sessions[key] = session
+        return session
+
+    async def get(
+        self,
+        url: str,
+        *,
+        tls: TlsSettings,
+        timeout_seconds: float,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        secrets: Iterable[str] = (),
+    ) -> Reply:
+        """One GET within `timeout_seconds`, the wait for a slot included.
+
+        Raises `FetchError` with a redacted reason.
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds), self._slot():
+                return await _get(self.session(url, tls), url, headers=headers, params=params,
+                                  max_bytes=max_bytes)
+        except (FetchError, aiohttp.ClientError, OSError) as exc:
+            reason = describe_error(exc, timeout=timeout_seconds)
+            raise FetchError(redact(reason, secrets)) from None
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots is None:
+            yield
+            return
+        async with self._slots:
+            yield
+
+    async def close(self) -> None:
+        self._closed = True
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()

@@ -1,0 +1,125 @@
+"""Pulsar backlog source: a subscription's backlog, rates and consumers from the admin API.
+
+Reads `GET /admin/v2/persistent/{tenant}/{namespace}/{topic}/stats` (or `/partitioned-stats`,
+aggregated over partitions) through the shared `SessionPool` of `http.py`, and yields the signals
+`<name>.backlog` (subscription msgBacklog), `<name>.in_rate` (topic msgRateIn), `<name>.out_rate`
+(subscription msgRateOut) and `<name>.consumers` (how many consumers, each with its address and
+msgRateOut, which the healer uses to find stuck pods). A missing topic or subscription is an
+error on the signals, never a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from autoscaler.config import SOURCE_FIELDS, PulsarSource
+from autoscaler.model import ConsumerStat, Signal
+from autoscaler.secrets import SecretError, redact, resolve_credentials
+from autoscaler.sources.http import FetchError, Reply, SessionPool, auth_headers, shorten
+from autoscaler.sources.values import (
+    Reading,
+    RejectedValueError,
+    checked,
+    failed,
+    reading,
+    to_signals,
+)
+
+FIELDS = SOURCE_FIELDS["pulsar"]
+_SHOWN_SUBSCRIPTIONS = 5
+
+
+class PulsarBacklogSource:
+    """One topic and subscription of one Pulsar cluster."""
+
+    def __init__(self, name: str, cfg: PulsarSource, *, now: Callable[[], float],
+                 session_pool: SessionPool) -> None:
+        self.name = name
+        self._cfg = cfg
+        self._now = now
+        self._pool = session_pool
+        self._topic = f"persistent://{cfg.tenant}/{cfg.namespace}/{cfg.topic}"
+        endpoint = "partitioned-stats" if cfg.partitioned else "stats"
+        self._url = (f"{cfg.admin_url}/admin/v2/persistent/{cfg.tenant}/{cfg.namespace}/"
+                     f"{cfg.topic}/{endpoint}")
+        # Per-partition detail can be megabytes on wide topics; the aggregate is all we read.
+        self._params = {"perPartition": "false"} if cfg.partitioned else None
+
+    async def read(self) -> Sequence[Signal]:
+        secrets: tuple[str, ...] = ()
+        try:
+            creds = resolve_credentials(self._cfg.auth)
+            secrets = creds.secrets()
+            reply = await self._pool.get(
+                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
+                headers=auth_headers(creds), params=self._params, secrets=secrets)
+            readings = self._parse(reply)
+        except (SecretError, FetchError) as exc:
+            return failed(self.name, FIELDS, self._now(), redact(str(exc), secrets))
+        except Exception as exc:  # a read must never raise into the daemon
+            reason = redact(f"unexpected {type(exc).__name__}: {exc}", secrets)
+            return failed(self.name, FIELDS, self._now(), shorten(reason))
+        return to_signals(self.name, self._now(), readings)
+
+    async def close(self) -> None:
+        """Nothing to release: the session pool belongs to whoever built this source."""
+
+    def _parse(self, reply: Reply) -> Mapping[str, Reading]:
+        if reply.status == 404:
+            reason = reply.server_message()
+            extra = f" ({reason})" if reason and reason != "Topic not found" else ""
+            raise FetchError(f"topic not found: {self._topic}{extra}")
+        if reply.status != 200:
+            raise FetchError(reply.error_detail())
+        stats = reply.json()
+        if not isinstance(stats, dict):
+            raise FetchError("stats: expected a JSON object")
+        in_rate = reading(stats.get("msgRateIn"), "in_rate")
+        subscription = self._subscription(stats)
+        if isinstance(subscription, str):
+            missing = Reading(error=subscription)
+            return {"backlog": missing, "in_rate": in_rate, "out_rate": missing,
+                    "consumers": missing}
+        return {
+            "backlog": reading(subscription.get("msgBacklog"), "backlog"),
+            "in_rate": in_rate,
+            "out_rate": reading(subscription.get("msgRateOut"), "out_rate"),
+            "consumers": _consumers(subscription.get("consumers")),
+        }
+
+    def _subscription(self, stats: dict[str, Any]) -> dict[str, Any] | str:
+        """The configured subscription's stats, or the reason it cannot be had."""
+        subscriptions = stats.get("subscriptions")
+        if not isinstance(subscriptions, dict):
+            return "stats: no subscriptions object"
+        wanted = self._cfg.subscription
+        found = subscriptions.get(wanted)
+        if isinstance(found, dict):
+            return found
+        if found is not None:
+            return f"subscription {wanted!r}: expected a JSON object"
+        names = sorted(subscriptions)
+        shown = ", ".join(names[:_SHOWN_SUBSCRIPTIONS])
+        if len(names) > _SHOWN_SUBSCRIPTIONS:
+            shown += ", ..."
+        return f"subscription {wanted!r} not found (topic has: {shown or 'none'})"
+
+
+def _consumers(raw: object) -> Reading:
+    """Consumers merged by name and address: partitioned stats list one entry per partition."""
+    if not isinstance(raw, list):
+        return Reading(error="consumers: expected a list")
+    rates: dict[tuple[str, str], float] = {}
+    try:
+        for entry in raw:
+            if not isinstance(entry, dict):
+                raise RejectedValueError("consumers: expected objects")
+            key = (str(entry.get("consumerName") or ""), str(entry.get("address") or ""))
+            rates[key] = rates.get(key, 0.0) + checked(entry.get("msgRateOut"),
+                                                       "consumer out_rate")
+    except RejectedValueError as exc:
+        return Reading(error=str(exc))
+    stats = tuple(ConsumerStat(name=name, address=address, msg_rate_out=rate)
+                  for (name, address), rate in rates.items())
+    return Reading(value=float(len(stats)), consumers=stats)

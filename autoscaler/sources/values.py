@@ -1,0 +1,74 @@
+"""Checking numbers read from the wire and packing them into signals, for every source.
+
+A source reads a JSON document, checks each number it needs with `checked` (rejecting missing,
+non-numeric, negative, non-finite and absurd values with a reason) and turns the per-field
+`Reading`s of one read into `Signal`s named `<source>.<field>` that share one `read_at`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from autoscaler.model import ConsumerStat, Signal
+
+#: No backlog or rate of a Tracardi cluster comes near this; a larger value is a broken reply.
+ABSURD_LIMIT = 1e15
+
+
+class RejectedValueError(ValueError):
+    """A value that must not reach a policy; `str()` is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One field of one read: a value, or the reason there is none."""
+
+    value: float | None = None
+    error: str | None = None
+    consumers: tuple[ConsumerStat, ...] = ()
+
+
+def checked(raw: object, label: str) -> float:
+    """`raw` as a finite, non-negative, sane float; raises `RejectedValueError` otherwise."""
+    if raw is None:
+        raise RejectedValueError(f"{label} missing")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise RejectedValueError(f"{label}: expected a number, got {type(raw).__name__}")
+    value = float(raw)
+    if math.isnan(value):
+        raise RejectedValueError(f"{label} is NaN")
+    if math.isinf(value):
+        raise RejectedValueError(f"{label} is {'+' if value > 0 else '-'}Inf")
+    if value < 0:
+        raise RejectedValueError(f"negative {label} {number_text(value)}")
+    if value > ABSURD_LIMIT:
+        raise RejectedValueError(f"absurd {label} {number_text(value)}")
+    return value
+
+
+def number_text(value: float) -> str:
+    """Compact and unambiguous: `-3`, `0.25`, `1e18`."""
+    return f"{value:g}".replace("e+", "e")
+
+
+def reading(raw: object, label: str) -> Reading:
+    try:
+        return Reading(value=checked(raw, label))
+    except RejectedValueError as exc:
+        return Reading(error=str(exc))
+
+
+def to_signals(source: str, read_at: float, readings: Mapping[str, Reading]) -> tuple[Signal, ...]:
+    return tuple(
+        Signal(name=f"{source}.{field}", value=None if r.error else r.value, read_at=read_at,
+               error=r.error, consumers=r.consumers)
+        for field, r in readings.items()
+    )
+
+
+def failed(source: str, fields: Iterable[str], read_at: float, reason: str) -> tuple[Signal, ...]:
+    """Every field of a read that produced nothing usable, all with the same reason."""
+    return tuple(Signal(name=f"{source}.{field}", value=None, read_at=read_at, error=reason)
+                 for field in fields)

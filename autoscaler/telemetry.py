@@ -1,0 +1,137 @@
+"""Prometheus metric definitions and the structlog set-up.
+
+Every daemon owns a `Telemetry` with its own registry, so several daemons (a benchmark, a test
+with two replicas) can live in one process. Names carry the `tracardi_autoscaler_` prefix; labels
+are `namespace`, `workload`, `dependency`, `reason` and a few more where DESIGN.md asks for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from autoscaler.model import Decision, DependencyState, Health, Signal
+
+PREFIX = "tracardi_autoscaler_"
+WL = ("namespace", "workload")
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+
+def reason_code(reason: str) -> str:
+    """The low-cardinality head of a reason: `DependencyDown:es` -> `DependencyDown`."""
+    head = reason.split(":", 1)[0].split(" ", 1)[0]
+    return head if head.isidentifier() else "Policy"
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        p = PREFIX
+        self.current = Gauge(p + "current_replicas", "Replicas of the Deployment as last read",
+                             WL, registry=r)
+        self.ready = Gauge(p + "ready_replicas", "Ready pods of the workload", WL, registry=r)
+        self.desired = Gauge(p + "desired_replicas", "Replicas decided by the last evaluation",
+                             WL, registry=r)
+        self.min = Gauge(p + "min_replicas", "Configured minimum", WL, registry=r)
+        self.max = Gauge(p + "max_replicas", "Configured maximum", WL, registry=r)
+        self.recommended = Gauge(p + "recommended_replicas", "Raw recommendation per policy",
+                                 (*WL, "policy"), registry=r)
+        self.decisions = Counter(p + "decisions", "Evaluations by outcome and reason",
+                                 (*WL, "action", "reason", "leader"), registry=r)
+        self.frozen = Gauge(p + "frozen", "1 while the workload is frozen by the gate", WL,
+                            registry=r)
+        self.paused = Gauge(p + "paused", "1 while the workload carries the pause annotation",
+                            WL, registry=r)
+        self.dependency_up = Gauge(p + "dependency_up", "1 up, 0 down or unknown",
+                                   ("dependency",), registry=r)
+        self.dependency_reason = Gauge(p + "dependency_last_reason_info",
+                                       "The reason of the dependency's last verdict",
+                                       ("dependency", "reason"), registry=r)
+        self._last_reason: dict[str, str] = {}
+        self.signal_value = Gauge(p + "signal_value", "Last valid value of a signal",
+                                  ("signal",), registry=r)
+        self.signal_read_time = Gauge(p + "signal_read_timestamp_seconds",
+                                      "Wall time of the last read of a signal", ("signal",),
+                                      registry=r)
+        self.signal_errors = Counter(p + "signal_errors", "Failed reads by signal and reason",
+                                     ("signal", "reason"), registry=r)
+        self.evaluation_seconds = Histogram(p + "evaluation_seconds",
+                                            "Time to evaluate one workload", registry=r,
+                                            buckets=LATENCY_BUCKETS)
+        self.reaction_seconds = Histogram(p + "reaction_seconds",
+                                          "From the signal read to the scale request",
+                                          registry=r, buckets=LATENCY_BUCKETS)
+        self.scale_writes = Counter(p + "scale_writes", "Scale requests by outcome",
+                                    (*WL, "outcome"), registry=r)
+        self.restarts = Counter(p + "restarts", "Pod restarts by reason", (*WL, "reason"),
+                                registry=r)
+        self.unhealthy_pods = Gauge(p + "unhealthy_pods", "Pods judged unhealthy by reason",
+                                    (*WL, "reason"), registry=r)
+        self.breaker_open = Gauge(p + "breaker_open", "1 while healing is stopped by the breaker",
+                                  WL, registry=r)
+        self.leader = Gauge(p + "leader", "1 while this replica holds the lease", registry=r)
+        self.config_reloads = Counter(p + "config_reloads", "Config reloads by outcome",
+                                      ("outcome",), registry=r)
+        self.config_last_reload_ok = Gauge(p + "config_last_reload_success",
+                                           "1 if the last config (re)load succeeded",
+                                           registry=r)
+        self.conflicts = Gauge(p + "conflicting_autoscaler",
+                               "1 while another HPA or ScaledObject targets the workload",
+                               WL, registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe_decision(self, d: Decision, *, ready: int, leader: bool,
+                         minimum: int, maximum: int) -> None:
+        labels = (d.namespace, d.workload)
+        self.current.labels(*labels).set(d.current)
+        self.ready.labels(*labels).set(ready)
+        self.desired.labels(*labels).set(d.desired)
+        self.min.labels(*labels).set(minimum)
+        self.max.labels(*labels).set(maximum)
+        for rec in d.recommendations:
+            self.recommended.labels(*labels, rec.policy).set(rec.replicas)
+        reason = reason_code(d.reasons[-1]) if d.reasons else "none"
+        if d.action.value in ("freeze", "pause") and d.reasons:
+            reason = reason_code(d.reasons[0])
+        self.decisions.labels(*labels, d.action.value, reason, "1" if leader else "0").inc()
+        self.frozen.labels(*labels).set(1 if d.action.value == "freeze" else 0)
+        self.paused.labels(*labels).set(1 if d.action.value == "pause" else 0)
+
+    def observe_dependency(self, state: DependencyState) -> None:
+        self.dependency_up.labels(state.name).set(1 if state.health is Health.UP else 0)
+        last = self._last_reason.get(state.name)
+        reason = state.reason[:80]
+        if last is not None and last != reason:
+            self.dependency_reason.remove(state.name, last)
+        self._last_reason[state.name] = reason
+        self.dependency_reason.labels(state.name, reason).set(1)
+
+    def observe_signal(self, sig: Signal, *, wall: float) -> None:
+        if sig.ok and sig.value is not None:
+            self.signal_value.labels(sig.name).set(sig.value)
+            self.signal_read_time.labels(sig.name).set(wall)
+        else:
+            self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
+
+
+def configure_logging(*, json: bool = True, level: int = logging.INFO) -> None:
+    """structlog to stderr: JSON lines in production, key=value for people."""
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+        colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

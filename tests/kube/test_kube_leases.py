@@ -1,0 +1,85 @@
+"""KubeLeaseStore over the simulated API, and the same LeaderElector running on it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+from kube_fixtures import NS, TOKEN, RealClock, Served
+from kubernetes_asyncio.client import ApiClient
+
+from autoscaler.kube.leases import KubeLeaseStore
+from autoscaler.leader import LeaderElector
+from autoscaler.ports import LeaseRecord, WriteOutcome
+
+NAME = "tracardi-autoscaler"
+MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def _record(holder: str | None, rv: str = "", at: float = 1_700_000_000.0) -> LeaseRecord:
+    return LeaseRecord(holder=holder, acquired_at=at, renewed_at=at + 0.5, duration_seconds=15,
+                       transitions=2, resource_version=rv)
+
+
+async def _raw_lease(served: Served) -> dict[str, object]:
+    url = f"{served.server.url}/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{NAME}"
+    async with aiohttp.ClientSession() as session, session.get(
+            url, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        return dict(await response.json())
+
+
+async def test_lease_lifecycle_with_conflicts(served: Served, api: ApiClient) -> None:
+    store = KubeLeaseStore(api)
+    assert await store.get(NS, NAME) is None
+
+    assert (await store.create(NS, NAME, _record("a"))).outcome is WriteOutcome.DONE
+    assert (await store.create(NS, NAME, _record("b"))).outcome is WriteOutcome.CONFLICT
+
+    read = await store.get(NS, NAME)
+    assert read is not None
+    assert (read.holder, read.acquired_at, read.renewed_at, read.duration_seconds,
+            read.transitions) == ("a", 1_700_000_000.0, 1_700_000_000.5, 15.0, 2)
+    raw = await _raw_lease(served)
+    spec = raw["spec"]
+    assert isinstance(spec, dict)
+    assert MICRO_TIME.match(spec["renewTime"]) and MICRO_TIME.match(spec["acquireTime"])
+    assert spec["renewTime"] == "2023-11-14T22:13:20.500000Z"
+
+    stale = read.resource_version
+    assert (await store.update(NS, NAME, _record("a", stale))).outcome is WriteOutcome.DONE
+    assert (await store.update(NS, NAME, _record("b", stale))).outcome is WriteOutcome.CONFLICT
+    released = await store.update(NS, NAME, _record(None, (await store.get(NS, NAME) or read)
+                                                    .resource_version))
+    assert released.outcome is WriteOutcome.DONE
+    after = await store.get(NS, NAME)
+    assert after is not None and after.holder is None
+
+
+async def test_elector_over_http_leads_alone_and_hands_over_on_release(
+        served: Served, api: ApiClient) -> None:
+    store = KubeLeaseStore(api)
+    clock = RealClock()
+
+    def elector(identity: str) -> LeaderElector:
+        return LeaderElector(store, clock=clock, identity=identity, namespace=NS, name=NAME,
+                             lease_duration=3.0, renew_deadline=2.0, retry_period=0.2)
+
+    a, b = elector("pod-a"), elector("pod-b")
+    task_a = asyncio.create_task(a.run())
+    async with asyncio.timeout(2):
+        await a.leading.wait()
+    task_b = asyncio.create_task(b.run())
+    await asyncio.sleep(0.8)
+    assert a.is_leader() and not b.is_leader()
+
+    task_a.cancel()
+    await asyncio.gather(task_a, return_exceptions=True)
+    async with asyncio.timeout(1.5):  # well inside the 3 s lease: the release hands over
+        await b.leading.wait()
+    raw = await _raw_lease(served)
+    spec = raw["spec"]
+    assert isinstance(spec, dict)
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("pod-b", 1)
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)

@@ -1,0 +1,209 @@
+"""Every object the simulated Kubernetes API returns validates against the official schema
+(kubernetes-validate, strict), and its error bodies match the captured Status samples."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from wire_k8s import API, NS, WORKER, Served, sample_json, validate
+
+from autoscaler.sim.kubeapi import create_app, serve
+
+APPS = f"/apis/apps/v1/namespaces/{NS}"
+CORE = f"/api/v1/namespaces/{NS}"
+
+
+async def _get(served: Served, path: str, **params: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(
+            served.server.url + path, params=params) as response:
+        return response.status, await response.json()
+
+
+async def _send(served: Served, method: str, path: str, body: Any,
+                content_type: str = "application/json") -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, served.server.url + path, data=json.dumps(body),
+            headers={"Content-Type": content_type}) as response:
+        return response.status, await response.json()
+
+
+def _path(served: Served, template: str) -> str:
+    state = served.state
+    return template.format(
+        pod=state.workload_pods(NS, API)[0].name,
+        crashed=state.workload_pods(NS, WORKER)[0].name,
+        pending=state.workload_pods(NS, API)[2].name,
+        event=state.events(NS)[0].name)
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    pytest.param("/version", None, id="version"),
+    pytest.param("/api", "APIVersions", id="core-versions"),
+    pytest.param("/apis", "APIGroupList", id="group-list"),
+    pytest.param("/apis/apps", "APIGroup", id="group"),
+    pytest.param("/api/v1", "APIResourceList", id="core-resources"),
+    pytest.param("/apis/apps/v1", "APIResourceList", id="apps-resources"),
+    pytest.param("/apis/coordination.k8s.io/v1", "APIResourceList", id="lease-resources"),
+    pytest.param("/apis/metrics.k8s.io/v1beta1", "APIResourceList", id="metrics-resources"),
+    pytest.param(f"{APPS}/deployments", "DeploymentList", id="deployment-list"),
+    pytest.param(f"{APPS}/deployments/{API}", "Deployment", id="deployment"),
+    pytest.param(f"{APPS}/deployments/{API}/scale", "Scale", id="scale"),
+    pytest.param(f"{CORE}/pods", "PodList", id="pod-list"),
+    pytest.param(CORE + "/pods/{pod}", "Pod", id="ready-pod"),
+    pytest.param(CORE + "/pods/{pending}", "Pod", id="pending-pod"),
+    pytest.param(CORE + "/pods/{crashed}", "Pod", id="crashlooping-pod"),
+    pytest.param(f"{CORE}/events", "EventList", id="event-list"),
+    pytest.param(CORE + "/events/{event}", "Event", id="event"),
+    pytest.param(f"/apis/events.k8s.io/v1/namespaces/{NS}/events", "EventList",
+                 id="events-k8s-io-list"),
+    pytest.param(f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", "LeaseList",
+                 id="lease-list"),
+    pytest.param(f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/tracardi-autoscaler",
+                 "Lease", id="lease"),
+    pytest.param(f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers",
+                 "HorizontalPodAutoscalerList", id="hpa-list"),
+    pytest.param(f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets",
+                 "PodDisruptionBudgetList", id="pdb-list"),
+    pytest.param("/api/v1/namespaces", "NamespaceList", id="namespace-list"),
+    pytest.param(f"/api/v1/namespaces/{NS}", "Namespace", id="namespace"),
+    pytest.param(f"{APPS}/deployments/nope", "Status", id="status-404"),
+    pytest.param("/apis/nope.example.com/v1", "Status", id="status-404-unknown-group"),
+])
+async def test_served_objects_validate(served: Served, path: str, kind: str | None) -> None:
+    status, body = await _get(served, _path(served, path))
+    if kind is None:
+        assert {"major", "minor", "gitVersion"} <= set(body)
+        return
+    assert body["kind"] == kind
+    validate(body)
+    for item in body.get("items", []):
+        # Items of a List omit kind/apiVersion on the wire, as the apiserver's do.
+        assert "kind" not in item
+        validate({"kind": kind.removesuffix("List"), "apiVersion": body["apiVersion"], **item})
+    assert (status == 404) == (kind == "Status")
+
+
+async def test_watch_events_validate(served: Served) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{served.server.url}{CORE}/pods",
+            params={"watch": "true", "timeoutSeconds": "1",
+                    "labelSelector": f"app.kubernetes.io/component={API}"}) as response:
+        lines = [json.loads(line) async for line in response.content]
+    assert [e["type"] for e in lines] == ["ADDED"] * 3
+    for event in lines:
+        validate(event, kind="WatchEvent")
+        validate(event["object"])
+
+
+async def test_stale_scale_is_the_409_conflict_status(served: Served) -> None:
+    _, scale = await _get(served, f"{APPS}/deployments/{API}/scale")
+    stale = {**scale, "spec": {"replicas": 5},
+             "metadata": {**scale["metadata"], "resourceVersion": "1"}}
+    code, body = await _send(served, "PUT", f"{APPS}/deployments/{API}/scale", stale)
+    expected = sample_json("kubernetes/conflict-409-stale-resourceversion.json")
+    assert code == 409
+    assert set(body) == set(expected)
+    assert body["details"] == {"name": API, "group": "apps", "kind": "deployments"}
+    assert body["message"] == expected["message"].replace('"controller"', f'"{API}"')
+    assert {k: body[k] for k in ("apiVersion", "kind", "reason", "status", "code")} == \
+        {k: expected[k] for k in ("apiVersion", "kind", "reason", "status", "code")}
+    validate(body)
+
+
+async def test_eviction_against_the_budget_is_the_429_status(served: Served) -> None:
+    pod = served.state.workload_pods(NS, API)[0].name
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": pod, "namespace": NS}}
+    validate(eviction)
+    code, body = await _send(served, "POST", f"{CORE}/pods/{pod}/eviction", eviction)
+    expected = sample_json("kubernetes/eviction-429-pdb.json")
+    assert code == 429
+    assert {k: v for k, v in body.items() if k != "details"} == \
+        {k: v for k, v in expected.items() if k != "details"}
+    assert body["details"]["causes"] == [{
+        "reason": "DisruptionBudget",
+        "message": "The disruption budget api-pdb needs 2 healthy pods and has 2 currently"}]
+    validate(body)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "content_type", "code", "reason"), [
+    pytest.param("PATCH", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": 4}},
+                 "application/merge-patch+json", 200, None, id="merge-patch-scale"),
+    pytest.param("PATCH", f"{APPS}/deployments/{API}/scale",
+                 [{"op": "replace", "path": "/spec/replicas", "value": 4}],
+                 "application/json-patch+json", 200, None, id="json-patch-scale"),
+    pytest.param("PATCH", f"{APPS}/deployments/{API}/scale",
+                 {"metadata": {"resourceVersion": "2"}, "spec": {"replicas": 4}},
+                 "application/strategic-merge-patch+json", 409, "Conflict",
+                 id="patch-with-stale-rv"),
+    pytest.param("PATCH", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": 4}},
+                 "application/apply-patch+yaml", 415, "UnsupportedMediaType",
+                 id="server-side-apply-unsupported"),
+    pytest.param("PUT", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": "four"}},
+                 "application/json", 422, "Invalid", id="replicas-not-a-number"),
+    pytest.param("DELETE", f"{APPS}/deployments/{API}", {}, "application/json", 405,
+                 "MethodNotAllowed", id="delete-deployment-not-allowed"),
+    pytest.param("POST", f"{CORE}/pods/ghost/eviction",
+                 {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "ghost"}},
+                 "application/json", 404, "NotFound", id="evict-missing-pod"),
+])
+async def test_writes_answer_like_the_apiserver(served: Served, *, method: str, path: str,
+                                                body: Any, content_type: str, code: int,
+                                                reason: str | None) -> None:
+    status, answer = await _send(served, method, path, body, content_type)
+    assert status == code
+    validate(answer)
+    if reason is None:
+        assert answer["kind"] == "Scale" and answer["spec"]["replicas"] == 4
+        assert len(served.state.workload_pods(NS, API)) == 4
+    else:
+        assert (answer["kind"], answer["reason"], answer["code"]) == ("Status", reason, code)
+        assert served.state.deployment(NS, API).replicas == 3
+
+
+async def test_bearer_token_is_required_when_configured(served: Served) -> None:
+    token_server = await serve(create_app(served.state, token="s3cret"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{token_server.url}/api/v1/namespaces") as response:
+                assert response.status == 401
+                body = await response.json()
+            async with session.get(f"{token_server.url}/api/v1/namespaces",
+                                   headers={"Authorization": "Bearer s3cret"}) as response:
+                assert response.status == 200
+    finally:
+        await token_server.stop()
+    assert (body["reason"], body["code"]) == ("Unauthorized", 401)
+    validate(body)
+
+
+async def test_pod_metrics_are_shaped_like_metrics_server(served: Served) -> None:
+    status, body = await _get(served, f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods",
+                              labelSelector=f"app.kubernetes.io/component={API}")
+    assert status == 200 and body["kind"] == "PodMetricsList"
+    [item] = body["items"]
+    assert item["window"] == "15s"
+    assert item["containers"][0]["usage"]["cpu"] == "420000000n"
+
+
+async def test_discovery_lists_subresources_short_names_and_verbs(served: Served) -> None:
+    _, apps = await _get(served, "/apis/apps/v1")
+    _, core = await _get(served, "/api/v1")
+    by_name = {r["name"]: r for r in apps["resources"] + core["resources"]}
+    assert by_name["deployments"]["shortNames"] == ["deploy"]
+    assert by_name["pods"]["shortNames"] == ["po"]
+    assert by_name["events"]["shortNames"] == ["ev"]
+    assert by_name["deployments/scale"] == {
+        "name": "deployments/scale", "singularName": "", "namespaced": True,
+        "group": "autoscaling", "version": "v1", "kind": "Scale",
+        "verbs": ["get", "patch", "update"]}
+    assert by_name["pods/eviction"]["kind"] == "Eviction"
+    assert by_name["pods/eviction"]["verbs"] == ["create"]
+    _, groups = await _get(served, "/apis")
+    assert "keda.sh" not in {g["name"] for g in groups["groups"]}
+    served.state.add_scaled_object(NS, "so", target=API)
+    _, groups = await _get(served, "/apis")
+    assert "keda.sh" in {g["name"] for g in groups["groups"]}

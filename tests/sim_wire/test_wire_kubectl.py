@@ -1,0 +1,98 @@
+"""A real kubectl against the simulated Kubernetes API on loopback, with a generated kubeconfig."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture
+def kubectl(served: Served, tmp_path: Path) -> Kubectl:
+    return Kubectl(kubectl_binary(), served.kubeconfig, tmp_path / "kube-cache")
+
+
+async def test_get_deployments_and_pods(served: Served, kubectl: Kubectl) -> None:
+    out = await kubectl("get", "deploy,pods", "-n", NS)
+    assert f"deployment.apps/{API}" in out and f"deployment.apps/{WORKER}" in out
+    for pod in served.state.pods(NS):
+        assert f"pod/{pod.name}" in out
+
+
+async def test_get_prints_kubectls_usual_columns(served: Served, kubectl: Kubectl) -> None:
+    rows = [line.split() for line in (await kubectl("get", "deploy")).splitlines()]
+    assert rows[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert rows[1][:4] == [API, "2/3", "3", "2"]
+    pods = await kubectl("get", "pods", "-o", "wide")
+    header = pods.splitlines()[0].split()
+    assert header[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    crashed = served.state.workload_pods(NS, WORKER)[0]
+    [line] = [row for row in pods.splitlines() if row.startswith(crashed.name)]
+    assert line.split()[1:4] == ["0/1", "CrashLoopBackOff", "1"]
+    assert crashed.ip in line
+
+
+async def test_get_deployment_json(kubectl: Kubectl) -> None:
+    listed = json.loads(await kubectl("get", "deploy", "-o", "json"))
+    by_name = {d["metadata"]["name"]: d for d in listed["items"]}
+    assert set(by_name) == {API, WORKER}
+    assert by_name[API]["spec"]["replicas"] == 3
+    assert by_name[API]["status"]["readyReplicas"] == 2
+    one = json.loads(await kubectl("get", f"deploy/{API}", "-o", "json"))
+    assert one["kind"] == "Deployment" and one["metadata"]["name"] == API
+
+
+async def test_scale_changes_the_state_and_creates_pods(served: Served,
+                                                        kubectl: Kubectl) -> None:
+    out = await kubectl("scale", f"deploy/{API}", "--replicas=5")
+    assert f"deployment.apps/{API} scaled" in out
+    assert served.state.deployment(NS, API).replicas == 5
+    pods = served.state.workload_pods(NS, API)
+    assert len(pods) == 5
+    listed = await kubectl("get", "pods", "-l", f"app.kubernetes.io/component={API}", "-o",
+                           "name")
+    assert sorted(listed.split()) == sorted(f"pod/{p.name}" for p in pods)
+
+
+async def test_scale_with_a_stale_resource_version_is_refused(served: Served,
+                                                              kubectl: Kubectl) -> None:
+    with pytest.raises(AssertionError, match="Expected resource version to be 1, was"):
+        await kubectl("scale", f"deploy/{API}", "--replicas=4", "--resource-version=1")
+    assert served.state.deployment(NS, API).replicas == 3
+
+
+async def test_get_lease(kubectl: Kubectl) -> None:
+    out = await kubectl("get", "lease", "-n", NS)
+    assert "tracardi-autoscaler" in out
+    lease = json.loads(await kubectl("get", "lease", "tracardi-autoscaler", "-o", "json"))
+    assert lease["spec"]["holderIdentity"] == "autoscaler-0"
+
+
+async def test_get_events(kubectl: Kubectl) -> None:
+    listed = json.loads(await kubectl("get", "events", "-o", "json"))
+    [event] = listed["items"]
+    assert (event["reason"], event["involvedObject"]["name"]) == ("SuccessfulRescale", API)
+    [row] = (await kubectl("get", "ev")).splitlines()[1:]
+    assert row.split()[1:4] == ["Normal", "SuccessfulRescale", f"deployment/{API}"]
+
+
+async def test_delete_pod_is_replaced(served: Served, kubectl: Kubectl) -> None:
+    victim = served.state.workload_pods(NS, API)[0].name
+    out = await kubectl("delete", "pod", victim)
+    assert f'pod "{victim}" deleted' in out
+    names = {p.name for p in served.state.workload_pods(NS, API)}
+    assert victim not in names and len(names) == 3
+
+
+async def test_annotate_pauses_the_deployment(served: Served, kubectl: Kubectl) -> None:
+    await kubectl("annotate", f"deploy/{API}", "autoscaler.tracardi.com/paused=true")
+    assert served.state.deployment(NS, API).paused
+
+
+async def test_get_hpa_and_pdb(kubectl: Kubectl) -> None:
+    assert "legacy-hpa" in await kubectl("get", "hpa")
+    assert "api-pdb" in await kubectl("get", "pdb")

@@ -1,0 +1,215 @@
+"""KubeState: the controller, evictions, watches, selectors, patches and fault plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from autoscaler.sim.kubeapi import apply_patch
+from autoscaler.sim.kubestate import (
+    BadRequestError,
+    ConflictError,
+    FieldSelector,
+    GoneError,
+    InvalidError,
+    KubeState,
+    LabelSelector,
+    LeaseSpec,
+    TooManyRequestsError,
+    WatchEvent,
+)
+
+NS = "tracardi"
+API = "be-fa-public"
+
+
+class Ticks:
+    """A clock the test moves by hand (both monotonic and wall)."""
+
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
+def state(ticks: Ticks) -> KubeState:
+    return KubeState(clock=ticks, wall=ticks, watch_history=50)
+
+
+def _pods(state: KubeState) -> list[str]:
+    return [p.name for p in state.workload_pods(NS, API)]
+
+
+def test_scale_up_creates_pending_pods_at_once(state: KubeState, ticks: Ticks) -> None:
+    state.add_deployment(NS, API, replicas=1)
+    ticks.t += 10
+    state.set_replicas(NS, API, 3)
+    pods = state.workload_pods(NS, API)
+    assert len(pods) == 3
+    assert [(p.phase, p.ready, p.created_at) for p in pods[1:]] == [
+        ("Pending", False, ticks.t)] * 2
+    assert all(p.labels["app.kubernetes.io/component"] == API for p in pods)
+
+
+def test_scale_down_deletes_like_the_replicaset_controller(state: KubeState,
+                                                           ticks: Ticks) -> None:
+    """Pending first, then running-not-ready, then the most recently ready."""
+    state.add_deployment(NS, API, replicas=1)
+    old = _pods(state)[0]
+    state.mark_ready(NS, old, True)
+    ticks.t += 10
+    state.set_replicas(NS, API, 4)
+    newer = [p for p in _pods(state) if p != old]
+    state.mark_ready(NS, newer[0], True)  # ready, but newer than `old`
+    state.mark_ready(NS, newer[1], False)  # running, not ready
+    # newer[2] stays Pending
+    state.set_replicas(NS, API, 2)
+    assert set(_pods(state)) == {old, newer[0]}
+    state.set_replicas(NS, API, 1)
+    assert _pods(state) == [old]
+
+
+def test_stale_resource_version_conflicts(state: KubeState) -> None:
+    d = state.add_deployment(NS, API, replicas=1)
+    rv = d.resource_version
+    state.mark_ready(NS, _pods(state)[0], True)  # the status change bumps the version
+    assert d.resource_version > rv
+    with pytest.raises(ConflictError, match=r'deployments\.apps "be-fa-public"'):
+        state.set_replicas(NS, API, 3, resource_version=rv)
+    state.set_replicas(NS, API, 3, resource_version=d.resource_version)
+    assert d.replicas == 3
+    with pytest.raises(InvalidError):
+        state.set_replicas(NS, API, -1)
+
+
+@pytest.mark.parametrize(("ready", "min_available", "victim_ready", "allowed"), [
+    pytest.param(3, 2, True, True, id="ready-victim-within-budget"),
+    pytest.param(2, 2, True, False, id="ready-victim-breaks-budget"),
+    pytest.param(2, 2, False, True, id="unhealthy-victim-budget-healthy"),
+    pytest.param(1, 2, False, False, id="unhealthy-victim-budget-already-broken"),
+])
+def test_eviction_respects_the_pdb(state: KubeState, ready: int, min_available: int,
+                                   victim_ready: bool, allowed: bool) -> None:
+    state.add_deployment(NS, API, replicas=4)
+    pods = _pods(state)
+    for name in pods[:ready]:
+        state.mark_ready(NS, name, True)
+    victim = pods[0] if victim_ready else pods[-1]
+    state.add_pdb(NS, "pdb", min_available=min_available,
+                  selector=state.deployment(NS, API).selector)
+    if allowed:
+        state.evict(NS, victim)
+        assert victim not in _pods(state) and len(_pods(state)) == 4
+    else:
+        with pytest.raises(TooManyRequestsError):
+            state.evict(NS, victim)
+        assert victim in _pods(state)
+
+
+def test_crash_and_recovery(state: KubeState) -> None:
+    state.add_deployment(NS, API, replicas=1)
+    name = _pods(state)[0]
+    state.mark_ready(NS, name, True)
+    pod = state.crash(NS, name)
+    assert (pod.ready, pod.restarts, pod.waiting_reason) == (False, 1, "CrashLoopBackOff")
+    pod = state.mark_ready(NS, name, True)
+    assert (pod.ready, pod.restarts, pod.waiting_reason) == (True, 1, "")
+    assert pod.ip.startswith("10.244.")
+
+
+def test_watch_replays_from_a_resource_version_and_expires_old_ones(state: KubeState) -> None:
+    state.add_deployment(NS, API, replicas=1)
+    since = state.resource_version
+    state.set_replicas(NS, API, 2)
+    seen: list[WatchEvent] = []
+    unsubscribe = state.subscribe("pods", NS, seen.append, since=since)
+    assert [e.type for e in seen] == ["ADDED"]
+    state.delete_pod(NS, _pods(state)[0])
+    assert [e.type for e in seen] == ["ADDED", "DELETED", "ADDED"]
+    unsubscribe()
+    for _ in range(60):  # more changes than the history keeps
+        state.set_paused(NS, API, True)
+    with pytest.raises(GoneError, match="too old resource version"):
+        state.subscribe("pods", NS, seen.append, since=since)
+
+
+def test_lease_writes_need_the_current_resource_version(state: KubeState) -> None:
+    lease = state.create_lease(NS, "l", LeaseSpec(holder="a", duration_seconds=15))
+    rv = lease.resource_version
+    state.update_lease(NS, "l", LeaseSpec(holder="a"), resource_version=rv)
+    with pytest.raises(ConflictError, match=r'leases\.coordination\.k8s\.io "l"'):
+        state.update_lease(NS, "l", LeaseSpec(holder="b"), resource_version=rv)
+
+
+@pytest.mark.parametrize(("selector", "labels", "matches"), [
+    pytest.param("a=b", {"a": "b"}, True, id="equals"),
+    pytest.param("a==b", {"a": "c"}, False, id="double-equals-mismatch"),
+    pytest.param("a!=b", {}, True, id="not-equals-absent"),
+    pytest.param("a in (x, y)", {"a": "y"}, True, id="in"),
+    pytest.param("a notin (x,y),b", {"a": "z", "b": ""}, True, id="notin-and-exists"),
+    pytest.param("!a", {"a": "1"}, False, id="does-not-exist"),
+    pytest.param("", {"a": "1"}, True, id="empty-matches-all"),
+])
+def test_label_selectors(selector: str, labels: dict[str, str], matches: bool) -> None:
+    assert LabelSelector.parse(selector).matches(labels) is matches
+
+
+@pytest.mark.parametrize("selector", [
+    pytest.param("a in x", id="in-without-parentheses"),
+    pytest.param("!a=b", id="negated-equality"),
+    pytest.param("a=b=c", id="two-operators"),
+])
+def test_malformed_label_selectors_are_bad_requests(selector: str) -> None:
+    with pytest.raises(BadRequestError):
+        LabelSelector.parse(selector)
+
+
+def test_field_selectors() -> None:
+    obj = {"metadata": {"name": "x"}, "involvedObject": {"kind": "Pod"}}
+    assert FieldSelector.parse("metadata.name=x,involvedObject.kind!=Deployment").matches(obj)
+    assert not FieldSelector.parse("metadata.name==y").matches(obj)
+
+
+@pytest.mark.parametrize(("patch", "content_type", "expected"), [
+    pytest.param({"spec": {"replicas": 5}}, "application/merge-patch+json",
+                 {"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"replicas": 5}},
+                 id="merge"),
+    pytest.param({"metadata": {"labels": {"a": None}}}, "application/merge-patch+json",
+                 {"metadata": {"name": "x", "labels": {}}, "spec": {"replicas": 1}},
+                 id="merge-null-removes"),
+    pytest.param([{"op": "test", "path": "/spec/replicas", "value": 1},
+                  {"op": "replace", "path": "/spec/replicas", "value": 2},
+                  {"op": "add", "path": "/metadata/labels/b~1c", "value": "2"}],
+                 "application/json-patch+json",
+                 {"metadata": {"name": "x", "labels": {"a": "1", "b/c": "2"}},
+                  "spec": {"replicas": 2}}, id="json-patch"),
+])
+def test_patches(patch: Any, content_type: str, expected: dict[str, Any]) -> None:
+    doc = {"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"replicas": 1}}
+    assert apply_patch(doc, patch, content_type) == expected
+    assert doc["spec"] == {"replicas": 1}
+
+
+def test_failed_json_patch_test_is_invalid() -> None:
+    with pytest.raises(InvalidError):
+        apply_patch({"spec": {"replicas": 1}},
+                    [{"op": "test", "path": "/spec/replicas", "value": 2}],
+                    "application/json-patch+json")
+
+
+def test_fault_plan_queues_per_verb_and_resource(state: KubeState) -> None:
+    state.faults.inject("update", "deployments/scale", code=409, times=2)
+    assert state.faults.take("get", "deployments/scale") is None
+    first = state.faults.take("update", "deployments/scale")
+    assert first is not None and first.error() is not None and first.error().code == 409
+    assert state.faults.pending() == 1
+    with pytest.raises(ValueError, match="unknown resource"):
+        state.faults.inject("get", "deployment", code=500)
