@@ -434,27 +434,38 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = _scalar(key_node)
-                if key == "<<":
+                if key_node.tag == "tag:yaml.org,2002:merge" or key_node.value == "<<":
                     raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1,
                                                    ".".join(map(str, loc)) or "(root)",
                                                    "YAML merge keys (<<) are not supported")])
+                key = _scalar(key_node, path)
+                where = _dotted(loc)
+                if not isinstance(key, str | int):
+                    raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1, where,
+                                                   "keys must be strings or integers")])
+                if key in out:
+                    raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1,
+                                                   _dotted((*loc, key)), "duplicate key")])
                 lines[(*loc, key)] = key_node.start_mark.line + 1
                 out[key] = walk(value_node, (*loc, key))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return _scalar(node)
+        return _scalar(node, path)
 
     if root is None:
         return None, lines
     return walk(root, ()), lines
 
 
-def _scalar(node: yaml.Node) -> Any:
+def _scalar(node: yaml.Node, path: str) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, TypeError, ValueError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(path, node.start_mark.line + 1, "(yaml)",
+                                       str(problem))]) from exc
     finally:
         loader.dispose()
 

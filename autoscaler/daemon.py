@@ -220,7 +220,10 @@ class Daemon:
         while True:
             started = clock.now()
             try:
-                signals = await asyncio.wait_for(source.read(), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races with completion, and the task would outlive shutdown.
+                async with asyncio.timeout(timeout):
+                    signals = await source.read()
             except TimeoutError:
                 signals = [Signal(f"{source.name}.{f}", None, clock.now(),
                                   error=f"timeout after {timeout:g}s")
@@ -259,7 +262,8 @@ class Daemon:
         while True:
             started = clock.now()
             try:
-                result = await asyncio.wait_for(probe.check(), cfg.timeout_seconds + 1.0)
+                async with asyncio.timeout(cfg.timeout_seconds + 1.0):
+                    result = await probe.check()
             except TimeoutError:
                 result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
             before = state.health

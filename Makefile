@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine: `make simulate` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: venv simulate bench test lint
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The main job on the embedded default: replay traffic against the simulated Tracardi cluster.
+simulate: venv
+	$(BIN)/tracardi-autoscaler simulate --scenario worker-outage --plot out/simulate.png
+
+bench: venv
+	$(BIN)/tracardi-autoscaler bench --json out/bench.json --plots out/plots
+
+lint: venv
+	$(BIN)/ruff check autoscaler tests
+	$(BIN)/mypy autoscaler
+	$(BIN)/lint-imports
+
+test: lint
+	CI=$${CI:-} $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -1,0 +1,308 @@
+"""Table-driven unit tests of `evaluate` and the gate (`engine.gate`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from autoscaler.config import (
+    Behavior,
+    PartialRules,
+    PolicyRef,
+    RatePolicy,
+    Workload,
+    WorkloadSpec,
+)
+from autoscaler.engine.evaluate import Evaluation, evaluate
+from autoscaler.engine.gate import dependency_reasons, signal_reason
+from autoscaler.model import (
+    Action,
+    DependencyState,
+    Health,
+    ScalingHistory,
+    Signal,
+    TimedValue,
+    WorkloadStatus,
+)
+from autoscaler.policies.base import build_policy
+
+NOW = 10_000.0
+UP = {"es": DependencyState("es", Health.UP)}
+
+
+def hpa_avg(source: str, target: float) -> tuple[str, dict[str, Any]]:
+    return ("hpa", {"metric": {"type": "External", "source": source,
+                               "target": {"type": "AverageValue", "average_value": target}}})
+
+
+def make_spec(policies: Sequence[tuple[str, Mapping[str, Any]]], *, lo: int = 1, hi: int = 10,
+              requires: tuple[str, ...] = ("es",), behavior: Behavior | None = None,
+              ) -> WorkloadSpec:
+    refs = tuple(PolicyRef(name=n, params=dict(p)) for n, p in policies)
+    settings = Workload(min=lo, max=hi, requires=requires, policies=refs,
+                        behavior=behavior or Behavior())
+    return WorkloadSpec(name="w", namespace="ns", deployment="w", settings=settings,
+                        policies=tuple(build_policy(r.name, r.params) for r in refs))
+
+
+def sig(name: str, value: float | None, *, age: float = 0.0, error: str | None = None) -> Signal:
+    return Signal(name, value, NOW - age, error=error)
+
+
+def run(spec: WorkloadSpec, current: int, signals: Sequence[Signal] = (), *,
+        deps: Mapping[str, DependencyState] = UP, paused: bool = False,
+        history: ScalingHistory | None = None, staleness: Mapping[str, float] | None = None,
+        signal_history: Mapping[str, Sequence[Signal]] | None = None) -> Evaluation:
+    status = WorkloadStatus("w", "ns", current, ready_replicas=current, paused=paused)
+    return evaluate(spec, status=status, signals={s.name: s for s in signals},
+                    dependencies=deps, history=history or ScalingHistory(), now=NOW,
+                    staleness=staleness or {}, signal_history=signal_history)
+
+
+# --------------------------------------------------------------------------------------- gate
+
+@pytest.mark.parametrize(("requires", "deps", "expected"), [
+    pytest.param(("es",), {"es": DependencyState("es", Health.UP)}, (), id="up"),
+    pytest.param(("es",), {"es": DependencyState("es", Health.DOWN)}, ("DependencyDown:es",),
+                 id="down"),
+    pytest.param(("es",), {"es": DependencyState("es", Health.UNKNOWN)},
+                 ("DependencyUnknown:es",), id="unknown"),
+    pytest.param(("es",), {}, ("DependencyUnknown:es",), id="missing-state"),
+    pytest.param(("es", "redis"), {"es": DependencyState("es", Health.DOWN)},
+                 ("DependencyDown:es", "DependencyUnknown:redis"), id="two-in-order"),
+    pytest.param((), {}, (), id="no-requires"),
+])
+def test_dependency_reasons(requires: tuple[str, ...], deps: dict[str, DependencyState],
+                            expected: tuple[str, ...]) -> None:
+    assert dependency_reasons(requires, deps) == expected
+
+
+@pytest.mark.parametrize(("signal", "stale_after", "expected"), [
+    pytest.param(sig("q.value", 1.0), 30.0, None, id="fresh"),
+    pytest.param(None, 30.0, "SignalMissing:q.value", id="missing"),
+    pytest.param(sig("q.value", 1.0, error="boom"), 30.0, "SignalError:q.value", id="error"),
+    pytest.param(sig("q.value", None), 30.0, "SignalError:q.value", id="no-value"),
+    pytest.param(sig("q.value", math.nan), 30.0, "SignalError:q.value", id="nan"),
+    pytest.param(sig("q.value", math.inf), 30.0, "SignalError:q.value", id="inf"),
+    pytest.param(sig("q.value", 1.0, age=31.0), 30.0, "SignalStale:q.value", id="stale"),
+    pytest.param(sig("q.value", 1.0, age=30.0), 30.0, None, id="exactly-at-limit"),
+])
+def test_signal_reason(signal: Signal | None, stale_after: float, expected: str | None) -> None:
+    assert signal_reason("q.value", signal, now=NOW, stale_after=stale_after) == expected
+
+
+# ---------------------------------------------------------------------------------- freezing
+
+FREEZE_CASES = [
+    pytest.param({"paused": True}, Action.PAUSE, ("Paused",), id="paused"),
+    pytest.param({"deps": {"es": DependencyState("es", Health.DOWN)}}, Action.FREEZE,
+                 ("DependencyDown:es",), id="dependency-down"),
+    pytest.param({"deps": {"es": DependencyState("es", Health.UNKNOWN)}}, Action.FREEZE,
+                 ("DependencyUnknown:es",), id="dependency-unknown"),
+    pytest.param({"deps": {}}, Action.FREEZE, ("DependencyUnknown:es",),
+                 id="dependency-state-missing"),
+    pytest.param({"signals": ()}, Action.FREEZE, ("SignalMissing:q.value",),
+                 id="signal-missing"),
+    pytest.param({"signals": (sig("q.value", 50.0, error="timeout"),)}, Action.FREEZE,
+                 ("SignalError:q.value",), id="signal-error"),
+    pytest.param({"signals": (sig("q.value", 50.0, age=100.0),),
+                  "staleness": {"q.value": 30.0}}, Action.FREEZE, ("SignalStale:q.value",),
+                 id="signal-stale"),
+    pytest.param({"signals": (sig("q.value", 50.0, age=91.0),)}, Action.FREEZE,
+                 ("SignalStale:q.value",), id="signal-stale-default-90s"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "action", "reasons"), FREEZE_CASES)
+def test_gate_freezes(overrides: dict[str, Any], action: Action,
+                      reasons: tuple[str, ...]) -> None:
+    spec = make_spec([hpa_avg("q", 1.0)])
+    history = ScalingHistory(recommendations=(TimedValue(NOW - 1, 4),))
+    kwargs: dict[str, Any] = {"signals": (sig("q.value", 50.0),), "history": history}
+    kwargs.update(overrides)
+    result = run(spec, 4, **kwargs)
+    assert result.decision.action is action
+    assert result.decision.desired == 4
+    assert result.decision.reasons == reasons
+    assert not result.decision.changes
+    assert result.history is history
+
+
+# ------------------------------------------------------------------------- the full pipeline
+
+SLOW_UP = Behavior(scale_up=PartialRules(
+    policies=(RatePolicy(type="Pods", value=1, period_seconds=60),)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "current", "signals", "history", "action", "desired", "reason"), [
+        pytest.param(make_spec([hpa_avg("q", 1.0)], hi=10), 12, [sig("q.value", 12.0)], None,
+                     Action.SCALE, 10, "TooManyReplicas", id="above-max-to-max"),
+        pytest.param(make_spec([hpa_avg("q", 1.0)], lo=3), 1, [sig("q.value", 1.0)], None,
+                     Action.SCALE, 3, "TooFewReplicas", id="below-min-to-min"),
+        pytest.param(make_spec([hpa_avg("q", 1.0)], lo=0), 0, [], None,
+                     Action.FREEZE, 0, "SignalMissing:q.value", id="zero-current-gated"),
+        # policy: ceil(100 / 1) = 100; Pods 1 per 60 s from 2 -> 3.
+        pytest.param(make_spec([hpa_avg("q", 1.0)], hi=50, behavior=SLOW_UP), 2,
+                     [sig("q.value", 100.0)], None, Action.SCALE, 3, "ScaleUpLimit",
+                     id="scale-up-rate-limited"),
+        # one Pods event of +1 twenty seconds ago already used the 60 s budget.
+        pytest.param(make_spec([hpa_avg("q", 1.0)], hi=50, behavior=SLOW_UP), 3,
+                     [sig("q.value", 100.0)],
+                     ScalingHistory(scale_up_events=(TimedValue(NOW - 20, 1),)),
+                     Action.HOLD, 3, "ScaleUpLimit", id="scale-up-budget-used"),
+        # policy: ceil(2 / 1) = 2; a rec of 5 a minute ago inside the 300 s window holds 5.
+        pytest.param(make_spec([hpa_avg("q", 1.0)]), 5, [sig("q.value", 2.0)],
+                     ScalingHistory(recommendations=(TimedValue(NOW - 60, 5),)),
+                     Action.HOLD, 5, "ScaleDownStabilized", id="scale-down-stabilized"),
+        # same, but the old rec of 4 allows shedding to 4.
+        pytest.param(make_spec([hpa_avg("q", 1.0)]), 5, [sig("q.value", 2.0)],
+                     ScalingHistory(recommendations=(TimedValue(NOW - 60, 4),)),
+                     Action.SCALE, 4, "ScaleDownStabilized", id="scale-down-partly-stabilized"),
+        # the rec of 5 is older than the window: free to go to 2.
+        pytest.param(make_spec([hpa_avg("q", 1.0)]), 5, [sig("q.value", 2.0)],
+                     ScalingHistory(recommendations=(TimedValue(NOW - 301, 5),)),
+                     Action.SCALE, 2, "DesiredWithinRange", id="scale-down-window-expired"),
+        # a: ceil(2/1)=2 < 5, b errors -> never scale down on partial data.
+        pytest.param(make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)]), 5,
+                     [sig("a.value", 2.0), sig("b.value", 9.0, error="boom")], None,
+                     Action.HOLD, 5, "ScaleDownBlocked", id="partial-blocks-scale-down"),
+        # a: ceil(8/1)=8 > 5 with b failing: scale up is allowed.
+        pytest.param(make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)]), 5,
+                     [sig("a.value", 8.0), sig("b.value", 9.0, error="boom")], None,
+                     Action.SCALE, 8, "b.value", id="partial-allows-scale-up"),
+        # a: ceil(3/1)=3, b: ceil(7/1)=7 -> 7 wins; default up limit max(5+4, 10) >= 7.
+        pytest.param(make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)]), 5,
+                     [sig("a.value", 3.0), sig("b.value", 7.0)], None,
+                     Action.SCALE, 7, "b.value 7", id="largest-proposal-wins"),
+        # value 5.2 against 1 per pod at 5: ratio 1.04 inside tolerance.
+        pytest.param(make_spec([hpa_avg("q", 1.0)]), 5, [sig("q.value", 5.2)], None,
+                     Action.HOLD, 5, "DesiredWithinRange", id="within-tolerance-hold"),
+        pytest.param(make_spec([("fixed", {})], lo=1, hi=10), 4, [], None,
+                     Action.HOLD, 4, "fixed", id="fixed-holds"),
+    ])
+def test_evaluate_pipeline(*, spec: WorkloadSpec, current: int, signals: list[Signal],
+                           history: ScalingHistory | None, action: Action, desired: int,
+                           reason: str) -> None:
+    decision = run(spec, current, signals, history=history).decision
+    assert decision.action is action, decision
+    assert decision.desired == desired, decision
+    assert any(reason in r for r in decision.reasons), decision.reasons
+
+
+def test_partial_reason_first_and_names_failed_signal() -> None:
+    spec = make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)])
+    decision = run(spec, 5, [sig("a.value", 2.0)]).decision
+    assert decision.reasons[0].startswith("ScaleDownBlocked")
+    assert "SignalMissing:b.value" in decision.reasons
+
+
+def test_all_policies_invalid_freezes_with_every_reason() -> None:
+    spec = make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)])
+    decision = run(spec, 5, [sig("b.value", 1.0, error="x")]).decision
+    assert decision.action is Action.FREEZE
+    assert decision.reasons == ("SignalMissing:a.value", "SignalError:b.value")
+
+
+def test_largest_wins_keeps_every_recommendation() -> None:
+    spec = make_spec([hpa_avg("a", 1.0), hpa_avg("b", 1.0)])
+    decision = run(spec, 5, [sig("a.value", 3.0), sig("b.value", 7.0)]).decision
+    assert [r.replicas for r in decision.recommendations] == [3, 7]
+    assert decision.steps[0].stage == "policy" and decision.steps[0].replicas == 7
+
+
+def test_scale_records_recommendation_in_history() -> None:
+    spec = make_spec([hpa_avg("q", 1.0)])
+    result = run(spec, 2, [sig("q.value", 4.0)])
+    assert result.decision.desired == 4
+    assert result.history.recommendations == (TimedValue(NOW, 4),)
+
+
+# ------------------------------------------------------------------------------------ backlog
+
+BACKLOG = ("backlog", {"source": "f", "msgs_per_second": 10.0, "drain_seconds": 60.0,
+                       "target_utilization": 1.0, "learn_min_samples": 3,
+                       "saturation_seconds": 5.0})
+
+
+def backlog_history(reads: Sequence[tuple[float, float, float]]) -> dict[str, list[Signal]]:
+    """(backlog, out_rate, consumers) per read, one read every 2 s ending now."""
+    hist: dict[str, list[Signal]] = {"f.backlog": [], "f.out_rate": [], "f.consumers": []}
+    for i, (backlog, out, consumers) in enumerate(reads):
+        at = NOW - 2 * (len(reads) - i)
+        hist["f.backlog"].append(Signal("f.backlog", backlog, at))
+        hist["f.out_rate"].append(Signal("f.out_rate", out, at))
+        hist["f.consumers"].append(Signal("f.consumers", consumers, at))
+    return hist
+
+
+SATURATED = (1000.0, 60.0, 2.0)      # 1000 > 60 * 5 s: saturated, 60 / 2 = 30 msg/s per replica
+
+
+@pytest.mark.parametrize(("reads", "replicas", "how"), [
+    # needed = in 20 + backlog 600 / 60 s = 30 msg/s; configured 10/s at 100 % -> 3.
+    pytest.param([], 3, "configured", id="no-history-configured"),
+    pytest.param([SATURATED, SATURATED], 3, "configured", id="too-few-saturated-reads"),
+    # 100 <= 60 * 5: not saturated, does not count towards learn_min_samples.
+    pytest.param([SATURATED, SATURATED, (100.0, 60.0, 2.0)], 3, "configured",
+                 id="unsaturated-read-ignored"),
+    # rates 30, 30, 30 -> median 30 -> 30 / 30 = 1.
+    pytest.param([SATURATED, SATURATED, SATURATED], 1, "learned", id="learned-three"),
+    # rates 5 (10/2), 30, 30 -> median 30 -> 1.
+    pytest.param([(1000.0, 10.0, 2.0), SATURATED, SATURATED], 1, "learned",
+                 id="learned-median-not-mean"),
+    # rates 5, 5, 30 -> median 5 -> 30 / 5 = 6.
+    pytest.param([(1000.0, 10.0, 2.0), (1000.0, 10.0, 2.0), SATURATED], 6, "learned",
+                 id="learned-slow-median"),
+])
+def test_backlog_learns_after_enough_saturated_reads(
+        reads: list[tuple[float, float, float]], replicas: int, how: str) -> None:
+    spec = make_spec([BACKLOG], lo=1, hi=20)
+    result = run(spec, 3, [sig("f.backlog", 600.0), sig("f.in_rate", 20.0)],
+                 signal_history=backlog_history(reads))
+    rec = result.decision.recommendations[0]
+    assert rec.replicas == replicas
+    assert f"({how})" in rec.reason
+
+
+# ------------------------------------------------------------------------------- request rate
+
+RATE = ("request-rate", {"source": "t", "capacity_rps": 10.0, "target_utilization": 1.0,
+                         "startup_seconds": 30.0, "trend_seconds": 60.0,
+                         "trend_min_samples": 3})
+
+
+def rate_history(values: Sequence[float], step: float = 15.0) -> dict[str, list[Signal]]:
+    n = len(values)
+    return {"t.value": [Signal("t.value", v, NOW - step * (n - 1 - i))
+                        for i, v in enumerate(values)]}
+
+
+@pytest.mark.parametrize(("values", "replicas"), [
+    # rate 30/s at 10/s per replica -> 3 without a trend.
+    pytest.param([30.0], 3, id="no-trend"),
+    # slope (30-10)/30 s = 2/3 per s; 30 + 2/3 * 30 = 50 -> 5.
+    pytest.param([10.0, 20.0, 30.0], 5, id="rising-looks-ahead"),
+    # falling: slope < 0 -> no look-ahead; never below ceil(30/10) = 3.
+    pytest.param([50.0, 40.0, 30.0], 3, id="falling-not-below-current-need"),
+    # flat: slope 0 -> 3.
+    pytest.param([30.0, 30.0, 30.0], 3, id="flat"),
+    # two points < trend_min_samples 3: no look-ahead.
+    pytest.param([10.0, 30.0], 3, id="too-few-points"),
+])
+def test_request_rate_look_ahead(values: list[float], replicas: int) -> None:
+    spec = make_spec([RATE], lo=1, hi=50)
+    result = run(spec, 3, [sig("t.value", values[-1])], signal_history=rate_history(values))
+    assert result.decision.recommendations[0].replicas == replicas
+
+
+def test_request_rate_ignores_points_older_than_trend_window() -> None:
+    spec = make_spec([RATE], lo=1, hi=50)
+    # points 75 s and 70 s old are outside 60 s: only [30.0] remains -> no trend.
+    hist = {"t.value": [Signal("t.value", 0.0, NOW - 75), Signal("t.value", 0.0, NOW - 70),
+                        Signal("t.value", 30.0, NOW)]}
+    result = run(spec, 3, [sig("t.value", 30.0)], signal_history=hist)
+    assert result.decision.recommendations[0].replicas == 3
