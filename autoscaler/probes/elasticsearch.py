@@ -17,8 +17,7 @@ from typing import Any
 
 from autoscaler.config import ElasticsearchDependency
 from autoscaler.ports import CheckResult
-from autoscaler.secrets import SecretError, redact, resolve_credentials
-from autoscaler.sources.http import FetchError, Reply, SessionPool, auth_headers, shorten
+from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool, shorten
 
 MAX_HEALTH_BYTES = 64 * 1024
 
@@ -33,20 +32,15 @@ class ElasticsearchProbe:
         self._url = f"{cfg.url}/_cluster/health"
 
     async def check(self) -> CheckResult:
-        secrets: tuple[str, ...] = ()
+        cfg = self._cfg
         try:
-            creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
-            reply = await self._pool.get(
-                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
-                headers=auth_headers(creds), max_bytes=MAX_HEALTH_BYTES, secrets=secrets)
-            result = verdict(reply, yellow_is_up=self._cfg.yellow_is_up)
-        except (SecretError, FetchError) as exc:
-            return CheckResult(ok=False, reason=redact(str(exc), secrets))
-        except Exception as exc:  # a check must never raise into the daemon
-            return CheckResult(ok=False, reason=redact(f"unexpected {type(exc).__name__}: {exc}",
-                                                       secrets))
-        return CheckResult(ok=result.ok, reason=redact(result.reason, secrets))
+            fetched = await self._pool.fetch(
+                self._url, auth=cfg.auth, tls=cfg.tls, timeout_seconds=cfg.timeout_seconds,
+                max_bytes=MAX_HEALTH_BYTES,
+                parse=lambda reply: verdict(reply, yellow_is_up=cfg.yellow_is_up))
+        except ReadFailedError as exc:
+            return CheckResult(ok=False, reason=str(exc))
+        return CheckResult(ok=fetched.value.ok, reason=fetched.redact(fetched.value.reason))
 
     async def close(self) -> None:
         await self._pool.close()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from autoscaler.config import PulsarDependency
 from autoscaler.ports import CheckResult
-from autoscaler.secrets import SecretError, redact, resolve_credentials
-from autoscaler.sources.http import FetchError, SessionPool, auth_headers, shorten
+from autoscaler.sources.http import ReadFailedError, Reply, SessionPool, shorten
 
 MAX_HEALTH_BYTES = 4 * 1024
 
@@ -25,26 +24,24 @@ class PulsarProbe:
         self._url = f"{cfg.admin_url}/admin/v2/brokers/health"
 
     async def check(self) -> CheckResult:
-        secrets: tuple[str, ...] = ()
+        cfg = self._cfg
         try:
-            creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
-            reply = await self._pool.get(
-                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
-                headers=auth_headers(creds), max_bytes=MAX_HEALTH_BYTES, secrets=secrets)
-        except (SecretError, FetchError) as exc:
-            return CheckResult(ok=False, reason=redact(str(exc), secrets))
-        except Exception as exc:  # a check must never raise into the daemon
-            return CheckResult(ok=False, reason=redact(f"unexpected {type(exc).__name__}: {exc}",
-                                                       secrets))
-        if reply.status != 200:
-            return CheckResult(ok=False, reason=redact(reply.error_detail(), secrets))
-        text = reply.body.decode("utf-8", "replace").strip()
-        # The body is the bare word; some proxies re-encode it as a JSON string.
-        if text in ("ok", '"ok"'):
-            return CheckResult(ok=True)
-        reason = f"unexpected health answer {shorten(text, 60)!r}"
-        return CheckResult(ok=False, reason=redact(reason, secrets))
+            fetched = await self._pool.fetch(
+                self._url, auth=cfg.auth, tls=cfg.tls, timeout_seconds=cfg.timeout_seconds,
+                max_bytes=MAX_HEALTH_BYTES, parse=health_verdict)
+        except ReadFailedError as exc:
+            return CheckResult(ok=False, reason=str(exc))
+        return CheckResult(ok=fetched.value.ok, reason=fetched.redact(fetched.value.reason))
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def health_verdict(reply: Reply) -> CheckResult:
+    if reply.status != 200:
+        return CheckResult(ok=False, reason=reply.error_detail())
+    text = reply.body.decode("utf-8", "replace").strip()
+    # The body is the bare word; some proxies re-encode it as a JSON string.
+    if text in ("ok", '"ok"'):
+        return CheckResult(ok=True)
+    return CheckResult(ok=False, reason=f"unexpected health answer {shorten(text, 60)!r}")

@@ -16,15 +16,18 @@ import base64
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from autoscaler.config import TlsSettings
-from autoscaler.secrets import Credentials, SecretError, redact
+from autoscaler.config import SecretRefs, TlsSettings
+from autoscaler.secrets import Credentials, SecretError, redact, resolve_credentials
+from autoscaler.sources.values import RejectedValueError
+
+T = TypeVar("T")
 
 USER_AGENT = "tracardi-autoscaler"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
@@ -33,6 +36,21 @@ MAX_REASON_CHARS = 300
 
 class FetchError(Exception):
     """A request that produced no usable reply; `str()` is the operator-facing reason."""
+
+
+class ReadFailedError(Exception):
+    """A whole read or check failed; `str()` is the redacted, operator-facing reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[T]):
+    """A parsed reply, with the secrets that were sent so later text can be redacted too."""
+
+    value: T
+    secrets: tuple[str, ...]
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +207,37 @@ class SessionPool:
             )
             self._sessions[key] = session
         return session
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        auth: SecretRefs,
+        tls: TlsSettings,
+        timeout_seconds: float,
+        parse: Callable[[Reply], T],
+        params: Mapping[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> Fetched[T]:
+        """Resolve `auth`, GET `url` with it, and parse the reply: the one way sources and
+        probes talk HTTP.
+
+        Every failure, including a parse error and an unexpected exception, becomes a
+        `ReadFailedError` whose message names the cause and carries no secret.
+        """
+        secrets: tuple[str, ...] = ()
+        try:
+            creds = resolve_credentials(auth)
+            secrets = creds.secrets()
+            reply = await self.get(url, tls=tls, timeout_seconds=timeout_seconds,
+                                   headers=auth_headers(creds), params=params,
+                                   max_bytes=max_bytes, secrets=secrets)
+            return Fetched(parse(reply), secrets)
+        except (SecretError, FetchError, RejectedValueError) as exc:
+            raise ReadFailedError(redact(str(exc), secrets)) from None
+        except Exception as exc:  # a read must never raise anything else into the daemon
+            reason = redact(f"unexpected {type(exc).__name__}: {exc}", secrets)
+            raise ReadFailedError(shorten(reason)) from None
 
     async def get(
         self,

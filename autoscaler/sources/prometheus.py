@@ -16,8 +16,7 @@ from typing import Any
 from autoscaler.config import SOURCE_FIELDS
 from autoscaler.config import PrometheusSource as PrometheusSettings
 from autoscaler.model import Signal
-from autoscaler.secrets import SecretError, redact, resolve_credentials
-from autoscaler.sources.http import FetchError, Reply, SessionPool, auth_headers, shorten
+from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool, shorten
 from autoscaler.sources.values import RejectedValueError, failed, number_text
 
 FIELDS = SOURCE_FIELDS["prometheus"]
@@ -38,20 +37,14 @@ class PrometheusSource:
         self._params = {"query": cfg.query, "timeout": f"{round(cfg.timeout_seconds * 1000)}ms"}
 
     async def read(self) -> Sequence[Signal]:
-        secrets: tuple[str, ...] = ()
+        cfg = self._cfg
         try:
-            creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
-            reply = await self._pool.get(
-                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
-                headers=auth_headers(creds), params=self._params, secrets=secrets)
-            value = parse_query_reply(reply)
-        except (SecretError, FetchError, RejectedValueError) as exc:
-            return failed(self.name, FIELDS, self._now(), redact(str(exc), secrets))
-        except Exception as exc:  # a read must never raise into the daemon
-            reason = redact(f"unexpected {type(exc).__name__}: {exc}", secrets)
-            return failed(self.name, FIELDS, self._now(), shorten(reason))
-        return (Signal(name=f"{self.name}.value", value=value, read_at=self._now()),)
+            fetched = await self._pool.fetch(self._url, auth=cfg.auth, tls=cfg.tls,
+                                             timeout_seconds=cfg.timeout_seconds,
+                                             params=self._params, parse=parse_query_reply)
+        except ReadFailedError as exc:
+            return failed(self.name, FIELDS, self._now(), str(exc))
+        return (Signal(name=f"{self.name}.value", value=fetched.value, read_at=self._now()),)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""

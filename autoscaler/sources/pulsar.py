@@ -15,8 +15,7 @@ from typing import Any
 
 from autoscaler.config import SOURCE_FIELDS, PulsarSource
 from autoscaler.model import ConsumerStat, Signal
-from autoscaler.secrets import SecretError, redact, resolve_credentials
-from autoscaler.sources.http import FetchError, Reply, SessionPool, auth_headers, shorten
+from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool
 from autoscaler.sources.values import (
     Reading,
     RejectedValueError,
@@ -47,20 +46,14 @@ class PulsarBacklogSource:
         self._params = {"perPartition": "false"} if cfg.partitioned else None
 
     async def read(self) -> Sequence[Signal]:
-        secrets: tuple[str, ...] = ()
+        cfg = self._cfg
         try:
-            creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
-            reply = await self._pool.get(
-                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
-                headers=auth_headers(creds), params=self._params, secrets=secrets)
-            readings = self._parse(reply)
-        except (SecretError, FetchError) as exc:
-            return failed(self.name, FIELDS, self._now(), redact(str(exc), secrets))
-        except Exception as exc:  # a read must never raise into the daemon
-            reason = redact(f"unexpected {type(exc).__name__}: {exc}", secrets)
-            return failed(self.name, FIELDS, self._now(), shorten(reason))
-        return to_signals(self.name, self._now(), readings)
+            fetched = await self._pool.fetch(self._url, auth=cfg.auth, tls=cfg.tls,
+                                             timeout_seconds=cfg.timeout_seconds,
+                                             params=self._params, parse=self._parse)
+        except ReadFailedError as exc:
+            return failed(self.name, FIELDS, self._now(), str(exc))
+        return to_signals(self.name, self._now(), fetched.value)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""

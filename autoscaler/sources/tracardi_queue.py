@@ -15,8 +15,7 @@ from typing import Any
 from autoscaler.config import SOURCE_FIELDS
 from autoscaler.config import TracardiQueueSource as TracardiQueueSettings
 from autoscaler.model import Signal
-from autoscaler.secrets import SecretError, redact, resolve_credentials
-from autoscaler.sources.http import FetchError, Reply, SessionPool, auth_headers, shorten
+from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool
 from autoscaler.sources.values import RejectedValueError, checked, failed
 
 FIELDS = SOURCE_FIELDS["tracardi-queue"]
@@ -34,20 +33,14 @@ class TracardiQueueSource:
         self._url = f"{cfg.api_url}/queue/{cfg.namespace}/{cfg.topic}/backlog"
 
     async def read(self) -> Sequence[Signal]:
-        secrets: tuple[str, ...] = ()
+        cfg = self._cfg
         try:
-            creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
-            reply = await self._pool.get(
-                self._url, tls=self._cfg.tls, timeout_seconds=self._cfg.timeout_seconds,
-                headers=auth_headers(creds), secrets=secrets)
-            value = self._backlog(reply)
-        except (SecretError, FetchError, RejectedValueError) as exc:
-            return failed(self.name, FIELDS, self._now(), redact(str(exc), secrets))
-        except Exception as exc:  # a read must never raise into the daemon
-            reason = redact(f"unexpected {type(exc).__name__}: {exc}", secrets)
-            return failed(self.name, FIELDS, self._now(), shorten(reason))
-        return (Signal(name=f"{self.name}.backlog", value=value, read_at=self._now()),)
+            fetched = await self._pool.fetch(self._url, auth=cfg.auth, tls=cfg.tls,
+                                             timeout_seconds=cfg.timeout_seconds,
+                                             parse=self._backlog)
+        except ReadFailedError as exc:
+            return failed(self.name, FIELDS, self._now(), str(exc))
+        return (Signal(name=f"{self.name}.backlog", value=fetched.value, read_at=self._now()),)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""
