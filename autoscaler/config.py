@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -547,82 +547,89 @@ def parse_config(text: str, *, path: str = "<config>") -> LoadedConfig:
                                                           "at least 'workloads'")])
     if not isinstance(data, Mapping):
         raise ConfigError([ConfigIssue(path, 1, "(root)", "expected a mapping at the top level")])
-    issues: list[ConfigIssue] = []
+    report = _Report(path, lines)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _field_path(data, tuple(err["loc"]))
-            issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc),
-                                      _message(err, loc)))
-        _semantic_issues_on_raw(data, lines, path, issues)
-        raise ConfigError(_dedupe(issues)) from None
-    specs = _bind(config, lines, path, issues)
-    if issues:
-        raise ConfigError(_dedupe(issues))
+        report.add_validation(exc, data=data)
+        _check_raw_workloads(data, report)
+        raise ConfigError(report.sorted()) from None
+    specs = _bind(config, report)
+    if report.issues:
+        raise ConfigError(report.sorted())
     return LoadedConfig(path=path, config=config, workloads=specs,
                         warnings=tuple(_warnings(config, lines, path)))
 
 
-def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
-    return sorted(dict.fromkeys(issues), key=lambda i: (i.line, i.field))
+@dataclass
+class _Report:
+    """Collects issues for one file, each placed on the line of the key it names."""
+
+    path: str
+    lines: Mapping[Loc, int]
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def add(self, loc: Loc, message: str) -> None:
+        self.issues.append(ConfigIssue(self.path, _line_for(self.lines, loc), _dotted(loc),
+                                       message))
+
+    def add_validation(self, exc: ValidationError, *, data: Any = None,
+                       prefix: Loc = ()) -> None:
+        for err in exc.errors():
+            raw = tuple(err["loc"])
+            loc = _field_path(data, raw) if data is not None else (*prefix, *raw)
+            self.add(loc, _message(err, loc))
+
+    def check_range(self, base: Loc, lo: int, hi: int) -> None:
+        if lo > hi:
+            self.add((*base, "max"), f"must be >= min ({lo})")
+
+    def policy(self, ref: PolicyRef, loc: Loc) -> Policy | None:
+        """Bind a policy to its params, or report why it cannot be."""
+        try:
+            return build_policy(ref.name, ref.params)
+        except UnknownPolicyError as exc:
+            self.add((*loc, "name"), str(exc))
+        except ValidationError as exc:
+            self.add_validation(exc, prefix=loc)
+        return None
+
+    def sorted(self) -> list[ConfigIssue]:
+        return sorted(dict.fromkeys(self.issues), key=lambda i: (i.line, i.field))
 
 
-def _semantic_issues_on_raw(
-    data: Mapping[str, Any], lines: Mapping[Loc, int], path: str, issues: list[ConfigIssue]
-) -> None:
-    """When the shape is wrong somewhere, still report min > max and unknown policies elsewhere."""
+def _check_raw_workloads(data: Mapping[str, Any], report: _Report) -> None:
+    """When the shape is wrong somewhere, still report min > max and bad policies elsewhere."""
     workloads = data.get("workloads")
     if not isinstance(workloads, Mapping):
         return
     for name, w in workloads.items():
         if not isinstance(w, Mapping):
             continue
+        base: Loc = ("workloads", name)
         lo, hi = w.get("min"), w.get("max")
-        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-            loc: Loc = ("workloads", name, "max")
-            issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc),
-                                      f"must be >= min ({lo})"))
+        if isinstance(lo, int) and isinstance(hi, int):
+            report.check_range(base, lo, hi)
         pols = w.get("policies")
-        if isinstance(pols, list):
-            for i, ref in enumerate(pols):
-                _check_policy_raw(ref, ("workloads", name, "policies", i), lines, path, issues)
+        for i, raw in enumerate(pols if isinstance(pols, list) else ()):
+            try:
+                ref = PolicyRef.model_validate(raw)
+            except ValidationError:
+                continue  # already reported by the shape check
+            report.policy(ref, (*base, "policies", i))
 
 
-def _check_policy_raw(ref: Any, loc: Loc, lines: Mapping[Loc, int], path: str,
-                      issues: list[ConfigIssue]) -> None:
-    try:
-        parsed = PolicyRef.model_validate(ref)
-    except ValidationError:
-        return
-    try:
-        build_policy(parsed.name, parsed.params)
-    except UnknownPolicyError as exc:
-        issues.append(ConfigIssue(path, _line_for(lines, (*loc, "name")), _dotted((*loc, "name")),
-                                  str(exc)))
-    except ValidationError as exc:
-        for err in exc.errors():
-            sub = (*loc, *err["loc"])
-            issues.append(ConfigIssue(path, _line_for(lines, sub), _dotted(sub),
-                                      _message(err, sub)))
-
-
-def _bind(config: Config, lines: Mapping[Loc, int], path: str,
-          issues: list[ConfigIssue]) -> tuple[WorkloadSpec, ...]:
+def _bind(config: Config, report: _Report) -> tuple[WorkloadSpec, ...]:
     available = {f"{name}.{f}" for name, s in config.sources.items()
                  for f in SOURCE_FIELDS[s.kind]} | set(RESOURCE_SIGNALS)
     specs: list[WorkloadSpec] = []
     seen_targets: dict[tuple[str, str], str] = {}
-
-    def add(loc: Loc, message: str) -> None:
-        issues.append(ConfigIssue(path, _line_for(lines, loc), _dotted(loc), message))
-
+    add = report.add
     for name, w in config.workloads.items():
         base: Loc = ("workloads", name)
         if not NAME_RE.fullmatch(name):
             add(base, "must be a DNS-1123 name (lower case letters, digits, '-' and '.')")
-        if w.min > w.max:
-            add((*base, "max"), f"must be >= min ({w.min})")
+        report.check_range(base, w.min, w.max)
         for i, dep in enumerate(w.requires):
             if dep not in config.dependencies:
                 known = ", ".join(sorted(config.dependencies)) or "none defined"
@@ -640,15 +647,8 @@ def _bind(config: Config, lines: Mapping[Loc, int], path: str,
         policies: list[Policy] = []
         for i, ref in enumerate(w.policies):
             loc: Loc = (*base, "policies", i)
-            try:
-                policy = build_policy(ref.name, ref.params)
-            except UnknownPolicyError as exc:
-                add((*loc, "name"), str(exc))
-                continue
-            except ValidationError as exc:
-                for err in exc.errors():
-                    sub = (*loc, *err["loc"])
-                    add(sub, _message(err, sub))
+            policy = report.policy(ref, loc)
+            if policy is None:
                 continue
             for signal in policy.signals():
                 if signal not in available:
