@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autoscaler import __version__
-from autoscaler.bench.contenders import run_ours
-from autoscaler.bench.plots import plot_run
 from autoscaler.bench.runner import (
     Job,
     jobs_for,
@@ -24,10 +22,9 @@ from autoscaler.bench.runner import (
     run_jobs,
     summarize,
     table,
-    trace_for,
     write_json,
 )
-from autoscaler.bench.scenario import SCENARIOS, ScenarioError, build_setup
+from autoscaler.bench.scenario import SCENARIOS, ScenarioError
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
@@ -88,13 +85,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             load_trace(trace)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
-                  seed=args.seed, plot_dir=None)
+                  seed=args.seed, plot=args.plot)
         result = run_job(job)
     except (ConfigError, TraceError, ScenarioError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.plot:
-        _plot_single(job, Path(args.plot))
     if args.json:
         write_json([result], args.json)
     for key, value in result.items():
@@ -107,15 +102,6 @@ def _default_trace() -> str:
     paths = default_trace_paths()
     preferred = [p for p in paths if p.stem == "worldcup98_flash_crowd"]
     return str((preferred or paths)[0]) if paths else "generated"
-
-
-def _plot_single(job: Job, out: Path) -> None:
-    loaded = load_config(job.config)
-    setup = build_setup(loaded, trace_for(job.trace), job.scenario,
-                        peak_replicas=job.peak_replicas)
-    model = setup.model(seed=job.seed, record_timeline=True)
-    run_ours(loaded, setup, model)
-    plot_run(model, out, title=f"{model.trace.name} / {job.scenario} / ours")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import time
 from collections import ChainMap
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
-from autoscaler.config import RESOURCE_SIGNALS, LoadedConfig, WorkloadSpec
+from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
 from autoscaler.engine.behavior import record_scale
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.engine.hysteresis import Hysteresis
@@ -112,7 +112,6 @@ class Daemon:
         self._pending: dict[str, None] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self.scale_writes = 0
         self.ready = False
         self.apply_config(loaded)
 
@@ -132,7 +131,7 @@ class Daemon:
         self.staleness = {
             f"{name}.{f}": src.staleness_limit()
             for name, src in loaded.config.sources.items()
-            for f in ("backlog", "in_rate", "out_rate", "consumers", "value")
+            for f in SOURCE_FIELDS[src.kind]
         }
         for spec in loaded.workloads:
             self.telemetry.min.labels(spec.namespace, spec.name).set(spec.settings.min)
@@ -213,9 +212,8 @@ class Daemon:
 
     # ----------------------------------------------------------------- readers
     async def _poll_source(self, source: Source) -> None:
-        cfg = self.loaded.config.sources.get(source.name)
-        poll = cfg.poll_seconds if cfg else 5.0
-        timeout = (cfg.timeout_seconds if cfg else 2.0) + 1.0
+        cfg = self.loaded.config.sources[source.name]
+        timeout = cfg.timeout_seconds + 1.0
         clock = self.a.clock
         while True:
             started = clock.now()
@@ -227,11 +225,11 @@ class Daemon:
             except TimeoutError:
                 signals = [Signal(f"{source.name}.{f}", None, clock.now(),
                                   error=f"timeout after {timeout:g}s")
-                           for f in ("backlog", "in_rate", "out_rate", "consumers", "value")]
+                           for f in SOURCE_FIELDS[cfg.kind]]
             self._take_signals(signals)
-            await clock.sleep(max(0.0, poll - (clock.now() - started)))
+            await clock.sleep(max(0.0, cfg.poll_seconds - (clock.now() - started)))
 
-    def _take_signals(self, signals: list[Signal] | tuple[Signal, ...] | Any) -> None:
+    def _take_signals(self, signals: Sequence[Signal]) -> None:
         now = self.a.clock.now()
         woken = self.store.put_signals(signals, now=now)
         wall = self.a.wall()
@@ -372,7 +370,6 @@ class Daemon:
         result = await asyncio.shield(self.a.cluster.scale(
             spec.namespace, spec.deployment, replicas=decision.desired,
             resource_version=status.resource_version))
-        self.scale_writes += 1
         self.telemetry.scale_writes.labels(spec.namespace, spec.name, result.outcome.value).inc()
         now = clock.now()
         if result.outcome is WriteOutcome.DONE:

@@ -41,7 +41,7 @@ class Job:
     target: float | None
     peak_replicas: int
     seed: int
-    plot_dir: str | None = None
+    plot: str | None = None  # write a PNG of the run here
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -82,8 +82,7 @@ def run_job(job: Job) -> dict[str, Any]:
     loaded = load_config(job.config)
     trace = trace_for(job.trace)
     setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas)
-    record = job.plot_dir is not None
-    model = setup.model(seed=job.seed, record_timeline=record)
+    model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
     started = time.perf_counter()
     if job.contender == "ours":
         run_ours(loaded, setup, model)
@@ -102,11 +101,11 @@ def run_job(job: Job) -> dict[str, Any]:
         }
     else:
         result = scores(setup, model)
-    if record and job.plot_dir:
+    if job.plot is not None:
         from autoscaler.bench.plots import plot_run  # noqa: PLC0415 (optional matplotlib)
 
-        out = Path(job.plot_dir) / f"{trace.name}-{job.scenario}-{job.contender}.png"
-        plot_run(model, out, title=f"{trace.name} / {job.scenario} / {job.contender}")
+        plot_run(model, Path(job.plot),
+                 title=f"{trace.name} / {job.scenario} / {job.contender}")
     return {"trace": trace.name, "scenario": job.scenario, "contender": job.contender,
             "target": job.target, **result, "wall_s": round(time.perf_counter() - started, 2)}
 
@@ -117,13 +116,14 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
     for trace in traces:
         for scenario in scenarios:
             targets = KEDA_API_TARGETS if scenario == "api" else KEDA_WORKER_TARGETS
-            def job(contender: str, target: float | None = None, plots: str | None = None,
+            def job(contender: str, target: float | None = None, plot: str | None = None,
                     trace: str = trace, scenario: str = scenario) -> Job:
                 return Job(config=config, trace=trace, scenario=scenario, contender=contender,
-                           target=target, peak_replicas=peak_replicas, seed=seed,
-                           plot_dir=plots)
+                           target=target, peak_replicas=peak_replicas, seed=seed, plot=plot)
 
-            jobs.append(job("ours", plots=plot_dir))
+            stem = Path(trace).stem
+            plot = str(Path(plot_dir) / f"{stem}-{scenario}-ours.png") if plot_dir else None
+            jobs.append(job("ours", plot=plot))
             jobs.extend(job("keda", float(t)) for t in targets)
             jobs.append(job("static"))
             jobs.append(job("oracle"))
@@ -132,26 +132,20 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
 
 def run_jobs(jobs: list[Job], *, workers: int, progress: bool = True) -> list[dict[str, Any]]:
     """Run jobs on `workers` processes, the longest traces first, with a progress bar."""
-    results: list[dict[str, Any]] = []
-    order = sorted(jobs, key=lambda j: -_size(j.trace))
+    results: list[dict[str, Any]] = [{} for _ in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].trace))
     bar = _Progress(len(order), enabled=progress)
     if workers <= 1:
-        for job in order:
-            results.append(run_job(job))
-            bar.step(job)
+        for i in order:
+            results[i] = run_job(jobs[i])
+            bar.step(jobs[i])
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_job, job): job for job in order}
+            futures = {pool.submit(run_job, jobs[i]): i for i in order}
             for fut in as_completed(futures):
-                results.append(fut.result())
-                bar.step(futures[fut])
+                results[futures[fut]] = fut.result()
+                bar.step(jobs[futures[fut]])
     bar.done()
-    rank = {id(j): i for i, j in enumerate(jobs)}
-    index = {(j.trace, j.scenario, j.contender, j.target): rank[id(j)] for j in jobs}
-    stems = {Path(j.trace).stem if j.trace != "generated" else "generated": j.trace
-             for j in jobs}
-    results.sort(key=lambda r: index[(stems[r["trace"]], r["scenario"], r["contender"],
-                                      r["target"])])
     return results
 
 
