@@ -7,27 +7,35 @@ file holds no logic of its own beyond printing.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoscaler import __version__
 from autoscaler.bench.runner import (
     Job,
     jobs_for,
+    percentile,
     run_job,
     run_jobs,
     summarize,
     table,
+    trace_for,
     write_json,
 )
 from autoscaler.bench.scenario import SCENARIOS, ScenarioError
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from autoscaler.demo import DemoResult
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "policies" / "tracardi.yaml"
 
@@ -137,6 +145,84 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(json=True, level=getattr(logging, args.log_level))
+    from autoscaler.runtime import default_identity, run_live  # noqa: PLC0415 (live stack)
+
+    try:
+        return asyncio.run(run_live(
+            args.config, kubeconfig=args.kubeconfig, dry_run=args.dry_run,
+            metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+            identity=args.identity or default_identity(),
+            leader_election=not args.no_leader_election))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 2
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _quiet_logs()
+    from autoscaler.runtime import explain_live, format_explain  # noqa: PLC0415 (live stack)
+
+    try:
+        report = asyncio.run(explain_live(args.config, kubeconfig=args.kubeconfig))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1) if args.json else format_explain(report))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from autoscaler.demo import plain_view, rich_view, run_demo  # noqa: PLC0415 (live stack)
+
+    try:
+        load_config(args.config)
+        trace = trace_for(args.trace or _default_trace())
+    except (ConfigError, TraceError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"demo: metrics on http://127.0.0.1:{args.metrics_port}/metrics; simulated cluster "
+          f"playing {trace.name} at {args.speed:g}x for {args.duration:g}s (Ctrl-C ends it)",
+          flush=True)
+    if args.no_ui:
+        configure_logging(json=False, level=logging.INFO)
+        show = plain_view()
+        live = None
+    else:
+        from rich.console import Console  # noqa: PLC0415
+
+        configure_logging(json=True, level=logging.ERROR)
+        live, show = rich_view(Console())
+
+    async def main() -> DemoResult:
+        return await run_demo(shipped=args.config, trace=trace, speed=args.speed,
+                              duration=args.duration, metrics_port=args.metrics_port,
+                              kubeconfig_out=args.kubeconfig_out,
+                              peak_replicas=args.peak_replicas, seed=args.seed, show=show)
+
+    try:
+        if live is not None:
+            with live:
+                result = asyncio.run(main())
+        else:
+            result = asyncio.run(main())
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+    p50, p99 = percentile(result.reactions, 0.5), percentile(result.reactions, 0.99)
+    print(f"demo: {result.duration:.0f}s, {result.scale_writes} scale writes, "
+          f"{len(result.reactions)} reactions (threshold crossed -> scale request, real "
+          f"seconds): p50 {_fmt(p50)} p99 {_fmt(p99)}")
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}s"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracardi-autoscaler",
@@ -148,6 +234,37 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config files and summarize the workloads")
     check.add_argument("files", nargs="+", help="YAML config files")
     check.set_defaults(func=cmd_check)
+
+    run = sub.add_parser("run", help="run the daemon against a Kubernetes cluster")
+    run.add_argument("--config", type=Path, default=Path("/etc/tracardi-autoscaler/config.yaml"))
+    run.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
+    run.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
+    run.add_argument("--metrics-host", default="0.0.0.0")
+    run.add_argument("--metrics-port", type=int, default=9108)
+    run.add_argument("--identity", help="lease holder identity (default: $POD_NAME)")
+    run.add_argument("--no-leader-election", action="store_true",
+                     help="act without a Lease (a single replica only)")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    run.set_defaults(func=cmd_run)
+
+    explain = sub.add_parser("explain", help="one dry evaluation of every workload, explained")
+    explain.add_argument("--config", type=Path, default=default_config_path())
+    explain.add_argument("--kubeconfig")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    demo = sub.add_parser("demo", help="the real daemon against the simulated cluster over HTTP")
+    demo.add_argument("--config", type=Path, default=default_config_path())
+    demo.add_argument("--trace", help="CSV trace (default: a shipped one, or the generator)")
+    demo.add_argument("--speed", type=float, default=10.0, help="trace seconds per real second")
+    demo.add_argument("--duration", type=float, default=300.0, help="real seconds")
+    demo.add_argument("--metrics-port", type=int, default=9108)
+    demo.add_argument("--kubeconfig-out", type=Path,
+                      help="write the simulated cluster's kubeconfig here (for kubectl)")
+    demo.add_argument("--peak-replicas", type=int, default=20)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--no-ui", action="store_true", help="plain lines instead of a live view")
+    demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser("simulate", help="replay a trace against the simulated cluster")
     simulate.add_argument("--config", type=Path, default=default_config_path())

@@ -26,8 +26,24 @@ from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, Wor
 from autoscaler.engine.behavior import record_scale
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.engine.hysteresis import Hysteresis
-from autoscaler.model import Action, Decision, ScalingHistory, Signal, WorkloadStatus
-from autoscaler.ports import CheckResult, Clock, Cluster, Probe, Source, WriteOutcome
+from autoscaler.model import (
+    Action,
+    Decision,
+    DependencyState,
+    Health,
+    ScalingHistory,
+    Signal,
+    WorkloadStatus,
+)
+from autoscaler.ports import (
+    CheckResult,
+    Clock,
+    Cluster,
+    Probe,
+    Source,
+    WriteOutcome,
+    WriteResult,
+)
 from autoscaler.store import SignalStore
 from autoscaler.telemetry import Telemetry
 
@@ -39,6 +55,8 @@ RESOURCE_POLL_SECONDS = 15.0
 WRITE_BACKOFF_SECONDS = 10.0
 #: How often a workload is checked for another HPA or ScaledObject targeting it.
 CONFLICT_CHECK_SECONDS = 60.0
+#: How long shutdown waits for a scale request in flight to be answered.
+WRITE_DRAIN_SECONDS = 10.0
 
 
 class Leadership(Protocol):
@@ -112,6 +130,9 @@ class Daemon:
         self._pending: dict[str, None] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._retired: list[Source | Probe] = []
+        self._write: asyncio.Future[WriteResult] | None = None
         self.ready = False
         self.apply_config(loaded)
 
@@ -145,8 +166,41 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    def reload(self, loaded: LoadedConfig, *, sources: Mapping[str, Source],
+               probes: Mapping[str, Probe]) -> None:
+        """Adopt a new config and readers; the running generation of tasks is replaced."""
+        self._retired.extend([*self.a.sources.values(), *self.a.probes.values()])
+        self.a.sources, self.a.probes = sources, probes
+        self.apply_config(loaded)
+        self._reload.set()
+
     async def run(self) -> None:
-        """Run until `stop()` or until a root task ends; then stop the rest."""
+        """Run until `stop()` or until a root task ends; then stop the rest.
+
+        The extra tasks (leader elector, config watcher, HTTP endpoints) live for the whole run;
+        the daemon's own tasks are rebuilt on every config reload. On the way out the write in
+        flight is finished first, then the daemon's tasks end, then the extra tasks (so the
+        elector releases the lease only once nothing can write any more).
+        """
+        extras = {asyncio.create_task(self._guard(name, factory), name=name)
+                  for name, factory in self.a.extra_tasks.items()}
+        stopper = asyncio.create_task(self._stop.wait(), name="stop")
+        try:
+            while not self._stop.is_set():
+                self._reload.clear()
+                ended = await self._run_generation({*extras, stopper})
+                await self._close_retired()
+                if ended:
+                    break
+        finally:
+            self.ready = False
+            stopper.cancel()
+            for task in extras:
+                task.cancel()
+            await asyncio.gather(*extras, stopper, return_exceptions=True)
+
+    async def _run_generation(self, outer: set[asyncio.Task[Any]]) -> bool:
+        """Run the daemon's tasks until a reload (False) or the end of the run (True)."""
         tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "evaluator": self._evaluator,
             "ticker": self._ticker,
@@ -160,19 +214,28 @@ class Daemon:
                 tasks[f"resources:{key}"] = self._bind(self._poll_resources, state)
         for ns in sorted({s.spec.namespace for s in self.workloads.values()}):
             tasks[f"pod-watch:{ns}"] = self._bind(self._watch_pods, ns)
-        tasks.update(self.a.extra_tasks)
         running = {asyncio.create_task(self._guard(name, factory), name=name)
                    for name, factory in tasks.items()}
-        stopper = asyncio.create_task(self._stop.wait(), name="stop")
+        reloader = asyncio.create_task(self._reload.wait(), name="reload")
         self.ready = True
         try:
-            await asyncio.wait({*running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({*running, *outer, reloader},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            return done != {reloader}
         finally:
             self.ready = False
+            if self._write is not None and not self._write.done():
+                await asyncio.wait({self._write}, timeout=WRITE_DRAIN_SECONDS)
+            reloader.cancel()
             for task in running:
                 task.cancel()
-            stopper.cancel()
-            await asyncio.gather(*running, stopper, return_exceptions=True)
+            await asyncio.gather(*running, reloader, return_exceptions=True)
+
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for reader in retired:
+            with contextlib.suppress(Exception):
+                await reader.close()
 
     @staticmethod
     def _bind(fn: Callable[[Any], Awaitable[None]],
@@ -287,6 +350,28 @@ class Daemon:
             if key is not None:
                 self.wake([key])
 
+    # ----------------------------------------------------------------- one-shot
+    async def explain(self) -> None:
+        """One dry evaluation of every workload: each source read once, each dependency checked
+        once (that single check is its verdict), nothing written."""
+        self.dry_run = True
+        reads = await asyncio.gather(*(s.read() for s in self.a.sources.values()))
+        for signals in reads:
+            self._take_signals(signals)
+        for state in self.workloads.values():
+            if any(s in RESOURCE_SIGNALS for s in state.spec.signal_names()):
+                sig = await self.a.cluster.pod_cpu(state.spec.namespace, state.spec.deployment)
+                self._take_signals([Signal(f"resources.cpu@{state.spec.key}", sig.value,
+                                           sig.read_at, sig.error, sig.samples)])
+        names = list(self.a.probes)
+        results = await asyncio.gather(*(p.check() for p in self.a.probes.values()))
+        for name, result in zip(names, results, strict=True):
+            health = Health.UP if result.ok else Health.DOWN
+            self.store.put_dependency(DependencyState(name, health, result.reason,
+                                                      self.a.clock.now()))
+        for state in self.workloads.values():
+            await self.evaluate_workload(state)
+
     # ----------------------------------------------------------------- evaluation
     async def _evaluator(self) -> None:
         debounce = self.loaded.config.daemon.debounce_seconds
@@ -366,10 +451,11 @@ class Daemon:
                      woken_at: float | None, retries: int) -> None:
         spec = state.spec
         clock = self.a.clock
-        # Shielded: a SIGTERM during the request lets it finish, so no write is left half-done.
-        result = await asyncio.shield(self.a.cluster.scale(
+        # Shielded and remembered: shutdown waits for it, so no write is left half-done.
+        self._write = asyncio.ensure_future(self.a.cluster.scale(
             spec.namespace, spec.deployment, replicas=decision.desired,
             resource_version=status.resource_version))
+        result = await asyncio.shield(self._write)
         self.telemetry.scale_writes.labels(spec.namespace, spec.name, result.outcome.value).inc()
         now = clock.now()
         if result.outcome is WriteOutcome.DONE:

@@ -36,3 +36,8 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
         await load_kube_config(config_file=path or str(DEFAULT_KUBECONFIG), context=context,
                                client_configuration=configuration, persist_config=False)
     return ApiClient(configuration=configuration)
+
+
+async def disconnect(api: ApiClient) -> None:
+    """Close the client's connection pool (the client owns an aiohttp session)."""
+    await api.close()

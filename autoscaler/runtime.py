@@ -1,0 +1,313 @@
+"""The live edge: builds the daemon's real adapters and serves its own endpoints.
+
+`run_live` connects to Kubernetes (in-cluster or a kubeconfig), builds the HTTP sources and the
+probes from the config, runs the leader elector on a Lease, watches the config file the way a
+mounted ConfigMap changes (a symlink swap), serves `/metrics`, `/healthz` and `/readyz`, and stops
+gracefully on SIGTERM. `explain` does one dry evaluation through the same adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from autoscaler.config import ConfigError, LoadedConfig, load_config
+from autoscaler.daemon import Adapters, Daemon, LoopClock
+from autoscaler.kube.cluster import KubeCluster
+from autoscaler.kube.connect import connect, disconnect
+from autoscaler.kube.leases import KubeLeaseStore
+from autoscaler.leader import LeaderElector
+from autoscaler.ports import Probe, Source
+from autoscaler.probes import build_probe
+from autoscaler.sources import build_source
+from autoscaler.sources.http import SessionPool
+from autoscaler.telemetry import Telemetry
+
+log = structlog.get_logger("tracardi_autoscaler")
+
+#: How often the config file is looked at (a ConfigMap update takes ~a minute to arrive anyway).
+CONFIG_POLL_SECONDS = 2.0
+
+
+@dataclass
+class Readers:
+    sources: dict[str, Source]
+    probes: dict[str, Probe]
+
+
+def build_readers(loaded: LoadedConfig, *, now: Callable[[], float],
+                  pool: SessionPool) -> Readers:
+    """The sources and probes a config names (only those its workloads use are polled)."""
+    used = {s.split(".", 1)[0] for w in loaded.workloads for s in w.signal_names()}
+    used |= {w.settings.healing.consumer_source for w in loaded.workloads
+             if w.settings.healing.consumer_source}
+    sources = {name: build_source(name, cfg, now=now, pool=pool)
+               for name, cfg in loaded.config.sources.items() if name in used}
+    probes = {name: build_probe(name, cfg) for name, cfg in loaded.config.dependencies.items()}
+    return Readers(sources, probes)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a mounted ConfigMap is updated: the symlink target's inode and mtime."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+async def watch_config(path: Path, *, on_change: Callable[[LoadedConfig], None],
+                       telemetry: Telemetry) -> None:
+    """Reload on change; a bad or missing file keeps the last good config and is reported."""
+    seen = _file_identity(path)
+    while True:
+        await asyncio.sleep(CONFIG_POLL_SECONDS)
+        current = _file_identity(path)
+        if current == seen:
+            continue
+        seen = current
+        if current is None:
+            telemetry.config_reloads.labels("failed").inc()
+            telemetry.config_last_reload_ok.set(0)
+            log.error("config_reload_failed", path=str(path),
+                      error="file is gone; keeping the last good config")
+            continue
+        try:
+            loaded = load_config(path)
+        except ConfigError as exc:
+            telemetry.config_reloads.labels("failed").inc()
+            telemetry.config_last_reload_ok.set(0)
+            log.error("config_reload_failed", path=str(path),
+                      errors=[str(i) for i in exc.issues])
+            continue
+        on_change(loaded)
+        telemetry.config_reloads.labels("ok").inc()
+        telemetry.config_last_reload_ok.set(1)
+        log.info("config_reloaded", path=str(path), workloads=len(loaded.workloads))
+
+
+def endpoints(daemon: Daemon) -> web.Application:
+    """Read-only HTTP: Prometheus metrics and the daemon's own probes. Only GET is routed."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=daemon.telemetry.render(),
+                            content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if daemon.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve_endpoints(daemon: Daemon, *, host: str, port: int) -> None:
+    runner = web.AppRunner(endpoints(daemon), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("endpoints_listening", address=f"http://{host}:{port}",
+             paths=["/metrics", "/healthz", "/readyz"])
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def live_adapters(
+    loaded: LoadedConfig, *, kubeconfig: str | None, identity: str, telemetry: Telemetry,
+    leader_election: bool = True,
+) -> AsyncIterator[tuple[Adapters, SessionPool]]:
+    clock = LoopClock()
+    api = await connect(kubeconfig)
+    pool = SessionPool()
+    readers = build_readers(loaded, now=clock.now, pool=pool)
+    cluster = KubeCluster(api, clock=clock, identity=identity)
+    extra: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+    adapters = Adapters(clock=clock, cluster=cluster, sources=readers.sources,
+                        probes=readers.probes, extra_tasks=extra)
+    if leader_election:
+        telemetry.leader.set(0)
+
+        def leading(now_leading: bool) -> Callable[[], None]:
+            def changed() -> None:
+                telemetry.leader.set(1 if now_leading else 0)
+                log.info("leadership_changed", identity=identity, leader=now_leading)
+            return changed
+
+        elector = LeaderElector.from_settings(
+            KubeLeaseStore(api), loaded.config.daemon.lease, clock=clock, identity=identity,
+            namespace=loaded.config.daemon.namespace,
+            on_started_leading=leading(True), on_stopped_leading=leading(False))
+        adapters.leadership = elector
+        extra["leader-elector"] = elector.run
+    else:
+        telemetry.leader.set(1)
+    try:
+        yield adapters, pool
+    finally:
+        built: list[Source | Probe] = [*adapters.sources.values(), *adapters.probes.values()]
+        for reader in built:
+            with contextlib.suppress(Exception):
+                await reader.close()
+        await pool.close()
+        await cluster.close()
+        await disconnect(api)
+
+
+def default_identity() -> str:
+    """The pod name in-cluster (HOSTNAME), else host and pid."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@contextlib.asynccontextmanager
+async def live_daemon(
+    config_path: Path, *, kubeconfig: str | None, dry_run: bool, metrics_host: str,
+    metrics_port: int, identity: str, leader_election: bool = True,
+    probe_overrides: Mapping[str, Probe] | None = None,
+) -> AsyncIterator[Daemon]:
+    """A daemon wired to the live adapters, its endpoints and its config watcher; not started.
+
+    `probe_overrides` replaces named probes (the demo simulates Redis or MySQL when no real
+    one is reachable).
+    """
+    loaded = load_config(config_path)
+    telemetry = Telemetry()
+    telemetry.config_last_reload_ok.set(1)
+    overrides = dict(probe_overrides or {})
+    async with live_adapters(loaded, kubeconfig=kubeconfig, identity=identity,
+                             telemetry=telemetry, leader_election=leader_election) as (a, pool):
+        a.probes = {**a.probes, **{k: v for k, v in overrides.items() if k in a.probes}}
+        daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=dry_run)
+
+        def on_change(new: LoadedConfig) -> None:
+            readers = build_readers(new, now=a.clock.now, pool=pool)
+            probes = {**readers.probes,
+                      **{k: v for k, v in overrides.items() if k in readers.probes}}
+            daemon.reload(new, sources=readers.sources, probes=probes)
+
+        a.extra_tasks = {
+            **a.extra_tasks,
+            "config-watch": lambda: watch_config(config_path, on_change=on_change,
+                                                 telemetry=telemetry),
+            "endpoints": lambda: serve_endpoints(daemon, host=metrics_host, port=metrics_port),
+        }
+        yield daemon
+
+
+async def run_live(config_path: Path, *, kubeconfig: str | None, dry_run: bool,
+                   metrics_host: str, metrics_port: int, identity: str,
+                   leader_election: bool = True) -> int:
+    """`tracardi-autoscaler run`: until SIGTERM or SIGINT, then a graceful stop."""
+    async with live_daemon(config_path, kubeconfig=kubeconfig, dry_run=dry_run,
+                           metrics_host=metrics_host, metrics_port=metrics_port,
+                           identity=identity, leader_election=leader_election) as daemon:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+        log.info("starting", config=str(config_path), workloads=len(daemon.workloads),
+                 dry_run=dry_run, identity=identity)
+        try:
+            await daemon.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("stopped", identity=identity)
+    return 0
+
+
+async def explain_live(config_path: Path, *, kubeconfig: str | None) -> dict[str, Any]:
+    loaded = load_config(config_path)
+    telemetry = Telemetry()
+    async with live_adapters(loaded, kubeconfig=kubeconfig, identity="explain",
+                             telemetry=telemetry, leader_election=False) as (a, _):
+        daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=True)
+        await daemon.explain()
+        return explain_report(daemon)
+
+
+def explain_report(daemon: Daemon) -> dict[str, Any]:
+    """`{"workloads": [...]}` as documented in the README's explain section."""
+    now = daemon.a.clock.now()
+    out: list[dict[str, Any]] = []
+    for key, state in daemon.workloads.items():
+        spec = state.spec
+        signals: dict[str, Any] = {}
+        view = daemon.signals_for(spec)
+        for name in spec.signal_names():
+            sig = view.get(name)
+            signals[name] = ({"value": None, "age_s": None, "error": "never read"} if sig is None
+                             else {"value": sig.value, "age_s": round(sig.age(now), 3),
+                                   "error": sig.error})
+        deps: dict[str, Any] = {}
+        for name in spec.settings.requires:
+            dep = daemon.store.dependencies.get(name)
+            deps[name] = {"up": dep is not None and dep.health.value == "up",
+                          "reason": dep.reason if dep else "never checked"}
+        d = state.decision
+        best = max(d.recommendations, key=lambda r: r.replicas) if d and d.recommendations \
+            else None
+        out.append({
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "key": key,
+            "signals": signals,
+            "dependencies": deps,
+            "recommendation": (None if best is None else
+                               {"replicas": best.replicas, "policy": best.policy,
+                                "reason": best.reason}),
+            "steps": [] if d is None else [{"stage": s.stage, "replicas": s.replicas,
+                                            "reason": s.reason} for s in d.steps],
+            "decision": (None if d is None else
+                         {"action": d.action.value, "current": d.current,
+                          "desired": d.desired, "reasons": list(d.reasons)}),
+        })
+    return {"workloads": out}
+
+
+def format_explain(report: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+    for w in report["workloads"]:
+        lines.append(f"{w['namespace']}/{w['name']}")
+        for name, s in w["signals"].items():
+            value = "-" if s["value"] is None else f"{s['value']:g}"
+            age = "-" if s["age_s"] is None else f"{s['age_s']:.1f}s"
+            err = f"  error: {s['error']}" if s["error"] else ""
+            lines.append(f"  signal      {name:<28} {value:>12}  age {age}{err}")
+        for name, dep in w["dependencies"].items():
+            state = "up" if dep["up"] else "DOWN"
+            reason = f"  ({dep['reason']})" if dep["reason"] else ""
+            lines.append(f"  dependency  {name:<28} {state}{reason}")
+        rec = w["recommendation"]
+        if rec:
+            lines.append(f"  policy      {rec['policy']:<28} {rec['replicas']:>12}  "
+                         f"{rec['reason']}")
+        for step in w["steps"]:
+            lines.append(f"  step        {step['stage']:<28} {step['replicas']:>12}  "
+                         f"{step['reason']}")
+        d = w["decision"]
+        if d:
+            lines.append(f"  decision    {d['action']:<28} {d['current']} -> {d['desired']}  "
+                         f"{'; '.join(d['reasons'])}")
+        else:
+            lines.append("  decision    none: the Deployment could not be read (see the log)")
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""The daemon as a process (`tracardi-autoscaler run`) against the simulated servers over HTTP.
+
+The Kubernetes API and the Pulsar admin API are served in this test's loop; the daemons are
+real subprocesses with their own kubeconfig, lease and metrics endpoint. The test plays the
+kubelet (it marks new pods ready) and raises the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
+from autoscaler.sim.kubeapi import create_app as kube_app
+from autoscaler.sim.kubestate import KubeState, WatchEvent
+from autoscaler.sim.pulsar_admin import PulsarState
+from autoscaler.sim.pulsar_admin import create_app as pulsar_app
+
+NS = "tracardi"
+TOPIC = "persistent://tracardi/system/functions"
+SUB = "tracardi-function-subscription"
+LEASE_SECONDS = 4.0
+
+CONFIG = """
+daemon:
+  namespace: tracardi
+  tick_seconds: 2
+  lease: {{duration_seconds: {lease}, renew_deadline_seconds: 3, retry_period_seconds: 0.5}}
+dependencies:
+  pulsar: {{kind: pulsar, admin_url: "{pulsar}", period_seconds: 0.5, failure_threshold: 2,
+           success_threshold: 1}}
+sources:
+  functions: {{kind: pulsar, admin_url: "{pulsar}", tenant: tracardi, namespace: system,
+              topic: functions, subscription: {sub}, poll_seconds: 0.5}}
+workloads:
+  wk-pl-background:
+    min: 1
+    max: 8
+    requires: [pulsar]
+    policies: [{{name: backlog, source: functions, msgs_per_second: 10, drain_seconds: 10,
+                learn: false, target_utilization: 1.0}}]
+    behavior:
+      scale_up: {{policies: [{{type: Pods, value: 10, period_seconds: 15}}]}}
+      scale_down: {{stabilization_window_seconds: 600}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    kube: KubeState
+    pulsar: PulsarState
+    config: Path
+    kubeconfig: Path
+    replicas_seen: list[int] = field(default_factory=list)
+
+    def backlog(self, messages: int) -> None:
+        self.pulsar.set_subscription(TOPIC, SUB, backlog=messages, msg_rate_out=0.0)
+
+    def replicas(self) -> int:
+        return self.kube.deployment(NS, "wk-pl-background").replicas
+
+    def rescale_events(self) -> list[str]:
+        return [e.message for e in self.kube.events(NS) if e.reason == "SuccessfulRescale"]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    kube = KubeState(clock=time.monotonic, wall=time.time)
+    kube.add_deployment(NS, "wk-pl-background", replicas=1)
+    pulsar = PulsarState()
+    pulsar.add_topic(TOPIC, partitions=2, subscriptions=(SUB,))
+    servers: list[ServedApp] = [await serve(kube_app(kube)), await serve(pulsar_app(pulsar))]
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", servers[0].url)
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(lease=LEASE_SECONDS, pulsar=servers[1].url, sub=SUB))
+    c = Cluster(kube, pulsar, config, kubeconfig, replicas_seen=[1])
+
+    def on_deployment(event: WatchEvent) -> None:
+        replicas = event.object["spec"]["replicas"]
+        if c.replicas_seen[-1] != replicas:
+            c.replicas_seen.append(replicas)
+
+    kube.subscribe("deployments", NS, on_deployment)
+
+    async def kubelet() -> None:
+        while True:
+            for pod in kube.pods(NS):
+                if not pod.ready:
+                    kube.mark_ready(NS, pod.name, True)
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(kubelet())
+    try:
+        yield c
+    finally:
+        task.cancel()
+        for server in servers:
+            await server.stop()
+
+
+@dataclass
+class Daemon:
+    identity: str
+    port: int
+    proc: asyncio.subprocess.Process
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as s, s.get(
+                f"http://127.0.0.1:{self.port}/metrics") as r:
+            return await r.text()
+
+    async def writes(self, outcome: str = "done") -> int:
+        text = await self.metrics()
+        pattern = (r'tracardi_autoscaler_scale_writes_total{[^}]*outcome="' + outcome
+                   + r'"[^}]*} ([0-9.]+)')
+        return sum(int(float(v)) for v in re.findall(pattern, text))
+
+
+@pytest.fixture
+async def start(cluster: Cluster) -> AsyncIterator[Callable[[str], asyncio.Future[Daemon]]]:
+    started: list[Daemon] = []
+
+    async def launch(identity: str) -> Daemon:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cluster.config),
+            "--kubeconfig", str(cluster.kubeconfig), "--metrics-host", "127.0.0.1",
+            "--metrics-port", str(port), "--identity", identity,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        daemon = Daemon(identity, port, proc)
+        started.append(daemon)
+        await eventually(lambda: daemon_ready(daemon), what=f"{identity} ready")
+        return daemon
+
+    yield launch  # type: ignore[misc]
+    for d in started:
+        if d.proc.returncode is None:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(d.proc.wait(), 15)
+            except TimeoutError:
+                d.proc.kill()
+                await d.proc.wait()
+
+
+async def daemon_ready(daemon: Daemon) -> bool:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(
+                f"http://127.0.0.1:{daemon.port}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def eventually(check: Callable[[], object], *, what: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {within}s: {what}")
+
+
+def holder(cluster: Cluster) -> str | None:
+    leases = cluster.kube.leases(NS)
+    return leases[0].spec.holder if leases else None
+
+
+async def test_backlog_scales_the_deployment_with_an_event_and_metrics(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    daemon = await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    cluster.backlog(600)  # 600 / 10 s drain = 60 msg/s at 10 msg/s per replica -> 6
+    await eventually(lambda: cluster.replicas() == 6, what="scaled to 6")
+    await eventually(lambda: any("New size: 6" in m for m in cluster.rescale_events()),
+                     what="a SuccessfulRescale event")
+    text = await daemon.metrics()
+    assert re.search(r'tracardi_autoscaler_desired_replicas{[^}]*workload="wk-pl-background"'
+                     r'[^}]*} 6\.0', text)
+    assert await daemon.writes() == 1
+    assert 'tracardi_autoscaler_leader 1.0' in text
+
+
+async def test_follower_never_writes_and_takes_over_after_the_leader_dies(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    first = await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    second = await start("b")
+    cluster.backlog(300)
+    await eventually(lambda: cluster.replicas() == 3, what="scaled to 3 by the leader")
+    await asyncio.sleep(2)  # the follower has evaluated in shadow meanwhile
+    assert await second.writes() == 0
+    assert await first.writes() == 1
+    assert "tracardi_autoscaler_leader 0.0" in await second.metrics()
+
+    killed_at = time.monotonic()
+    first.proc.kill()
+    await first.proc.wait()
+    await eventually(lambda: holder(cluster) == "b", what="b takes the lease",
+                     within=3 * LEASE_SECONDS)
+    handover = time.monotonic() - killed_at
+    cluster.backlog(500)
+    await eventually(lambda: cluster.replicas() == 5, what="scaled to 5 by the new leader")
+    assert await second.writes() == 1
+    # Every replica change in the cluster was made by exactly one write: no double action.
+    assert cluster.replicas_seen == [1, 3, 5]
+    assert handover <= 2 * LEASE_SECONDS + 2
+
+
+async def test_conflict_on_scale_rereads_and_lands_the_right_count(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    daemon = await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    cluster.kube.faults.inject("update", "deployments/scale", code=409, times=1)
+    cluster.backlog(400)
+    await eventually(lambda: cluster.replicas() == 4, what="scaled to 4 after the conflict")
+    assert await daemon.writes("conflict") == 1
+    assert await daemon.writes("done") == 1
+    assert cluster.replicas_seen == [1, 4]
