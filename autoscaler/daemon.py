@@ -319,7 +319,9 @@ class Daemon:
         cfg = self.loaded.config.dependencies[probe.name]
         clock = self.a.clock
         state = self.hysteresis.get(probe.name) or Hysteresis()
-        self.store.put_dependency(state.state(probe.name))
+        initial = state.state(probe.name)
+        self.telemetry.observe_dependency(initial)
+        self.store.put_dependency(initial)
         while True:
             started = clock.now()
             try:
@@ -333,7 +335,8 @@ class Daemon:
                                   success_threshold=cfg.success_threshold)
             self.hysteresis[probe.name] = state
             dep = state.state(probe.name)
-            self.telemetry.observe_dependency(dep)
+            if dep != self.store.dependencies.get(probe.name):
+                self.telemetry.observe_dependency(dep)
             woken = self.store.put_dependency(dep)
             if state.health != before:
                 log.info("dependency_changed", dependency=probe.name, health=dep.health.value,
@@ -417,8 +420,7 @@ class Daemon:
                                     decision.recommendations, decision.steps)
         leader = self.a.leadership.is_leader()
         state.decision = decision
-        self.telemetry.observe_decision(decision, ready=status.ready_replicas, leader=leader,
-                                        minimum=spec.settings.min, maximum=spec.settings.max)
+        self.telemetry.observe_decision(decision, ready=status.ready_replicas, leader=leader)
         if self.on_decision is not None:
             self.on_decision(decision, status)
         woken_at, state.woken_by_read_at = state.woken_by_read_at, None

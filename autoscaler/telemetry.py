@@ -52,6 +52,7 @@ class Telemetry:
                                        "The reason of the dependency's last verdict",
                                        ("dependency", "reason"), registry=r)
         self._last_reason: dict[str, str] = {}
+        self._signal_children: dict[str, tuple[Gauge, Gauge]] = {}
         self.signal_value = Gauge(p + "signal_value", "Last valid value of a signal",
                                   ("signal",), registry=r)
         self.signal_read_time = Gauge(p + "signal_read_timestamp_seconds",
@@ -86,14 +87,11 @@ class Telemetry:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def observe_decision(self, d: Decision, *, ready: int, leader: bool,
-                         minimum: int, maximum: int) -> None:
+    def observe_decision(self, d: Decision, *, ready: int, leader: bool) -> None:
         labels = (d.namespace, d.workload)
         self.current.labels(*labels).set(d.current)
         self.ready.labels(*labels).set(ready)
         self.desired.labels(*labels).set(d.desired)
-        self.min.labels(*labels).set(minimum)
-        self.max.labels(*labels).set(maximum)
         for rec in d.recommendations:
             self.recommended.labels(*labels, rec.policy).set(rec.replicas)
         reason = reason_code(d.reasons[-1]) if d.reasons else "none"
@@ -114,8 +112,13 @@ class Telemetry:
 
     def observe_signal(self, sig: Signal, *, wall: float) -> None:
         if sig.ok and sig.value is not None:
-            self.signal_value.labels(sig.name).set(sig.value)
-            self.signal_read_time.labels(sig.name).set(wall)
+            children = self._signal_children.get(sig.name)
+            if children is None:
+                children = (self.signal_value.labels(sig.name),
+                            self.signal_read_time.labels(sig.name))
+                self._signal_children[sig.name] = children
+            children[0].set(sig.value)
+            children[1].set(wall)
         else:
             self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
 

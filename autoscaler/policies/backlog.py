@@ -18,6 +18,9 @@ from pydantic import Field
 from autoscaler.model import Recommendation
 from autoscaler.policies.base import PolicyContext, PolicyParams
 
+#: How many recent saturated reads the learned throughput is the median of.
+LEARN_WINDOW = 30
+
 
 class BacklogParams(PolicyParams):
     source: str = Field(min_length=1, description="a pulsar or tracardi-queue source")
@@ -27,6 +30,7 @@ class BacklogParams(PolicyParams):
     learn: bool = True
     saturation_seconds: float = Field(5.0, gt=0)
     learn_min_samples: int = Field(5, ge=1)
+    learn_seconds: float = Field(120.0, gt=0, description="how far back saturated reads count")
     use_in_rate: bool = True
 
 
@@ -44,20 +48,32 @@ class BacklogPolicy:
         return (f"{src}.backlog",)
 
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
-        """One replica's throughput and whether it was learned."""
+        """One replica's throughput and whether it was learned.
+
+        The source writes all its fields on every read, so the histories line up from the
+        newest end; only the most recent `LEARN_WINDOW` saturated reads count.
+        """
         p = self.params
         if not p.learn:
             return p.msgs_per_second, False
         src = p.source
-        backlog = {s.read_at: s.value for s in ctx.history.get(f"{src}.backlog", ()) if s.ok}
-        out = {s.read_at: s.value for s in ctx.history.get(f"{src}.out_rate", ()) if s.ok}
         rates: list[float] = []
-        for s in ctx.history.get(f"{src}.consumers", ()):
-            b, o = backlog.get(s.read_at), out.get(s.read_at)
-            if not s.ok or b is None or o is None or not s.value or o <= 0:
+        rows = zip(reversed(ctx.history.get(f"{src}.consumers", ())),
+                   reversed(ctx.history.get(f"{src}.backlog", ())),
+                   reversed(ctx.history.get(f"{src}.out_rate", ())), strict=False)
+        oldest = ctx.now - p.learn_seconds
+        for consumers, backlog, out in rows:
+            if consumers.read_at < oldest or not (
+                    consumers.read_at == backlog.read_at == out.read_at):
+                break
+            n, b, o = consumers.value, backlog.value, out.value
+            # Cheap test first: most reads are not saturated.
+            if not n or not o or b is None or b <= o * p.saturation_seconds:
                 continue
-            if b > o * p.saturation_seconds:
-                rates.append(o / s.value)
+            if consumers.ok and backlog.ok and out.ok:
+                rates.append(o / n)
+                if len(rates) == LEARN_WINDOW:
+                    break
         if len(rates) < p.learn_min_samples:
             return p.msgs_per_second, False
         return statistics.median(rates), True

@@ -52,8 +52,12 @@ class RequestRatePolicy:
 
     def forecast(self, signal: Signal, ctx: PolicyContext) -> float:
         p = self.params
-        recent = [(s.read_at, float(s.value)) for s in ctx.history.get(signal.name, ())
-                  if s.ok and s.value is not None and ctx.now - s.read_at <= p.trend_seconds]
+        recent: list[tuple[float, float]] = []
+        for s in reversed(ctx.history.get(signal.name, ())):
+            if ctx.now - s.read_at > p.trend_seconds:
+                break
+            if s.ok and s.value is not None:
+                recent.append((s.read_at, float(s.value)))
         if len(recent) < p.trend_min_samples:
             return float(signal.value or 0.0)
         rising = max(0.0, slope(recent))

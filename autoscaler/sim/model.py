@@ -155,14 +155,15 @@ class ClusterModel:
 
     def _step(self, t: int) -> None:
         dep = self.deployment
+        ready = 0
         for pod in dep.pods:
             if not pod.ready and not pod.crashing and t >= pod.ready_at:
                 pod.ready = True
-        ready = dep.ready_pods
+            ready += pod.ready
         arrivals = self.demand(t)
         self.scores.replica_seconds += len(dep.pods)
         if self.kind == "api":
-            self._step_api(arrivals, len(ready))
+            self._step_api(arrivals, ready)
         else:
             self._step_worker(t, arrivals, ready)
         self._track_reaction(t)
@@ -172,7 +173,7 @@ class ClusterModel:
             tl.demand.append(arrivals)
             tl.need.append(self.need(t))
             tl.replicas.append(dep.replicas)
-            tl.ready.append(len(ready))
+            tl.ready.append(ready)
             tl.backlog.append(self.queue)
 
     def _step_api(self, arrivals: float, ready: int) -> None:
@@ -190,20 +191,20 @@ class ClusterModel:
             s.slo_violation_seconds += 1
             s.requests_late += arrivals
 
-    def _step_worker(self, t: int, arrivals: float, ready: list[SimPod]) -> None:
+    def _step_worker(self, t: int, arrivals: float, ready: int) -> None:
         dep = self.deployment
         self.queue += arrivals
         es_down = self.down("elasticsearch", t)
-        working = [p for p in ready if not p.stuck and not es_down]
-        capacity = len(working) * dep.capacity
+        working = 0 if es_down else sum(1 for p in dep.pods if p.ready and not p.stuck)
+        capacity = working * dep.capacity
         served = min(self.queue, capacity)
         self.queue -= served
-        per_pod = served / len(working) if working else 0.0
+        per_pod = served / working if working else 0.0
         for pod in dep.pods:
-            pod.out_rate = per_pod if pod in working else 0.0
+            pod.out_rate = per_pod if pod.ready and not pod.stuck and not es_down else 0.0
         self._in_window.append(arrivals)
         self._out_window.append(served)
-        full = len(ready) * dep.capacity
+        full = ready * dep.capacity
         wait = math.inf if full == 0 and self.queue > 0 else (self.queue / full if full else 0.0)
         if wait > WORKER_SLO_SECONDS:
             self.scores.slo_violation_seconds += 1

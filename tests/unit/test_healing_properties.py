@@ -290,6 +290,9 @@ def test_crash_looping_workload_restarts_at_most_threshold_times_until_reset(
     restarts = 0
     while now < NOW + min(healing.breaker_reset_seconds, 3000):
         now += data.draw(st.sampled_from([1.0, 5.0, 15.0]))
+        if (memory.breaker.state is BreakerState.OPEN
+                and now >= memory.breaker.opened_at + healing.breaker_reset_seconds):
+            break  # the timed reset allows a trial restart: "until reset" ends here
         wall = WALL + (now - NOW)
         cluster.pods = {n: p for n, p in cluster.pods.items() if not p.deleting}
         for p in cluster.pods.values():
