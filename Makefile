@@ -13,6 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# checkov pins packages the project's own tools outgrew, so it lives in a venv of its own.
+$(VENV)/checkov/bin/checkov:
+	python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q 'checkov==3.3.30'
+
 # The main job on the embedded default: replay traffic against the simulated Tracardi cluster.
 simulate: venv
 	$(BIN)/tracardi-autoscaler simulate --scenario worker-outage --plot out/simulate.png
@@ -25,5 +30,5 @@ lint: venv
 	$(BIN)/mypy autoscaler
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(VENV)/checkov/bin/checkov
 	CI=$${CI:-} $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -25,9 +25,19 @@ import structlog
 from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
 from autoscaler.engine.behavior import record_scale
 from autoscaler.engine.evaluate import evaluate
+from autoscaler.engine.healing import (
+    BreakerState,
+    HealingMemory,
+    HealingPlan,
+    ProbeRecord,
+    RestartKind,
+    plan,
+    record_outcome,
+)
 from autoscaler.engine.hysteresis import Hysteresis
 from autoscaler.model import (
     Action,
+    ConsumerStat,
     Decision,
     DependencyState,
     Health,
@@ -39,6 +49,7 @@ from autoscaler.ports import (
     CheckResult,
     Clock,
     Cluster,
+    PodProber,
     Probe,
     Source,
     WriteOutcome,
@@ -88,6 +99,8 @@ class Adapters:
     probes: Mapping[str, Probe]
     leadership: Leadership = field(default_factory=AlwaysLeader)
     wall: Callable[[], float] = time.time
+    #: The healer's per-pod app-level check; without one, HTTP probes of pods are not run.
+    pod_prober: PodProber | None = None
     #: Extra root tasks (the leader elector, the config watcher) run beside the daemon's own.
     extra_tasks: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] = field(
         default_factory=dict)
@@ -103,6 +116,9 @@ class WorkloadState:
     backoff_until: float = 0.0
     conflict: str | None = None
     conflict_checked_at: float = float("-inf")
+    healing: HealingMemory = field(default_factory=HealingMemory)
+    pod_probes: dict[str, ProbeRecord] = field(default_factory=dict)
+    heal_plan: HealingPlan | None = None
 
 
 class Daemon:
@@ -155,8 +171,8 @@ class Daemon:
             for f in SOURCE_FIELDS[src.kind]
         }
         for spec in loaded.workloads:
-            self.telemetry.min.labels(spec.namespace, spec.name).set(spec.settings.min)
-            self.telemetry.max.labels(spec.namespace, spec.name).set(spec.settings.max)
+            self.telemetry.init_workload(spec.namespace, spec.name, minimum=spec.settings.min,
+                                         maximum=spec.settings.max)
 
     @staticmethod
     def _signal_keys(spec: WorkloadSpec) -> list[str]:
@@ -214,6 +230,11 @@ class Daemon:
                 tasks[f"resources:{key}"] = self._bind(self._poll_resources, state)
         for ns in sorted({s.spec.namespace for s in self.workloads.values()}):
             tasks[f"pod-watch:{ns}"] = self._bind(self._watch_pods, ns)
+        if self.a.pod_prober is not None:
+            for key, state in self.workloads.items():
+                healing = state.spec.settings.healing
+                if healing.enabled and healing.http_probe is not None:
+                    tasks[f"pod-probe:{key}"] = self._bind(self._probe_pods, state)
         running = {asyncio.create_task(self._guard(name, factory), name=name)
                    for name, factory in tasks.items()}
         reloader = asyncio.create_task(self._reload.wait(), name="reload")
@@ -424,6 +445,7 @@ class Daemon:
         if self.on_decision is not None:
             self.on_decision(decision, status)
         woken_at, state.woken_by_read_at = state.woken_by_read_at, None
+        await self._heal(state, status)
         if not decision.changes:
             return decision
         log.info("decision", workload=spec.key, action=decision.action.value,
@@ -433,6 +455,86 @@ class Daemon:
             return decision
         await self._scale(state, status, decision, woken_at=woken_at, retries=retries)
         return decision
+
+    # ----------------------------------------------------------------- healing
+    async def _probe_pods(self, state: WorkloadState) -> None:
+        """Run the workload's app-level HTTP probe on each of its pods, every period."""
+        prober = self.a.pod_prober
+        settings = state.spec.settings.healing.http_probe
+        assert prober is not None and settings is not None
+        while True:
+            started = self.a.clock.now()
+            pods = [p for p in (state.status.pods if state.status else ()) if not p.deleting]
+            results = await asyncio.gather(*(prober.check(p, settings) for p in pods))
+            records: dict[str, ProbeRecord] = {}
+            for pod, result in zip(pods, results, strict=True):
+                before = state.pod_probes.get(pod.name, ProbeRecord(0))
+                records[pod.name] = (ProbeRecord(0) if result.ok else
+                                     ProbeRecord(before.failures + 1, result.reason))
+            state.pod_probes = records
+            if any(r.failures for r in records.values()):
+                self.wake([state.spec.key])
+            await self.a.clock.sleep(max(0.0, settings.period_seconds
+                                         - (self.a.clock.now() - started)))
+
+    def _consumers(self, spec: WorkloadSpec, now: float) -> tuple[tuple[ConsumerStat, ...],
+                                                                  float | None]:
+        """The subscription's consumers and backlog, or nothing when stale or failing."""
+        source = spec.settings.healing.consumer_source
+        if source is None:
+            return (), None
+        consumers = self.store.latest.get(f"{source}.consumers")
+        backlog = self.store.latest.get(f"{source}.backlog")
+        limit = self.staleness.get(f"{source}.backlog", 10.0)
+        if (consumers is None or backlog is None or not consumers.ok or not backlog.ok
+                or backlog.age(now) > limit):
+            return (), None
+        return consumers.consumers, backlog.value
+
+    async def _heal(self, state: WorkloadState, status: WorkloadStatus) -> None:
+        spec = state.spec
+        settings = spec.settings.healing
+        if not settings.enabled:
+            return
+        now = self.a.clock.now()
+        consumers, backlog = self._consumers(spec, now)
+        previous = state.heal_plan.breaker if state.heal_plan else BreakerState.CLOSED
+        result = plan(workload=spec.key, settings=settings, pods=status.pods, now=now,
+                      wall_now=self.a.wall(), memory=state.healing, probes=state.pod_probes,
+                      consumers=consumers, backlog=backlog, requires=spec.settings.requires,
+                      dependencies=self.store.dependencies)
+        state.healing, state.heal_plan = result.memory, result
+        self.telemetry.observe_healing(spec.namespace, spec.name, result)
+        if result.breaker is BreakerState.OPEN and previous is not BreakerState.OPEN:
+            log.error("breaker_opened", workload=spec.key, reasons=list(result.reasons))
+            with contextlib.suppress(Exception):
+                await self.a.cluster.emit_event(
+                    spec.namespace, spec.deployment, reason="HealingBreakerOpen", warning=True,
+                    message=f"Healing stopped: {'; '.join(result.reasons)}")
+        restart = result.restart
+        if restart is None:
+            return
+        leader = self.a.leadership.is_leader()
+        log.info("restart_planned", workload=spec.key, pod=restart.pod, kind=restart.kind.value,
+                 reason=restart.reason.value, evidence=restart.evidence, leader=leader,
+                 dry_run=self.dry_run)
+        if not leader or self.dry_run:
+            return
+        act = (self.a.cluster.evict if restart.kind is RestartKind.EVICT
+               else self.a.cluster.delete_pod)
+        outcome = await act(spec.namespace, restart.pod)
+        state.healing = record_outcome(state.healing, restart=restart, outcome=outcome.outcome,
+                                       now=self.a.clock.now(), retry_after=outcome.retry_after)
+        if outcome.outcome is not WriteOutcome.DONE:
+            log.warning("restart_refused", workload=spec.key, pod=restart.pod,
+                        outcome=outcome.outcome.value, message=outcome.message)
+            return
+        self.telemetry.restarts.labels(spec.namespace, spec.name, restart.reason.value).inc()
+        with contextlib.suppress(Exception):
+            await self.a.cluster.emit_event(
+                spec.namespace, spec.deployment, reason="PodRestarted",
+                message=f"Restarted pod {restart.pod} ({restart.kind.value}): "
+                        f"{restart.reason.value}: {restart.evidence}")
 
     async def _conflict(self, state: WorkloadState, now: float) -> str | None:
         if now - state.conflict_checked_at >= CONFLICT_CHECK_SECONDS:

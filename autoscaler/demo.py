@@ -26,9 +26,9 @@ from typing import Any
 import structlog
 import yaml
 
-from autoscaler.config import LoadedConfig, load_config
+from autoscaler.config import HttpProbeSettings, LoadedConfig, load_config
 from autoscaler.daemon import Daemon
-from autoscaler.model import Signal, WorkloadStatus
+from autoscaler.model import PodInfo, Signal, WorkloadStatus
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.ports import CheckResult, Probe
 from autoscaler.runtime import live_daemon
@@ -49,6 +49,16 @@ log = structlog.get_logger("tracardi_autoscaler.demo")
 DRIVER_SECONDS = 0.2  # real seconds between two driver steps
 OUTAGE_AFTER_SECONDS = 60.0  # real seconds into the demo when Elasticsearch goes down
 OUTAGE_SECONDS = 45.0  # real seconds it stays down
+
+
+class HealthyPods:
+    """The demo's pods have no HTTP server: their app-level check always passes."""
+
+    async def check(self, pod: PodInfo, settings: HttpProbeSettings) -> CheckResult:
+        return CheckResult(ok=True)
+
+    async def close(self) -> None:
+        return None
 
 
 class SimulatedProbe:
@@ -297,7 +307,8 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
         try:
             async with live_daemon(config, kubeconfig=str(kubeconfig), dry_run=False,
                                    metrics_host="127.0.0.1", metrics_port=metrics_port,
-                                   identity="demo-daemon", probe_overrides=overrides) as daemon:
+                                   identity="demo-daemon", probe_overrides=overrides,
+                                   pod_prober=HealthyPods()) as daemon:
                 result = await _play(cluster, daemon, duration=duration, info=info, show=show)
         finally:
             for server in servers:

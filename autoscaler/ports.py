@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from autoscaler.model import Signal, WorkloadStatus
+from autoscaler.config import HttpProbeSettings
+from autoscaler.model import PodInfo, Signal, WorkloadStatus
 
 
 class Clock(Protocol):
@@ -48,6 +49,14 @@ class Probe(Protocol):
     async def check(self) -> CheckResult:
         """One check within the probe's own timeout. Never raises."""
         ...
+
+    async def close(self) -> None: ...
+
+
+class PodProber(Protocol):
+    """The app-level check of one pod (the healer's HTTP probe); never raises."""
+
+    async def check(self, pod: PodInfo, settings: HttpProbeSettings) -> CheckResult: ...
 
     async def close(self) -> None: ...
 

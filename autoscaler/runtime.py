@@ -27,8 +27,9 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
 from autoscaler.leader import LeaderElector
-from autoscaler.ports import Probe, Source
+from autoscaler.ports import PodProber, Probe, Source
 from autoscaler.probes import build_probe
+from autoscaler.probes.http import PodHttpProber
 from autoscaler.sources import build_source
 from autoscaler.sources.http import SessionPool
 from autoscaler.telemetry import Telemetry
@@ -144,7 +145,7 @@ async def live_adapters(
     cluster = KubeCluster(api, clock=clock, identity=identity)
     extra: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
     adapters = Adapters(clock=clock, cluster=cluster, sources=readers.sources,
-                        probes=readers.probes, extra_tasks=extra)
+                        probes=readers.probes, extra_tasks=extra, pod_prober=PodHttpProber())
     if leader_election:
         telemetry.leader.set(0)
 
@@ -169,6 +170,8 @@ async def live_adapters(
         for reader in built:
             with contextlib.suppress(Exception):
                 await reader.close()
+        if adapters.pod_prober is not None:
+            await adapters.pod_prober.close()
         await pool.close()
         await cluster.close()
         await disconnect(api)
@@ -183,12 +186,12 @@ def default_identity() -> str:
 async def live_daemon(
     config_path: Path, *, kubeconfig: str | None, dry_run: bool, metrics_host: str,
     metrics_port: int, identity: str, leader_election: bool = True,
-    probe_overrides: Mapping[str, Probe] | None = None,
+    probe_overrides: Mapping[str, Probe] | None = None, pod_prober: PodProber | None = None,
 ) -> AsyncIterator[Daemon]:
     """A daemon wired to the live adapters, its endpoints and its config watcher; not started.
 
     `probe_overrides` replaces named probes (the demo simulates Redis or MySQL when no real
-    one is reachable).
+    one is reachable); `pod_prober` replaces the healer's HTTP check of pods.
     """
     loaded = load_config(config_path)
     telemetry = Telemetry()
@@ -197,6 +200,10 @@ async def live_daemon(
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity=identity,
                              telemetry=telemetry, leader_election=leader_election) as (a, pool):
         a.probes = {**a.probes, **{k: v for k, v in overrides.items() if k in a.probes}}
+        if pod_prober is not None:
+            if a.pod_prober is not None:
+                await a.pod_prober.close()
+            a.pod_prober = pod_prober
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=dry_run)
 
         def on_change(new: LoadedConfig) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter as Tally
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from autoscaler.engine.healing import BreakerState, HealingPlan, Symptom
 from autoscaler.model import Decision, DependencyState, Health, Signal
 
 PREFIX = "tracardi_autoscaler_"
@@ -77,12 +79,33 @@ class Telemetry:
         self.leader = Gauge(p + "leader", "1 while this replica holds the lease", registry=r)
         self.config_reloads = Counter(p + "config_reloads", "Config reloads by outcome",
                                       ("outcome",), registry=r)
+        for outcome in ("ok", "failed"):
+            self.config_reloads.labels(outcome)
         self.config_last_reload_ok = Gauge(p + "config_last_reload_success",
                                            "1 if the last config (re)load succeeded",
                                            registry=r)
         self.conflicts = Gauge(p + "conflicting_autoscaler",
                                "1 while another HPA or ScaledObject targets the workload",
                                WL, registry=r)
+
+    def init_workload(self, namespace: str, workload: str, *, minimum: int,
+                      maximum: int) -> None:
+        """Create every per-workload series at start-up, so dashboards and alerts see zeros
+        rather than nothing before the first restart or breaker."""
+        self.min.labels(namespace, workload).set(minimum)
+        self.max.labels(namespace, workload).set(maximum)
+        self.breaker_open.labels(namespace, workload).set(0)
+        for symptom in Symptom:
+            self.unhealthy_pods.labels(namespace, workload, symptom.value).set(0)
+            self.restarts.labels(namespace, workload, symptom.value)
+
+    def observe_healing(self, namespace: str, workload: str, plan: HealingPlan) -> None:
+        counts = Tally(v.reason for v in plan.verdicts)
+        for symptom in Symptom:
+            self.unhealthy_pods.labels(namespace, workload, symptom.value).set(
+                counts.get(symptom, 0))
+        self.breaker_open.labels(namespace, workload).set(
+            1 if plan.breaker is BreakerState.OPEN else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

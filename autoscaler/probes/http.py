@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from autoscaler.config import HttpDependency
+from autoscaler.config import HttpDependency, HttpProbeSettings, TlsSettings
+from autoscaler.model import PodInfo
 from autoscaler.ports import CheckResult
 from autoscaler.secrets import SecretError, redact, resolve_credentials
 from autoscaler.sources.http import FetchError, SessionPool, auth_headers, describe_error
@@ -68,6 +69,27 @@ class HttpProbe:
             return CheckResult(ok=False, reason=redact(f"unexpected {type(exc).__name__}: {exc}",
                                                        secrets))
         return CheckResult(ok=result.ok, reason=redact(result.reason, secrets))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class PodHttpProber:
+    """The healer's per-pod app-level check: `GET http://<pod ip>:<port><path>`.
+
+    Pods serve plain HTTP inside the cluster network; a pod without an IP yet fails the check
+    (the healer never judges a pod inside its start-up grace anyway).
+    """
+
+    def __init__(self) -> None:
+        self._pool = SessionPool(limit_per_host=1)
+
+    async def check(self, pod: PodInfo, settings: HttpProbeSettings) -> CheckResult:
+        if not pod.ip:
+            return CheckResult(ok=False, reason="pod has no IP")
+        url = f"http://{pod.ip}:{settings.port}{settings.path}"
+        session = self._pool.session(url, TlsSettings())
+        return await http_check(session, url, settings.timeout_seconds)
 
     async def close(self) -> None:
         await self._pool.close()

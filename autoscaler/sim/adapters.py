@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
+from autoscaler.config import HttpProbeSettings
 from autoscaler.model import ConsumerStat, PodInfo, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.model import ClusterModel
@@ -120,6 +121,22 @@ class ModelRateSource:
         now = _now()
         self.model.advance(now)
         return [Signal(f"{self.name}.value", self.model.in_rate(), now)]
+
+    async def close(self) -> None:
+        return None
+
+
+class ModelPodProber:
+    """The healer's app-level check of a simulated pod: fails while the pod is hung."""
+
+    def __init__(self, model: ClusterModel) -> None:
+        self.model = model
+
+    async def check(self, pod: PodInfo, settings: HttpProbeSettings) -> CheckResult:
+        sim = next((p for p in self.model.deployment.pods if p.name == pod.name), None)
+        if sim is not None and sim.hung:
+            return CheckResult(ok=False, reason=f"timeout after {settings.timeout_seconds:g}s")
+        return CheckResult(ok=True)
 
     async def close(self) -> None:
         return None
