@@ -67,6 +67,8 @@ class DependencyState:
     health: Health
     reason: str = ""
     since: float = 0.0
+    #: Consecutive failed checks so far: an up dependency that just failed is suspect.
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,12 @@ from autoscaler.model import DependencyState, Health, Signal
 
 def dependency_reasons(requires: Iterable[str],
                        dependencies: Mapping[str, DependencyState]) -> tuple[str, ...]:
-    """Reasons to freeze for each required dependency that is not up (unknown counts as down)."""
+    """Reasons to freeze for each required dependency that is not up (unknown counts as down).
+
+    An up dependency whose last check failed is suspect and freezes too: the hysteresis keeps it
+    up until `failure_threshold` failures, but acting in those seconds would act on the first
+    symptoms of an outage (a backlog that grows because Elasticsearch stopped taking writes).
+    """
     reasons: list[str] = []
     for name in requires:
         state = dependencies.get(name)
@@ -22,6 +27,8 @@ def dependency_reasons(requires: Iterable[str],
             reasons.append(f"DependencyUnknown:{name}")
         elif state.health is Health.DOWN:
             reasons.append(f"DependencyDown:{name}")
+        elif state.failures > 0:
+            reasons.append(f"DependencySuspect:{name}")
     return tuple(reasons)
 
 

@@ -46,4 +46,5 @@ class Hysteresis:
     def state(self, name: str) -> DependencyState:
         """The verdict for the gate; while down, the reason is the failure that put it there."""
         reason = self.last_failure if self.health is Health.DOWN else self.reason
-        return DependencyState(name=name, health=self.health, reason=reason, since=self.since)
+        return DependencyState(name=name, health=self.health, reason=reason, since=self.since,
+                               failures=self.failures)

@@ -1,9 +1,12 @@
 """`request-rate`: the track API sized by request rate, looking ahead by the pod start-up time.
 
-replicas = ceil(max(rate, forecast) / (capacity_rps * target_utilization)), where the forecast
-extends the recent trend (least squares over `trend_seconds`) by `startup_seconds`: a pod asked
-for now serves only after it has started, so it must be sized for the rate at that time. Only a
-rising trend looks ahead; a falling one never scales down early.
+replicas = ceil(max(rate, trend, burst) / (capacity_rps * target_utilization)). A pod asked for
+now serves only after `startup_seconds`, so it is sized for the rate at that time:
+- `trend` extends the recent slope (least squares over `trend_seconds`) by the start-up time;
+  only a rising trend looks ahead, a falling one never scales down early;
+- `burst` is the rate times the rise this traffic has shown within one start-up time: over the
+  last `burst_seconds`, the `burst_quantile` of max(rate in the next start-up time) / rate.
+  Smooth traffic earns little headroom and bursty traffic more, measured rather than guessed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class RequestRateParams(PolicyParams):
     startup_seconds: float = Field(30.0, ge=0)
     trend_seconds: float = Field(60.0, gt=0)
     trend_min_samples: int = Field(3, ge=2)
+    burst_seconds: float = Field(600.0, ge=0, description="0 turns the burst headroom off")
+    burst_quantile: float = Field(0.9, gt=0, le=1)
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -40,6 +45,28 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((t - mt) * (v - mv) for t, v in points) / den
 
 
+def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: float) -> float:
+    """The `quantile` of the relative rise within `horizon` seen over `points` (oldest first).
+
+    For each point, the largest later value within `horizon` over its own value, minus one;
+    points with no later value in reach, or a zero rate, say nothing.
+    """
+    rises: list[float] = []
+    end = 0
+    for i, (t, v) in enumerate(points):
+        end = max(end, i + 1)
+        while end < len(points) and points[end][0] - t <= horizon:
+            end += 1
+        if v <= 0 or end == i + 1:
+            continue
+        peak = max(value for _, value in points[i + 1:end])
+        rises.append(max(0.0, peak / v - 1.0))
+    if not rises:
+        return 0.0
+    rises.sort()
+    return rises[min(len(rises) - 1, int(quantile * len(rises)))]
+
+
 class RequestRatePolicy:
     name: ClassVar[str] = "request-rate"
     Params: ClassVar[type[PolicyParams]] = RequestRateParams
@@ -50,27 +77,44 @@ class RequestRatePolicy:
     def signals(self) -> tuple[str, ...]:
         return (f"{self.params.source}.{self.params.field}",)
 
-    def forecast(self, signal: Signal, ctx: PolicyContext) -> float:
-        p = self.params
-        recent: list[tuple[float, float]] = []
+    def recent(self, signal: Signal, ctx: PolicyContext, seconds: float) -> list[
+            tuple[float, float]]:
+        """Valid (time, value) reads of the last `seconds`, oldest first."""
+        points: list[tuple[float, float]] = []
         for s in reversed(ctx.history.get(signal.name, ())):
-            if ctx.now - s.read_at > p.trend_seconds:
+            if ctx.now - s.read_at > seconds:
                 break
             if s.ok and s.value is not None:
-                recent.append((s.read_at, float(s.value)))
-        if len(recent) < p.trend_min_samples:
-            return float(signal.value or 0.0)
-        rising = max(0.0, slope(recent))
-        return float(signal.value or 0.0) + rising * p.startup_seconds
+                points.append((s.read_at, float(s.value)))
+        points.reverse()
+        return points
+
+    def forecast(self, signal: Signal, ctx: PolicyContext) -> tuple[float, float]:
+        """(trend, burst): the two looks ahead by one start-up time."""
+        p = self.params
+        rate = float(signal.value or 0.0)
+        window = self.recent(signal, ctx, max(p.trend_seconds, p.burst_seconds))
+        trend_points = [pt for pt in window if ctx.now - pt[0] <= p.trend_seconds]
+        trend = rate
+        if len(trend_points) >= p.trend_min_samples:
+            trend = rate + max(0.0, slope(trend_points)) * p.startup_seconds
+        burst = rate
+        if p.burst_seconds > 0 and p.startup_seconds > 0:
+            burst_points = [pt for pt in window if ctx.now - pt[0] <= p.burst_seconds]
+            burst = rate * (1.0 + burst_rise(burst_points, horizon=p.startup_seconds,
+                                             quantile=p.burst_quantile))
+        return trend, burst
 
     def recommend(self, ctx: PolicyContext) -> Recommendation:
         p = self.params
         signal = ctx.signals[self.signals()[0]]
         rate = float(signal.value or 0.0)
-        ahead = self.forecast(signal, ctx)
+        trend, burst = self.forecast(signal, ctx)
         per_replica = p.capacity_rps * p.target_utilization
-        replicas = math.ceil(round(max(rate, ahead) / per_replica, 6))
+        replicas = math.ceil(round(max(rate, trend, burst) / per_replica, 6))
         why = f"request rate {rate:.1f}/s"
-        if ahead > rate:
-            why += f", {ahead:.1f}/s expected in {p.startup_seconds:g}s"
+        if trend > rate:
+            why += f", trend {trend:.1f}/s in {p.startup_seconds:g}s"
+        if burst > rate:
+            why += f", bursts to {burst:.1f}/s"
         return Recommendation(replicas, f"{why}, {per_replica:g}/s per replica", self.name)

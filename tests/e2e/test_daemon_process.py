@@ -8,6 +8,7 @@ kubelet (it marks new pods ready) and raises the backlog.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -238,3 +239,76 @@ async def test_conflict_on_scale_rereads_and_lands_the_right_count(
     assert await daemon.writes("conflict") == 1
     assert await daemon.writes("done") == 1
     assert cluster.replicas_seen == [1, 4]
+
+
+def swap(link: Path, target: Path) -> None:
+    """Point `link` at `target` atomically, the way the kubelet updates a mounted ConfigMap."""
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+async def test_hot_reload_through_a_symlink_swap_and_a_bad_config_keeps_the_last_good(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]],
+        tmp_path: Path) -> None:
+    good = cluster.config.read_text()
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "config.yaml").write_text(good)
+    link = tmp_path / "mounted.yaml"
+    link.symlink_to(tmp_path / "v1" / "config.yaml")
+    cluster.config = link
+    daemon = await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "config.yaml").write_text(good.replace("max: 8", "max: 3"))
+    swap(link, tmp_path / "v2" / "config.yaml")
+    await eventually(lambda: daemon_metric(daemon, 'config_reloads_total{outcome="ok"}', 1.0),
+                     what="the new config is loaded")
+    cluster.backlog(600)  # wants 6, the reloaded max is 3
+    await eventually(lambda: cluster.replicas() == 3, what="scaled to the new max")
+
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "v3" / "config.yaml").write_text("workloads: {broken: {min: 5, max: 1}}\n")
+    swap(link, tmp_path / "v3" / "config.yaml")
+    await eventually(lambda: daemon_metric(daemon, 'config_reloads_total{outcome="failed"}',
+                                           1.0), what="the bad config is refused")
+    text = await daemon.metrics()
+    assert "tracardi_autoscaler_config_last_reload_success 0.0" in text
+    assert daemon.proc.returncode is None
+    cluster.backlog(100)  # the last good config still governs: max 3, and no scale-down
+    await asyncio.sleep(2)
+    assert cluster.replicas() == 3
+
+
+async def daemon_metric(daemon: Daemon, series: str, value: float) -> bool:
+    text = await daemon.metrics()
+    return f"tracardi_autoscaler_{series} {value}" in text
+
+
+async def test_sigterm_stops_gracefully_and_releases_the_lease(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    daemon = await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(daemon.proc.wait(), 15) == 0
+    assert holder(cluster) in (None, "")
+
+
+async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Cluster) -> None:
+    cluster.backlog(300)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "autoscaler.cli", "explain", "--config", str(cluster.config),
+        "--kubeconfig", str(cluster.kubeconfig), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    (w,) = report["workloads"]
+    assert w["name"] == "wk-pl-background" and w["namespace"] == NS
+    assert w["signals"]["functions.backlog"]["value"] == 300
+    assert w["signals"]["functions.backlog"]["error"] is None
+    assert w["dependencies"] == {"pulsar": {"up": True, "reason": ""}}
+    assert w["decision"] == {"action": "scale", "current": 1, "desired": 3,
+                             "reasons": w["decision"]["reasons"]}
+    assert cluster.replicas() == 1, "explain never writes"

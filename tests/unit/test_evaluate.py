@@ -28,6 +28,7 @@ from autoscaler.model import (
     WorkloadStatus,
 )
 from autoscaler.policies.base import build_policy
+from autoscaler.policies.request_rate import burst_rise
 
 NOW = 10_000.0
 UP = {"es": DependencyState("es", Health.UP)}
@@ -272,7 +273,9 @@ def test_backlog_learns_after_enough_saturated_reads(
 
 RATE = ("request-rate", {"source": "t", "capacity_rps": 10.0, "target_utilization": 1.0,
                          "startup_seconds": 30.0, "trend_seconds": 60.0,
-                         "trend_min_samples": 3})
+                         "trend_min_samples": 3, "burst_seconds": 0.0})
+BURSTY = ("request-rate", {**RATE[1], "burst_seconds": 600.0, "burst_quantile": 0.5,
+                           "trend_seconds": 1.0})
 
 
 def rate_history(values: Sequence[float], step: float = 15.0) -> dict[str, list[Signal]]:
@@ -297,6 +300,29 @@ def test_request_rate_look_ahead(values: list[float], replicas: int) -> None:
     spec = make_spec([RATE], lo=1, hi=50)
     result = run(spec, 3, [sig("t.value", values[-1])], signal_history=rate_history(values))
     assert result.decision.recommendations[0].replicas == replicas
+
+
+@pytest.mark.parametrize(("values", "replicas"), [
+    # 15 s apart, horizon 30 s: each 10 sees a 20 within reach (+100 %), each 20 sees no
+    # rise: rises [0, 0, 0, 1, 1, 1], median 1.0 -> 20/s x 2 = 40/s -> 4 replicas.
+    pytest.param([10.0, 20.0, 10.0, 20.0, 10.0, 20.0, 20.0], 4, id="bursty-doubles-earn-headroom"),
+    # flat traffic shows no rise: 20/s needs 2 replicas, no more.
+    pytest.param([20.0] * 7, 2, id="smooth-earns-none"),
+])
+def test_request_rate_burst_headroom(values: list[float], replicas: int) -> None:
+    spec = make_spec([BURSTY], lo=1, hi=50)
+    result = run(spec, 3, [sig("t.value", values[-1])], signal_history=rate_history(values))
+    assert result.decision.recommendations[0].replicas == replicas
+
+
+@pytest.mark.parametrize(("points", "rise"), [
+    pytest.param([(0.0, 10.0), (10.0, 15.0), (20.0, 12.0)], 0.5, id="best-rise-within-horizon"),
+    pytest.param([(0.0, 10.0), (100.0, 30.0)], 0.0, id="later-peak-out-of-reach"),
+    pytest.param([(0.0, 0.0), (10.0, 30.0)], 0.0, id="zero-rate-says-nothing"),
+    pytest.param([], 0.0, id="no-points"),
+])
+def test_burst_rise(points: list[tuple[float, float]], rise: float) -> None:
+    assert burst_rise(points, horizon=30.0, quantile=1.0) == pytest.approx(rise)
 
 
 def test_request_rate_ignores_points_older_than_trend_window() -> None:
