@@ -1,9 +1,9 @@
-# Two commands do all the set-up on a fresh machine: `make simulate` and `make test`.
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: venv simulate bench test lint
+.PHONY: venv demo simulate bench test lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,7 +18,10 @@ $(VENV)/checkov/bin/checkov:
 	python3 -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install -q 'checkov==3.3.30'
 
-# The main job on the embedded default: replay traffic against the simulated Tracardi cluster.
+# The main job on the embedded default: the real daemon against the simulated Tracardi cluster.
+demo: venv
+	$(BIN)/tracardi-autoscaler demo
+
 simulate: venv
 	$(BIN)/tracardi-autoscaler simulate --scenario worker-outage --plot out/simulate.png
 

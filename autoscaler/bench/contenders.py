@@ -20,7 +20,13 @@ from autoscaler.engine.behavior import apply_behavior, record_scale
 from autoscaler.model import ScalingHistory
 from autoscaler.policies.hpa import Tolerance, average_value_replicas
 from autoscaler.ports import Probe, Source
-from autoscaler.sim.adapters import ModelCluster, ModelProbe, ModelPulsarSource, ModelRateSource
+from autoscaler.sim.adapters import (
+    ModelCluster,
+    ModelPodProber,
+    ModelProbe,
+    ModelPulsarSource,
+    ModelRateSource,
+)
 from autoscaler.sim.clock import run_virtual
 from autoscaler.sim.model import ClusterModel
 from autoscaler.telemetry import Telemetry
@@ -44,8 +50,10 @@ def run_ours(loaded: LoadedConfig, setup: Setup, model: ClusterModel) -> Daemon:
                              else ModelRateSource(name, model))
     probes: dict[str, Probe] = {name: ModelProbe(name, model)
                                 for name in config.config.dependencies}
-    adapters = Adapters(clock=LoopClock(), cluster=ModelCluster(model), sources=sources,
-                        probes=probes)
+    clock = LoopClock()
+    # The simulated cluster's timestamps (pod start times) are virtual seconds: so is "wall".
+    adapters = Adapters(clock=clock, cluster=ModelCluster(model), sources=sources,
+                        probes=probes, wall=clock.now, pod_prober=ModelPodProber(model))
     daemon = Daemon(config, adapters, telemetry=Telemetry(), check_conflicts=False)
 
     async def main() -> None:
