@@ -33,6 +33,7 @@ from autoscaler.engine.healing import (
     RestartKind,
     plan,
     record_outcome,
+    restart_in_flight,
 )
 from autoscaler.engine.hysteresis import Hysteresis
 from autoscaler.model import (
@@ -66,6 +67,8 @@ RESOURCE_POLL_SECONDS = 15.0
 WRITE_BACKOFF_SECONDS = 10.0
 #: How often a workload is checked for another HPA or ScaledObject targeting it.
 CONFLICT_CHECK_SECONDS = 60.0
+#: How soon a workload with a maturing healing suspicion is looked at again.
+HEAL_RECHECK_SECONDS = 1.0
 #: How long shutdown waits for a scale request in flight to be answered.
 WRITE_DRAIN_SECONDS = 10.0
 
@@ -119,6 +122,7 @@ class WorkloadState:
     healing: HealingMemory = field(default_factory=HealingMemory)
     pod_probes: dict[str, ProbeRecord] = field(default_factory=dict)
     heal_plan: HealingPlan | None = None
+    heal_recheck: bool = False
 
 
 class Daemon:
@@ -432,6 +436,12 @@ class Daemon:
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision
         state.history = result.history
+        if decision.changes and decision.desired < decision.current and restart_in_flight(
+                state.healing, now=now, settings=spec.settings.healing):
+            decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
+                                decision.current,
+                                ("ScaleDownHeld: a restarted pod's replacement is starting",
+                                 *decision.reasons), decision.recommendations, decision.steps)
         if decision.changes and self.check_conflicts:
             conflict = await self._conflict(state, now)
             if conflict:
@@ -491,6 +501,12 @@ class Daemon:
             return (), None
         return consumers.consumers, backlog.value
 
+    def _recheck(self, key: str) -> None:
+        state = self.workloads.get(key)
+        if state is not None:
+            state.heal_recheck = False
+            self.wake([key])
+
     async def _heal(self, state: WorkloadState, status: WorkloadStatus) -> None:
         spec = state.spec
         settings = spec.settings.healing
@@ -505,6 +521,14 @@ class Daemon:
                       dependencies=self.store.dependencies)
         state.healing, state.heal_plan = result.memory, result
         self.telemetry.observe_healing(spec.namespace, spec.name, result)
+        if not state.heal_recheck and (
+                any(t.idle_since is not None or t.not_ready_since is not None
+                    for t in result.memory.pods)
+                or any(r.failures for r in state.pod_probes.values())):
+            # A suspicion is maturing: look again in a second rather than at the next tick, so
+            # a stuck consumer is restarted when its limit passes, not up to a tick later.
+            state.heal_recheck = True
+            asyncio.get_running_loop().call_later(HEAL_RECHECK_SECONDS, self._recheck, spec.key)
         if result.breaker is BreakerState.OPEN and previous is not BreakerState.OPEN:
             log.error("breaker_opened", workload=spec.key, reasons=list(result.reasons))
             with contextlib.suppress(Exception):

@@ -26,6 +26,7 @@ from autoscaler.sim.adapters import (
     ModelProbe,
     ModelPulsarSource,
     ModelRateSource,
+    sim_wall,
 )
 from autoscaler.sim.clock import run_virtual
 from autoscaler.sim.model import ClusterModel
@@ -51,9 +52,9 @@ def run_ours(loaded: LoadedConfig, setup: Setup, model: ClusterModel) -> Daemon:
     probes: dict[str, Probe] = {name: ModelProbe(name, model)
                                 for name in config.config.dependencies}
     clock = LoopClock()
-    # The simulated cluster's timestamps (pod start times) are virtual seconds: so is "wall".
+    # The simulated cluster's timestamps (pod start times) run on virtual time: so does "wall".
     adapters = Adapters(clock=clock, cluster=ModelCluster(model), sources=sources,
-                        probes=probes, wall=clock.now, pod_prober=ModelPodProber(model))
+                        probes=probes, wall=sim_wall, pod_prober=ModelPodProber(model))
     daemon = Daemon(config, adapters, telemetry=Telemetry(), check_conflicts=False)
 
     async def main() -> None:

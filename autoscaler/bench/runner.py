@@ -26,8 +26,10 @@ from autoscaler.bench.contenders import (
     run_ours,
     run_static,
 )
+from autoscaler.bench.healing import CONTENDERS as HEALING_CONTENDERS
+from autoscaler.bench.healing import build_healing, healing_table, run_healing
 from autoscaler.bench.scenario import Setup, build_setup
-from autoscaler.config import load_config
+from autoscaler.config import LoadedConfig, load_config
 from autoscaler.sim.model import ClusterModel
 from autoscaler.sim.traces import Trace, generated_trace, load_trace
 
@@ -81,6 +83,8 @@ def _round(v: float | None) -> float | None:
 def run_job(job: Job) -> dict[str, Any]:
     loaded = load_config(job.config)
     trace = trace_for(job.trace)
+    if job.scenario == "healing":
+        return run_healing_job(job, loaded, trace)
     setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas)
     model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
     started = time.perf_counter()
@@ -110,6 +114,20 @@ def run_job(job: Job) -> dict[str, Any]:
             "target": job.target, **result, "wall_s": round(time.perf_counter() - started, 2)}
 
 
+def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace) -> dict[str, Any]:
+    started = time.perf_counter()
+    hs = build_healing(loaded, trace, peak_replicas=job.peak_replicas, seed=job.seed)
+    model, healing = run_healing(loaded, hs, job.contender, seed=job.seed,
+                                 record_timeline=job.plot is not None)
+    if job.plot is not None:
+        from autoscaler.bench.plots import plot_run  # noqa: PLC0415 (optional matplotlib)
+
+        plot_run(model, Path(job.plot), title=f"{trace.name} / healing / {job.contender}")
+    return {"trace": trace.name, "scenario": job.scenario, "contender": job.contender,
+            "target": None, **scores(hs.setup, model), **healing,
+            "wall_s": round(time.perf_counter() - started, 2)}
+
+
 def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
              peak_replicas: int, seed: int, plot_dir: str | None) -> list[Job]:
     jobs: list[Job] = []
@@ -123,6 +141,10 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
 
             stem = Path(trace).stem
             plot = str(Path(plot_dir) / f"{stem}-{scenario}-ours.png") if plot_dir else None
+            if scenario == "healing":
+                jobs.extend(job(c, plot=plot if c == "ours" else None)
+                            for c in HEALING_CONTENDERS)
+                continue
             jobs.append(job("ours", plot=plot))
             jobs.extend(job("keda", float(t)) for t in targets)
             jobs.append(job("static"))
@@ -247,6 +269,10 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{fmt(r['actions_during_outage'], 'd'):>7} {fmt(r['reaction_p50_s'], '.1f'):>9} "
             f"{fmt(r['reaction_p99_s'], '.1f'):>9} {fmt(r.get('curve_ratio'), '.1f'):>7} "
             f"{fmt(r.get('ours_over_oracle'), '.2f'):>7}")
+    healing = [r for r in results if r["scenario"] == "healing"]
+    if healing:
+        lines += ["", "healing: faults injected into the worker, ours against liveness probes",
+                  healing_table(healing)]
     return "\n".join(lines)
 
 

@@ -3,7 +3,8 @@ outages; and the simulated cluster built for one run.
 
 `api` scales the track API (`request-rate` policy) on the trace; `worker` scales the background
 worker (`backlog` policy) on the trace turned into Pulsar messages; `worker-outage` adds a
-10-minute Elasticsearch outage starting 5 minutes before the busiest hour.
+10-minute Elasticsearch outage starting 5 minutes before the busiest hour; `healing` injects
+sick pods into the worker (see `bench/healing.py`, which builds on the worker set-up here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, Work
 from autoscaler.sim.model import ClusterModel, Outage
 from autoscaler.sim.traces import Trace
 
-SCENARIOS = ("api", "worker", "worker-outage")
+SCENARIOS = ("api", "worker", "worker-outage", "healing")
 OUTAGE_SECONDS = 600
 
 

@@ -117,6 +117,11 @@ class Settled(StrEnum):
     EXCUSED = "excused"
 
 
+#: Restarts that grew longer ago than this are not a crash loop: the kubelet's longest back-off
+#: between two restarts of a crashing container is 5 min.
+CRASH_RECENT = 330.0
+
+
 @dataclass(frozen=True, slots=True)
 class RestartRecord:
     """One restart that happened, followed until its replacement proves healthy or fails."""
@@ -324,7 +329,9 @@ def _judge(pod: PodInfo, track: PodTrack, *, settings: Healing, now: float, judg
     if pod.waiting_reason == CRASH_LOOP_BACK_OFF:
         found.append(PodVerdict(pod.name, Symptom.CRASH_LOOP,
                                 f"waiting in {CRASH_LOOP_BACK_OFF}, {pod.restarts} restarts"))
-    elif grown >= settings.crashloop_restarts:
+    elif grown >= settings.crashloop_restarts and now - track.restarts_grew_at <= CRASH_RECENT:
+        # "Keeps growing": a crash loop restarts at least every 5 min (the kubelet's longest
+        # back-off); growth older than that is history of a pod that has since recovered.
         found.append(PodVerdict(pod.name, Symptom.CRASH_LOOP,
                                 f"restarts grew {track.restarts_base} -> {pod.restarts} "
                                 f"(limit +{settings.crashloop_restarts})"))
@@ -357,7 +364,9 @@ def _settle(
         excused = record.excused or frozen
         age = _age(pod, wall_now) if pod else None
         if replacement and pod is None:
-            settled = Settled.EXCUSED
+            # Gone before it proved itself: a replacement that never became ready failed (a
+            # scale-down removes not-ready pods first, so it would otherwise hide a crash loop).
+            settled = Settled.EXCUSED if ready or excused else Settled.FAILED
         elif replacement in sick or (not ready and now - record.at >= timeout):
             settled = Settled.EXCUSED if excused else Settled.FAILED
         elif (ready and now - record.at >= timeout and age is not None
@@ -368,6 +377,14 @@ def _settle(
         out.append(replace(record, replacement=replacement, ready=ready, excused=excused,
                            settled=settled))
     return tuple(out)
+
+
+def restart_in_flight(memory: HealingMemory, *, now: float, settings: Healing) -> bool:
+    """A restart whose replacement is not ready yet, within `restart_timeout`: the scaler must
+    not remove that replacement (a scale-down takes not-ready pods first)."""
+    timeout = restart_timeout(settings)
+    return any(not r.ready and r.settled is Settled.PENDING and now - r.at < timeout
+               for r in memory.restarts)
 
 
 def _update_breaker(breaker: Breaker, *, before: Sequence[RestartRecord],

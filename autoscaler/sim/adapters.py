@@ -17,6 +17,13 @@ from autoscaler.sim.model import ClusterModel
 
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
+#: The simulated cluster's epoch: wall time = SIM_EPOCH + virtual seconds, so that pod start
+#: times are real-looking timestamps (0.0 means "not started" to the healer).
+SIM_EPOCH = 1_700_000_000.0
+
+
+def sim_wall() -> float:
+    return SIM_EPOCH + _now()
 
 
 def _now() -> float:
@@ -35,7 +42,7 @@ class ModelCluster:
             raise LookupError(f"deployment {namespace}/{deployment} not found")
         pods = tuple(
             PodInfo(name=p.name, ready=p.ready, phase="Running" if p.ready else "Pending",
-                    ip=p.ip, started_at=p.created_at, restarts=p.restarts,
+                    ip=p.ip, started_at=SIM_EPOCH + p.created_at, restarts=p.restarts,
                     waiting_reason="CrashLoopBackOff" if p.crashing else "")
             for p in dep.pods)
         return WorkloadStatus(name=dep.name, namespace=namespace, replicas=dep.replicas,
@@ -133,6 +140,7 @@ class ModelPodProber:
         self.model = model
 
     async def check(self, pod: PodInfo, settings: HttpProbeSettings) -> CheckResult:
+        self.model.advance(_now())
         sim = next((p for p in self.model.deployment.pods if p.name == pod.name), None)
         if sim is not None and sim.hung:
             return CheckResult(ok=False, reason=f"timeout after {settings.timeout_seconds:g}s")
