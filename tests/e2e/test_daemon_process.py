@@ -69,7 +69,9 @@ class Cluster:
     pulsar: PulsarState
     config: Path
     kubeconfig: Path
+    pulsar_url: str
     replicas_seen: list[int] = field(default_factory=list)
+    sick: set[str] = field(default_factory=set)  # pods the test's kubelet leaves not ready
 
     def backlog(self, messages: int) -> None:
         self.pulsar.set_subscription(TOPIC, SUB, backlog=messages, msg_rate_out=0.0)
@@ -91,7 +93,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", servers[0].url)
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG.format(lease=LEASE_SECONDS, pulsar=servers[1].url, sub=SUB))
-    c = Cluster(kube, pulsar, config, kubeconfig, replicas_seen=[1])
+    c = Cluster(kube, pulsar, config, kubeconfig, servers[1].url, replicas_seen=[1])
 
     def on_deployment(event: WatchEvent) -> None:
         replicas = event.object["spec"]["replicas"]
@@ -103,7 +105,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async def kubelet() -> None:
         while True:
             for pod in kube.pods(NS):
-                if not pod.ready:
+                if not pod.ready and pod.name not in c.sick:
                     kube.mark_ready(NS, pod.name, True)
             await asyncio.sleep(0.1)
 
@@ -138,12 +140,12 @@ class Daemon:
 async def start(cluster: Cluster) -> AsyncIterator[Callable[[str], asyncio.Future[Daemon]]]:
     started: list[Daemon] = []
 
-    async def launch(identity: str) -> Daemon:
+    async def launch(identity: str, *flags: str) -> Daemon:
         port = free_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cluster.config),
             "--kubeconfig", str(cluster.kubeconfig), "--metrics-host", "127.0.0.1",
-            "--metrics-port", str(port), "--identity", identity,
+            "--metrics-port", str(port), "--identity", identity, *flags,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         daemon = Daemon(identity, port, proc)
@@ -312,3 +314,66 @@ async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Clu
     assert w["decision"] == {"action": "scale", "current": 1, "desired": 3,
                              "reasons": w["decision"]["reasons"]}
     assert cluster.replicas() == 1, "explain never writes"
+
+
+HEALING_CONFIG = """
+daemon:
+  namespace: tracardi
+  tick_seconds: 1
+  lease: {{duration_seconds: {lease}, renew_deadline_seconds: 3, retry_period_seconds: 0.5}}
+dependencies:
+  pulsar: {{kind: pulsar, admin_url: "{pulsar}", period_seconds: 0.5, failure_threshold: 2,
+           success_threshold: 1}}
+workloads:
+  wk-apm:
+    min: 3
+    max: 3
+    requires: [pulsar]
+    policies: [{{name: fixed}}]
+    healing: {{startup_grace_seconds: 0, not_ready_seconds: 1, min_available: 0,
+              backoff_seconds: 0, max_restarts: 10}}
+"""
+
+
+async def test_an_eviction_blocked_by_a_pdb_is_retried_and_never_becomes_a_delete(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    kube = cluster.kube
+    kube.add_deployment(NS, "wk-apm", replicas=3)
+    kube.add_pdb(NS, "wk-apm", min_available=3,
+                 selector={"app.kubernetes.io/component": "wk-apm"})
+    cluster.config.write_text(HEALING_CONFIG.format(lease=LEASE_SECONDS,
+                                                    pulsar=cluster.pulsar_url))
+    await eventually(lambda: all(p.ready for p in kube.workload_pods(NS, "wk-apm")),
+                     what="the kubelet has started every pod")
+    sick = kube.workload_pods(NS, "wk-apm")[0].name
+    cluster.sick.add(sick)
+    kube.mark_ready(NS, sick, False)
+
+    def alive() -> set[str]:
+        return {p.name for p in kube.workload_pods(NS, "wk-apm")}
+
+    await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    await asyncio.sleep(4)  # several evaluations: each eviction answered 429 by the PDB
+    assert sick in alive(), "a 429 must never be turned into a delete"
+    assert not [e for e in kube.events(NS) if e.reason == "PodRestarted"]
+    kube.add_pdb(NS, "wk-apm", min_available=0,
+                 selector={"app.kubernetes.io/component": "wk-apm"})
+    await eventually(lambda: sick not in alive(),
+                     what="the eviction goes through once the budget allows it")
+    assert [e for e in kube.events(NS) if e.reason == "PodRestarted"]
+
+
+async def test_dry_run_decides_and_reports_but_writes_nothing(
+        cluster: Cluster, start: Callable[..., asyncio.Future[Daemon]]) -> None:
+    daemon = await start("a", "--dry-run")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    cluster.backlog(600)
+    await eventually(lambda: daemon_metric(daemon, 'desired_replicas{namespace="tracardi",'
+                                                   'workload="wk-pl-background"}', 6.0),
+                     what="the decision is reported")
+    await asyncio.sleep(1)
+    assert cluster.replicas() == 1
+    assert cluster.replicas_seen == [1]
+    assert await daemon.writes() == 0
+    assert not cluster.rescale_events()
