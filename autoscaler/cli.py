@@ -114,6 +114,8 @@ def _default_trace() -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
+    if args.scale is not None:
+        return cmd_bench_scale(args)
     traces = [str(t) for t in args.trace] or [str(p) for p in default_trace_paths()]
     if not traces:
         print("no traces: ../shared/traces is absent; using the built-in generator",
@@ -142,6 +144,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"worker process(es)")
     if args.json:
         write_json(results, args.json)
+    return 0
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    """`bench --scale N[,N...]`: only the scale benchmark (issue 8)."""
+    from autoscaler.bench import scale  # noqa: PLC0415 (spawns daemons; load on demand)
+
+    try:
+        sizes = scale.parse_scale(args.scale)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.scale_seconds <= 0:
+        print("--scale-seconds must be positive", file=sys.stderr)
+        return 2
+    records = scale.run_scale(sizes, seconds=args.scale_seconds,
+                              log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(scale.table(records))
+    if args.json:
+        scale.write_json(records, args.json)
     return 0
 
 
@@ -216,6 +238,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: {result.duration:.0f}s, {result.scale_writes} scale writes, "
           f"{len(result.reactions)} reactions (threshold crossed -> scale request, real "
           f"seconds): p50 {_fmt(p50)} p99 {_fmt(p99)}")
+    if result.reactions:
+        print("demo: reactions (s): " + " ".join(f"{r:.2f}" for r in result.reactions))
     return 0
 
 
@@ -289,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write {runs: [...]} here")
     bench.add_argument("--plots", help="write one PNG per trace and scenario (ours) here")
     bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--scale", nargs="?", const="10,100,1000", default=None,
+                       metavar="N[,N...]",
+                       help="run only the scale benchmark with N generated workloads "
+                            "(default 10,100,1000)")
+    bench.add_argument("--scale-seconds", type=float, default=60.0,
+                       help="real seconds the daemon runs for each N (default 60)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
