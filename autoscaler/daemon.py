@@ -410,9 +410,12 @@ class Daemon:
             keys = list(self._pending)
             self._pending.clear()
             self._wake.clear()
+            started = time.perf_counter()
             for key in keys:
                 if key in self.workloads:
                     await self.evaluate_workload(self.workloads[key])
+            if len(keys) >= len(self.workloads):  # a pass over all of them (the tick)
+                self.telemetry.evaluation_pass_seconds.observe(time.perf_counter() - started)
 
     def signals_for(self, spec: WorkloadSpec) -> Mapping[str, Signal]:
         own = {s: self.store.latest[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS

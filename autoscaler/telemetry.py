@@ -21,6 +21,8 @@ from autoscaler.model import Decision, DependencyState, Health, Signal
 PREFIX = "tracardi_autoscaler_"
 WL = ("namespace", "workload")
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                30, 60)
 
 
 def reason_code(reason: str) -> str:
@@ -54,7 +56,7 @@ class Telemetry:
                                        "The reason of the dependency's last verdict",
                                        ("dependency", "reason"), registry=r)
         self._last_reason: dict[str, str] = {}
-        self._signal_children: dict[str, tuple[Gauge, Gauge]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.signal_value = Gauge(p + "signal_value", "Last valid value of a signal",
                                   ("signal",), registry=r)
         self.signal_read_time = Gauge(p + "signal_read_timestamp_seconds",
@@ -65,6 +67,10 @@ class Telemetry:
         self.evaluation_seconds = Histogram(p + "evaluation_seconds",
                                             "Time to evaluate one workload", registry=r,
                                             buckets=LATENCY_BUCKETS)
+        self.evaluation_pass_seconds = Histogram(
+            p + "evaluation_pass_seconds",
+            "Time of one evaluation pass over all workloads (the periodic tick), reads included",
+            registry=r, buckets=PASS_BUCKETS)
         self.reaction_seconds = Histogram(p + "reaction_seconds",
                                           "From the signal read to the scale request",
                                           registry=r, buckets=LATENCY_BUCKETS)
@@ -99,12 +105,22 @@ class Telemetry:
             self.unhealthy_pods.labels(namespace, workload, symptom.value).set(0)
             self.restarts.labels(namespace, workload, symptom.value)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: the lookup costs more than the update, and
+        every evaluation of every workload makes a dozen of them. Only for metrics whose
+        children are never removed."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_healing(self, namespace: str, workload: str, plan: HealingPlan) -> None:
         counts = Tally(v.reason for v in plan.verdicts)
         for symptom in Symptom:
-            self.unhealthy_pods.labels(namespace, workload, symptom.value).set(
+            self._child(self.unhealthy_pods, namespace, workload, symptom.value).set(
                 counts.get(symptom, 0))
-        self.breaker_open.labels(namespace, workload).set(
+        self._child(self.breaker_open, namespace, workload).set(
             1 if plan.breaker is BreakerState.OPEN else 0)
 
     def render(self) -> bytes:
@@ -112,17 +128,18 @@ class Telemetry:
 
     def observe_decision(self, d: Decision, *, ready: int, leader: bool) -> None:
         labels = (d.namespace, d.workload)
-        self.current.labels(*labels).set(d.current)
-        self.ready.labels(*labels).set(ready)
-        self.desired.labels(*labels).set(d.desired)
+        child = self._child
+        child(self.current, *labels).set(d.current)
+        child(self.ready, *labels).set(ready)
+        child(self.desired, *labels).set(d.desired)
         for rec in d.recommendations:
-            self.recommended.labels(*labels, rec.policy).set(rec.replicas)
+            child(self.recommended, *labels, rec.policy).set(rec.replicas)
         reason = reason_code(d.reasons[-1]) if d.reasons else "none"
         if d.action.value in ("freeze", "pause") and d.reasons:
             reason = reason_code(d.reasons[0])
-        self.decisions.labels(*labels, d.action.value, reason, "1" if leader else "0").inc()
-        self.frozen.labels(*labels).set(1 if d.action.value == "freeze" else 0)
-        self.paused.labels(*labels).set(1 if d.action.value == "pause" else 0)
+        child(self.decisions, *labels, d.action.value, reason, "1" if leader else "0").inc()
+        child(self.frozen, *labels).set(1 if d.action.value == "freeze" else 0)
+        child(self.paused, *labels).set(1 if d.action.value == "pause" else 0)
 
     def observe_dependency(self, state: DependencyState) -> None:
         self.dependency_up.labels(state.name).set(1 if state.health is Health.UP else 0)
@@ -135,13 +152,8 @@ class Telemetry:
 
     def observe_signal(self, sig: Signal, *, wall: float) -> None:
         if sig.ok and sig.value is not None:
-            children = self._signal_children.get(sig.name)
-            if children is None:
-                children = (self.signal_value.labels(sig.name),
-                            self.signal_read_time.labels(sig.name))
-                self._signal_children[sig.name] = children
-            children[0].set(sig.value)
-            children[1].set(wall)
+            self._child(self.signal_value, sig.name).set(sig.value)
+            self._child(self.signal_read_time, sig.name).set(wall)
         else:
             self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
 

@@ -23,6 +23,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
@@ -57,6 +58,11 @@ log = structlog.get_logger(__name__)
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
+#: How long one list of a watched namespace's HPAs and ScaledObjects answers conflict checks.
+AUTOSCALER_LIST_SECONDS = 10.0
+#: How long a read Deployment answers `get_workload` while its pods do not change (its
+#: replicas, readiness and pause annotation; writes are guarded by resourceVersion anyway).
+DEPLOYMENT_CACHE_SECONDS = 60.0
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 _CPU_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1), "": Decimal(1000)}
@@ -142,6 +148,132 @@ def _selector(deployment: V1Deployment) -> str:
     return ",".join(terms)
 
 
+def pod_info_json(obj: Mapping[str, Any]) -> PodInfo:
+    """`pod_info` for a pod as JSON (a watch event's object)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    waiting = next((str(((cs.get("state") or {}).get("waiting") or {}).get("reason"))
+                    for cs in statuses
+                    if ((cs.get("state") or {}).get("waiting") or {}).get("reason")), "")
+    requests = sum(parse_cpu_milli(((c.get("resources") or {}).get("requests") or {}).get("cpu"))
+                   for c in spec.get("containers") or [])
+    start = status.get("startTime")
+    return PodInfo(
+        name=str(meta.get("name") or ""),
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True"
+                  for c in status.get("conditions") or []),
+        phase=str(status.get("phase") or "Unknown"),
+        ip=str(status.get("podIP") or ""),
+        started_at=datetime.fromisoformat(start).timestamp() if start else 0.0,
+        deleting=meta.get("deletionTimestamp") is not None,
+        restarts=sum(int(cs.get("restartCount") or 0) for cs in statuses),
+        waiting_reason=waiting,
+        cpu_request_milli=requests,
+    )
+
+
+@dataclass(slots=True)
+class _CachedDeployment:
+    read_at: float
+    replicas: int
+    ready: int
+    paused: bool
+    resource_version: str
+    #: The selector's matchLabels, which name the component label the pod watch selects on.
+    match_labels: dict[str, str]
+    selector: str
+    uid: str
+
+
+def _cached_deployment(dep: V1Deployment, *, now: float) -> _CachedDeployment | None:
+    """What the cache keeps of a Deployment; None when the pod cache cannot answer for its
+    selector (matchExpressions, or no component label)."""
+    selector = dep.spec.selector if dep.spec else None
+    labels = dict((selector.match_labels if selector else None) or {})
+    if selector is None or selector.match_expressions or COMPONENT_LABEL not in labels:
+        return None
+    annotations = dep.metadata.annotations or {}
+    return _CachedDeployment(
+        read_at=now,
+        replicas=int(dep.spec.replicas or 0),
+        ready=int((dep.status.ready_replicas if dep.status else None) or 0),
+        paused=annotations.get(PAUSE_ANNOTATION, "").strip().lower() in {"true", "1", "yes"},
+        resource_version=str(dep.metadata.resource_version or ""),
+        match_labels=labels,
+        selector=_selector(dep),
+        uid=dep.metadata.uid or "",
+    )
+
+
+@dataclass
+class _Informer:
+    """One namespace's component-labelled pods as the pod watch last saw them, and the
+    Deployments last read, each dropped when one of its pods changes (its status changes
+    with them), when a write on it conflicts, or when it is older than the cache's limit.
+
+    Pods are indexed by their component label, so a workload's pods are found without a scan.
+    The pods answer only while the watch is in sync; otherwise reads go to the apiserver.
+    """
+
+    deployments: dict[str, _CachedDeployment] = field(default_factory=dict)
+    pods: dict[str, dict[str, tuple[Mapping[str, str], PodInfo]]] = field(default_factory=dict)
+    pod_component: dict[str, str] = field(default_factory=dict)
+    by_component: dict[str, set[str]] = field(default_factory=dict)
+    pods_listed: bool = False
+    pods_synced: bool = False
+
+    def put_pod(self, labels: Mapping[str, str], info: PodInfo) -> None:
+        self.drop_pod(info.name)
+        component = labels.get(COMPONENT_LABEL, "")
+        self.pod_component[info.name] = component
+        self.pods.setdefault(component, {})[info.name] = (labels, info)
+        self.forget_component(component)
+
+    def drop_pod(self, name: str) -> None:
+        component = self.pod_component.pop(name, None)
+        if component is not None:
+            self.pods.get(component, {}).pop(name, None)
+            self.forget_component(component)
+
+    def forget_component(self, component: str) -> None:
+        for name in self.by_component.pop(component, set()):
+            self.deployments.pop(name, None)
+
+    def remember(self, name: str, dep: _CachedDeployment) -> None:
+        self.deployments[name] = dep
+        self.by_component.setdefault(dep.match_labels[COMPONENT_LABEL], set()).add(name)
+
+    def status(self, namespace: str, deployment: str, *, now: float,
+               max_age: float) -> WorkloadStatus | None:
+        if not self.pods_synced:
+            return None
+        dep = self.deployments.get(deployment)
+        if dep is None or now - dep.read_at > max_age:
+            return None
+        wanted = dep.match_labels
+        candidates = self.pods.get(wanted[COMPONENT_LABEL], {}).values()
+        pods = [info for labels, info in candidates
+                if all(labels.get(k) == v for k, v in wanted.items())]
+        return WorkloadStatus(
+            name=deployment, namespace=namespace, replicas=dep.replicas,
+            ready_replicas=dep.ready, paused=dep.paused,
+            resource_version=dep.resource_version,
+            pods=tuple(sorted(pods, key=lambda p: p.name)))
+
+
+_UNKNOWN: dict[str, Any] = {}  # ScaledObjects that could not be listed
+
+
+def _hpa_for(hpas: Any, deployment: str) -> str | None:
+    for hpa in hpas.items or []:
+        ref = hpa.spec.scale_target_ref
+        if ref.kind == "Deployment" and ref.name == deployment:
+            return f"HorizontalPodAutoscaler/{hpa.metadata.name}"
+    return None
+
+
 class KubeCluster:
     """The `Cluster` port over kubernetes_asyncio. It does not own `api`: close that yourself
     after `close()`."""
@@ -163,11 +295,48 @@ class KubeCluster:
         self._selectors: dict[tuple[str, str], str] = {}
         self._uids: dict[tuple[str, str], str] = {}
         self._closed = False
+        #: Namespace -> its informer, fed by `watch_pods` and by the Deployment reads.
+        self._informers: dict[str, _Informer] = {}
+        #: Namespace -> (read at, HPAs, ScaledObjects), only for namespaces being watched.
+        self._autoscalers: dict[str, tuple[float, Any, Any]] = {}
 
     # -- reads -------------------------------------------------------------------------------
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
-        """The Deployment, the resourceVersion of its `scale` subresource, and its pods."""
+        """The Deployment, the resourceVersion of its `scale` subresource, and its pods.
+
+        While the namespace's pods are watched (`watch_pods`) and in sync, the pods come from
+        that watch and the Deployment is read at most once per `DEPLOYMENT_CACHE_SECONDS`
+        (sooner when one of its pods changes or a write on it conflicts): one GET instead of
+        three requests, mostly none. A stale cache cannot cause a wrong write: every scale
+        carries the resourceVersion read, and a 409 drops the entry. Else the apiserver is
+        read: the Deployment, its scale subresource and its pods.
+        """
+        key = (namespace, deployment)
+        informer = self._informers.get(namespace)
+        if informer is None or not informer.pods_synced:
+            return await self._read_workload(namespace, deployment)
+        now = self._clock.now()
+        cached = informer.status(namespace, deployment, now=now,
+                                 max_age=DEPLOYMENT_CACHE_SECONDS)
+        if cached is not None:
+            return cached
+        try:
+            dep = await self._apps.read_namespaced_deployment(
+                deployment, namespace, _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise self._read_failed("get_workload", namespace, deployment, exc) from exc
+        entry = _cached_deployment(dep, now=now)
+        if entry is None:
+            return await self._read_workload(namespace, deployment)
+        self._selectors[key] = entry.selector
+        self._uids[key] = entry.uid
+        informer.remember(deployment, entry)
+        status = informer.status(namespace, deployment, now=now,
+                                 max_age=DEPLOYMENT_CACHE_SECONDS)
+        return status if status is not None else await self._read_workload(namespace, deployment)
+
+    async def _read_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         try:
             dep = await self._apps.read_namespaced_deployment(
                 deployment, namespace, _request_timeout=self._timeout)
@@ -197,31 +366,49 @@ class KubeCluster:
         No KEDA CRD (404) means no ScaledObject; any other failure raises `KubeError`, because
         "unknown" must not be taken for "none" when two controllers could fight.
         """
-        try:
-            hpas = await self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
-                namespace, _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
-            raise self._read_failed("list_hpas", namespace, deployment, exc) from exc
-        for hpa in hpas.items or []:
-            ref = hpa.spec.scale_target_ref
-            if ref.kind == "Deployment" and ref.name == deployment:
-                return f"HorizontalPodAutoscaler/{hpa.metadata.name}"
-        try:
-            scaled = await self._custom.list_namespaced_custom_object(
-                "keda.sh", "v1alpha1", namespace, "scaledobjects",
-                _request_timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+        informer = self._informers.get(namespace)
+        cached = self._autoscalers.get(namespace)
+        if (informer is not None and cached is not None
+                and self._clock.now() - cached[0] < AUTOSCALER_LIST_SECONDS):
+            # A watched namespace: one list of its autoscalers serves every workload for a
+            # few seconds (the daemon checks each workload once a minute anyway).
+            hpas, scaled = cached[1], cached[2]
+        else:
+            hpas, scaled = await self._list_autoscalers(namespace, deployment)
+            if informer is not None and scaled is not _UNKNOWN:
+                self._autoscalers[namespace] = (self._clock.now(), hpas, scaled)
+        hpa = _hpa_for(hpas, deployment)
+        if hpa:
+            return hpa
         for item in (scaled or {}).get("items") or []:
             target = (item.get("spec") or {}).get("scaleTargetRef") or {}
             if (target.get("kind", "Deployment") == "Deployment"
                     and target.get("name") == deployment):
                 return f"ScaledObject/{item['metadata']['name']}"
         return None
+
+    async def _list_autoscalers(self, namespace: str, deployment: str) -> tuple[Any, Any]:
+        """The namespace's HPAs and ScaledObjects (None when the KEDA CRD is absent)."""
+        try:
+            hpas = await self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=self._timeout)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            raise self._read_failed("list_hpas", namespace, deployment, exc) from exc
+        try:
+            scaled = await self._custom.list_namespaced_custom_object(
+                "keda.sh", "v1alpha1", namespace, "scaledobjects",
+                _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return hpas, None
+            if _hpa_for(hpas, deployment):  # known to conflict, whatever KEDA would say
+                return hpas, _UNKNOWN
+            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+        except TRANSPORT_ERRORS as exc:
+            if _hpa_for(hpas, deployment):
+                return hpas, _UNKNOWN
+            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+        return hpas, scaled
 
     async def pod_cpu(self, namespace: str, deployment: str) -> Signal:
         """CPU usage of the Deployment's pods from metrics.k8s.io: the sum in millicores, each
@@ -278,11 +465,21 @@ class KubeCluster:
                        metadata=V1ObjectMeta(name=deployment, namespace=namespace,
                                              resource_version=resource_version),
                        spec=V1ScaleSpec(replicas=replicas))
-        return await self._write(
-            "scale", namespace, deployment,
-            self._apps.replace_namespaced_deployment_scale(
-                deployment, namespace, body, _request_timeout=self._timeout),
-            replicas=replicas)
+
+        async def put() -> None:
+            written = await self._apps.replace_namespaced_deployment_scale(
+                deployment, namespace, body, _request_timeout=self._timeout)
+            # The cache learns our own write now, not only when its watch event arrives.
+            dep = self._informers.get(namespace, _Informer()).deployments.get(deployment)
+            if dep is not None and isinstance(written, V1Scale) and written.metadata:
+                dep.replicas = int((written.spec.replicas if written.spec else None) or 0)
+                dep.resource_version = str(written.metadata.resource_version or "")
+
+        result = await self._write("scale", namespace, deployment, put(), replicas=replicas)
+        if result.outcome is not WriteOutcome.DONE and namespace in self._informers:
+            # Someone else changed it (409) or it is unknown what happened: read it again.
+            self._informers[namespace].deployments.pop(deployment, None)
+        return result
 
     async def evict(self, namespace: str, pod: str) -> WriteResult:
         """A policy/v1 Eviction: the apiserver refuses (429) when a PDB would break."""
@@ -350,20 +547,32 @@ class KubeCluster:
         watches from the list's resourceVersion. A dropped stream resumes from the last seen
         resourceVersion; 410 Gone re-lists; other failures back off (1 s doubling to 30 s).
         """
+        informer = self._informers.setdefault(namespace, _Informer())
+        try:
+            async for event in self._pod_events(namespace, informer):
+                yield event
+        finally:
+            informer.pods_synced = False
+            if self._informers.get(namespace) is informer:
+                del self._informers[namespace]
+
+    async def _pod_events(self, namespace: str, informer: _Informer) -> AsyncIterator[PodEvent]:
         resource_version: str | None = None
         delay = self._backoff[0]
         while not self._closed:
             try:
                 if resource_version is None:
-                    resource_version, workloads = await self._list_pods(namespace)
+                    resource_version, workloads = await self._list_pods(namespace, informer)
                     for workload in workloads:
                         yield PodEvent("ADDED", namespace, workload)
-                async for kind, rv, workload in self._watch_stream(namespace, resource_version):
+                async for kind, rv, workload in self._watch_stream(namespace, resource_version,
+                                                                   informer):
                     resource_version = rv
                     delay = self._backoff[0]
                     if workload:
                         yield PodEvent(kind, namespace, workload)
             except KubeError as err:
+                informer.pods_synced = False
                 if err.code == 410:
                     log.info("kube_watch_expired", namespace=namespace, message=err.message)
                     resource_version = None
@@ -373,20 +582,29 @@ class KubeCluster:
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
 
-    async def _list_pods(self, namespace: str) -> tuple[str, list[str]]:
+    async def _list_pods(self, namespace: str,
+                         informer: _Informer | None = None) -> tuple[str, list[str]]:
         try:
             pods = await self._core.list_namespaced_pod(
                 namespace, label_selector=COMPONENT_LABEL, _request_timeout=self._timeout)
         except (ApiException, *TRANSPORT_ERRORS) as exc:
             raise kube_error(exc) from exc
+        if informer is not None:
+            informer.pods.clear()
+            informer.pod_component.clear()
+            for pod in pods.items or []:
+                informer.put_pod(dict(pod.metadata.labels or {}), pod_info(pod))
+            informer.pods_listed = True
         workloads = sorted({(p.metadata.labels or {}).get(COMPONENT_LABEL, "")
                             for p in pods.items or []} - {""})
         return str(pods.metadata.resource_version or ""), workloads
 
-    async def _watch_stream(self, namespace: str,
-                            resource_version: str) -> AsyncIterator[tuple[str, str, str]]:
+    async def _watch_stream(self, namespace: str, resource_version: str,
+                            informer: _Informer | None = None,
+                            ) -> AsyncIterator[tuple[str, str, str]]:
         """(type, resourceVersion, workload) per watch event until the server ends the
-        stream; `KubeError` (410 for an expired resourceVersion) on failure."""
+        stream; `KubeError` (410 for an expired resourceVersion) on failure. Keeps
+        `informer`'s pods up to date on the way."""
         try:
             response = cast(aiohttp.ClientResponse, await self._core.list_namespaced_pod(
                 namespace, label_selector=COMPONENT_LABEL, watch=True,
@@ -403,6 +621,8 @@ class KubeCluster:
                 failure.body = await response.read()
                 failure.headers = response.headers
                 raise kube_error(failure)
+            if informer is not None and informer.pods_listed:
+                informer.pods_synced = True
             async for line in response.content:
                 if not line.strip():
                     continue
@@ -413,11 +633,15 @@ class KubeCluster:
                                     str(obj.get("message") or ""))
                 meta = obj.get("metadata") or {}
                 rv = str(meta.get("resourceVersion") or resource_version)
+                kind = str(event.get("type"))
                 labels = meta.get("labels") or {}
-                workload = "" if event.get("type") == "BOOKMARK" \
-                    else str(labels.get(COMPONENT_LABEL, ""))
-                yield str(event.get("type")), rv, workload
-        except (ValueError, AttributeError) as exc:
+                if informer is not None and kind == "DELETED":
+                    informer.drop_pod(str(meta.get("name") or ""))
+                elif informer is not None and kind in {"ADDED", "MODIFIED"}:
+                    informer.put_pod(labels, pod_info_json(obj))
+                workload = "" if kind == "BOOKMARK" else str(labels.get(COMPONENT_LABEL, ""))
+                yield kind, rv, workload
+        except (ValueError, AttributeError, TypeError) as exc:
             raise KubeError(UNREACHABLE, "MalformedWatch", repr(exc)) from exc
         except TRANSPORT_ERRORS as exc:
             raise kube_error(exc) from exc

@@ -1,0 +1,50 @@
+"""The scale bench's machinery end to end for N=4: servers, a daemon process, one record."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from autoscaler.bench import scale
+
+
+def test_generate_every_fourth_is_an_api() -> None:
+    names = [(w.name, w.api) for w in scale.generate(8)]
+    assert [api for _, api in names] == [False, False, False, True] * 2
+
+
+def test_quantile_interpolates_inside_the_bucket() -> None:
+    buckets = [(0.1, 0.0), (0.2, 10.0), (math.inf, 10.0)]
+    assert scale.quantile(buckets, 0.5) == pytest.approx(0.15)
+    assert scale.quantile([], 0.5) is None
+
+
+def test_kube_verbs() -> None:
+    assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {}) == "list"
+    assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {"watch": "true"}) == "watch"
+    assert scale.kube_verb("GET", "/apis/apps/v1/namespaces/t/deployments/a/scale", {}) == "get"
+    assert scale.kube_verb("PUT", "/apis/apps/v1/namespaces/t/deployments/a/scale", {}) \
+        == "update"
+
+
+def test_scale_bench_record_for_four_workloads() -> None:
+    record = asyncio.run(scale.run_one(4, seconds=5.0))
+    for key in scale.KEYS:
+        assert key in record, key
+    assert record["workloads"] == 4
+    assert 0 < record["cpu_cores"] < 4
+    assert 10 < record["rss_mb"] < 4096
+    assert record["connections"] >= 1
+    assert record["source_requests_per_min"] > 0
+    verbs = record["kube_requests_per_min"]
+    assert isinstance(verbs, dict) and all(v >= 0 for v in verbs.values())
+    assert sum(verbs.values()) > 0
+    assert record["kube_writes_while_idle"] >= 0
+    for key in ("eval_p50_ms", "eval_p99_ms", "reaction_p50_s", "reaction_p99_s"):
+        value = record[key]
+        assert value is None or value >= 0, key
+    if record["eval_p50_ms"] is not None and record["eval_p99_ms"] is not None:
+        assert record["eval_p50_ms"] <= record["eval_p99_ms"]
+    assert scale.table([record]).splitlines()[1].startswith("4 ")
