@@ -42,20 +42,29 @@ def only(loaded: LoadedConfig, setup: Setup) -> LoadedConfig:
     return replace(loaded, workloads=(setup.spec,))
 
 
-def run_ours(loaded: LoadedConfig, setup: Setup, model: ClusterModel) -> Daemon:
-    config = only(loaded, setup)
-    sources: dict[str, Source] = {}
-    for name, src in config.config.sources.items():
-        if name in {s.split(".", 1)[0] for s in setup.spec.signal_names()}:
-            sources[name] = (ModelPulsarSource(name, model) if src.kind == "pulsar"
-                             else ModelRateSource(name, model))
+def model_adapters(config: LoadedConfig, model: ClusterModel, *,
+                   cluster: ModelCluster | None = None) -> Adapters:
+    """In-memory adapters for the (single) workload under test: the sources of its signals and
+    of its healer's consumer stats, every dependency's probe, and the app probe of its pods."""
+    spec = config.workloads[0]
+    wanted = {s.split(".", 1)[0] for s in spec.signal_names()}
+    if spec.settings.healing.consumer_source:
+        wanted.add(spec.settings.healing.consumer_source)
+    sources: dict[str, Source] = {
+        name: (ModelPulsarSource(name, model) if src.kind == "pulsar"
+               else ModelRateSource(name, model))
+        for name, src in config.config.sources.items() if name in wanted}
     probes: dict[str, Probe] = {name: ModelProbe(name, model)
                                 for name in config.config.dependencies}
-    clock = LoopClock()
     # The simulated cluster's timestamps (pod start times) run on virtual time: so does "wall".
-    adapters = Adapters(clock=clock, cluster=ModelCluster(model), sources=sources,
-                        probes=probes, wall=sim_wall, pod_prober=ModelPodProber(model))
-    daemon = Daemon(config, adapters, telemetry=Telemetry(), check_conflicts=False)
+    return Adapters(clock=LoopClock(), cluster=cluster or ModelCluster(model), sources=sources,
+                    probes=probes, wall=sim_wall, pod_prober=ModelPodProber(model))
+
+
+def run_ours(loaded: LoadedConfig, setup: Setup, model: ClusterModel) -> Daemon:
+    config = only(loaded, setup)
+    daemon = Daemon(config, model_adapters(config, model), telemetry=Telemetry(),
+                    check_conflicts=False)
 
     async def main() -> None:
         task = asyncio.create_task(daemon.run())

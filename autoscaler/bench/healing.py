@@ -52,18 +52,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.bench.contenders import only
+from autoscaler.bench.contenders import model_adapters, only
 from autoscaler.bench.scenario import ScenarioError, Setup, build_setup
 from autoscaler.config import HttpProbeSettings, LoadedConfig, PulsarSource, WorkloadSpec
-from autoscaler.daemon import Adapters, Daemon, LoopClock
-from autoscaler.ports import Probe, Source
+from autoscaler.daemon import Daemon
 from autoscaler.sim.adapters import (
     ModelCluster,
-    ModelPodProber,
-    ModelProbe,
-    ModelPulsarSource,
-    ModelRateSource,
-    sim_wall,
 )
 from autoscaler.sim.clock import run_virtual
 from autoscaler.sim.model import ClusterModel, Fault, FaultKind, Outage
@@ -240,22 +234,10 @@ async def _injector(model: ClusterModel, times: Iterable[float]) -> None:
 def run_ours_healing(loaded: LoadedConfig, hs: HealingSetup,
                      model: ClusterModel) -> tuple[Daemon, HealingCluster]:
     """The real daemon, with the app probe of pods, on a virtual clock."""
-    setup = hs.setup
-    config = only(loaded, setup)
-    wanted = {s.split(".", 1)[0] for s in setup.spec.signal_names()}
-    wanted.add(str(setup.spec.settings.healing.consumer_source))
-    sources: dict[str, Source] = {}
-    for name, src in config.config.sources.items():
-        if name in wanted:
-            sources[name] = (ModelPulsarSource(name, model) if src.kind == "pulsar"
-                             else ModelRateSource(name, model))
-    probes: dict[str, Probe] = {name: ModelProbe(name, model)
-                                for name in config.config.dependencies}
+    config = only(loaded, hs.setup)
     cluster = HealingCluster(model)
-
-    adapters = Adapters(clock=LoopClock(), cluster=cluster, sources=sources, probes=probes,
-                        wall=sim_wall, pod_prober=ModelPodProber(model))
-    daemon = Daemon(config, adapters, telemetry=Telemetry(), check_conflicts=False)
+    daemon = Daemon(config, model_adapters(config, model, cluster=cluster),
+                    telemetry=Telemetry(), check_conflicts=False)
 
     async def main() -> None:
         injector = asyncio.create_task(_injector(model, _wake_times(hs)))
