@@ -429,6 +429,8 @@ class Daemon:
             status = await self.a.cluster.get_workload(spec.namespace, spec.deployment)
         except Exception as exc:  # a read failure (403, 404, 5xx) holds the workload this round
             log.warning("workload_read_failed", workload=spec.key, error=str(exc))
+            reason = getattr(exc, "reason", "") or type(exc).__name__
+            self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
             return None
         state.status = status
         started = time.perf_counter()

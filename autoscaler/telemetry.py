@@ -76,6 +76,10 @@ class Telemetry:
                                           registry=r, buckets=LATENCY_BUCKETS)
         self.scale_writes = Counter(p + "scale_writes", "Scale requests by outcome",
                                     (*WL, "outcome"), registry=r)
+        self.workload_read_errors = Counter(
+            p + "workload_read_errors",
+            "Failed reads of a workload's Deployment and pods, by reason (the workload holds)",
+            (*WL, "reason"), registry=r)
         self.restarts = Counter(p + "restarts", "Pod restarts by reason", (*WL, "reason"),
                                 registry=r)
         self.unhealthy_pods = Gauge(p + "unhealthy_pods", "Pods judged unhealthy by reason",

@@ -834,13 +834,25 @@ def _lease_spec(body: JSON) -> LeaseSpec:
         raise BadRequestError(f"invalid Lease spec: {exc}") from None
 
 
-def create_app(state: KubeState, *, token: str | None = None) -> web.Application:
-    """The Kubernetes API over `state`; with `token`, requests need `Authorization: Bearer`."""
+_API_KEY = web.AppKey("kube_api", _KubeApi)
+
+
+def create_app(state: KubeState, *, token: str | None = None,
+               middlewares: Iterable[Middleware] = ()) -> web.Application:
+    """The Kubernetes API over `state`; with `token`, requests need `Authorization: Bearer`.
+    `middlewares` wrap every request (the fault tests record and partition clients with them);
+    `drop_watches(app)` ends every open watch stream, as an apiserver restart does."""
     api = _KubeApi(state, token)
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
+    app[_API_KEY] = api
     app.on_shutdown.append(api.close_watches)
     app.router.add_route("*", "/{tail:.*}", api.handle)
     return app
+
+
+async def drop_watches(app: web.Application) -> None:
+    """End every watch stream `app` serves; clients see the stream close and resume."""
+    await app[_API_KEY].close_watches(app)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -732,6 +732,15 @@ class KubeState:
             self._modified_deployment(d)
         return d
 
+    def delete_deployment(self, namespace: str, name: str) -> Deployment:
+        """Delete a Deployment and, as the garbage collector does, its pods."""
+        d = self.deployment(namespace, name)
+        for pod in self._deployment_pods(d):
+            self._remove_pod(pod)
+        del self._deployments[(namespace, name)]
+        self._emit("DELETED", "deployments", namespace, self._next_rv(), self.deployment_json(d))
+        return d
+
     def set_paused(self, namespace: str, name: str, paused: bool) -> None:
         """Set or clear the `autoscaler.tracardi.com/paused` annotation."""
         d = self.deployment(namespace, name)
