@@ -153,6 +153,7 @@ class Daemon:
         self._reload = asyncio.Event()
         self._retired: list[Source | Probe] = []
         self._write: asyncio.Future[WriteResult] | None = None
+        self._failing: set[str] = set()  # signals whose last read failed
         self.ready = False
         self.apply_config(loaded)
 
@@ -323,8 +324,16 @@ class Daemon:
         wall = self.a.wall()
         for sig in signals:
             self.telemetry.observe_signal(sig, wall=wall)
-            if sig.error:
+            # One warning when a signal starts failing and one line when it is back; each
+            # failed read in between is counted in signal_errors_total and logged at debug.
+            if sig.error and sig.name not in self._failing:
+                self._failing.add(sig.name)
+                log.warning("signal_failed", signal=sig.name, error=sig.error)
+            elif sig.error:
                 log.debug("signal_error", signal=sig.name, error=sig.error)
+            elif sig.name in self._failing:
+                self._failing.discard(sig.name)
+                log.info("signal_recovered", signal=sig.name)
         if woken:
             self.wake(woken, read_at=min(s.read_at for s in signals))
 

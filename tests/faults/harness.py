@@ -12,7 +12,8 @@ shares, from outside the daemon:
 
 - bounds: every replica count the Deployment takes stays within [min, max];
 - frozen: no scale and no restart while a required dependency is down (after `GRACE`);
-- partial: no scale-down while a signal of the workload is missing, wrong or stale;
+- partial: no scale-down while a signal of the workload is missing, wrong or stale (until
+  the fault clears: the next good read may scale down);
 - one-writer: every write comes from the replica holding the lease, and two replicas never
   write within one lease duration of each other;
 - no-duplicate: every scale write changes the count;
@@ -64,8 +65,6 @@ POLL = 0.3
 #: After a fault starts, how long a write already decided or in flight may still land: one
 #: probe or poll period to see it, one write's round trip.
 GRACE = PROBE_PERIOD + 0.7
-#: How long after a source fault clears a scale-down is still suspect (the staleness limit).
-STALE = 3 * POLL + 0.5
 BOUNDS = {WORKER: (1, 8), API: (1, 6)}
 REQUIRES = {WORKER: ("elasticsearch", "pulsar", "redis", "mysql"), API: ("elasticsearch",)}
 
@@ -553,7 +552,7 @@ class World:
                                                         f"during {win.label}"))
                 if (win.invariant == "partial" and w.kind == "scale" and w.old is not None
                         and w.new is not None and w.new < w.old
-                        and win.start < w.t <= end + STALE):
+                        and win.start < w.t <= end):
                     out.append(Violation(w.t, "partial", f"scale-down {w.old}->{w.new} of "
                                                          f"{w.name} during {win.label}"))
             if w.kind == "scale" and w.old == w.new:
