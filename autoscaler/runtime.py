@@ -157,7 +157,8 @@ async def live_adapters(
 
         elector = LeaderElector.from_settings(
             KubeLeaseStore(api), loaded.config.daemon.lease, clock=clock, identity=identity,
-            namespace=loaded.config.daemon.namespace,
+            # The daemon's one wall clock, looked up at each use (the fault tests jump it).
+            namespace=loaded.config.daemon.namespace, wall=lambda: adapters.wall(),  # noqa: PLW0108
             on_started_leading=leading(True), on_stopped_leading=leading(False))
         adapters.leadership = elector
         extra["leader-elector"] = elector.run

@@ -450,6 +450,9 @@ class _KubeApi:
         fault = self.state.faults.take(verb, target.fault_resource)
         if fault is not None:
             if fault.delay > 0:
+                # Accepted, then slow (as a slow etcd is): the body is in, so the request
+                # completes even if its client gives up or dies meanwhile.
+                await request.read()
                 await asyncio.sleep(fault.delay)
             err = fault.error()
             if err is not None:
