@@ -69,6 +69,8 @@ class DependencyState:
     since: float = 0.0
     #: Consecutive failed checks so far: an up dependency that just failed is suspect.
     failures: int = 0
+    #: Up, but flapping lately and not yet trusted again (see engine/hysteresis.py).
+    settling: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,12 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _reload_failed(telemetry: Telemetry, path: Path, errors: list[str]) -> None:
+    telemetry.config_reloads.labels("failed").inc()
+    telemetry.config_last_reload_ok.set(0)
+    log.error("config_reload_failed", path=str(path), errors=errors)
+
+
 async def watch_config(path: Path, *, on_change: Callable[[LoadedConfig], None],
                        telemetry: Telemetry) -> None:
     """Reload on change; a bad or missing file keeps the last good config and is reported."""
@@ -78,18 +84,18 @@ async def watch_config(path: Path, *, on_change: Callable[[LoadedConfig], None],
             continue
         seen = current
         if current is None:
-            telemetry.config_reloads.labels("failed").inc()
-            telemetry.config_last_reload_ok.set(0)
-            log.error("config_reload_failed", path=str(path),
-                      error="file is gone; keeping the last good config")
+            _reload_failed(telemetry, path, ["file is gone; keeping the last good config"])
             continue
         try:
-            loaded = load_config(path)
+            # In a thread: a big file (a ConfigMap may hold 1 MiB) must not stall the probes,
+            # the evaluator or the lease renewals while it is parsed.
+            loaded = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
-            telemetry.config_reloads.labels("failed").inc()
-            telemetry.config_last_reload_ok.set(0)
-            log.error("config_reload_failed", path=str(path),
-                      errors=[str(i) for i in exc.issues])
+            _reload_failed(telemetry, path, [str(i) for i in exc.issues])
+            continue
+        except Exception as exc:  # whatever the file holds, the daemon keeps its last config
+            _reload_failed(telemetry, path,
+                           [f"cannot load: {type(exc).__name__}: {str(exc)[:200]}"])
             continue
         on_change(loaded)
         telemetry.config_reloads.labels("ok").inc()

@@ -19,6 +19,7 @@ def dependency_reasons(requires: Iterable[str],
     An up dependency whose last check failed is suspect and freezes too: the hysteresis keeps it
     up until `failure_threshold` failures, but acting in those seconds would act on the first
     symptoms of an outage (a backlog that grows because Elasticsearch stopped taking writes).
+    So is one that is settling after flapping: up again, but not yet for long enough.
     """
     reasons: list[str] = []
     for name in requires:
@@ -27,7 +28,7 @@ def dependency_reasons(requires: Iterable[str],
             reasons.append(f"DependencyUnknown:{name}")
         elif state.health is Health.DOWN:
             reasons.append(f"DependencyDown:{name}")
-        elif state.failures > 0:
+        elif state.failures > 0 or state.settling:
             reasons.append(f"DependencySuspect:{name}")
     return tuple(reasons)
 

@@ -92,3 +92,57 @@ def test_observe_returns_a_new_value() -> None:
     after = before.observe(FAIL, now=1.0, failure_threshold=1, success_threshold=1)
 
     assert (before.health, after.health) == (UNKNOWN, DOWN)
+
+
+def trusted_after(results: list[CheckResult], *, failure_threshold: int = 2,
+                  success_threshold: int = 2, step: float = 1.0) -> list[bool]:
+    """Whether the gate may trust the dependency after each result (up and not settling)."""
+    state = Hysteresis()
+    out: list[bool] = []
+    for i, result in enumerate(results, start=1):
+        state = state.observe(result, now=i * step, failure_threshold=failure_threshold,
+                              success_threshold=success_threshold)
+        dep = state.state("es")
+        out.append(dep.health is UP and dep.failures == 0 and not dep.settling)
+    return out
+
+
+def test_after_an_outage_trust_takes_twice_the_success_streak() -> None:
+    trusted = trusted_after([OK, OK, FAIL, FAIL, FAIL, OK, OK, OK, OK, OK])
+    assert trusted == [False, True] + [False] * 6 + [True, True]
+
+
+def test_a_single_failed_check_also_takes_twice_the_streak() -> None:
+    trusted = trusted_after([OK, OK, OK, FAIL, OK, OK, OK, OK])
+    assert trusted == [False, True, True, False, False, False, False, True]
+
+
+def test_failing_every_other_check_is_never_trusted() -> None:
+    trusted = trusted_after([OK, OK] + [FAIL, OK] * 20)
+    assert trusted[:2] == [False, True]
+    assert not any(trusted[2:])
+
+
+def test_up_for_a_moment_between_outages_is_not_trusted() -> None:
+    """Down, up (success_threshold reached, so `up`), down again...: each flap doubles the
+    streak needed to trust it, so the short ups never open the gate."""
+    cycle = [FAIL, FAIL, OK, OK]
+    trusted = trusted_after([OK, OK] + cycle * 6)
+    assert not any(trusted[2:])
+
+
+def test_a_flapping_dependency_is_trusted_once_it_holds_still() -> None:
+    trusted = trusted_after([OK, OK] + [FAIL, OK] * 10 + [OK] * 40)
+    first = trusted.index(True, 2)
+    # 2 * 2^4 = 32 good checks in a row at most, more than after a single outage.
+    assert 2 + 20 + 4 < first <= 2 + 20 + 32
+    assert all(trusted[first:])
+
+
+def test_old_flaps_are_forgotten() -> None:
+    """Flaps more than ten minutes back no longer lengthen the settling: one new failure then
+    costs what a first one does (2 * success_threshold), while the same sequence with the old
+    flaps still recent needs a longer streak."""
+    results = [OK, OK] + [FAIL, OK] * 5 + [OK] * 40 + [FAIL] + [OK] * 4
+    assert trusted_after(results, step=20.0)[-1]  # 20 s apart: the old flaps ~15 min back
+    assert not trusted_after(results, step=1.0)[-1]
