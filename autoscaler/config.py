@@ -22,6 +22,9 @@ from autoscaler.policies.base import Policy, UnknownPolicyError, build_policy
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
+#: A valid config nests about 8 levels deep; the limit keeps hostile nesting, also through
+#: aliases, away from the recursive parts (PyYAML's composer, the walk below, pydantic).
+MAX_YAML_DEPTH = 32
 SECRET_KEYS = frozenset(
     {"password", "token", "api_key", "apikey", "secret", "passwd", "auth_token"})
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -33,6 +36,10 @@ class Frozen(BaseModel):
 
 
 def _check_url(value: str) -> str:
+    # urlsplit silently drops tabs and newlines; refuse them (and any other control or blank
+    # character) so the URL used is the URL checked.
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain whitespace or control characters")
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https", "redis", "rediss"}:
         raise ValueError(f"must be an http(s) or redis(s) URL, got scheme {parts.scheme!r}")
@@ -48,6 +55,19 @@ def _check_url(value: str) -> str:
 Url = Annotated[str, Field(min_length=1)]
 
 
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(value: str | None) -> str | None:
+    # A secret pasted where its variable's name belongs would be echoed by "variable X is not
+    # set"; real tokens and passwords rarely look like a shell identifier, so refuse them here
+    # without repeating the value.
+    if value is not None and not ENV_NAME_RE.fullmatch(value):
+        raise ValueError("must be an environment variable name (letters, digits and _, not "
+                         "starting with a digit); put the secret itself in that variable")
+    return value
+
+
 class SecretRefs(Frozen):
     """Credentials are referenced, never inline: each secret is `<name>_env` or `<name>_file`."""
 
@@ -56,6 +76,8 @@ class SecretRefs(Frozen):
     password_file: Path | None = None
     token_env: str | None = None
     token_file: Path | None = None
+
+    _env_names = field_validator("password_env", "token_env")(_check_env_name)
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> SecretRefs:
@@ -135,8 +157,11 @@ TOPIC_PART_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 
 
 def _check_topic_part(value: str) -> str:
+    """A name that becomes one URL path segment: it must not add, remove or split segments."""
     if not TOPIC_PART_RE.fullmatch(value):
         raise ValueError("may hold only letters, digits and _ . = -")
+    if not value.strip("."):
+        raise ValueError("must not be '.' or '..' (it is a URL path segment)")
     return value
 
 
@@ -278,12 +303,43 @@ class Behavior(Frozen):
         return self.scale_down.complete(default_scale_down())
 
 
+#: RFC 3986 path characters without '%': a percent-escape ("%2F") could smuggle a separator.
+PROBE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
+#: Kubernetes object names (DNS-1123 subdomain) and namespaces (DNS-1123 label): both reach
+#: API URL paths.
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _check_probe_path(value: str) -> str:
+    if not PROBE_PATH_RE.fullmatch(value):
+        raise ValueError("must start with / and hold only letters, digits and - . _ ~ ! $ & ' "
+                         "( ) * + , ; = : @ / (no query, fragment, %-escape or whitespace)")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError("must not contain '.' or '..' segments")
+    return value
+
+
+def _check_object_name(value: str | None) -> str | None:
+    if value is not None and not NAME_RE.fullmatch(value):
+        raise ValueError("must be a DNS-1123 name (lower case letters, digits, '-' and '.')")
+    return value
+
+
+def _check_namespace(value: str | None) -> str | None:
+    if value is not None and not NAMESPACE_RE.fullmatch(value):
+        raise ValueError("must be a Kubernetes namespace name (lower case letters, digits and "
+                         "'-', at most 63)")
+    return value
+
+
 class HttpProbeSettings(Frozen):
-    path: str = Field("/healthcheck", pattern=r"^/[^\s?#]*$")
+    path: str = "/healthcheck"
     port: int = Field(80, ge=1, le=65535)
     timeout_seconds: float = Field(1.0, gt=0, le=60)
     period_seconds: float = Field(10.0, gt=0, le=3600)
     failure_threshold: int = Field(3, ge=1, le=100)
+
+    _path = field_validator("path")(_check_probe_path)
 
 
 class Healing(Frozen):
@@ -330,6 +386,9 @@ class Workload(Frozen):
     behavior: Behavior = Behavior()
     healing: Healing = Healing()
 
+    _namespace = field_validator("namespace")(_check_namespace)
+    _deployment = field_validator("deployment")(_check_object_name)
+
 
 class LeaseSettings(Frozen):
     name: str = "tracardi-autoscaler"
@@ -337,6 +396,9 @@ class LeaseSettings(Frozen):
     duration_seconds: float = Field(15.0, gt=0)
     renew_deadline_seconds: float = Field(10.0, gt=0)
     retry_period_seconds: float = Field(2.0, gt=0)
+
+    _name = field_validator("name")(_check_object_name)
+    _namespace = field_validator("namespace")(_check_namespace)
 
     @model_validator(mode="after")
     def _deadline_before_expiry(self) -> LeaseSettings:
@@ -354,6 +416,8 @@ class DaemonSettings(Frozen):
     history_seconds: float = Field(900.0, gt=0, le=86_400)
     metrics_port: int = Field(9108, ge=0, le=65535)
     lease: LeaseSettings = LeaseSettings()
+
+    _namespace = field_validator("namespace")(_check_namespace)
 
 
 class Config(Frozen):
@@ -411,10 +475,39 @@ class ConfigError(ValueError):
 Loc = tuple[str | int, ...]
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that stops composing at MAX_YAML_DEPTH levels or MAX_YAML_NODES nodes.
+
+    PyYAML composes recursively and its scanner is quadratic in flow nesting depth, so deep
+    nesting would otherwise cost seconds and end in a RecursionError; and composing a 1 MiB
+    list of a quarter million items takes seconds before any budget could refuse it. The
+    scanner is lazy, so stopping here stops reading the file.
+    """
+
+    depth = 0
+    nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        mark = parent.start_mark if parent else None
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None,
+                                              f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                              mark)
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None,
+                                              f"more than {MAX_YAML_NODES} YAML nodes", mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML and remember the line of every key and list item (1-based)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_BoundedLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -422,6 +515,7 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
         raise ConfigError([ConfigIssue(path, line, "(yaml)", str(problem))]) from exc
     lines: dict[Loc, int] = {}
     budget = [MAX_YAML_NODES]
+    active: set[int] = set()  # the collections being walked: an alias to one is a cycle
 
     def walk(node: yaml.Node, loc: Loc) -> Any:
         budget[0] -= 1
@@ -431,6 +525,21 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
                              f"more than {MAX_YAML_NODES} YAML nodes (alias expansion?)")]
             )
         lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in active:
+                raise ConfigError([ConfigIssue(path, node.start_mark.line + 1, _dotted(loc),
+                                               "refers to itself (recursive alias)")])
+            if len(loc) >= MAX_YAML_DEPTH:
+                raise ConfigError([ConfigIssue(path, node.start_mark.line + 1, _dotted(loc),
+                                               f"nested more than {MAX_YAML_DEPTH} levels deep")])
+            active.add(id(node))
+            try:
+                return walk_collection(node, loc)
+            finally:
+                active.discard(id(node))
+        return _scalar(node, path)
+
+    def walk_collection(node: yaml.CollectionNode, loc: Loc) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -438,8 +547,11 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
                     raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1,
                                                    ".".join(map(str, loc)) or "(root)",
                                                    "YAML merge keys (<<) are not supported")])
-                key = _scalar(key_node, path)
                 where = _dotted(loc)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1, where,
+                                                   "keys must be strings or integers")])
+                key = _scalar(key_node, path)
                 if not isinstance(key, str | int):
                     raise ConfigError([ConfigIssue(path, key_node.start_mark.line + 1, where,
                                                    "keys must be strings or integers")])
@@ -449,9 +561,7 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
                 lines[(*loc, key)] = key_node.start_mark.line + 1
                 out[key] = walk(value_node, (*loc, key))
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return _scalar(node, path)
+        return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
 
     if root is None:
         return None, lines
@@ -459,15 +569,20 @@ def _compose(text: str, path: str) -> tuple[Any, dict[Loc, int]]:
 
 
 def _scalar(node: yaml.Node, path: str) -> Any:
-    loader = yaml.SafeLoader("")
+    # A bare constructor, not a whole SafeLoader: building a loader's reader and scanner per
+    # scalar was most of the cost of a file near the node budget.
+    constructor = yaml.constructor.SafeConstructor()
     try:
-        return loader.construct_object(node, deep=True)
+        return constructor.construct_object(node, deep=True)
     except (yaml.YAMLError, TypeError, ValueError) as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigIssue(path, node.start_mark.line + 1, "(yaml)",
                                        str(problem))]) from exc
-    finally:
-        loader.dispose()
+    except (AttributeError, IndexError, OverflowError) as exc:
+        # PyYAML's own constructors fail like this on some tagged scalars (`!!int ""`,
+        # `!!timestamp ""`): name the value instead of the internal error.
+        raise ConfigError([ConfigIssue(path, node.start_mark.line + 1, "(yaml)",
+                                       f"{node.value!r:.40} is not a valid {node.tag}")]) from exc
 
 
 def _field_path(data: Any, loc: Loc) -> Loc:

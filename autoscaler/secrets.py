@@ -8,6 +8,7 @@ credentials from any text (library errors included) before it reaches logs, metr
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterable
@@ -75,8 +76,24 @@ class Credentials:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
 
+    def basic(self) -> str | None:
+        """The HTTP basic credential (`base64(username:password)`), or None without a username.
+
+        It is as secret as the password: a server that echoes our Authorization header must
+        not get it into a reason.
+        """
+        if self.username is None:
+            return None
+        pair = f"{self.username}:{self.password or ''}".encode()
+        return base64.b64encode(pair).decode("ascii")
+
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.password, self.token) if s)
+
+    def redactable(self) -> tuple[str, ...]:
+        """`secrets()` plus the encoded form an HTTP client sends: everything `redact` needs."""
+        basic = self.basic() if self.password else None
+        return (*self.secrets(), basic) if basic else self.secrets()
 
 
 def resolve_credentials(refs: SecretRefs) -> Credentials:

@@ -64,21 +64,80 @@ AUTOSCALER_LIST_SECONDS = 10.0
 #: replicas, readiness and pause annotation; writes are guarded by resourceVersion anyway).
 DEPLOYMENT_CACHE_SECONDS = 60.0
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+#: What a call may raise besides ApiException: the transport, or the client's own
+#: deserialization of a malformed body (ValueError), which must not end a watch or a task.
+CALL_ERRORS = (*TRANSPORT_ERRORS, ValueError)
 
 _CPU_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1), "": Decimal(1000)}
 
 
+#: Kubernetes counts are int32 or int64; anything larger is not a count.
+_MAX_COUNT = 2**63 - 1
+
+
+class MalformedObjectError(ValueError):
+    """A Kubernetes object, or a value in one, without the shape its kind promises."""
+
+
 def parse_cpu_milli(quantity: str | None) -> int:
-    """Millicores from a Kubernetes CPU quantity: `250m`, `1`, `0.5`, `123456789n`, `5u`."""
+    """Millicores from a Kubernetes CPU quantity: `250m`, `1`, `0.5`, `123456789n`, `5u`.
+
+    Raises `MalformedObjectError` for anything else: no number, NaN, infinity, a negative
+    amount, or one past 10^16 of its unit (`1e999999m` would take half a minute to turn into
+    an exact integer).
+    """
     if not quantity:
         return 0
+    if not isinstance(quantity, str):
+        raise MalformedObjectError(f"not a CPU quantity: {quantity!r:.40}")
     text = quantity.strip()
-    suffix = text[-1] if text[-1] in "num" else ""
+    suffix = text[-1:] if text[-1:] in ("n", "u", "m") else ""
     try:
-        value = Decimal(text[: len(text) - len(suffix)]) * _CPU_SUFFIX[suffix]
+        number = Decimal(text[: len(text) - len(suffix)])
     except InvalidOperation:
-        raise ValueError(f"not a CPU quantity: {quantity!r}") from None
-    return int(value.to_integral_value())
+        raise MalformedObjectError(f"not a CPU quantity: {quantity!r:.40}") from None
+    if not number.is_finite() or number < 0 or number.adjusted() > 15:
+        raise MalformedObjectError(f"not a CPU quantity of a pod: {quantity!r:.40}")
+    return int((number * _CPU_SUFFIX[suffix]).to_integral_value())
+
+
+def count_of(value: object, where: str) -> int:
+    """A count read from an object (restarts, replicas): absent is 0, else a non-negative int."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise MalformedObjectError(f"{where}: expected a count, got {value!r:.40}")
+    return value
+
+
+def epoch_of(value: datetime | str | None, where: str) -> float:
+    """Epoch seconds of a timestamp read from an object (RFC 3339 text or as parsed by the
+    client); absent is 0."""
+    if not value:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.timestamp()
+    except (TypeError, ValueError, OverflowError, OSError, AttributeError):
+        raise MalformedObjectError(f"{where}: not a timestamp: {value!r:.40}") from None
+
+
+def _fields(value: object, where: str) -> Mapping[str, Any]:
+    """A JSON object's field that holds an object; absent (null or empty) reads as empty."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedObjectError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _entries(value: object, where: str) -> list[Mapping[str, Any]]:
+    """A JSON object's field that holds a list of objects; absent reads as empty."""
+    if not value:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise MalformedObjectError(f"{where}: expected a list of objects")
+    return value
 
 
 def _status_body(exc: ApiException) -> Mapping[str, Any]:
@@ -98,6 +157,8 @@ def kube_error(exc: BaseException) -> KubeError:
         return KubeError(code, str(status.get("reason") or exc.reason or "Error"),
                          str(status.get("message") or exc.reason or ""),
                          retry_after=retry_after(headers.get("Retry-After"), status))
+    if isinstance(exc, ValueError):
+        return KubeError(UNREACHABLE, "MalformedResponse", f"{type(exc).__name__}: {exc}")
     return KubeError(UNREACHABLE, "Unreachable", f"{type(exc).__name__}: {exc}")
 
 
@@ -107,27 +168,37 @@ def _write_result(exc: BaseException) -> WriteResult:
     return WriteResult(outcome, err.message or err.reason, err.retry_after)
 
 
+def _items(values: list[Any] | None, where: str) -> list[Any]:
+    """A list the client deserialized; a null entry in it is malformed, not skipped."""
+    if any(v is None for v in values or []):
+        raise MalformedObjectError(f"{where}: null entry")
+    return values or []
+
+
 def pod_info(pod: V1Pod) -> PodInfo:
-    """What the engine needs from a core/v1 Pod."""
+    """What the engine needs from a core/v1 Pod; `MalformedObjectError` if it is not one."""
     meta, spec, status = pod.metadata, pod.spec, pod.status
-    conditions = (status.conditions if status else None) or []
-    statuses = (status.container_statuses if status else None) or []
+    if meta is None:
+        raise MalformedObjectError("pod without metadata")
+    conditions = _items(status.conditions if status else None, "status.conditions")
+    statuses = _items(status.container_statuses if status else None,
+                      "status.containerStatuses")
     waiting = next((cs.state.waiting.reason for cs in statuses
                     if cs.state and cs.state.waiting and cs.state.waiting.reason), "")
     requests = 0
-    for container in (spec.containers if spec else None) or []:
+    for container in _items(spec.containers if spec else None, "spec.containers"):
         resources = container.resources
         if resources and resources.requests:
             requests += parse_cpu_milli(resources.requests.get("cpu"))
     start = status.start_time if status else None
     return PodInfo(
-        name=meta.name,
+        name=meta.name or "",
         ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
         phase=(status.phase if status else None) or "Unknown",
         ip=(status.pod_ip if status else None) or "",
-        started_at=start.timestamp() if start else 0.0,
+        started_at=epoch_of(start, "status.startTime"),
         deleting=meta.deletion_timestamp is not None,
-        restarts=sum(cs.restart_count or 0 for cs in statuses),
+        restarts=sum(count_of(cs.restart_count, "restartCount") for cs in statuses),
         waiting_reason=waiting,
         cpu_request_milli=requests,
     )
@@ -149,26 +220,35 @@ def _selector(deployment: V1Deployment) -> str:
 
 
 def pod_info_json(obj: Mapping[str, Any]) -> PodInfo:
-    """`pod_info` for a pod as JSON (a watch event's object)."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    waiting = next((str(((cs.get("state") or {}).get("waiting") or {}).get("reason"))
-                    for cs in statuses
-                    if ((cs.get("state") or {}).get("waiting") or {}).get("reason")), "")
-    requests = sum(parse_cpu_milli(((c.get("resources") or {}).get("requests") or {}).get("cpu"))
-                   for c in spec.get("containers") or [])
-    start = status.get("startTime")
+    """`pod_info` for a pod as JSON (a watch event's object); `MalformedObjectError` when it
+    is not shaped like a pod."""
+    if not isinstance(obj, Mapping):
+        raise MalformedObjectError(f"pod: expected an object, got {type(obj).__name__}")
+    meta = _fields(obj.get("metadata"), "metadata")
+    spec = _fields(obj.get("spec"), "spec")
+    status = _fields(obj.get("status"), "status")
+    statuses = _entries(status.get("containerStatuses"), "status.containerStatuses")
+    waiting = ""
+    for cs in statuses:
+        state = _fields(cs.get("state"), "status.containerStatuses.state")
+        reason = _fields(state.get("waiting"), "status.containerStatuses.state.waiting")
+        if reason.get("reason"):
+            waiting = str(reason["reason"])
+            break
+    requests = 0
+    for c in _entries(spec.get("containers"), "spec.containers"):
+        resources = _fields(c.get("resources"), "spec.containers.resources")
+        cpu = _fields(resources.get("requests"), "spec.containers.resources.requests").get("cpu")
+        requests += parse_cpu_milli(cpu)
     return PodInfo(
         name=str(meta.get("name") or ""),
         ready=any(c.get("type") == "Ready" and c.get("status") == "True"
-                  for c in status.get("conditions") or []),
+                  for c in _entries(status.get("conditions"), "status.conditions")),
         phase=str(status.get("phase") or "Unknown"),
         ip=str(status.get("podIP") or ""),
-        started_at=datetime.fromisoformat(start).timestamp() if start else 0.0,
+        started_at=epoch_of(status.get("startTime"), "status.startTime"),
         deleting=meta.get("deletionTimestamp") is not None,
-        restarts=sum(int(cs.get("restartCount") or 0) for cs in statuses),
+        restarts=sum(count_of(cs.get("restartCount"), "restartCount") for cs in statuses),
         waiting_reason=waiting,
         cpu_request_milli=requests,
     )
@@ -189,7 +269,10 @@ class _CachedDeployment:
 
 def _cached_deployment(dep: V1Deployment, *, now: float) -> _CachedDeployment | None:
     """What the cache keeps of a Deployment; None when the pod cache cannot answer for its
-    selector (matchExpressions, or no component label)."""
+    selector (matchExpressions, or no component label). `MalformedObjectError` when it has no
+    metadata or impossible replica counts."""
+    if dep.metadata is None:
+        raise MalformedObjectError("Deployment without metadata")
     selector = dep.spec.selector if dep.spec else None
     labels = dict((selector.match_labels if selector else None) or {})
     if selector is None or selector.match_expressions or COMPONENT_LABEL not in labels:
@@ -197,8 +280,9 @@ def _cached_deployment(dep: V1Deployment, *, now: float) -> _CachedDeployment | 
     annotations = dep.metadata.annotations or {}
     return _CachedDeployment(
         read_at=now,
-        replicas=int(dep.spec.replicas or 0),
-        ready=int((dep.status.ready_replicas if dep.status else None) or 0),
+        replicas=count_of(dep.spec.replicas, "spec.replicas"),
+        ready=count_of(dep.status.ready_replicas if dep.status else None,
+                       "status.readyReplicas"),
         paused=annotations.get(PAUSE_ANNOTATION, "").strip().lower() in {"true", "1", "yes"},
         resource_version=str(dep.metadata.resource_version or ""),
         match_labels=labels,
@@ -324,7 +408,7 @@ class KubeCluster:
         try:
             dep = await self._apps.read_namespaced_deployment(
                 deployment, namespace, _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             raise self._read_failed("get_workload", namespace, deployment, exc) from exc
         entry = _cached_deployment(dep, now=now)
         if entry is None:
@@ -345,7 +429,7 @@ class KubeCluster:
             selector = (scale.status.selector if scale.status else None) or _selector(dep)
             pods = await self._core.list_namespaced_pod(
                 namespace, label_selector=selector, _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             raise self._read_failed("get_workload", namespace, deployment, exc) from exc
         self._selectors[(namespace, deployment)] = selector
         self._uids[(namespace, deployment)] = dep.metadata.uid or ""
@@ -392,7 +476,7 @@ class KubeCluster:
         try:
             hpas = await self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 namespace, _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             raise self._read_failed("list_hpas", namespace, deployment, exc) from exc
         try:
             scaled = await self._custom.list_namespaced_custom_object(
@@ -404,7 +488,7 @@ class KubeCluster:
             if _hpa_for(hpas, deployment):  # known to conflict, whatever KEDA would say
                 return hpas, _UNKNOWN
             raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
-        except TRANSPORT_ERRORS as exc:
+        except CALL_ERRORS as exc:
             if _hpa_for(hpas, deployment):
                 return hpas, _UNKNOWN
             raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
@@ -424,7 +508,7 @@ class KubeCluster:
                 for item in (metrics or {}).get("items") or [])
         except KubeError as err:
             return Signal(CPU_SIGNAL, None, self._clock.now(), error=str(err))
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             return Signal(CPU_SIGNAL, None, self._clock.now(), error=str(kube_error(exc)))
         except (KeyError, TypeError, ValueError) as exc:
             return Signal(CPU_SIGNAL, None, self._clock.now(),
@@ -441,7 +525,7 @@ class KubeCluster:
             try:
                 dep = await self._apps.read_namespaced_deployment(
                     deployment, namespace, _request_timeout=self._timeout)
-            except (ApiException, *TRANSPORT_ERRORS) as exc:
+            except (ApiException, *CALL_ERRORS) as exc:
                 raise self._read_failed("get_deployment", namespace, deployment, exc) from exc
             self._selectors[key] = _selector(dep)
             self._uids[key] = dep.metadata.uid or ""
@@ -499,7 +583,7 @@ class KubeCluster:
                      **context: Any) -> WriteResult:
         try:
             await call
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             result = _write_result(exc)
             log.warning("kube_write_failed", op=op, namespace=namespace, name=name,
                         outcome=result.outcome.value, message=result.message,
@@ -533,7 +617,7 @@ class KubeCluster:
         try:
             await self._core.create_namespaced_event(namespace, body,
                                                      _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             err = kube_error(exc)
             log.warning("kube_event_failed", namespace=namespace, name=deployment,
                         reason=reason, code=err.code, message=err.message)
@@ -587,13 +671,17 @@ class KubeCluster:
         try:
             pods = await self._core.list_namespaced_pod(
                 namespace, label_selector=COMPONENT_LABEL, _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             raise kube_error(exc) from exc
         if informer is not None:
             informer.pods.clear()
             informer.pod_component.clear()
             for pod in pods.items or []:
-                informer.put_pod(dict(pod.metadata.labels or {}), pod_info(pod))
+                try:
+                    info = pod_info(pod)
+                except MalformedObjectError as exc:  # the watch backs off and lists again
+                    raise KubeError(UNREACHABLE, "MalformedPod", str(exc)) from exc
+                informer.put_pod(dict(pod.metadata.labels or {}), info)
             informer.pods_listed = True
         workloads = sorted({(p.metadata.labels or {}).get(COMPONENT_LABEL, "")
                             for p in pods.items or []} - {""})
@@ -612,7 +700,7 @@ class KubeCluster:
                 timeout_seconds=self._watch_timeout, _preload_content=False,
                 _request_timeout=aiohttp.ClientTimeout(
                     total=None, connect=self._timeout, sock_read=self._watch_timeout + 30)))
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             raise kube_error(exc) from exc
         try:
             if response.status >= 300:
@@ -641,7 +729,7 @@ class KubeCluster:
                     informer.put_pod(labels, pod_info_json(obj))
                 workload = "" if kind == "BOOKMARK" else str(labels.get(COMPONENT_LABEL, ""))
                 yield kind, rv, workload
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, AttributeError, TypeError, OverflowError, RecursionError) as exc:
             raise KubeError(UNREACHABLE, "MalformedWatch", repr(exc)) from exc
         except TRANSPORT_ERRORS as exc:
             raise kube_error(exc) from exc

@@ -16,8 +16,14 @@ import structlog
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api, V1Lease
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from autoscaler.kube.cluster import TRANSPORT_ERRORS, kube_error
-from autoscaler.kube.errors import outcome_for
+from autoscaler.kube.cluster import (
+    CALL_ERRORS,
+    MalformedObjectError,
+    count_of,
+    epoch_of,
+    kube_error,
+)
+from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for
 from autoscaler.ports import LeaseRecord, WriteOutcome, WriteResult
 
 log = structlog.get_logger(__name__)
@@ -27,8 +33,22 @@ def micro_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _epoch(value: datetime | None) -> float:
-    return value.timestamp() if value is not None else 0.0
+def lease_record(lease: V1Lease) -> LeaseRecord:
+    """What the elector needs of a Lease read from the apiserver; `MalformedObjectError` when
+    it has no resourceVersion or impossible values."""
+    meta, spec = lease.metadata, lease.spec
+    if meta is None or not meta.resource_version:
+        # Without it the next update would be unconditional and two candidates could both win.
+        raise MalformedObjectError("Lease without metadata.resourceVersion")
+    return LeaseRecord(
+        holder=(spec.holder_identity if spec else None) or None,
+        acquired_at=epoch_of(spec.acquire_time if spec else None, "spec.acquireTime"),
+        renewed_at=epoch_of(spec.renew_time if spec else None, "spec.renewTime"),
+        duration_seconds=float(count_of(spec.lease_duration_seconds if spec else None,
+                                        "spec.leaseDurationSeconds")),
+        transitions=count_of(spec.lease_transitions if spec else None, "spec.leaseTransitions"),
+        resource_version=str(meta.resource_version),
+    )
 
 
 class KubeLeaseStore:
@@ -47,17 +67,12 @@ class KubeLeaseStore:
             if exc.status == 404:
                 return None
             raise kube_error(exc) from exc
-        except TRANSPORT_ERRORS as exc:
+        except CALL_ERRORS as exc:
             raise kube_error(exc) from exc
-        spec = lease.spec
-        return LeaseRecord(
-            holder=(spec.holder_identity if spec else None) or None,
-            acquired_at=_epoch(spec.acquire_time if spec else None),
-            renewed_at=_epoch(spec.renew_time if spec else None),
-            duration_seconds=float((spec.lease_duration_seconds if spec else None) or 0),
-            transitions=int((spec.lease_transitions if spec else None) or 0),
-            resource_version=str(lease.metadata.resource_version or ""),
-        )
+        try:
+            return lease_record(lease)
+        except MalformedObjectError as exc:
+            raise KubeError(UNREACHABLE, "MalformedLease", str(exc)) from exc
 
     async def create(self, namespace: str, name: str, record: LeaseRecord) -> WriteResult:
         return await self._write("create", namespace, name, record)
@@ -90,7 +105,7 @@ class KubeLeaseStore:
             else:
                 await self._api.replace_namespaced_lease(name, namespace, body,
                                                          _request_timeout=self._timeout)
-        except (ApiException, *TRANSPORT_ERRORS) as exc:
+        except (ApiException, *CALL_ERRORS) as exc:
             err = kube_error(exc)
             outcome = outcome_for(err.code) if err.code else WriteOutcome.FAILED
             if outcome is not WriteOutcome.CONFLICT:

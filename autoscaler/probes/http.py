@@ -58,7 +58,7 @@ class HttpProbe:
         secrets: tuple[str, ...] = ()
         try:
             creds = resolve_credentials(self._cfg.auth)
-            secrets = creds.secrets()
+            secrets = creds.redactable()
             session = self._pool.session(self._cfg.url, self._cfg.tls)
             result = await http_check(session, self._cfg.url, self._cfg.timeout_seconds,
                                       expect_status=self._cfg.expect_status,

@@ -12,7 +12,6 @@ into signals and check results.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import ssl
@@ -24,7 +23,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from autoscaler.config import SecretRefs, TlsSettings
-from autoscaler.secrets import Credentials, SecretError, redact, resolve_credentials
+from autoscaler.secrets import (
+    REDACTED,
+    Credentials,
+    SecretError,
+    redact,
+    resolve_credentials,
+)
 from autoscaler.sources.values import RejectedValueError
 
 T = TypeVar("T")
@@ -63,12 +68,14 @@ class Reply:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             raise FetchError("invalid JSON") from None
+        except RecursionError:
+            raise FetchError("invalid JSON: nested too deeply") from None
 
     def server_message(self) -> str:
         """The server's own error text from a JSON body (`reason`, `detail`, ...), or ""."""
         try:
             body = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return ""
         if isinstance(body, Mapping):
             for key in ("reason", "detail", "message", "error"):
@@ -95,8 +102,7 @@ def auth_headers(creds: Credentials) -> dict[str, str]:
     if creds.token:
         return {"Authorization": f"Bearer {creds.token}"}
     if creds.username:
-        pair = f"{creds.username}:{creds.password or ''}".encode()
-        return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
+        return {"Authorization": f"Basic {creds.basic()}"}
     if creds.password:
         raise SecretError("auth: a password is set without a username")
     return {}
@@ -143,6 +149,30 @@ def describe_error(exc: BaseException, *, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def redirect_target(location: str) -> str:
+    """`host[:port]` of a redirect's Location, never its userinfo; "elsewhere" when relative."""
+    try:
+        parts = urlsplit(location)
+        port = parts.port
+    except ValueError:
+        return "an invalid location"
+    if not parts.hostname:
+        return "elsewhere"
+    return shorten(f"{parts.hostname}:{port}" if port else parts.hostname, 100)
+
+
+def scrub(body: bytes, secrets: Iterable[str]) -> bytes:
+    """`body` without the secrets we sent, raw or JSON-escaped.
+
+    Some servers echo the Authorization header in an error body; scrubbing it before anyone
+    parses the body means no reason, however it is cut to length, keeps a piece of a secret.
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        for form in {secret.encode(), json.dumps(secret)[1:-1].encode()}:
+            body = body.replace(form, REDACTED.encode())
+    return body
+
+
 async def _get(
     session: aiohttp.ClientSession,
     url: str,
@@ -150,12 +180,13 @@ async def _get(
     headers: Mapping[str, str] | None,
     params: Mapping[str, str] | None,
     max_bytes: int,
+    secrets: Iterable[str] = (),
 ) -> Reply:
     # A redirect could carry the Authorization header to another host, and a 3xx from an admin
     # API means the URL is wrong: refuse it and say where it pointed.
     async with session.get(url, headers=headers, params=params, allow_redirects=False) as resp:
         if 300 <= resp.status < 400:
-            target = urlsplit(resp.headers.get("Location", "")).netloc or "elsewhere"
+            target = redirect_target(resp.headers.get("Location", ""))
             raise FetchError(f"HTTP {resp.status} redirect to {target} refused")
         if resp.content_length is not None and resp.content_length > max_bytes:
             raise FetchError(f"response over {max_bytes} bytes")
@@ -164,6 +195,10 @@ async def _get(
             body += chunk
             if len(body) > max_bytes:
                 raise FetchError(f"response over {max_bytes} bytes")
+        # Only error replies are scrubbed: they are where echoes happen, and a short secret
+        # (a password like "green") must not corrupt the data of a good reply.
+        if resp.status >= 400:
+            return Reply(status=resp.status, body=scrub(bytes(body), secrets))
         return Reply(status=resp.status, body=bytes(body))
 
 
@@ -228,7 +263,7 @@ class SessionPool:
         secrets: tuple[str, ...] = ()
         try:
             creds = resolve_credentials(auth)
-            secrets = creds.secrets()
+            secrets = creds.redactable()
             reply = await self.get(url, tls=tls, timeout_seconds=timeout_seconds,
                                    headers=auth_headers(creds), params=params,
                                    max_bytes=max_bytes, secrets=secrets)
@@ -252,12 +287,14 @@ class SessionPool:
     ) -> Reply:
         """One GET within `timeout_seconds`, the wait for a slot included.
 
-        Raises `FetchError` with a redacted reason.
+        Raises `FetchError` with a redacted reason; an error reply's body comes back with
+        `secrets` scrubbed from it.
         """
+        secrets = tuple(secrets)
         try:
             async with asyncio.timeout(timeout_seconds), self._slot():
                 return await _get(self.session(url, tls), url, headers=headers, params=params,
-                                  max_bytes=max_bytes)
+                                  max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None

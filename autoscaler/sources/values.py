@@ -36,7 +36,11 @@ def checked(raw: object, label: str) -> float:
         raise RejectedValueError(f"{label} missing")
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise RejectedValueError(f"{label}: expected a number, got {type(raw).__name__}")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # JSON integers have no size limit; floats end near 1e308
+        raise RejectedValueError(f"negative {label} below -1e308" if raw < 0
+                                 else f"absurd {label} above 1e308") from None
     if math.isnan(value):
         raise RejectedValueError(f"{label} is NaN")
     if math.isinf(value):
