@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoscaler import __version__
+from autoscaler.bench.chaos import CHAOS, ChaosJob, chaos_report, run_chaos_jobs
+from autoscaler.bench.chaos import KINDS as CHAOS_KINDS
 from autoscaler.bench.runner import (
     Job,
     jobs_for,
@@ -116,6 +118,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
     if args.scale is not None:
         return cmd_bench_scale(args)
+    if CHAOS in args.scenario:
+        return cmd_bench_chaos(args)
     traces = [str(t) for t in args.trace] or [str(p) for p in default_trace_paths()]
     if not traces:
         print("no traces: ../shared/traces is absent; using the built-in generator",
@@ -145,6 +149,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json)
     return 0
+
+
+def cmd_bench_chaos(args: argparse.Namespace) -> int:
+    """`bench --scenario chaos`: only the chaos soak (issue 9), per trace on both workloads."""
+    if set(args.scenario) != {CHAOS}:
+        print("--scenario chaos runs alone", file=sys.stderr)
+        return 2
+    if args.hours <= 0:
+        print("--hours must be positive", file=sys.stderr)
+        return 2
+    traces = [str(t) for t in args.trace] or [_default_trace()]
+    try:
+        load_config(args.config)
+        for trace in traces:
+            if trace != "generated":
+                load_trace(trace)
+    except (ConfigError, TraceError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    jobs = [ChaosJob(config=str(args.config), trace=trace, kind=kind, seed=args.seed,
+                     hours=args.hours, peak_replicas=args.peak_replicas)
+            for trace in traces for kind in CHAOS_KINDS]
+    started = time.perf_counter()
+    results = run_chaos_jobs(jobs, workers=args.workers, progress=not args.no_progress)
+    print(chaos_report(results))
+    print(f"wall-clock: {time.perf_counter() - started:.1f}s for {len(results)} soaks of "
+          f"{args.hours:g} simulated hours on {min(args.workers, len(jobs))} worker "
+          "process(es)")
+    if args.json:
+        write_json(results, args.json)
+    return 1 if any(r["invariant_violations"] for r in results) else 0
 
 
 def cmd_bench_scale(args: argparse.Namespace) -> int:
@@ -306,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trace", action="append", default=[],
                        help="CSV trace (repeatable; default: ../shared/traces/*.csv)")
     bench.add_argument("--scenario", action="append", default=[],
-                       help=f"repeatable; default: all of {', '.join(SCENARIOS)}")
+                       help=f"repeatable; default: all of {', '.join(SCENARIOS)}; "
+                            f"'{CHAOS}' runs only the chaos soak")
     bench.add_argument("--peak-replicas", type=int, default=20)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -319,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 10,100,1000)")
     bench.add_argument("--scale-seconds", type=float, default=60.0,
                        help="real seconds the daemon runs for each N (default 60)")
+    bench.add_argument("--hours", type=float, default=24.0,
+                       help="simulated hours of the chaos soak (default 24)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

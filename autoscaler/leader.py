@@ -93,8 +93,12 @@ class LeaderElector:
 
     def is_leader(self) -> bool:
         """True while this replica holds the lease and its last successful renew was sent less
-        than `renew_deadline` ago; False from that instant, even before the loop notices."""
-        return self.leading.is_set() and self._clock.now() < self._renewed_at + self.renew_deadline
+        than `renew_deadline` ago; False from that instant, even before the loop notices. Also
+        False as soon as a read of the lease names another holder (client-go's `IsLeader`): a
+        replica that has seen the lease taken stops acting at once, not at its renew deadline."""
+        return (self.leading.is_set()
+                and self._clock.now() < self._renewed_at + self.renew_deadline
+                and (self._observed is None or self._observed.holder == self.identity))
 
     @property
     def holder(self) -> str | None:

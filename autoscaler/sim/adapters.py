@@ -3,17 +3,35 @@
 `ModelCluster` is the `Cluster` port, `ModelPulsarSource` and `ModelRateSource` are `Source`s,
 `ModelProbe` is a `Probe`. Each advances the model to the loop's (virtual) time before it looks,
 so the daemon sees exactly what a live one would see at that moment.
+
+Fault hooks (the chaos soak, `bench/chaos.py`; without them nothing changes):
+- `ModelCluster(faults=...)`: Kubernetes API faults per (verb, resource), as `SimCluster` takes
+  them from `state.faults` (a `kubestate.FaultPlan`, or anything with its `take`): a delay, then
+  the error. Its Deployment read is ("get", "deployments"), its scale write
+  ("update", "deployments/scale").
+- `SourceFaults`: read faults of the model sources by source name. While one is set, every read
+  of that source answers it, through the checks the live sources apply (`sources.values` for
+  Pulsar, the live Prometheus reply parser), so a bad body or value gives the live error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import AsyncIterator, Sequence
+from enum import StrEnum
+from typing import Protocol
 
-from autoscaler.config import HttpProbeSettings
+from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings
+from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.model import ConsumerStat, PodInfo, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
+from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import ClusterModel
+from autoscaler.sources.http import FetchError, Reply
+from autoscaler.sources.prometheus import parse_query_reply
+from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
 
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
@@ -30,12 +48,30 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
+class KubeFaults(Protocol):
+    """Where `ModelCluster` takes its injected faults from (`kubestate.FaultPlan` is one)."""
+
+    def take(self, verb: str, resource: str) -> Fault | None: ...
+
+
 class ModelCluster:
-    def __init__(self, model: ClusterModel) -> None:
+    def __init__(self, model: ClusterModel, *, faults: KubeFaults | None = None) -> None:
         self.model = model
         self.writes = 0
+        self.faults: KubeFaults = faults if faults is not None else FaultPlan()
+
+    async def _fault(self, verb: str, resource: str) -> ApiError | None:
+        fault = self.faults.take(verb, resource)
+        if fault is None:
+            return None
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        return fault.error()
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
+        err = await self._fault("get", "deployments")
+        if err is not None:
+            raise KubeError(err.code, err.reason, err.message, retry_after=err.retry_after)
         self.model.advance(_now())
         dep = self.model.deployment
         if deployment != dep.name:
@@ -52,6 +88,9 @@ class ModelCluster:
     async def scale(self, namespace: str, deployment: str, *, replicas: int,
                     resource_version: str) -> WriteResult:
         self.writes += 1
+        err = await self._fault("update", "deployments/scale")
+        if err is not None:
+            return WriteResult(outcome_for(err.code), err.message, err.retry_after)
         dep = self.model.deployment
         if resource_version != str(dep.resource_version):
             return WriteResult(WriteOutcome.CONFLICT, "the object has been modified")
@@ -89,12 +128,46 @@ class ModelCluster:
         return None
 
 
+class ReadFault(StrEnum):
+    """What a faulty source answers instead of the model's values."""
+
+    HTTP_500 = "http-500"
+    TIMEOUT = "timeout"  # the read hangs (the daemon's read timeout ends it)
+    BAD_JSON = "bad-json"  # a truncated body
+    NO_SUBSCRIPTION = "no-subscription"  # Pulsar: the subscription is gone
+    PARTITIONS_GONE = "partitions-gone"  # Pulsar: partitions of the topic are missing
+    EMPTY_RESULT = "empty-result"  # Prometheus: the series disappeared
+    NEGATIVE = "negative"
+    ABSURD = "absurd"  # 1e18
+    NAN = "nan"
+    INF = "inf"
+    STALE = "stale"  # the last answer again, with its own read time: a cache stopped refreshing
+
+
+PULSAR_READ_FAULTS = tuple(f for f in ReadFault if f is not ReadFault.EMPTY_RESULT)
+PROMETHEUS_READ_FAULTS = tuple(f for f in ReadFault if f not in (
+    ReadFault.NO_SUBSCRIPTION, ReadFault.PARTITIONS_GONE))
+#: How long a hanging read hangs: far past any read timeout.
+HANG_SECONDS = 3600.0
+ABSURD_VALUE = 1e18
+
+
+class SourceFaults:
+    """Read faults of the model sources, by source name; set and cleared by the caller."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, ReadFault] = {}
+
+
 class ModelPulsarSource:
     """The worker topic's subscription stats, as the Pulsar admin API would report them."""
 
-    def __init__(self, name: str, model: ClusterModel) -> None:
+    def __init__(self, name: str, model: ClusterModel, *,
+                 faults: SourceFaults | None = None) -> None:
         self.name = name
         self.model = model
+        self.faults = faults
+        self._cached: Sequence[Signal] | None = None
 
     async def read(self) -> Sequence[Signal]:
         now = _now()
@@ -104,14 +177,62 @@ class ModelPulsarSource:
         if m.down("pulsar", now):
             return [Signal(f"{n}.{f}", None, now, error="connection refused")
                     for f in ("backlog", "in_rate", "out_rate", "consumers")]
-        consumers = tuple(ConsumerStat(p.name, f"/{p.ip}:41234", p.out_rate)
-                          for p in m.deployment.pods if p.ready)
+        fault = self.faults.active.get(n) if self.faults is not None else None
+        if fault is ReadFault.STALE:
+            if self._cached is None:
+                self._cached = self._signals(now)
+            return self._cached
+        self._cached = None
+        if fault is not None:
+            return await self._faulty(fault, now)
+        return self._signals(now)
+
+    def _consumers(self) -> tuple[ConsumerStat, ...]:
+        return tuple(ConsumerStat(p.name, f"/{p.ip}:41234", p.out_rate)
+                     for p in self.model.deployment.pods if p.ready)
+
+    def _signals(self, now: float) -> list[Signal]:
+        m = self.model
+        n = self.name
+        consumers = self._consumers()
         return [
             Signal(f"{n}.backlog", m.queue, now),
             Signal(f"{n}.in_rate", m.in_rate(), now),
             Signal(f"{n}.out_rate", m.out_rate(), now),
             Signal(f"{n}.consumers", float(len(consumers)), now, consumers=consumers),
         ]
+
+    async def _faulty(self, fault: ReadFault, now: float) -> Sequence[Signal]:
+        """What `sources.pulsar.PulsarBacklogSource` makes of the faulty answer."""
+        n = self.name
+        fields = SOURCE_FIELDS["pulsar"]
+        if fault is ReadFault.TIMEOUT:
+            await asyncio.sleep(HANG_SECONDS)
+        if fault is ReadFault.HTTP_500:
+            return failed(n, fields, now, "HTTP 500: Internal Server Error")
+        if fault is ReadFault.BAD_JSON:
+            return failed(n, fields, now, "invalid JSON")
+        if fault is ReadFault.PARTITIONS_GONE:
+            return failed(n, fields, now, f"topic not found: {n} (Internal topics have not "
+                                          "been generated yet)")
+        m = self.model
+        raw: dict[str, float] = {"backlog": m.queue, "in_rate": m.in_rate(),
+                                 "out_rate": m.out_rate()}
+        if fault is ReadFault.NEGATIVE:
+            raw["backlog"] = -(m.queue + 1000.0)
+        elif fault is ReadFault.ABSURD:
+            raw["backlog"] = ABSURD_VALUE
+        elif fault is ReadFault.NAN:
+            raw["in_rate"] = math.nan
+        elif fault is ReadFault.INF:
+            raw["in_rate"] = math.inf
+        consumers = self._consumers()
+        readings = {f: reading(raw[f], f) for f in ("backlog", "in_rate", "out_rate")}
+        readings["consumers"] = Reading(value=float(len(consumers)), consumers=consumers)
+        if fault is ReadFault.NO_SUBSCRIPTION:
+            gone = Reading(error=f"subscription of {n!r} not found (topic has: none)")
+            readings.update(backlog=gone, out_rate=gone, consumers=gone)
+        return to_signals(n, now, readings)
 
     async def close(self) -> None:
         return None
@@ -120,14 +241,49 @@ class ModelPulsarSource:
 class ModelRateSource:
     """The request rate reaching the track API, as a Prometheus `rate(...)` would return it."""
 
-    def __init__(self, name: str, model: ClusterModel) -> None:
+    def __init__(self, name: str, model: ClusterModel, *,
+                 faults: SourceFaults | None = None) -> None:
         self.name = name
         self.model = model
+        self.faults = faults
+        self._cached: Sequence[Signal] | None = None
 
     async def read(self) -> Sequence[Signal]:
         now = _now()
         self.model.advance(now)
+        fault = self.faults.active.get(self.name) if self.faults is not None else None
+        if fault is ReadFault.STALE:
+            if self._cached is None:
+                self._cached = [Signal(f"{self.name}.value", self.model.in_rate(), now)]
+            return self._cached
+        self._cached = None
+        if fault is not None:
+            return await self._faulty(fault, now)
         return [Signal(f"{self.name}.value", self.model.in_rate(), now)]
+
+    async def _faulty(self, fault: ReadFault, now: float) -> Sequence[Signal]:
+        """The faulty answer as a Prometheus reply, through the live source's parser."""
+        if fault is ReadFault.TIMEOUT:
+            await asyncio.sleep(HANG_SECONDS)
+        value = self.model.in_rate()
+        texts = {ReadFault.NEGATIVE: f"{-(value + 1.0)!r}", ReadFault.ABSURD: f"{ABSURD_VALUE:g}",
+                 ReadFault.NAN: "NaN", ReadFault.INF: "+Inf"}
+        reply: Reply
+        if fault is ReadFault.HTTP_500:
+            reply = Reply(500, json.dumps({"status": "error", "errorType": "internal",
+                                           "error": "query processing failed"}).encode())
+        elif fault is ReadFault.BAD_JSON:
+            reply = Reply(200, b'{"status":"success","data":{"resultType":"vec')
+        else:
+            result = ([] if fault is ReadFault.EMPTY_RESULT else
+                      [{"metric": {}, "value": [SIM_EPOCH + now, texts.get(fault, repr(value))]}])
+            reply = Reply(200, json.dumps({"status": "success", "data": {
+                "resultType": "vector", "result": result}}).encode())
+        try:
+            parsed = parse_query_reply(reply)
+        except (RejectedValueError, FetchError) as exc:
+            return failed(self.name, SOURCE_FIELDS["prometheus"], now, str(exc))
+        return [Signal(f"{self.name}.value", parsed, now)]
 
     async def close(self) -> None:
         return None

@@ -2,8 +2,9 @@
 
 Reads `GET {url}/api/v1/query?query=...` through the shared `SessionPool` of `http.py`. The
 expression must give a scalar or a vector of exactly one sample, with a finite, non-negative
-value; anything else (empty result, several series, NaN, ±Inf, a negative value) is a distinct
-signal error, and Prometheus' own error bodies are passed on with their `errorType` and `error`.
+value no larger than `values.ABSURD_LIMIT`; anything else (empty result, several series, NaN,
+±Inf, a negative or absurd value) is a distinct signal error, and Prometheus' own error bodies
+are passed on with their `errorType` and `error`.
 Typical use: the ingress request rate that drives the collector API's `request-rate` policy.
 """
 
@@ -17,7 +18,7 @@ from autoscaler.config import SOURCE_FIELDS
 from autoscaler.config import PrometheusSource as PrometheusSettings
 from autoscaler.model import Signal
 from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool, shorten
-from autoscaler.sources.values import RejectedValueError, failed, number_text
+from autoscaler.sources.values import ABSURD_LIMIT, RejectedValueError, failed, number_text
 
 FIELDS = SOURCE_FIELDS["prometheus"]
 
@@ -102,4 +103,6 @@ def _sample_value(pair: object) -> float:
         raise RejectedValueError(f"prometheus: {'+' if value > 0 else '-'}Inf")
     if value < 0:
         raise RejectedValueError(f"prometheus: negative value {number_text(value)}")
+    if value > ABSURD_LIMIT:
+        raise RejectedValueError(f"prometheus: absurd value {number_text(value)}")
     return value
