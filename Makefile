@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: venv demo simulate bench test lint
+.PHONY: venv demo simulate bench soak reliability test lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,10 +28,23 @@ simulate: venv
 bench: venv
 	$(BIN)/tracardi-autoscaler bench --json out/bench.json --plots out/plots
 
+# The chaos soak of RELIABILITY.md: a simulated day of random faults, both workloads.
+soak: venv
+	$(BIN)/tracardi-autoscaler bench --scenario chaos --seed 1 --hours 24 --no-progress \
+		--json out/chaos-seed1.json
+
+# RELIABILITY.md, from the fault matrix, the fuzzing and the soak as they run now.
+reliability: venv soak
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults tests/fuzz
+	$(BIN)/python scripts/reliability.py
+
 lint: venv
-	$(BIN)/ruff check autoscaler tests
-	$(BIN)/mypy autoscaler
+	$(BIN)/ruff check autoscaler tests scripts
+	$(BIN)/mypy autoscaler scripts
 	$(BIN)/lint-imports
 
+# Every test, then the soak, then RELIABILITY.md checked against what they measured.
 test: lint $(VENV)/checkov/bin/checkov
 	CI=$${CI:-} $(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) soak
+	$(BIN)/python scripts/reliability.py --check RELIABILITY.md

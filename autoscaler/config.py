@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -294,11 +295,12 @@ class Behavior(Frozen):
     scale_up: PartialRules = PartialRules()
     scale_down: PartialRules = PartialRules()
 
-    @property
+    # Computed once: every evaluation of every workload reads them.
+    @cached_property
     def up(self) -> ScalingRules:
         return self.scale_up.complete(default_scale_up())
 
-    @property
+    @cached_property
     def down(self) -> ScalingRules:
         return self.scale_down.complete(default_scale_down())
 

@@ -97,7 +97,12 @@ async def watch_config(path: Path, *, on_change: Callable[[LoadedConfig], None],
             _reload_failed(telemetry, path,
                            [f"cannot load: {type(exc).__name__}: {str(exc)[:200]}"])
             continue
-        on_change(loaded)
+        try:
+            on_change(loaded)
+        except Exception as exc:  # e.g. a reader it names cannot be built: keep the old one
+            _reload_failed(telemetry, path,
+                           [f"cannot apply: {type(exc).__name__}: {str(exc)[:200]}"])
+            continue
         telemetry.config_reloads.labels("ok").inc()
         telemetry.config_last_reload_ok.set(1)
         log.info("config_reloaded", path=str(path), workloads=len(loaded.workloads))

@@ -48,6 +48,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 
 from autoscaler.config import Healing
@@ -209,8 +210,10 @@ def restart_timeout(settings: Healing) -> float:
     return settings.startup_grace_seconds + settings.not_ready_seconds
 
 
+@lru_cache(maxsize=8192)
 def consumer_ip(address: str) -> str:
-    """The IP in a Pulsar consumer `address`: "/10.1.2.3:41234" -> "10.1.2.3" (IPv6 too)."""
+    """The IP in a Pulsar consumer `address`: "/10.1.2.3:41234" -> "10.1.2.3" (IPv6 too).
+    Remembered: every evaluation matches every pod against every consumer."""
     host = address.rsplit("/", 1)[-1]
     if host.startswith("["):
         host = host[1:].split("]", 1)[0]
@@ -227,6 +230,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=8192)
 def _normal_ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
