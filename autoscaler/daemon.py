@@ -363,16 +363,19 @@ class Daemon:
                     result = await probe.check()
             except TimeoutError:
                 result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
-            before = state.health
+            before = state
             state = state.observe(result, now=clock.now(),
                                   failure_threshold=cfg.failure_threshold,
                                   success_threshold=cfg.success_threshold)
+            if state is before:  # one more good check of a trusted dependency: nothing new
+                await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
+                continue
             self.hysteresis[probe.name] = state
             dep = state.state(probe.name)
             if dep != self.store.dependencies.get(probe.name):
                 self.telemetry.observe_dependency(dep)
             woken = self.store.put_dependency(dep)
-            if state.health != before:
+            if state.health != before.health:
                 log.info("dependency_changed", dependency=probe.name, health=dep.health.value,
                          reason=dep.reason)
             if woken:

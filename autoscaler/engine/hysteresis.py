@@ -46,7 +46,13 @@ class Hysteresis:
 
     def observe(self, result: CheckResult, *, now: float, failure_threshold: int,
                 success_threshold: int) -> Hysteresis:
-        flaps = self.flaps
+        """The state after one more check; `self` itself when it teaches nothing new (a good
+        check of a trusted dependency with no flap to forget), so callers can skip the rest."""
+        if (result.ok and self.health is Health.UP and not self.failures and not self.flaps
+                and self.successes >= self.required >= success_threshold
+                and result.reason == self.reason):
+            return self
+        flaps = tuple(t for t in self.flaps if now - t < FLAP_WINDOW_SECONDS)
         if result.ok:
             successes, failures = self.successes + 1, 0
             health = Health.UP if successes >= success_threshold else self.health
@@ -56,10 +62,8 @@ class Hysteresis:
             health = Health.DOWN if failures >= failure_threshold else self.health
             last_failure = result.reason or "check failed"
             if self.successes > 0:
-                recent = tuple(t for t in flaps if now - t < FLAP_WINDOW_SECONDS)
-                flaps = (*recent, now)[-(MAX_DOUBLINGS + 1):]
-        recent_flaps = sum(now - t < FLAP_WINDOW_SECONDS for t in flaps)
-        required = success_threshold * 2 ** min(recent_flaps, MAX_DOUBLINGS)
+                flaps = (*flaps, now)[-(MAX_DOUBLINGS + 1):]
+        required = success_threshold * 2 ** min(len(flaps), MAX_DOUBLINGS)
         return replace(
             self, health=health, failures=failures, successes=successes,
             reason=result.reason if result.ok else last_failure, last_failure=last_failure,

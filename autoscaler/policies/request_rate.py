@@ -12,6 +12,7 @@ now serves only after `startup_seconds`, so it is sized for the rate at that tim
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import ClassVar
 
 from pydantic import Field
@@ -49,18 +50,24 @@ def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: f
     """The `quantile` of the relative rise within `horizon` seen over `points` (oldest first).
 
     For each point, the largest later value within `horizon` over its own value, minus one;
-    points with no later value in reach, or a zero rate, say nothing.
+    points with no later value in reach, or a zero rate, say nothing. One pass: the window of
+    later values keeps its candidates for the maximum in a deque, largest first.
     """
     rises: list[float] = []
+    ahead: deque[int] = deque()  # indices in (i, end), their values decreasing
     end = 0
     for i, (t, v) in enumerate(points):
+        while ahead and ahead[0] <= i:
+            ahead.popleft()
         end = max(end, i + 1)
         while end < len(points) and points[end][0] - t <= horizon:
+            while ahead and points[ahead[-1]][1] <= points[end][1]:
+                ahead.pop()
+            ahead.append(end)
             end += 1
-        if v <= 0 or end == i + 1:
+        if v <= 0 or not ahead:
             continue
-        peak = max(value for _, value in points[i + 1:end])
-        rises.append(max(0.0, peak / v - 1.0))
+        rises.append(max(0.0, points[ahead[0]][1] / v - 1.0))
     if not rises:
         return 0.0
     rises.sort()
