@@ -199,6 +199,10 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     print(scale.table(records))
     if args.json:
         scale.write_json(records, args.json)
+    if args.plots:
+        from autoscaler.bench.plots import plot_scale  # noqa: PLC0415 (matplotlib on demand)
+
+        plot_scale(records, Path(args.plots) / "scale.png")
     return 0
 
 

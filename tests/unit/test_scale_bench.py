@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 
 import pytest
 
 from autoscaler.bench import scale
+from autoscaler.bench.plots import plot_scale
 
 
 def test_generate_every_fourth_is_an_api() -> None:
@@ -48,3 +50,14 @@ def test_scale_bench_record_for_four_workloads() -> None:
     if record["eval_p50_ms"] is not None and record["eval_p99_ms"] is not None:
         assert record["eval_p50_ms"] <= record["eval_p99_ms"]
     assert scale.table([record]).splitlines()[1].startswith("4 ")
+
+
+def test_scale_plot_writes_a_png(tmp_path: Path) -> None:
+    records = [{"workloads": n, "eval_p50_ms": 0.2 * n, "eval_p99_ms": 5.0 * n,
+                "cpu_cores": 0.0003 * n, "rss_mb": 100 + 0.07 * n,
+                "source_requests_per_min": 26.0 * n,
+                "kube_requests_per_min": {"get": 1.2 * n, "update": 36.0}}
+               for n in (10, 100, 1000)]
+    out = tmp_path / "plots" / "scale.png"
+    plot_scale(records, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
