@@ -80,7 +80,7 @@ class Hysteresis:
         """The verdict for the gate; while down, the reason is the failure that put it there."""
         reason = self.last_failure if self.health is Health.DOWN else self.reason
         if self.settling and self.failures == 0:
-            reason = (f"up again after {len(self.flaps)} failure(s) in a row of flaps; "
-                      f"trusted after {self.required} good checks in a row")
+            reason = (f"up again after {len(self.flaps)} recent flap(s); trusted after "
+                      f"{self.required} good checks in a row")
         return DependencyState(name=name, health=self.health, reason=reason, since=self.since,
                                failures=self.failures, settling=self.settling)

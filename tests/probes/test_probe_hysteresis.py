@@ -146,3 +146,12 @@ def test_old_flaps_are_forgotten() -> None:
     results = [OK, OK] + [FAIL, OK] * 5 + [OK] * 40 + [FAIL] + [OK] * 4
     assert trusted_after(results, step=20.0)[-1]  # 20 s apart: the old flaps ~15 min back
     assert not trusted_after(results, step=1.0)[-1]
+
+
+def test_a_settling_dependency_says_why_and_how_long() -> None:
+    state = Hysteresis()
+    for result in [OK, OK, FAIL, OK]:
+        state = state.observe(result, now=1.0, failure_threshold=2, success_threshold=2)
+    dep = state.state("es")
+    assert dep.health is UP and dep.settling
+    assert dep.reason == "up again after 1 recent flap(s); trusted after 4 good checks in a row"
