@@ -153,7 +153,6 @@ class Daemon:
         self._reload = asyncio.Event()
         self._retired: list[Source | Probe] = []
         self._write: asyncio.Future[WriteResult] | None = None
-        self._failing: set[str] = set()  # signals whose last read failed
         self.ready = False
         self.apply_config(loaded)
 
@@ -320,19 +319,19 @@ class Daemon:
 
     def _take_signals(self, signals: Sequence[Signal]) -> None:
         now = self.a.clock.now()
+        failing = {s.name for s in signals
+                   if (old := self.store.latest.get(s.name)) is not None and old.error}
         woken = self.store.put_signals(signals, now=now)
         wall = self.a.wall()
         for sig in signals:
             self.telemetry.observe_signal(sig, wall=wall)
             # One warning when a signal starts failing and one line when it is back; each
             # failed read in between is counted in signal_errors_total and logged at debug.
-            if sig.error and sig.name not in self._failing:
-                self._failing.add(sig.name)
+            if sig.error and sig.name not in failing:
                 log.warning("signal_failed", signal=sig.name, error=sig.error)
             elif sig.error:
                 log.debug("signal_error", signal=sig.name, error=sig.error)
-            elif sig.name in self._failing:
-                self._failing.discard(sig.name)
+            elif sig.name in failing:
                 log.info("signal_recovered", signal=sig.name)
         if woken:
             self.wake(woken, read_at=min(s.read_at for s in signals))
