@@ -79,11 +79,13 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class PodEvent:
-    """A change seen by the pod watch: ADDED, MODIFIED or DELETED, with the pod's workload."""
+    """A change seen by the namespace's watches: ADDED, MODIFIED or DELETED, with the workload
+    it concerns (a pod's, or the Deployment itself when `resource` is "deployments")."""
 
     kind: str
     namespace: str
     workload: str
+    resource: str = "pods"
 
 
 class Cluster(Protocol):

@@ -266,11 +266,14 @@ def _watch(cluster: KubeCluster) -> Events:
     return cast(Events, cluster.watch_pods(NS))
 
 
-async def _next_events(events: Events, count: int) -> list[PodEvent]:
+async def _next_events(events: Events, count: int, resource: str = "pods") -> list[PodEvent]:
+    """The next `count` events of `resource`; the other resource's events are skipped."""
     out = []
     async with asyncio.timeout(10):
         while len(out) < count:
-            out.append(await anext(events))
+            event = await anext(events)
+            if event.resource == resource:
+                out.append(event)
     return out
 
 
@@ -285,6 +288,22 @@ async def test_watch_sees_pod_changes(served: Served, cluster: KubeCluster) -> N
         seen = await _next_events(events, 2)
         assert [e.kind for e in seen] == ["ADDED", "MODIFIED"]
         assert {e.workload for e in seen} == {API}
+    finally:
+        await events.aclose()
+
+
+async def test_watch_sees_deployment_changes(served: Served, cluster: KubeCluster) -> None:
+    state = served.state
+    _deploy(state, replicas=1)
+    events = _watch(cluster)
+    try:
+        assert await _next_events(events, 1) == [PodEvent("ADDED", NS, API)]
+        state.set_paused(NS, API, True)  # no pod changes
+        assert await _next_events(events, 1, "deployments") == [
+            PodEvent("MODIFIED", NS, API, "deployments")]
+        state.delete_deployment(NS, API)
+        assert await _next_events(events, 1, "deployments") == [
+            PodEvent("DELETED", NS, API, "deployments")]
     finally:
         await events.aclose()
 

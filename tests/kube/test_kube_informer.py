@@ -1,0 +1,173 @@
+"""The informer of a watched namespace: while the pod and Deployment watches are in sync,
+`get_workload` answers from them, and the Deployment watch keeps the cache current.
+
+The simulated API runs behind a middleware that counts the Deployment GETs, so each test
+asserts what reached the apiserver, not only what came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pytest
+from aiohttp import web
+from kube_fixtures import NS, TOKEN
+from kubernetes_asyncio.client import ApiClient
+
+from autoscaler.kube.cluster import DEPLOYMENT_CACHE_SECONDS, KubeCluster
+from autoscaler.kube.connect import connect
+from autoscaler.kube.errors import KubeError
+from autoscaler.model import WorkloadStatus
+from autoscaler.ports import PodEvent
+from autoscaler.sim.kubeapi import create_app, serve, write_kubeconfig
+from autoscaler.sim.kubestate import KubeState
+
+API = "be-fa-public"
+DEPLOYMENT_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{API}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class JumpClock:
+    """The loop's time plus an offset the test moves forward (the cache's age)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class Watched:
+    state: KubeState
+    cluster: KubeCluster
+    clock: JumpClock
+    events: list[PodEvent]
+    deployment_gets: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
+    state = KubeState(clock=time.monotonic, wall=time.time)
+    state.add_deployment(NS, API, replicas=2, cpu_request_milli=250)
+    gets: list[str] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "GET" and request.path == DEPLOYMENT_PATH:
+            gets.append(request.path)
+        return await handler(request)
+
+    server = await serve(create_app(state, token=TOKEN, middlewares=[count]))
+    client: ApiClient = await connect(write_kubeconfig(tmp_path / "kubeconfig", server.url,
+                                                       TOKEN))
+    clock = JumpClock()
+    cluster = KubeCluster(client, clock=clock, identity="test-daemon", request_timeout=5.0,
+                          watch_timeout_seconds=1, backoff_seconds=(0.05, 0.2))
+    watch = cast(AsyncGenerator[PodEvent, None], cluster.watch_pods(NS))
+    events: list[PodEvent] = []
+    first = asyncio.Event()
+
+    async def pump() -> None:  # the daemon consumes the watch the same way, all the time
+        async for event in watch:
+            events.append(event)
+            first.set()
+
+    pumping = asyncio.create_task(pump())
+    try:
+        async with asyncio.timeout(10):
+            await first.wait()
+        assert events[0] == PodEvent("ADDED", NS, API)
+        yield Watched(state, cluster, clock, events, gets)
+    finally:
+        pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
+        await watch.aclose()
+        await cluster.close()
+        await client.close()
+        await server.stop()
+
+
+async def _until(w: Watched, done: Callable[[WorkloadStatus], bool]) -> WorkloadStatus:
+    """`get_workload` until `done` holds for its answer."""
+    async with asyncio.timeout(10):
+        while True:
+            status = await w.cluster.get_workload(NS, API)
+            if done(status):
+                return status
+            await asyncio.sleep(0.05)
+
+
+async def _from_cache(w: Watched) -> WorkloadStatus:
+    """The answer once `get_workload` no longer reads the Deployment (both watches in sync)."""
+    before = len(w.deployment_gets)
+    seen = [before]
+
+    def cached(_: WorkloadStatus) -> bool:
+        seen.append(len(w.deployment_gets))
+        return seen[-1] == seen[-2]
+
+    return await _until(w, cached)
+
+
+async def test_synced_watches_answer_without_reads_and_do_not_age(watched: Watched) -> None:
+    w = watched
+    status = await _from_cache(w)
+    assert (status.replicas, len(status.pods)) == (2, 2)
+    gets = len(w.deployment_gets)
+    w.clock.offset += DEPLOYMENT_CACHE_SECONDS * 10  # far past the unwatched cache's limit
+    again = await w.cluster.get_workload(NS, API)
+    assert again.resource_version == status.resource_version
+    assert len(w.deployment_gets) == gets
+
+
+async def test_deployment_watch_brings_changes_no_pod_shows(watched: Watched) -> None:
+    w = watched
+    await _from_cache(w)
+    gets = len(w.deployment_gets)
+    w.state.set_paused(NS, API, True)  # a Deployment change without any pod change
+    status = await _until(w, lambda s: s.paused)
+    assert status.resource_version == str(w.state.deployment(NS, API).resource_version)
+    assert len(w.deployment_gets) == gets
+
+
+async def test_a_deleted_deployment_is_forgotten_and_read_again(watched: Watched) -> None:
+    w = watched
+    await _from_cache(w)
+    w.state.delete_deployment(NS, API)
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await w.cluster.get_workload(NS, API)
+            except KubeError as err:
+                assert err.code == 404
+                break
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("code", [410, 500])
+async def test_deployment_watch_resumes_after_gone_and_errors(watched: Watched,
+                                                              code: int) -> None:
+    w = watched
+    await _from_cache(w)
+    # The server ends each watch after 1 s; the next watch of Deployments fails once: 410
+    # re-lists, 500 backs off and resumes.
+    w.state.faults.inject("watch", "deployments", code=code, message="injected")
+    for _ in range(200):
+        if not w.state.faults.pending():
+            break
+        await asyncio.sleep(0.05)
+    assert not w.state.faults.pending(), "the Deployment watch was never opened again"
+    await _from_cache(w)
+    gets = len(w.deployment_gets)
+    w.state.set_paused(NS, API, True)
+    assert (await _until(w, lambda s: s.paused)).paused
+    assert len(w.deployment_gets) == gets
