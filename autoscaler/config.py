@@ -350,7 +350,15 @@ class Healing(Frozen):
     not_ready_seconds: float = Field(120.0, gt=0)
     crashloop_restarts: int = Field(3, ge=1)
     http_probe: HttpProbeSettings | None = None
-    stuck_consumer_seconds: float = Field(120.0, gt=0)
+    #: A stuck consumer: every consumer of the pod (matched by IP in `consumer_source`'s stats)
+    #: drains 0 msg/s while the backlog is above 0, in `stuck_consumer_reads` reads that saw
+    #: other consumers drain, and for `stuck_consumer_seconds` since the first of them. Reads
+    #: in which nobody drains count nothing but keep the clock; a read in which the pod drains,
+    #: the backlog is 0, or the read fails starts over. With a 2 s poll a stuck consumer is
+    #: restarted about 23 s after the first message it does not acknowledge, within the HTTP
+    #: probe's 10 s * 3 (see engine/healing.py).
+    stuck_consumer_seconds: float = Field(20.0, gt=0)
+    stuck_consumer_reads: int = Field(3, ge=1)
     consumer_source: str | None = None
     min_available: int = Field(1, ge=0)
     max_restarts: int = Field(3, ge=1)

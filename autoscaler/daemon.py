@@ -31,9 +31,10 @@ from autoscaler.engine.healing import (
     HealingPlan,
     ProbeRecord,
     RestartKind,
+    SubscriptionRead,
     plan,
     record_outcome,
-    restart_in_flight,
+    scale_down_hold,
 )
 from autoscaler.engine.hysteresis import Hysteresis
 from autoscaler.model import (
@@ -452,12 +453,13 @@ class Daemon:
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision
         state.history = result.history
-        if decision.changes and decision.desired < decision.current and restart_in_flight(
-                state.healing, now=now, settings=spec.settings.healing):
+        held = scale_down_hold(state.heal_plan, state.healing, now=now,
+                               settings=spec.settings.healing) \
+            if decision.changes and decision.desired < decision.current else None
+        if held is not None:
             decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
-                                decision.current,
-                                ("ScaleDownHeld: a restarted pod's replacement is starting",
-                                 *decision.reasons), decision.recommendations, decision.steps)
+                                decision.current, (held, *decision.reasons),
+                                decision.recommendations, decision.steps)
         if decision.changes and self.check_conflicts:
             conflict = await self._conflict(state, now)
             if conflict:
@@ -530,10 +532,15 @@ class Daemon:
             return
         now = self.a.clock.now()
         consumers, backlog = self._consumers(spec, now)
+        # `_consumers` gave the read only if it is usable; its time tells a new read from one
+        # evaluated again (the healer counts reads, like probe failures).
+        subscription = None if backlog is None else SubscriptionRead(
+            self.store.latest[f"{settings.consumer_source}.consumers"].read_at, backlog,
+            consumers)
         previous = state.heal_plan.breaker if state.heal_plan else BreakerState.CLOSED
         result = plan(workload=spec.key, settings=settings, pods=status.pods, now=now,
                       wall_now=self.a.wall(), memory=state.healing, probes=state.pod_probes,
-                      consumers=consumers, backlog=backlog, requires=spec.settings.requires,
+                      subscription=subscription, requires=spec.settings.requires,
                       dependencies=self.store.dependencies)
         state.healing, state.heal_plan = result.memory, result
         self.telemetry.observe_healing(spec.namespace, spec.name, result)

@@ -30,7 +30,10 @@ Contenders:
   breaker. Starting containers are not probed (as if `initialDelaySeconds` covered start-up).
 
 Scores (besides the usual ones): `detect_to_restart_s` p50/p99 (fault injected -> that pod
-restarted), also per kind; `false_restarts` (restarts of pods without a fault);
+restarted), also per kind; for stuck consumers also from the first message the stuck consumer
+took (`stuck_from_work`): on a bursty trace a consumer may get stuck while there is nothing to
+consume, and nothing can tell it from an idle one until work arrives; `false_restarts` (restarts
+of pods without a fault);
 `restarts_during_outage`; `breaker_opened` (times ours' breaker opened; liveness has none);
 `faults_missed` (hung or stuck pods never restarted), `faults_scaled_away` (removed by a
 scale-down first); `crash_restarts` (the contender's restarts of crash-looping pods: ours'
@@ -306,6 +309,8 @@ def healing_scores(hs: HealingSetup, model: ClusterModel, *, contender: str,
 
     both = delays(FaultKind.HUNG, FaultKind.STUCK)
     hung, stuck = delays(FaultKind.HUNG), delays(FaultKind.STUCK)
+    from_work = [i.restarted_at - i.work_at for i in sick
+                 if i.restarted_at is not None and i.work_at is not None]
     crash = hs.crash
     crash_end = crash.at + crash.seconds
     opened = breaker_opened_at[0] if breaker_opened_at else math.inf
@@ -323,6 +328,8 @@ def healing_scores(hs: HealingSetup, model: ClusterModel, *, contender: str,
         "hung_detect_p99_s": _round(percentile(hung, 0.99)),
         "stuck_detect_p50_s": _round(percentile(stuck, 0.5)),
         "stuck_detect_p99_s": _round(percentile(stuck, 0.99)),
+        "stuck_from_work_p50_s": _round(percentile(from_work, 0.5)),
+        "stuck_from_work_p99_s": _round(percentile(from_work, 0.99)),
         "faults_injected": len(sick),
         "faults_restarted": sum(1 for i in sick if i.restarted_at is not None),
         "faults_missed": sum(1 for i in sick if i.restarted_at is None and i.removed_at is None),
@@ -365,7 +372,8 @@ def healing_table(results: list[dict[str, Any]]) -> str:
     """ours against liveness on the healing scenario, one row per trace and contender."""
     head = (f"{'trace':<26} {'contender':<9} {'faults':>6} {'healed':>6} {'missed':>6} "
             f"{'away':>4} {'d2r_p50':>7} {'d2r_p99':>7} {'hung_p99':>8} {'stuck_p99':>9} "
-            f"{'false':>5} {'out_rst':>7} {'breaker':>7} {'crash_rst':>9} {'restarts':>8}")
+            f"{'work_p99':>8} {'false':>5} {'out_rst':>7} {'breaker':>7} {'crash_rst':>9} "
+            f"{'restarts':>8}")
     lines = [head, "-" * len(head)]
 
     def fmt(v: Any, spec: str) -> str:
@@ -378,6 +386,7 @@ def healing_table(results: list[dict[str, Any]]) -> str:
             f"{r['faults_scaled_away']:>4d} {fmt(r['detect_to_restart_p50_s'], '.1f'):>7} "
             f"{fmt(r['detect_to_restart_p99_s'], '.1f'):>7} "
             f"{fmt(r['hung_detect_p99_s'], '.1f'):>8} {fmt(r['stuck_detect_p99_s'], '.1f'):>9} "
-            f"{r['false_restarts']:>5d} {r['restarts_during_outage']:>7d} "
+            f"{fmt(r['stuck_from_work_p99_s'], '.1f'):>8} {r['false_restarts']:>5d} "
+            f"{r['restarts_during_outage']:>7d} "
             f"{r['breaker_opened']:>7d} {r['crash_restarts']:>9d} {r['restarts']:>8d}")
     return "\n".join(lines)

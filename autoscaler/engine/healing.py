@@ -1,9 +1,11 @@
 """The healer's choice: which pods of a workload are sick, and whether one may be restarted now.
 
 Pure, like `evaluate`: the daemon passes in a workload's pods, the HTTP probe tallies it keeps,
-the Pulsar consumer stats of the workload's subscription, the dependency states, both clocks and
-the healer's memory; `plan` gives back the verdicts, at most one `Restart` and the new memory.
-The daemon performs the eviction (`kube/`) and reports how it went with `record_outcome`.
+the latest read of the workload's Pulsar subscription (`SubscriptionRead`), the dependency
+states, both clocks and the healer's memory; `plan` gives back the verdicts, at most one
+`Restart`, the suspicions a scale-down should wait for, and the new memory. The daemon performs
+the eviction (`kube/`), reports how it went with `record_outcome`, and asks `scale_down_hold`
+before it removes pods.
 Neighbours: `config.Healing` (the settings), `gate.dependency_reasons` (rule 1: never restart
 during an outage), the daemon (feeds, acts, emits Events and metrics).
 
@@ -31,6 +33,27 @@ Rules, in the order `plan` applies them (each blocking reason is an operator-gre
   that is not ready does not lower the count).
 Among the allowed sick pods the healer restarts a not-ready one first, then by symptom in the
 order of `Symptom`, then by name.
+
+A stuck consumer is judged like a failing probe: by reads in a row, not by one look. Each new
+read of the subscription (a later `read_at`; the daemon evaluates the same read many times) that
+shows every consumer of the pod at `msgRateOut` 0 while the backlog is above 0 and another
+consumer drains counts one; a read in which the pod's consumer drains, the backlog is 0 or
+unknown, or the read is missing or stale starts over. A read in which nobody drains although
+there is a backlog proves nothing either way (a burst has passed, or the only work left is what
+the stuck consumer holds unacknowledged): it keeps the clock running and counts nothing. The pod
+is judged once `stuck_consumer_reads` reads counted and `stuck_consumer_seconds` passed since
+the first. Pulsar's `msgRateOut` is an average over the broker's stats interval, so a consumer
+that is busy reads above 0 and a stuck one reads 0 at most one interval after it stopped.
+
+Scale-downs wait for suspicions (`scale_down_hold`): a scale-down may remove a sick pod before
+the healer could restart it (a stuck consumer looks ready). A ready pod whose probe has started
+failing, or whose consumer is counting idle reads, is a `Suspicion` until its suspicion began
+plus its detection limit (`period_seconds * failure_threshold`, or `stuck_consumer_seconds`)
+plus `SUSPICION_MARGIN_SECONDS`. Only while a restart could follow by then: never during an
+outage or its recovery grace, with healing disabled, with the breaker open or a half-open trial
+pending, when a restart in flight, a 429, the budget or the backoff would still block it then,
+or when `min_available` forbids restarting the pod. A pod's suspicions that follow each other
+within that length count as one, so a flaky probe holds scale-downs once, not for ever.
 
 The breaker: a restart settles FAILED when its replacement gets a verdict or is not ready within
 `restart_timeout`, and HEALTHY when the replacement is ready, out of its grace and free of
@@ -62,6 +85,9 @@ THROTTLE_RETRY_SECONDS = 5.0
 #: With `allow_delete`, consecutive 429s for the same pod after which the plan says delete.
 DELETE_AFTER_THROTTLES = 3
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+#: How long past a suspicion's detection limit a scale-down still waits for the restart (the
+#: daemon looks again within a second, and a read of the subscription comes every poll).
+SUSPICION_MARGIN_SECONDS = 5.0
 
 
 class Symptom(StrEnum):
@@ -88,6 +114,26 @@ class PodVerdict:
     pod: str
     reason: Symptom
     evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRead:
+    """One read of the workload's Pulsar subscription: when (the daemon's clock), the backlog and
+    the consumers. A read is counted once however often the daemon evaluates it."""
+
+    read_at: float
+    backlog: float
+    consumers: tuple[ConsumerStat, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Suspicion:
+    """A ready pod that may soon be judged sick: a scale-down waits for it until `until`."""
+
+    pod: str
+    reason: Symptom
+    since: float
+    until: float
 
 
 class RestartKind(StrEnum):
@@ -145,7 +191,13 @@ class PodTrack:
     restarts_base: int
     restarts_grew_at: float
     not_ready_since: float | None = None
+    #: The first read that showed the pod's consumer idle while others drained, and how many
+    #: such reads came since.
     idle_since: float | None = None
+    idle_reads: int = 0
+    #: The pod's suspicion episode (for `scale_down_hold`): when it began, when last seen.
+    suspect_since: float | None = None
+    suspect_seen: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +227,8 @@ class HealingMemory:
     """The healer's memory for one workload; the daemon keeps the latest `plan` returned.
 
     `restarts` are the restarts still followed or inside the budget window; `streak` counts the
-    consecutive ones for the backoff; `frozen_at` is the last evaluation during an outage.
+    consecutive ones for the backoff; `frozen_at` is the last evaluation during an outage;
+    `read_at` the last subscription read counted.
     """
 
     pods: tuple[PodTrack, ...] = ()
@@ -184,11 +237,13 @@ class HealingMemory:
     throttles: tuple[Throttle, ...] = ()
     breaker: Breaker = Breaker()
     frozen_at: float | None = None
+    read_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HealingPlan:
-    """The outcome of one evaluation: verdicts, the restart (if any), why, and the new memory."""
+    """The outcome of one evaluation: verdicts, the restart (if any), why, the suspicions a
+    scale-down should wait for, and the new memory."""
 
     workload: str
     verdicts: tuple[PodVerdict, ...]
@@ -196,6 +251,7 @@ class HealingPlan:
     reasons: tuple[str, ...]
     breaker: BreakerState
     memory: HealingMemory
+    suspicions: tuple[Suspicion, ...] = ()
 
 
 NO_PROBES: Mapping[str, ProbeRecord] = MappingProxyType({})
@@ -249,22 +305,49 @@ def _age(pod: PodInfo, wall_now: float) -> float | None:
     return max(0.0, wall_now - pod.started_at)
 
 
-def _stuck_evidence(pod: PodInfo, consumers: Sequence[ConsumerStat], backlog: float | None) -> str:
-    """Evidence that the pod's consumers drain nothing while others progress, or ""."""
-    if backlog is None or not backlog > 0 or not pod.ip:
-        return ""
+class _Seen(StrEnum):
+    """What one read of the subscription says about one pod's consumer."""
+
+    IDLE = "idle"  # 0 msg/s with a backlog while another consumer drains: one read counted
+    STALLED = "stalled"  # 0 msg/s with a backlog and nobody drains: proves nothing either way
+    CLEAR = "clear"  # it drains, no backlog, no consumer of the pod, or no usable read
+
+
+def _consumers_of(pod: PodInfo, read: SubscriptionRead) -> tuple[list[ConsumerStat], int]:
+    """The pod's consumers (matched by IP), and how many other consumers drain."""
     ip = _normal_ip(pod.ip)
-    mine = [c for c in consumers if consumer_ip(c.address) == ip]
-    moving = [c for c in consumers if consumer_ip(c.address) != ip and c.msg_rate_out > 0]
-    if not mine or not moving or any(c.msg_rate_out != 0 for c in mine):
-        return ""
+    mine: list[ConsumerStat] = []
+    moving = 0
+    for c in read.consumers:
+        if consumer_ip(c.address) == ip:
+            mine.append(c)
+        elif c.msg_rate_out > 0:
+            moving += 1
+    return mine, moving
+
+
+def _seen(pod: PodInfo, read: SubscriptionRead | None) -> _Seen:
+    if read is None or not read.backlog > 0 or not pod.ip:
+        return _Seen.CLEAR
+    mine, moving = _consumers_of(pod, read)
+    if not mine or any(c.msg_rate_out != 0 for c in mine):
+        return _Seen.CLEAR
+    return _Seen.IDLE if moving else _Seen.STALLED
+
+
+def _stuck_evidence(pod: PodInfo, track: PodTrack, read: SubscriptionRead, *,
+                    settings: Healing, idle: float) -> str:
+    mine, _ = _consumers_of(pod, read)
     names = ", ".join(c.name for c in mine)
-    return (f"consumer {names} at {ip} drains 0 msg/s while the backlog is {backlog:g} and "
-            f"{len(moving)} other consumer(s) progress")
+    return (f"consumer {names} at {_normal_ip(pod.ip)} drains 0 msg/s while the backlog is "
+            f"{read.backlog:g}; idle for {_secs(idle)} "
+            f"(limit {_secs(settings.stuck_consumer_seconds)}) over {track.idle_reads} reads "
+            f"in which other consumers drained (needed {settings.stuck_consumer_reads})")
 
 
-def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, stuck: bool,
-           window: float) -> PodTrack:
+def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, seen: _Seen,
+           read_at: float | None, window: float) -> PodTrack:
+    """The pod's memory after this evaluation; `read_at` is set when the read is a new one."""
     if prev is None or pod.restarts < prev.restarts:
         base, grew_at = pod.restarts, now
     elif pod.restarts > prev.restarts:
@@ -275,40 +358,85 @@ def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, stuck: bool,
         base, grew_at = prev.restarts_base, prev.restarts_grew_at
     not_ready_since = None if pod.ready else (
         prev.not_ready_since if prev and prev.not_ready_since is not None else now)
-    idle_since = (prev.idle_since if prev and prev.idle_since is not None else now) if stuck \
-        else None
+    idle_since, idle_reads = (prev.idle_since, prev.idle_reads) if prev else (None, 0)
+    if seen is _Seen.CLEAR:
+        idle_since, idle_reads = None, 0
+    elif seen is _Seen.IDLE and read_at is not None:
+        idle_since = read_at if idle_since is None else idle_since
+        idle_reads += 1
     return PodTrack(name=pod.name, restarts=pod.restarts, restarts_base=base,
                     restarts_grew_at=grew_at, not_ready_since=not_ready_since,
-                    idle_since=idle_since)
+                    idle_since=idle_since, idle_reads=idle_reads,
+                    suspect_since=prev.suspect_since if prev else None,
+                    suspect_seen=prev.suspect_seen if prev else None)
+
+
+def _longest_hold(settings: Healing) -> float:
+    http = settings.http_probe
+    probe = http.period_seconds * http.failure_threshold if http else 0.0
+    return max(probe, settings.stuck_consumer_seconds) + SUSPICION_MARGIN_SECONDS
+
+
+def _suspect(pod: PodInfo, track: PodTrack, *, settings: Healing, probe: ProbeRecord | None,
+             now: float) -> tuple[PodTrack, Suspicion | None]:
+    """A ready pod's suspicion (a probe that started failing, a consumer counting idle reads)
+    and its episode: suspicions that follow each other within the hold's length are one."""
+    http = settings.http_probe
+    found: list[tuple[float, Symptom]] = []
+    if http and probe and probe.failures > 0:
+        found.append((http.period_seconds * http.failure_threshold, Symptom.PROBE_FAILED))
+    if track.idle_since is not None:
+        found.append((settings.stuck_consumer_seconds, Symptom.STUCK_CONSUMER))
+    if not found or not pod.ready:
+        if track.suspect_seen is not None and now - track.suspect_seen >= _longest_hold(settings):
+            track = replace(track, suspect_since=None, suspect_seen=None)  # the episode is over
+        return track, None
+    limit, reason = max(found)
+    length = limit + SUSPICION_MARGIN_SECONDS
+    since = now
+    if (track.suspect_since is not None and track.suspect_seen is not None
+            and now - track.suspect_seen < length):
+        since = track.suspect_since
+    return (replace(track, suspect_since=since, suspect_seen=now),
+            Suspicion(pod.name, reason, since, since + length))
 
 
 def _diagnose(
     *, settings: Healing, pods: Sequence[PodInfo], now: float, wall_now: float,
-    probes: Mapping[str, ProbeRecord], consumers: Sequence[ConsumerStat],
-    backlog: float | None, memory: HealingMemory,
-) -> tuple[tuple[PodVerdict, ...], tuple[PodTrack, ...]]:
-    """Verdicts for the pods out of their grace, and the updated per-pod memory."""
+    probes: Mapping[str, ProbeRecord], subscription: SubscriptionRead | None, new_read: bool,
+    frozen: bool, memory: HealingMemory,
+) -> tuple[tuple[PodVerdict, ...], tuple[PodTrack, ...], tuple[Suspicion, ...]]:
+    """Verdicts for the pods out of their grace, the updated per-pod memory, and the
+    suspicions (while no dependency is down: an outage's symptoms are no pod's)."""
     known = {t.name: t for t in memory.pods}
+    read_at = subscription.read_at if subscription is not None and new_read else None
     verdicts: list[PodVerdict] = []
     tracks: list[PodTrack] = []
+    suspicions: list[Suspicion] = []
     for pod in pods:
-        stuck = _stuck_evidence(pod, consumers, backlog)
-        track = _track(known.get(pod.name), pod, now=now, stuck=bool(stuck),
-                       window=settings.window_seconds)
-        tracks.append(track)
         age = _age(pod, wall_now)
-        if pod.deleting or age is None or age < settings.startup_grace_seconds:
-            continue
-        # Time-based symptoms count only after the grace and after the last outage.
-        judged_from = max(now - (age - settings.startup_grace_seconds),
-                          memory.frozen_at if memory.frozen_at is not None else -math.inf)
-        verdicts.extend(_judge(pod, track, settings=settings, now=now, judged_from=judged_from,
-                               probe=probes.get(pod.name), stuck=stuck))
-    return tuple(verdicts), tuple(tracks)
+        judged = not pod.deleting and age is not None and age >= settings.startup_grace_seconds
+        seen = _seen(pod, subscription) if judged and not frozen else _Seen.CLEAR
+        track = _track(known.get(pod.name), pod, now=now, seen=seen, read_at=read_at,
+                       window=settings.window_seconds)
+        if judged and age is not None:
+            # Time-based symptoms count only after the grace and after the last outage.
+            judged_from = max(now - (age - settings.startup_grace_seconds),
+                              memory.frozen_at if memory.frozen_at is not None else -math.inf)
+            probe = probes.get(pod.name)
+            verdicts.extend(_judge(pod, track, settings=settings, now=now,
+                                   judged_from=judged_from, probe=probe,
+                                   subscription=subscription))
+            if not frozen:
+                track, suspicion = _suspect(pod, track, settings=settings, probe=probe, now=now)
+                if suspicion is not None:
+                    suspicions.append(suspicion)
+        tracks.append(track)
+    return tuple(verdicts), tuple(tracks), tuple(suspicions)
 
 
 def _judge(pod: PodInfo, track: PodTrack, *, settings: Healing, now: float, judged_from: float,
-           probe: ProbeRecord | None, stuck: str) -> list[PodVerdict]:
+           probe: ProbeRecord | None, subscription: SubscriptionRead | None) -> list[PodVerdict]:
     """Every symptom of one pod that is out of its grace."""
     found: list[PodVerdict] = []
     http = settings.http_probe
@@ -317,12 +445,12 @@ def _judge(pod: PodInfo, track: PodTrack, *, settings: Healing, now: float, judg
                                 f"probe {http.path} failed {probe.failures}/"
                                 f"{http.failure_threshold}, last error "
                                 f"{probe.last_error or 'unknown'}"))
-    if track.idle_since is not None:
-        idle = now - max(track.idle_since, judged_from)
-        if idle > settings.stuck_consumer_seconds:
-            found.append(PodVerdict(pod.name, Symptom.STUCK_CONSUMER,
-                                    f"{stuck} for {_secs(idle)} "
-                                    f"(limit {_secs(settings.stuck_consumer_seconds)})"))
+    if track.idle_since is not None and subscription is not None:
+        idle = now - track.idle_since
+        if (idle > settings.stuck_consumer_seconds
+                and track.idle_reads >= settings.stuck_consumer_reads):
+            found.append(PodVerdict(pod.name, Symptom.STUCK_CONSUMER, _stuck_evidence(
+                pod, track, subscription, settings=settings, idle=idle)))
     if track.not_ready_since is not None:
         waited = now - max(track.not_ready_since, judged_from)
         if waited > settings.not_ready_seconds:
@@ -391,6 +519,27 @@ def restart_in_flight(memory: HealingMemory, *, now: float, settings: Healing) -
                for r in memory.restarts)
 
 
+def scale_down_hold(last: HealingPlan | None, memory: HealingMemory, *, now: float,
+                    settings: Healing) -> str | None:
+    """Why a scale-down must wait for the healer now, or None.
+
+    `last` is the healer's last plan and `memory` its memory since (after `record_outcome`): a
+    restarted pod's replacement that is not ready yet would be the first pod a scale-down
+    removes; a suspected pod could be removed before its restart. A suspicion holds only until
+    its `until`, which `plan` set only where a restart could follow by then.
+    """
+    if restart_in_flight(memory, now=now, settings=settings):
+        return "ScaleDownHeld: a restarted pod's replacement is starting"
+    if not settings.enabled or last is None:
+        return None
+    waiting = [s for s in last.suspicions if now < s.until]
+    if not waiting:
+        return None
+    first = min(waiting, key=lambda s: (s.since, s.pod))
+    return (f"ScaleDownHeld: {first.pod} may need a restart ({first.reason} suspected "
+            f"{_secs(now - first.since)} ago, waiting at most {_secs(first.until - now)} more)")
+
+
 def _update_breaker(breaker: Breaker, *, before: Sequence[RestartRecord],
                     after: Sequence[RestartRecord], now: float, settings: Healing) -> Breaker:
     if (breaker.state is BreakerState.OPEN
@@ -443,6 +592,47 @@ def _primary(verdicts: Sequence[PodVerdict]) -> PodVerdict:
     return min(verdicts, key=lambda v: order.index(v.reason))
 
 
+def _waits(*, records: Sequence[RestartRecord], memory: HealingMemory,
+           throttles: Sequence[Throttle], breaker: Breaker, streak: int, last_at: float | None,
+           now: float, settings: Healing) -> list[tuple[float, str]]:
+    """The budget rules that delay the next restart now, in the order `plan` reports them: until
+    when each holds (`inf`: until something else happens), and why."""
+    waits: list[tuple[float, str]] = []
+    grace = settings.startup_grace_seconds
+    if memory.frozen_at is not None and now - memory.frozen_at < grace:
+        waits.append((memory.frozen_at + grace,
+                      f"OutageRecovery: dependencies back for {_secs(now - memory.frozen_at)}, "
+                      f"grace {_secs(grace)}"))
+    timeout = restart_timeout(settings)
+    for r in records:
+        if not r.ready and now - r.at < timeout:
+            waiting = f"replacement {r.replacement}" if r.replacement else "no replacement yet"
+            waits.append((r.at + timeout, f"RestartInFlight: {r.pod} restarted "
+                                          f"{_secs(now - r.at)} ago, {waiting} not ready"))
+    if breaker.state is BreakerState.HALF_OPEN:
+        trial = next((r for r in records if r.settled is Settled.PENDING), None)
+        if trial is not None:
+            waits.append((math.inf, f"BreakerHalfOpen: waiting for the replacement of "
+                                    f"{trial.pod} to prove healthy"))
+    for t in throttles:
+        if t.retry_at > now:
+            waits.append((t.retry_at, f"EvictionThrottled: eviction of {t.pod} refused "
+                                      f"{t.count}x (429), retry in {_secs(t.retry_at - now)}"))
+    window = settings.window_seconds
+    recent = sorted(r.at for r in records if now - r.at < window)
+    if len(recent) >= settings.max_restarts:
+        waits.append((recent[len(recent) - settings.max_restarts] + window,
+                      f"RestartBudget: {len(recent)} restarts in the last {_secs(window)} "
+                      f"(max {settings.max_restarts})"))
+    if streak > 0 and last_at is not None:
+        wait = settings.backoff_seconds * 2 ** (streak - 1)
+        if now - last_at < wait:
+            waits.append((last_at + wait, f"Backoff: {streak} restart(s) in a row, next "
+                                          f"{_secs(wait)} after the last "
+                                          f"(in {_secs(last_at + wait - now)})"))
+    return waits
+
+
 def plan(
     *,
     workload: str,
@@ -452,16 +642,23 @@ def plan(
     wall_now: float,
     memory: HealingMemory,
     probes: Mapping[str, ProbeRecord] = NO_PROBES,
-    consumers: Sequence[ConsumerStat] = (),
-    backlog: float | None = None,
+    subscription: SubscriptionRead | None = None,
     requires: Sequence[str] = (),
     dependencies: Mapping[str, DependencyState] = NO_DEPENDENCIES,
 ) -> HealingPlan:
-    """Judge the workload's pods and choose at most one to restart, within every budget."""
-    verdicts, tracks = _diagnose(settings=settings, pods=pods, now=now, wall_now=wall_now,
-                                 probes=probes, consumers=consumers, backlog=backlog,
-                                 memory=memory)
+    """Judge the workload's pods and choose at most one to restart, within every budget.
+
+    `subscription` is the latest usable read of `consumer_source` (None when there is none, or
+    it is failing or stale).
+    """
     frozen = dependency_reasons(requires, dependencies)
+    read_at = memory.read_at
+    if subscription is not None and (read_at is None or subscription.read_at > read_at):
+        read_at = subscription.read_at
+    verdicts, tracks, suspected = _diagnose(
+        settings=settings, pods=pods, now=now, wall_now=wall_now, probes=probes,
+        subscription=subscription, new_read=read_at != memory.read_at, frozen=bool(frozen),
+        memory=memory)
     sick = frozenset(v.pod for v in verdicts)
     records = _settle(memory.restarts, pods=pods, sick=sick, now=now, wall_now=wall_now,
                       settings=settings, frozen=bool(frozen))
@@ -480,11 +677,21 @@ def plan(
         throttles=tuple(t for t in memory.throttles if t.pod in present),
         breaker=breaker,
         frozen_at=now if frozen else memory.frozen_at,
+        read_at=read_at,
     )
+    waits = _waits(records=records, memory=memory, throttles=new_memory.throttles,
+                   breaker=breaker, streak=streak, last_at=last_at, now=now, settings=settings)
+    live = [p for p in pods if not p.deleting]
+    ready = sum(1 for p in live if p.ready)
+    # A scale-down waits for a suspicion only where a restart could follow before it expires.
+    restartable_at = max((until for until, _ in waits), default=now)
+    suspicions = () if (not settings.enabled or breaker.state is BreakerState.OPEN
+                        or ready - 1 < settings.min_available) else tuple(
+        s for s in suspected if now < s.until and restartable_at <= s.until)
 
     def hold(*reasons: str) -> HealingPlan:
         return HealingPlan(workload=workload, verdicts=verdicts, restart=None, reasons=reasons,
-                           breaker=breaker.state, memory=new_memory)
+                           breaker=breaker.state, memory=new_memory, suspicions=suspicions)
 
     if frozen:
         return hold(*frozen)
@@ -496,39 +703,12 @@ def plan(
                     f"or by hand")
     if not verdicts:
         return hold("NoUnhealthyPods")
-    if memory.frozen_at is not None and now - memory.frozen_at < settings.startup_grace_seconds:
-        return hold(f"OutageRecovery: dependencies back for {_secs(now - memory.frozen_at)}, "
-                    f"grace {_secs(settings.startup_grace_seconds)}")
-    for r in records:
-        if not r.ready and now - r.at < timeout:
-            waiting = f"replacement {r.replacement}" if r.replacement else "no replacement yet"
-            return hold(f"RestartInFlight: {r.pod} restarted {_secs(now - r.at)} ago, "
-                        f"{waiting} not ready")
-    if breaker.state is BreakerState.HALF_OPEN:
-        trial = next((r for r in records if r.settled is Settled.PENDING), None)
-        if trial is not None:
-            return hold(f"BreakerHalfOpen: waiting for the replacement of {trial.pod} to prove "
-                        f"healthy")
-    throttled = [t for t in new_memory.throttles if t.retry_at > now]
-    if throttled:
-        t = throttled[0]
-        return hold(f"EvictionThrottled: eviction of {t.pod} refused {t.count}x (429), retry in "
-                    f"{_secs(t.retry_at - now)}")
-    recent = sum(1 for r in records if now - r.at < window)
-    if recent >= settings.max_restarts:
-        return hold(f"RestartBudget: {recent} restarts in the last {_secs(window)} "
-                    f"(max {settings.max_restarts})")
-    if streak > 0 and last_at is not None:
-        wait = settings.backoff_seconds * 2 ** (streak - 1)
-        if now - last_at < wait:
-            return hold(f"Backoff: {streak} restart(s) in a row, next {_secs(wait)} after the "
-                        f"last (in {_secs(last_at + wait - now)})")
+    if waits:
+        return hold(waits[0][1])
 
     by_pod: dict[str, list[PodVerdict]] = {}
     for v in verdicts:
         by_pod.setdefault(v.pod, []).append(v)
-    live = [p for p in pods if not p.deleting]
-    ready = sum(1 for p in live if p.ready)
     order = list(Symptom)
     candidates = sorted(
         (p for p in live
@@ -546,4 +726,4 @@ def plan(
                       evidence=verdict.evidence, siblings=frozenset(p.name for p in pods))
     return HealingPlan(workload=workload, verdicts=verdicts, restart=restart,
                        reasons=(f"{verdict.reason}: {chosen.name}: {verdict.evidence}",),
-                       breaker=breaker.state, memory=new_memory)
+                       breaker=breaker.state, memory=new_memory, suspicions=suspicions)

@@ -79,6 +79,7 @@ class Injection:
     at: float
     pod: str
     restarted_at: float | None = None  # restarted by whoever heals (evicted or killed in place)
+    work_at: float | None = None  # stuck: when it first took a message it never acknowledged
     removed_at: float | None = None  # removed by a scale-down first
     recovered_at: float | None = None  # a crash-looping container started fine after the phase
 
@@ -289,7 +290,7 @@ class ClusterModel:
         es_down = self.down("elasticsearch", t)
         working = 0 if es_down else sum(1 for p in dep.pods if p.ready and not p.stuck)
         capacity = working * dep.capacity
-        held = self._hold(arrivals) if self._healing else 0.0
+        held = self._hold(t, arrivals) if self._healing else 0.0
         served = min(self.queue - held if held else self.queue, capacity)
         self.queue -= served
         per_pod = served / working if working else 0.0
@@ -302,13 +303,19 @@ class ClusterModel:
         if wait > WORKER_SLO_SECONDS:
             self.scores.slo_violation_seconds += 1
 
-    def _hold(self, arrivals: float) -> float:
-        """Stuck consumers take their share of the arrivals and never acknowledge it."""
+    def _hold(self, t: int, arrivals: float) -> float:
+        """Stuck consumers take their share of the arrivals and never acknowledge it. The first
+        message one takes is the first moment anything can tell it from an idle consumer."""
         pods = self.deployment.pods
         consumers = sum(1 for p in pods if p.ready)
         share = arrivals / consumers if consumers else 0.0
         for pod in pods:
             if pod.stuck and pod.ready:
+                if not pod.held and share > 0:
+                    for inj in self.scores.injections:
+                        if inj.pod == pod.name and inj.kind == FaultKind.STUCK \
+                                and inj.work_at is None:
+                            inj.work_at = max(float(t), inj.at)  # its second may have begun first
                 pod.held = min(RECEIVER_QUEUE, pod.held + share)
         return min(self.queue, sum(p.held for p in pods))
 

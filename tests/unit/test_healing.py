@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from autoscaler.config import Healing, HttpProbeSettings
 from autoscaler.engine.healing import (
     DELETE_AFTER_THROTTLES,
+    SUSPICION_MARGIN_SECONDS,
     THROTTLE_RETRY_SECONDS,
     Breaker,
     BreakerState,
@@ -22,6 +23,8 @@ from autoscaler.engine.healing import (
     RestartKind,
     RestartRecord,
     Settled,
+    SubscriptionRead,
+    Suspicion,
     Symptom,
     Throttle,
     consumer_ip,
@@ -29,6 +32,7 @@ from autoscaler.engine.healing import (
     record_outcome,
     reset_breaker,
     restart_timeout,
+    scale_down_hold,
 )
 from autoscaler.model import ConsumerStat, DependencyState, Health, PodInfo
 from autoscaler.ports import WriteOutcome
@@ -54,11 +58,15 @@ def run(pods: Sequence[PodInfo], *, settings: Healing | None = None,
         memory: HealingMemory | None = None, now: float = NOW,
         probes: Mapping[str, ProbeRecord] | None = None,
         consumers: Sequence[ConsumerStat] = (), backlog: float | None = None,
-        deps: Mapping[str, DependencyState] = UP,
+        read_at: float | None = None, deps: Mapping[str, DependencyState] = UP,
         requires: tuple[str, ...] = ("es",)) -> HealingPlan:
+    """One evaluation; with a `backlog` it sees a subscription read made at `read_at` (`now`
+    unless given: a new read)."""
+    subscription = None if backlog is None else SubscriptionRead(
+        now if read_at is None else read_at, backlog, tuple(consumers))
     return plan(workload="ns/wk", settings=settings or healing(), pods=tuple(pods), now=now,
                 wall_now=WALL + (now - NOW), memory=memory or HealingMemory(),
-                probes=probes or {}, consumers=consumers, backlog=backlog, requires=requires,
+                probes=probes or {}, subscription=subscription, requires=requires,
                 dependencies=deps)
 
 
@@ -170,6 +178,10 @@ def test_verdicts_over_time(offsets: tuple[float, ...],
     assert symptoms(result) == expected
 
 
+def done(pod_name: str, at: float, siblings: Sequence[str], **fields: Any) -> RestartRecord:
+    return RestartRecord(pod=pod_name, at=at, siblings=frozenset(siblings), **fields)
+
+
 # --------------------------------------------------------------------------- stuck consumers
 
 def consumers(a_rate: float, b_rate: float, *, a_address: str = "/10.0.0.1:40001",
@@ -182,20 +194,21 @@ TWO = [pod("a", ip="10.0.0.1"), pod("b", ip="10.0.0.2")]
 
 
 @pytest.mark.parametrize(("offsets", "stats", "backlog", "expected"), [
-    pytest.param((0, 121), consumers(0, 50), 1000.0, {("a", Symptom.STUCK_CONSUMER)},
-                 id="stuck-past-limit"),
-    pytest.param((0, 120), consumers(0, 50), 1000.0, set(), id="stuck-at-limit"),
-    pytest.param((0, 121), consumers(0, 50), 0.0, set(), id="no-backlog-idle-is-fine"),
-    pytest.param((0, 121), consumers(0, 50), None, set(), id="backlog-unknown"),
-    pytest.param((0, 121), consumers(0, 0), 1000.0, set(), id="nobody-progresses"),
-    pytest.param((0, 121), consumers(3, 50), 1000.0, set(), id="draining"),
-    pytest.param((0, 121), consumers(0, 50, a_address="/10.0.0.9:40001"), 1000.0, set(),
+    pytest.param((0, 10, 21), consumers(0, 50), 1000.0, {("a", Symptom.STUCK_CONSUMER)},
+                 id="stuck-past-limit-in-three-reads"),
+    pytest.param((0, 10, 20), consumers(0, 50), 1000.0, set(), id="stuck-at-limit"),
+    pytest.param((0, 21), consumers(0, 50), 1000.0, set(), id="two-reads-are-too-few"),
+    pytest.param((0, 10, 21), consumers(0, 50), 0.0, set(), id="no-backlog-idle-is-fine"),
+    pytest.param((0, 10, 21), consumers(0, 50), None, set(), id="backlog-unknown"),
+    pytest.param((0, 10, 21), consumers(0, 0), 1000.0, set(), id="nobody-progresses"),
+    pytest.param((0, 10, 21), consumers(3, 50), 1000.0, set(), id="draining"),
+    pytest.param((0, 10, 21), consumers(0, 50, a_address="/10.0.0.9:40001"), 1000.0, set(),
                  id="consumer-of-no-pod"),
-    pytest.param((0, 121), consumers(0, 50, a_address="10.0.0.1:1"), 1000.0,
+    pytest.param((0, 10, 21), consumers(0, 50, a_address="10.0.0.1:1"), 1000.0,
                  {("a", Symptom.STUCK_CONSUMER)}, id="address-without-slash"),
-    pytest.param((0, 121), (ConsumerStat("c-a1", "/10.0.0.1:1", 0.0),
-                            ConsumerStat("c-a2", "/10.0.0.1:2", 4.0),
-                            ConsumerStat("c-b", "/10.0.0.2:3", 5.0)), 1000.0, set(),
+    pytest.param((0, 10, 21), (ConsumerStat("c-a1", "/10.0.0.1:1", 0.0),
+                               ConsumerStat("c-a2", "/10.0.0.1:2", 4.0),
+                               ConsumerStat("c-b", "/10.0.0.2:3", 5.0)), 1000.0, set(),
                  id="one-of-the-pods-consumers-drains"),
 ])
 def test_stuck_consumer(offsets: tuple[float, ...], stats: tuple[ConsumerStat, ...],
@@ -205,24 +218,228 @@ def test_stuck_consumer(offsets: tuple[float, ...], stats: tuple[ConsumerStat, .
     assert symptoms(replay(steps, consumers=stats, backlog=backlog)) == expected
 
 
+@dataclass(frozen=True)
+class Look:
+    """One evaluation at NOW + `at` of pods a and b, seeing a subscription read made at
+    NOW + `read` (by default a new read at `at`): c-a drains `a`, c-b drains `b` msg/s."""
+
+    at: float
+    a: float = 0.0
+    b: float = 50.0
+    backlog: float | None = 1000.0
+    read: float | None = None
+    down: bool = False
+
+
+def look(steps: Sequence[Look], *, settings: Healing | None = None) -> HealingPlan:
+    memory = HealingMemory()
+    result: HealingPlan | None = None
+    for s in steps:
+        now = NOW + s.at
+        result = run([pod(p.name, at=now, ip=p.ip, age=600 + s.at) for p in TWO], now=now,
+                     memory=memory, consumers=consumers(s.a, s.b), backlog=s.backlog,
+                     read_at=None if s.read is None else NOW + s.read, settings=settings,
+                     deps={"es": DependencyState("es", Health.DOWN)} if s.down else UP)
+        memory = result.memory
+    assert result is not None
+    return result
+
+
+STUCK_A = {("a", Symptom.STUCK_CONSUMER)}
+
+
+@pytest.mark.parametrize(("steps", "expected"), [
+    pytest.param([Look(at=0), Look(at=10), Look(at=21)], STUCK_A, id="three-reads-past-limit"),
+    pytest.param([Look(at=0), Look(at=10, read=0), Look(at=21, read=0)], set(),
+                 id="one-read-evaluated-again-counts-once"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, b=0), Look(at=15), Look(at=21, b=0)],
+                 STUCK_A, id="reads-where-nobody-drains-keep-the-clock"),
+    pytest.param([Look(at=0), Look(at=10, b=0), Look(at=21, b=0)], set(),
+                 id="reads-where-nobody-drains-count-nothing"),
+    pytest.param([Look(at=t, b=0) for t in (0, 5, 10, 15, 21)], set(),
+                 id="nobody-draining-never-starts-the-clock"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, a=2), Look(at=15), Look(at=21)], set(),
+                 id="draining-starts-over"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, backlog=None), Look(at=15),
+                  Look(at=21)], set(), id="a-missing-read-starts-over"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, backlog=0), Look(at=15), Look(at=21)],
+                 set(), id="an-empty-backlog-starts-over"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, down=True), Look(at=15), Look(at=21)],
+                 set(), id="an-outage-starts-over"),
+    pytest.param([Look(at=0), Look(at=5), Look(at=10, down=True), Look(at=15), Look(at=25),
+                  Look(at=36)], STUCK_A, id="judged-again-after-the-outage"),
+])
+def test_stuck_consumer_counts_reads(steps: list[Look], expected: set[tuple[str, Symptom]]
+                                     ) -> None:
+    assert symptoms(look(steps)) == expected
+
+
+def test_stuck_consumer_reads_setting() -> None:
+    steps = [Look(at=0), Look(at=25)]
+    assert symptoms(look(steps, settings=healing(stuck_consumer_reads=2))) == STUCK_A
+    assert symptoms(look(steps, settings=healing(stuck_consumer_reads=3))) == set()
+
+
+def test_stuck_consumer_not_counted_inside_the_grace() -> None:
+    """Reads while the pod is starting count nothing: its consumer may not be connected yet."""
+    memory = HealingMemory()
+    for offset in (0, 10, 20, 30, 40, 41):  # a started at NOW - 40: out of its grace at NOW + 20
+        now = NOW + offset
+        result = run([pod("a", at=now, ip="10.0.0.1", age=40 + offset),
+                      pod("b", at=now, ip="10.0.0.2", age=600 + offset)], now=now,
+                     memory=memory, consumers=consumers(0, 50), backlog=1000.0)
+        memory = result.memory
+        assert symptoms(result) == (STUCK_A if offset == 41 else set()), offset
+    [track] = [t for t in memory.pods if t.name == "a"]
+    assert (track.idle_since, track.idle_reads) == (NOW + 20, 4)
+
+
 def test_stuck_consumer_clock_restarts_when_it_drains() -> None:
     memory = HealingMemory()
-    for offset, a_rate in ((0, 0.0), (100, 2.0), (110, 0.0), (200, 0.0)):
+    for offset, a_rate in ((0, 0.0), (10, 0.0), (20, 2.0), (25, 0.0), (35, 0.0)):
         result = run(TWO, now=NOW + offset, memory=memory, consumers=consumers(a_rate, 5),
                      backlog=10.0)
         memory = result.memory
     assert result.verdicts == ()
-    result = run(TWO, now=NOW + 231, memory=memory, consumers=consumers(0, 5), backlog=10.0)
-    assert symptoms(result) == {("a", Symptom.STUCK_CONSUMER)}
+    result = run(TWO, now=NOW + 46, memory=memory, consumers=consumers(0, 5), backlog=10.0)
+    assert symptoms(result) == STUCK_A
     assert result.restart is not None
-    assert result.restart.evidence.startswith("consumer c-a at 10.0.0.1 drains 0 msg/s")
+    assert result.restart.evidence == (
+        "consumer c-a at 10.0.0.1 drains 0 msg/s while the backlog is 10; idle for 21s "
+        "(limit 20s) over 3 reads in which other consumers drained (needed 3)")
+
+
+# ------------------------------------------------------------------------------ suspicions
+
+def suspected(result: HealingPlan) -> set[tuple[str, Symptom, float, float]]:
+    return {(s.pod, s.reason, s.since - NOW, s.until - NOW) for s in result.suspicions}
+
+
+ONE_FAILURE = {"a": ProbeRecord(1, "timeout after 1.0s")}
+PROBE_HOLD = 10.0 * 3 + SUSPICION_MARGIN_SECONDS
+FIRST_IDLE = {"consumers": consumers(0, 50), "backlog": 1000.0}
+
+
+@pytest.mark.parametrize(("pods", "kwargs", "expected"), [
+    pytest.param(TWO, {"probes": ONE_FAILURE},
+                 {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)}, id="probe-started-failing"),
+    pytest.param(TWO, FIRST_IDLE,
+                 {("a", Symptom.STUCK_CONSUMER, 0.0, 20.0 + SUSPICION_MARGIN_SECONDS)},
+                 id="consumer-first-idle-read"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, **FIRST_IDLE},
+                 {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)}, id="both-longer-limit"),
+    pytest.param(TWO, {"probes": FAILING}, {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)},
+                 id="judged-still-suspected"),
+    pytest.param(TWO, {"probes": {"a": ProbeRecord(0)}}, set(), id="probe-passing"),
+    pytest.param([pod("a", ready=False), pod("b")], {"probes": ONE_FAILURE}, set(),
+                 id="not-ready-goes-first-anyway"),
+    pytest.param([pod("a", age=30), pod("b")], {"probes": ONE_FAILURE}, set(),
+                 id="inside-grace"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "settings": healing(http_probe=None)}, set(),
+                 id="no-http-probe"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "deps": {"es": DependencyState(
+        "es", Health.DOWN)}}, set(), id="outage"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "deps": {"es": DependencyState(
+        "es", Health.UP, failures=1)}}, set(), id="dependency-suspect"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(frozen_at=NOW - 10)},
+                 set(), id="outage-recovery-past-the-hold"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(frozen_at=NOW - 30)},
+                 {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)},
+                 id="outage-recovery-ends-in-time"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "settings": healing(enabled=False)}, set(),
+                 id="healing-disabled"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        breaker=Breaker(BreakerState.OPEN, 3, NOW - 100))}, set(), id="breaker-open"),
+    pytest.param([*TWO, pod("c", age=40)], {"probes": ONE_FAILURE, "memory": HealingMemory(
+        restarts=(done("x", NOW - 40, ["x", "a", "b"], ready=True),), streak=1,
+        breaker=Breaker(BreakerState.HALF_OPEN, 2, NOW - 2000))}, set(),
+                 id="breaker-half-open-trial-pending"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "settings": healing(min_available=2)}, set(),
+                 id="min-available-forbids"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        restarts=tuple(done("x", NOW - t, "x", settled=Settled.HEALTHY)
+                       for t in (500, 400, 300)), streak=3)}, set(),
+                 id="budget-spent-past-the-hold"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        restarts=tuple(done("x", NOW - t, "x", settled=Settled.HEALTHY)
+                       for t in (590, 400, 300)), streak=3)},
+                 {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)}, id="budget-frees-in-time"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        restarts=(done("x", NOW - 20, "x", replacement="r", ready=True,
+                       settled=Settled.HEALTHY),), streak=1)},
+                 {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)}, id="backoff-ends-in-time"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        restarts=(done("x", NOW - 20, "x", replacement="r", ready=True,
+                       settled=Settled.HEALTHY),), streak=3)}, set(),
+                 id="backoff-ends-too-late"),
+    pytest.param(TWO, {"probes": ONE_FAILURE, "memory": HealingMemory(
+        throttles=(Throttle("b", 1, NOW + 60),))}, set(), id="throttled-too-long"),
+])
+def test_suspicions(pods: list[PodInfo], kwargs: dict[str, Any],
+                    expected: set[tuple[str, Symptom, float, float]]) -> None:
+    assert suspected(run(pods, **kwargs)) == expected
+
+
+def test_a_flaky_probe_holds_scale_downs_once() -> None:
+    """Failures that follow each other within a hold's length are one suspicion; a pod that
+    stayed clear for that long may be suspected again."""
+    memory = HealingMemory()
+    seen: list[set[tuple[str, Symptom, float, float]]] = []
+    for offset, failures in ((0, 1), (10, 0), (20, 1), (30, 0), (40, 1), (80, 0), (120, 1)):
+        result = run(TWO, now=NOW + offset, memory=memory,
+                     probes={"a": ProbeRecord(failures, "timeout")})
+        memory = result.memory
+        seen.append(suspected(result))
+    first = {("a", Symptom.PROBE_FAILED, 0.0, PROBE_HOLD)}
+    again = {("a", Symptom.PROBE_FAILED, 120.0, 120.0 + PROBE_HOLD)}
+    assert seen == [first, set(), first, set(), set(), set(), again]
+
+
+def test_an_episode_is_forgotten_once_over() -> None:
+    """A pod clear for a hold's length keeps no suspicion in memory."""
+    memory = run(TWO, probes=ONE_FAILURE).memory
+    clear = {"a": ProbeRecord(0)}
+    during = run(TWO, now=NOW + PROBE_HOLD - 1, memory=memory, probes=clear).memory
+    after = run(TWO, now=NOW + PROBE_HOLD, memory=memory, probes=clear).memory
+    [a_during] = [t for t in during.pods if t.name == "a"]
+    [a_after] = [t for t in after.pods if t.name == "a"]
+    assert (a_during.suspect_since, a_during.suspect_seen) == (NOW, NOW)
+    assert (a_after.suspect_since, a_after.suspect_seen) == (None, None)
+
+
+def test_scale_down_hold_waits_for_a_suspicion_until_it_expires() -> None:
+    settings = healing()
+    last = run(TWO, probes=ONE_FAILURE)
+    assert scale_down_hold(last, last.memory, now=NOW + 10, settings=settings) == (
+        "ScaleDownHeld: a may need a restart (ProbeFailed suspected 10s ago, waiting at most "
+        "25s more)")
+    assert scale_down_hold(last, last.memory, now=NOW + PROBE_HOLD - 0.5,
+                           settings=settings) is not None
+    assert scale_down_hold(last, last.memory, now=NOW + PROBE_HOLD, settings=settings) is None
+    assert scale_down_hold(last, last.memory, now=NOW + 10,
+                           settings=healing(enabled=False)) is None
+    assert scale_down_hold(None, HealingMemory(), now=NOW, settings=settings) is None
+    assert scale_down_hold(run(TWO), HealingMemory(), now=NOW, settings=settings) is None
+
+
+def test_scale_down_hold_while_a_replacement_starts() -> None:
+    settings = healing()
+    memory = HealingMemory(restarts=(done("x", NOW - 10, ["x", "a", "b"]),), streak=1)
+    assert scale_down_hold(None, memory, now=NOW, settings=settings) == \
+        "ScaleDownHeld: a restarted pod's replacement is starting"
+    assert scale_down_hold(None, memory, now=NOW - 10 + restart_timeout(settings),
+                           settings=settings) is None
+
+
+def test_scale_down_hold_picks_the_oldest_suspicion() -> None:
+    last = replace(run(TWO), suspicions=(
+        Suspicion("b", Symptom.STUCK_CONSUMER, NOW - 5, NOW + 20),
+        Suspicion("a", Symptom.PROBE_FAILED, NOW - 8, NOW + 27)))
+    held = scale_down_hold(last, last.memory, now=NOW, settings=healing())
+    assert held is not None and held.startswith("ScaleDownHeld: a may need a restart")
 
 
 # ------------------------------------------------------------------------- the restart choice
-
-def done(pod_name: str, at: float, siblings: Sequence[str], **fields: Any) -> RestartRecord:
-    return RestartRecord(pod=pod_name, at=at, siblings=frozenset(siblings), **fields)
-
 
 SICK_A = {"probes": FAILING}
 HEALTHY_LAST = (done("x", NOW - 500, "x", replacement="a", ready=True,

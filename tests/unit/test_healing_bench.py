@@ -3,6 +3,7 @@ liveness probes, and the Done-when targets of issue 6 measured on the real daemo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 import structlog
 
+from autoscaler import daemon as daemon_module
+from autoscaler.bench.contenders import model_adapters
 from autoscaler.bench.healing import (
     CRASH_PHASE_SECONDS,
     OUTAGE_SECONDS,
@@ -23,7 +26,11 @@ from autoscaler.bench.healing import (
     steady_segment,
 )
 from autoscaler.bench.runner import Job, jobs_for, run_job, table
-from autoscaler.config import LoadedConfig, load_config
+from autoscaler.config import LoadedConfig, load_config, parse_config
+from autoscaler.daemon import Daemon
+from autoscaler.engine.healing import SUSPICION_MARGIN_SECONDS, scale_down_hold
+from autoscaler.model import Decision
+from autoscaler.sim.clock import run_virtual
 from autoscaler.sim.model import (
     KUBELET_BACKOFF_SECONDS,
     RECEIVER_QUEUE,
@@ -33,7 +40,7 @@ from autoscaler.sim.model import (
     Outage,
 )
 from autoscaler.sim.traces import Trace, load_trace, shared_traces_dir
-from autoscaler.telemetry import configure_logging
+from autoscaler.telemetry import Telemetry, configure_logging
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "policies" / "tracardi.yaml")
 SEED = 1
@@ -93,6 +100,20 @@ def test_stuck_consumer_holds_its_messages_until_it_goes_away() -> None:
     assert inj.restarted_at == 300.0
     assert [(r.pod, r.fault, r.in_place) for r in model.scores.restart_log] == [
         (stuck.name, "stuck", False)]
+
+
+def test_a_stuck_consumer_is_seen_from_the_first_message_it_takes() -> None:
+    """Stuck while nothing arrives, it cannot be told from an idle consumer until work comes:
+    `work_at` is that moment, the injection time when work is flowing."""
+    idle_gap = Trace("gap", (100.0,) * 300 + (0.0,) * 100 + (100.0,) * 300, 1)
+    model = ClusterModel(trace=idle_gap, kind="worker", workload="wk", replicas=4,
+                         capacity=50.0, seed=3, faults=(Fault(FaultKind.STUCK, 310.5),
+                                                        Fault(FaultKind.STUCK, 500.5)))
+    model.advance(399)
+    assert [i.work_at for i in model.scores.injections] == [None]
+    model.advance(600)
+    first, second = model.scores.injections
+    assert first.work_at == 400.0 and second.work_at == second.at
 
 
 def test_outage_fails_every_probe_while_it_lasts() -> None:
@@ -235,6 +256,18 @@ def test_ours_restarts_every_sick_pod_in_time(bench: dict[str, dict[str, Any]],
         assert r["hung_detect_p99_s"] <= limit, r
 
 
+def test_ours_restarts_stuck_consumers_within_the_probe_bound(
+        bench: dict[str, dict[str, Any]], steady: tuple[HealingSetup, dict[str, Any]]) -> None:
+    """Issue 6: stuck consumers too within `period * failure_threshold + 2 s` of the probe."""
+    hs, steady_scores = steady
+    probe = hs.setup.spec.settings.healing.http_probe
+    assert probe is not None
+    limit = probe.period_seconds * probe.failure_threshold + 2
+    for r in (bench["ours"], steady_scores):
+        assert r["stuck_detect_p99_s"] <= limit, r
+        assert r["faults_scaled_away"] == 0, r
+
+
 def test_ours_restarts_stuck_consumers_within_the_limit_and_a_poll(
         bench: dict[str, dict[str, Any]], loaded: LoadedConfig) -> None:
     spec = build_healing(loaded, constant(), peak_replicas=20, seed=SEED).setup.spec
@@ -294,6 +327,20 @@ def test_scaled_run_opens_the_breaker_after_threshold_attempts(loaded: LoadedCon
         hs.setup.spec.settings.healing.breaker_threshold
 
 
+AZURE = shared_traces_dir() / "azure_llm_code_bursty.csv"
+
+
+@pytest.mark.skipif(not AZURE.is_file(), reason="../shared/traces is absent")
+def test_bursty_run_heals_before_scaling_away(loaded: LoadedConfig) -> None:
+    """On the bursty trace the scaler keeps removing pods: every sick pod is still restarted,
+    and a stuck consumer within the probe bound of the first message it took."""
+    hs = build_healing(loaded, load_trace(AZURE), peak_replicas=20, seed=SEED)
+    _, scores = run_healing(loaded, hs, "ours", seed=SEED)
+    assert (scores["faults_restarted"], scores["faults_scaled_away"]) == (8, 0)
+    assert scores["false_restarts"] == 0 and scores["restarts_during_outage"] == 0
+    assert scores["hung_detect_p99_s"] <= 32 and scores["stuck_from_work_p99_s"] <= 32
+
+
 def test_liveness_restarts_during_the_outage_and_cannot_see_stuck_consumers(
         bench: dict[str, dict[str, Any]]) -> None:
     live = bench["liveness"]
@@ -315,3 +362,77 @@ def test_healing_runs_are_deterministic(bench: dict[str, dict[str, Any]]) -> Non
     again = run_job(dataclasses.replace(job))
     strip = {k: v for k, v in again.items() if k != "wall_s"}
     assert strip == {k: v for k, v in bench["liveness"].items() if k != "wall_s"}
+
+
+# ------------------------------------------------------------------ scale-down held for a suspicion
+DROP_CONFIG = """
+daemon: {namespace: tracardi}
+sources:
+  functions: {kind: pulsar, admin_url: "http://pulsar:8080", tenant: t, namespace: system,
+              topic: functions, subscription: s, poll_seconds: 2}
+workloads:
+  wk:
+    min: 1
+    max: 10
+    policies: [{name: backlog, source: functions, msgs_per_second: 50, drain_seconds: 30}]
+    behavior:
+      scale_down:
+        stabilization_window_seconds: 0
+        policies: [{type: Percent, value: 100, period_seconds: 15}]
+    healing: {consumer_source: functions, min_available: 1}
+"""
+STUCK_AT = 595.0
+
+
+def demand_drop_with_a_stuck_consumer() -> tuple[ClusterModel, list[tuple[float, Decision]]]:
+    """A consumer gets stuck 5 s before the demand falls from 8 pods' worth to one: the scaler
+    wants to remove 9 of 10 pods at once while the healer is still counting reads."""
+    loaded = parse_config(DROP_CONFIG)
+    spec = loaded.workloads[0]
+    trace = Trace("drop", (400.0,) * 600 + (30.0,) * 400, 1)
+    model = ClusterModel(trace=trace, kind="worker", workload=spec.deployment,
+                         namespace=spec.namespace, replicas=10, capacity=50.0, seed=1,
+                         faults=(Fault(FaultKind.STUCK, STUCK_AT),))
+    daemon = Daemon(loaded, model_adapters(loaded, model), telemetry=Telemetry(),
+                    check_conflicts=False)
+    decisions: list[tuple[float, Decision]] = []
+    daemon.on_decision = lambda decision, _status: decisions.append(
+        (asyncio.get_running_loop().time(), decision))
+
+    async def main() -> None:
+        task = asyncio.create_task(daemon.run())
+        await asyncio.sleep(STUCK_AT)
+        model.advance(STUCK_AT)
+        await asyncio.sleep(trace.duration - STUCK_AT)
+        daemon.stop()
+        await task
+
+    run_virtual(main())
+    model.finish()
+    return model, decisions
+
+
+def test_scale_down_waits_for_a_maturing_stuck_consumer() -> None:
+    model, decisions = demand_drop_with_a_stuck_consumer()
+    [injection] = model.scores.injections
+    assert injection.removed_at is None
+    assert injection.restarted_at is not None and injection.restarted_at - STUCK_AT <= 32
+    held = [at for at, d in decisions if d.reasons[0].startswith(
+        f"ScaleDownHeld: {injection.pod} may need a restart (StuckConsumer")]
+    assert held
+    # from the first read after the fault, never past the stuck limit and the margin
+    poll = 2.0
+    assert all(STUCK_AT < at < STUCK_AT + poll + 20 + SUSPICION_MARGIN_SECONDS for at in held)
+    # then the replacement starts (held too), and the scale-down goes ahead
+    assert model.deployment.replicas == 1
+    assert [r.fault for r in model.scores.restart_log] == ["stuck"]
+
+
+def test_without_the_hold_the_stuck_consumer_is_scaled_away(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the test above: only the restart-in-flight hold, as before."""
+    monkeypatch.setattr(daemon_module, "scale_down_hold",
+                        lambda last, memory, **kw: scale_down_hold(None, memory, **kw))
+    model, _ = demand_drop_with_a_stuck_consumer()
+    [injection] = model.scores.injections
+    assert injection.restarted_at is None and injection.removed_at is not None

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from autoscaler.config import Healing, HttpProbeSettings
 from autoscaler.engine.healing import (
+    SUSPICION_MARGIN_SECONDS,
     Breaker,
     BreakerState,
     HealingMemory,
@@ -19,10 +20,12 @@ from autoscaler.engine.healing import (
     ProbeRecord,
     RestartRecord,
     Settled,
+    SubscriptionRead,
     Throttle,
     plan,
     record_outcome,
     restart_timeout,
+    scale_down_hold,
 )
 from autoscaler.model import ConsumerStat, DependencyState, Health, PodInfo
 from autoscaler.ports import WriteOutcome
@@ -40,6 +43,7 @@ healings = st.builds(
     http_probe=st.one_of(st.none(), st.builds(HttpProbeSettings,
                                               failure_threshold=st.integers(1, 4))),
     stuck_consumer_seconds=st.sampled_from([5.0, 60.0]),
+    stuck_consumer_reads=st.integers(1, 4),
     min_available=st.integers(0, 4),
     max_restarts=st.integers(1, 4),
     window_seconds=st.sampled_from([60.0, 300.0, 600.0]),
@@ -69,7 +73,9 @@ memories = st.builds(
     HealingMemory,
     pods=st.lists(st.builds(PodTrack, name=st.sampled_from(NAMES), restarts=st.integers(0, 20),
                             restarts_base=st.integers(0, 20), restarts_grew_at=times,
-                            not_ready_since=st.none() | times, idle_since=st.none() | times),
+                            not_ready_since=st.none() | times, idle_since=st.none() | times,
+                            idle_reads=st.integers(0, 5), suspect_since=st.none() | times,
+                            suspect_seen=st.none() | times),
                   max_size=6).map(tuple),
     restarts=st.lists(st.builds(RestartRecord, pod=st.sampled_from(NAMES), at=times,
                                 siblings=st.frozensets(st.sampled_from(NAMES)),
@@ -84,6 +90,7 @@ memories = st.builds(
     breaker=st.builds(Breaker, state=st.sampled_from(list(BreakerState)),
                       failures=st.integers(0, 5), opened_at=times),
     frozen_at=st.none() | times,
+    read_at=st.none() | times,
 )
 probe_maps = st.dictionaries(st.sampled_from(NAMES), st.builds(
     ProbeRecord, failures=st.integers(0, 6), last_error=st.just("timeout")))
@@ -92,6 +99,11 @@ consumer_lists = st.lists(st.builds(
     address=st.sampled_from([f"/10.0.0.{i}:4000{i}" for i in range(7)]),
     msg_rate_out=st.sampled_from([0.0, 0.0, 3.5, 100.0])), max_size=6).map(tuple)
 backlogs = st.none() | st.sampled_from([0.0, 10.0, 5000.0])
+
+
+def subscription(consumers: tuple[ConsumerStat, ...], backlog: float | None,
+                 read_at: float = NOW) -> SubscriptionRead | None:
+    return None if backlog is None else SubscriptionRead(read_at, backlog, consumers)
 outages = st.sampled_from([
     {"es": DependencyState("es", Health.DOWN)},
     {"es": DependencyState("es", Health.UNKNOWN)},
@@ -112,11 +124,14 @@ def test_nothing_restarts_during_an_outage(
         probes: dict[str, ProbeRecord], consumers: tuple[ConsumerStat, ...],
         backlog: float | None, deps: dict[str, DependencyState]) -> None:
     result = plan(workload="w", settings=healing, pods=pods, now=NOW, wall_now=WALL,
-                  memory=memory, probes=probes, consumers=consumers, backlog=backlog,
+                  memory=memory, probes=probes, subscription=subscription(consumers, backlog),
                   requires=("es", "redis"), dependencies=deps)
     assert result.restart is None
     assert result.reasons[0].startswith(("DependencyDown:", "DependencyUnknown:"))
     assert result.memory.frozen_at == NOW
+    # no scale-down waits for a pod's symptoms during an outage, and no stuck clock runs
+    assert result.suspicions == ()
+    assert all(t.idle_since is None and t.idle_reads == 0 for t in result.memory.pods)
 
 
 @PROPS
@@ -128,7 +143,8 @@ def test_any_single_plan_keeps_the_rules(
         backlog: float | None) -> None:
     kwargs: dict[str, Any] = {
         "workload": "w", "settings": healing, "pods": pods, "now": NOW, "wall_now": WALL,
-        "memory": memory, "probes": probes, "consumers": consumers, "backlog": backlog,
+        "memory": memory, "probes": probes,
+        "subscription": subscription(consumers, backlog),
         "requires": ("es",), "dependencies": {"es": DependencyState("es", Health.UP)}}
     result = plan(**kwargs)
     assert plan(**kwargs) == result
@@ -145,6 +161,26 @@ def test_any_single_plan_keeps_the_rules(
         assert not chosen.deleting
         if chosen.ready:
             assert ready_count(pods) - 1 >= healing.min_available
+    assert_suspicions_bounded(result, pods, healing, now=NOW)
+
+
+def hold_limit(healing: Healing) -> float:
+    """The longest a suspicion may hold a scale-down: the longest detection limit + margin."""
+    probe = healing.http_probe
+    probe_limit = probe.period_seconds * probe.failure_threshold if probe else 0.0
+    return max(probe_limit, healing.stuck_consumer_seconds) + SUSPICION_MARGIN_SECONDS
+
+
+def assert_suspicions_bounded(result: HealingPlan, pods: tuple[PodInfo, ...],
+                              healing: Healing, *, now: float) -> None:
+    """A scale-down waits only for a ready pod that could be restarted, never past the limit."""
+    by_name = {p.name: p for p in pods}
+    if result.suspicions:
+        assert healing.enabled and result.breaker is not BreakerState.OPEN
+        assert ready_count(pods) - 1 >= healing.min_available
+    for s in result.suspicions:
+        assert by_name[s.pod].ready and not by_name[s.pod].deleting
+        assert s.since <= now < s.until <= s.since + hold_limit(healing)
 
 
 # ------------------------------------------------------------------ runs over time
@@ -226,6 +262,7 @@ def test_runs_keep_every_budget(healing: Healing, data: st.DataObject, size: int
         cluster.add(WALL - 1000, ready=True)
     memory = HealingMemory()
     oracle = Oracle()
+    reads: set[float] = set()
     now = NOW
     for _ in range(data.draw(st.integers(5, 40))):
         now += data.draw(st.sampled_from([1.0, 5.0, 20.0, 60.0]))
@@ -251,12 +288,22 @@ def test_runs_keep_every_budget(healing: Healing, data: st.DataObject, size: int
         deps = {"es": DependencyState("es", Health.DOWN if kind == "outage" else Health.UP)}
         pods = cluster.infos()
         oracle.observe(pods)
+        # a new read of the subscription, or the last one evaluated again
+        read_at = now if memory.read_at is None or data.draw(st.booleans()) else memory.read_at
+        read = subscription(cluster.consumers(), data.draw(backlogs), read_at)
+        if read is not None:
+            reads.add(read.read_at)
         result: HealingPlan = plan(
             workload="w", settings=healing, pods=pods, now=now, wall_now=wall, memory=memory,
             probes={n: ProbeRecord(p.failures, "timeout") for n, p in cluster.pods.items()},
-            consumers=cluster.consumers(), backlog=data.draw(backlogs), requires=("es",),
-            dependencies=deps)
+            subscription=read, requires=("es",), dependencies=deps)
+        assert_suspicions_bounded(result, pods, healing, now=now)
+        for track in result.memory.pods:  # a read evaluated again is not counted again
+            assert track.idle_reads <= len(reads)
         memory = result.memory
+        if kind == "outage":  # only a starting replacement may hold a scale-down then
+            assert scale_down_hold(result, memory, now=now, settings=healing) in (
+                None, "ScaleDownHeld: a restarted pod's replacement is starting")
         restart = result.restart
         if restart is None:
             continue
