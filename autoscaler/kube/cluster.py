@@ -710,19 +710,20 @@ class KubeCluster:
                 events.put_nowait(event)
 
         tasks = [asyncio.create_task(forward(f), name=f"watch:{namespace}") for f in followers]
+        getting: asyncio.Future[PodEvent] | None = None
         try:
             while True:
                 getting = asyncio.ensure_future(events.get())
                 done, _ = await asyncio.wait([getting, *tasks],
                                              return_when=asyncio.FIRST_COMPLETED)
                 if getting not in done:  # a follower ended: the cluster is closing
-                    getting.cancel()
                     return
                 yield getting.result()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            pending: list[asyncio.Future[Any]] = [*tasks, *([getting] if getting else [])]
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             informer.pods_synced = informer.deployments_synced = False
             if self._informers.get(namespace) is informer:
                 del self._informers[namespace]
@@ -745,7 +746,7 @@ class KubeCluster:
                 if resource_version is None:
                     resource_version, workloads = await relist()
                     for workload in workloads:
-                        yield PodEvent("ADDED", namespace, workload)
+                        yield PodEvent("ADDED", namespace, workload, resource)
                 async for kind, rv, workload in self._watch_stream(
                         watch(resource_version), resource_version, apply=apply,
                         synced=synced):
@@ -792,7 +793,8 @@ class KubeCluster:
     async def _list_deployments(self, namespace: str,
                                 informer: _Informer) -> tuple[str, list[str]]:
         """The namespace's Deployments into `informer`, read as JSON (a thousand of them cost
-        the client's model classes about a second)."""
+        the client's model classes about a second); their names are announced, since a change
+        missed while no watch was open shows only here."""
         response = await self._raw(self._apps.list_namespaced_deployment(
             namespace, _preload_content=False, _request_timeout=self._timeout))
         try:
@@ -813,7 +815,7 @@ class KubeCluster:
         informer.by_component.clear()
         for name, entry in entries.items():
             informer.remember(name, entry)
-        return resource_version, []
+        return resource_version, sorted(entries)
 
     @staticmethod
     async def _raw(opening: Awaitable[Any]) -> aiohttp.ClientResponse:

@@ -117,6 +117,11 @@ def k8s_model(body: bytes, kind: str) -> Any:
         return None
 
 
+def as_json(model: Any) -> Any:
+    """A model object back as its JSON, as `KubeCluster` hands a read Deployment to the cache."""
+    return ApiClient.__new__(ApiClient).sanitize_for_serialization(model)
+
+
 def assert_pod(info: PodInfo) -> None:
     assert isinstance(info, PodInfo)
     for text in (info.name, info.phase, info.ip, info.waiting_reason):
@@ -166,8 +171,8 @@ def test_deployment_model(body: bytes) -> None:
     dep = k8s_model(body, "V1Deployment")
     if dep is None:
         return
-    entry = expect("kube-deployment-model", lambda: _cached_deployment(dep, now=1.0),
-                   KUBE_ERRORS)
+    entry = expect("kube-deployment-model",
+                   lambda: _cached_deployment(as_json(dep), now=1.0), KUBE_ERRORS)
     if entry is None:
         return
     assert COMPONENT_LABEL in entry.match_labels
@@ -217,8 +222,8 @@ def test_seed_pods() -> None:
     pytest.param(1, False, id="match-expressions-not-cached"),
 ])
 def test_seed_deployments(index: int, cached: bool) -> None:
-    entry = _cached_deployment(k8s_model(dump_json(DEPLOYMENT_DOCS[index]), "V1Deployment"),
-                               now=1.0)
+    entry = _cached_deployment(
+        as_json(k8s_model(dump_json(DEPLOYMENT_DOCS[index]), "V1Deployment")), now=1.0)
     assert (entry is not None) is cached
     if entry is not None:
         assert (entry.replicas, entry.ready, entry.paused, entry.resource_version) == (

@@ -297,7 +297,9 @@ async def test_watch_sees_deployment_changes(served: Served, cluster: KubeCluste
     _deploy(state, replicas=1)
     events = _watch(cluster)
     try:
-        assert await _next_events(events, 1) == [PodEvent("ADDED", NS, API)]
+        # The list announces the Deployments; the watch follows from it.
+        assert await _next_events(events, 1, "deployments") == [
+            PodEvent("ADDED", NS, API, "deployments")]
         state.set_paused(NS, API, True)  # no pod changes
         assert await _next_events(events, 1, "deployments") == [
             PodEvent("MODIFIED", NS, API, "deployments")]

@@ -74,18 +74,19 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
                           watch_timeout_seconds=1, backoff_seconds=(0.05, 0.2))
     watch = cast(AsyncGenerator[PodEvent, None], cluster.watch_pods(NS))
     events: list[PodEvent] = []
-    first = asyncio.Event()
+    listed = asyncio.Event()
+    announced = {PodEvent("ADDED", NS, API), PodEvent("ADDED", NS, API, "deployments")}
 
     async def pump() -> None:  # the daemon consumes the watch the same way, all the time
         async for event in watch:
             events.append(event)
-            first.set()
+            if announced <= set(events):
+                listed.set()
 
     pumping = asyncio.create_task(pump())
     try:
         async with asyncio.timeout(10):
-            await first.wait()
-        assert events[0] == PodEvent("ADDED", NS, API)
+            await listed.wait()  # both lists announced the workload
         yield Watched(state, cluster, clock, events, gets)
     finally:
         pumping.cancel()
