@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import structlog
 
 from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
-from autoscaler.engine.behavior import record_scale
-from autoscaler.engine.evaluate import evaluate
+from autoscaler.engine.behavior import record_scale, remember
+from autoscaler.engine.evaluate import DEFAULT_STALE_SECONDS, evaluate
 from autoscaler.engine.healing import (
     BreakerState,
     HealingMemory,
@@ -37,6 +37,7 @@ from autoscaler.engine.healing import (
     scale_down_hold,
 )
 from autoscaler.engine.hysteresis import Hysteresis
+from autoscaler.engine.settled import Settled, healing_quiet, settle, source_fields, unchanged
 from autoscaler.model import (
     Action,
     ConsumerStat,
@@ -47,6 +48,7 @@ from autoscaler.model import (
     Signal,
     WorkloadStatus,
 )
+from autoscaler.policies.base import LooksBack
 from autoscaler.ports import (
     CheckResult,
     Clock,
@@ -124,6 +126,10 @@ class WorkloadState:
     pod_probes: dict[str, ProbeRecord] = field(default_factory=dict)
     heal_plan: HealingPlan | None = None
     heal_recheck: bool = False
+    #: The last evaluation, when settled (`engine.settled`): until an input changes, the next
+    #: ones are skipped. `watched`: the source fields that count as its inputs.
+    settled: Settled | None = None
+    watched: tuple[str, ...] | None = None
 
 
 class Daemon:
@@ -167,9 +173,12 @@ class Daemon:
         for spec in loaded.workloads:
             state = old.get(spec.key) or WorkloadState(spec)
             state.spec = spec
+            state.settled = None
+            state.watched = self._watched(spec, loaded)
             self.workloads[spec.key] = state
             self.store.subscribe(spec.key, signals=self._signal_keys(spec),
                                  requires=spec.settings.requires)
+        self.store.keep_history(self._history_needed(loaded))
         self.staleness = {
             f"{name}.{f}": src.staleness_limit()
             for name, src in loaded.config.sources.items()
@@ -178,6 +187,27 @@ class Daemon:
         for spec in loaded.workloads:
             self.telemetry.init_workload(spec.namespace, spec.name, minimum=spec.settings.min,
                                          maximum=spec.settings.max)
+
+    @staticmethod
+    def _history_needed(loaded: LoadedConfig) -> dict[str, float] | None:
+        """How much history of each signal the policies read; None if one cannot tell."""
+        needed: dict[str, float] = {}
+        for spec in loaded.workloads:
+            for policy in spec.policies:
+                if not isinstance(policy, LooksBack):
+                    return None
+                for name, seconds in policy.history_seconds().items():
+                    needed[name] = max(needed.get(name, 0.0), seconds)
+        return needed
+
+    @staticmethod
+    def _watched(spec: WorkloadSpec, loaded: LoadedConfig) -> tuple[str, ...] | None:
+        fields = source_fields(spec, loaded.config.sources)
+        source = spec.settings.healing.consumer_source
+        consumer = loaded.config.sources.get(source) if source else None
+        if fields is None or consumer is None:
+            return fields
+        return (*fields, *(f"{source}.{f}" for f in SOURCE_FIELDS[consumer.kind]))
 
     @staticmethod
     def _signal_keys(spec: WorkloadSpec) -> list[str]:
@@ -445,8 +475,28 @@ class Daemon:
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
             return None
         state.status = status
-        started = time.perf_counter()
         now = clock.now()
+        requires = tuple(self.store.dependencies.get(d) for d in spec.settings.requires)
+        subscription = (self._consumers(spec, now) if spec.settings.healing.consumer_source
+                        else None)
+        settled = state.settled
+        if settled is not None and unchanged(
+                settled, status=status, dependencies=requires, changed=self.store.changed,
+                latest=self.store.latest, staleness=self.staleness,
+                default_stale=DEFAULT_STALE_SECONDS, now=now, probes=state.pod_probes,
+                consumers=subscription):
+            # Settled and nothing changed: it would decide what it decided (engine.settled),
+            # and remember its proposal as that evaluation would.
+            behavior = spec.settings.behavior
+            state.history = remember(state.history, desired=settled.recommended, now=now,
+                                     up=behavior.up, down=behavior.down)
+            state.woken_by_read_at = None
+            self.telemetry.observe_skip(spec.namespace, spec.name)
+            if self.on_decision is not None and state.decision is not None:
+                self.on_decision(state.decision, status)
+            return state.decision
+        version = self.store.version
+        started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
                           dependencies=self.store.dependencies, history=state.history, now=now,
                           staleness=self.staleness, signal_history=self.store.history_view())
@@ -474,6 +524,14 @@ class Daemon:
             self.on_decision(decision, status)
         woken_at, state.woken_by_read_at = state.woken_by_read_at, None
         await self._heal(state, status)
+        healing = spec.settings.healing
+        state.settled = settle(
+            result.decision, policies=len(spec.policies), min_replicas=spec.settings.min,
+            max_replicas=spec.settings.max, status=status, version=version,
+            dependencies=requires, watched=state.watched, needed=spec.signal_names(),
+            healing_quiet=not healing.enabled or healing_quiet(
+                state.heal_plan, state.healing, pods=status.pods, probes=state.pod_probes),
+            consumers=subscription)
         if not decision.changes:
             return decision
         log.info("decision", workload=spec.key, action=decision.action.value,

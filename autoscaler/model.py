@@ -103,11 +103,18 @@ class WorkloadStatus:
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    """What one policy proposes for one workload, and why."""
+    """What one policy proposes for one workload, and why.
+
+    `settled`: the policy would propose the same at any later time as long as its signals keep
+    the values they have now (it did not depend on a history that could still change). The
+    daemon skips re-evaluating a workload whose proposals are all settled at its replica count
+    until an input changes; a policy that cannot tell leaves it False.
+    """
 
     replicas: int
     reason: str
     policy: str = ""
+    settled: bool = False
 
 
 class Action(StrEnum):

@@ -13,9 +13,19 @@ from autoscaler.model import DependencyState, Signal
 
 
 class SignalStore:
+    """`history_seconds` bounds every signal's history; `keep_history` narrows it per signal to
+    what its readers look back on (a signal nobody looks back on keeps its latest read only)."""
+
     def __init__(self, *, history_seconds: float) -> None:
         self.history_seconds = history_seconds
+        #: Seconds of history kept per signal, and for signals not named there.
+        self.keep: dict[str, float] = {}
+        self.keep_default = history_seconds
         self.latest: dict[str, Signal] = {}
+        #: A count of the signal changes (value or error, a first read included) so far, and
+        #: that count as of each signal's last change: "unchanged since" without clock ties.
+        self.version = 0
+        self.changed: dict[str, int] = {}
         self.history: dict[str, deque[Signal]] = defaultdict(deque)
         self.dependencies: dict[str, DependencyState] = {}
         self._readers: dict[str, set[str]] = defaultdict(set)
@@ -31,6 +41,15 @@ class SignalStore:
         self._readers.clear()
         self._requirers.clear()
 
+    def keep_history(self, seconds: Mapping[str, float] | None) -> None:
+        """Keep `seconds[name]` of each signal's history (at most `history_seconds`) and the
+        latest read of the others; None keeps `history_seconds` of every signal."""
+        if seconds is None:
+            self.keep, self.keep_default = {}, self.history_seconds
+        else:
+            self.keep = {name: min(s, self.history_seconds) for name, s in seconds.items()}
+            self.keep_default = 0.0
+
     def readers(self, signal: str) -> set[str]:
         return self._readers.get(signal, set())
 
@@ -42,9 +61,12 @@ class SignalStore:
             self.latest[sig.name] = sig
             ring = self.history[sig.name]
             ring.append(sig)
-            while ring and now - ring[0].read_at > self.history_seconds:
+            keep = self.keep.get(sig.name, self.keep_default)
+            while len(ring) > 1 and now - ring[0].read_at > keep:
                 ring.popleft()
             if old is None or old.value != sig.value or old.error != sig.error:
+                self.version += 1
+                self.changed[sig.name] = self.version
                 woken |= self._readers.get(sig.name, set())
         return woken
 

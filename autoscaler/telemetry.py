@@ -57,6 +57,8 @@ class Telemetry:
                                        ("dependency", "reason"), registry=r)
         self._last_reason: dict[str, str] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: What each gauge set through `_set` holds now.
+        self._values: dict[tuple[int, tuple[str, ...]], float] = {}
         self.signal_value = Gauge(p + "signal_value", "Last valid value of a signal",
                                   ("signal",), registry=r)
         self.signal_read_time = Gauge(p + "signal_read_timestamp_seconds",
@@ -64,6 +66,10 @@ class Telemetry:
                                       registry=r)
         self.signal_errors = Counter(p + "signal_errors", "Failed reads by signal and reason",
                                      ("signal", "reason"), registry=r)
+        self.evaluations_skipped = Counter(
+            p + "evaluations_skipped",
+            "Evaluations skipped: the last one was settled and no input changed since",
+            WL, registry=r)
         self.evaluation_seconds = Histogram(p + "evaluation_seconds",
                                             "Time to evaluate one workload", registry=r,
                                             buckets=LATENCY_BUCKETS)
@@ -104,9 +110,9 @@ class Telemetry:
         rather than nothing before the first restart or breaker."""
         self.min.labels(namespace, workload).set(minimum)
         self.max.labels(namespace, workload).set(maximum)
-        self.breaker_open.labels(namespace, workload).set(0)
+        self._set(self.breaker_open, (namespace, workload), 0)
         for symptom in Symptom:
-            self.unhealthy_pods.labels(namespace, workload, symptom.value).set(0)
+            self._set(self.unhealthy_pods, (namespace, workload, symptom.value), 0)
             self.restarts.labels(namespace, workload, symptom.value)
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -119,31 +125,44 @@ class Telemetry:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def _set(self, metric: Any, labels: tuple[str, ...], value: float) -> None:
+        """`metric.labels(*labels).set(value)`, skipped when the gauge holds `value` already
+        (most evaluations change nothing, and a set takes a lock). Gauges set this way are
+        set only this way."""
+        key = (id(metric), labels)
+        if self._values.get(key) != value:
+            self._child(metric, *labels).set(value)
+            self._values[key] = value
+
     def observe_healing(self, namespace: str, workload: str, plan: HealingPlan) -> None:
         counts = Tally(v.reason for v in plan.verdicts)
         for symptom in Symptom:
-            self._child(self.unhealthy_pods, namespace, workload, symptom.value).set(
-                counts.get(symptom, 0))
-        self._child(self.breaker_open, namespace, workload).set(
-            1 if plan.breaker is BreakerState.OPEN else 0)
+            self._set(self.unhealthy_pods, (namespace, workload, symptom.value),
+                      counts.get(symptom, 0))
+        self._set(self.breaker_open, (namespace, workload),
+                  1 if plan.breaker is BreakerState.OPEN else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe_decision(self, d: Decision, *, ready: int, leader: bool) -> None:
         labels = (d.namespace, d.workload)
-        child = self._child
-        child(self.current, *labels).set(d.current)
-        child(self.ready, *labels).set(ready)
-        child(self.desired, *labels).set(d.desired)
+        gauge = self._set
+        gauge(self.current, labels, d.current)
+        gauge(self.ready, labels, ready)
+        gauge(self.desired, labels, d.desired)
         for rec in d.recommendations:
-            child(self.recommended, *labels, rec.policy).set(rec.replicas)
+            gauge(self.recommended, (*labels, rec.policy), rec.replicas)
         reason = reason_code(d.reasons[-1]) if d.reasons else "none"
         if d.action.value in ("freeze", "pause") and d.reasons:
             reason = reason_code(d.reasons[0])
-        child(self.decisions, *labels, d.action.value, reason, "1" if leader else "0").inc()
-        child(self.frozen, *labels).set(1 if d.action.value == "freeze" else 0)
-        child(self.paused, *labels).set(1 if d.action.value == "pause" else 0)
+        self._child(self.decisions, *labels, d.action.value, reason,
+                    "1" if leader else "0").inc()
+        gauge(self.frozen, labels, 1 if d.action.value == "freeze" else 0)
+        gauge(self.paused, labels, 1 if d.action.value == "pause" else 0)
+
+    def observe_skip(self, namespace: str, workload: str) -> None:
+        self._child(self.evaluations_skipped, namespace, workload).inc()
 
     def observe_dependency(self, state: DependencyState) -> None:
         self.dependency_up.labels(state.name).set(1 if state.health is Health.UP else 0)
@@ -156,8 +175,8 @@ class Telemetry:
 
     def observe_signal(self, sig: Signal, *, wall: float) -> None:
         if sig.ok and sig.value is not None:
-            self._child(self.signal_value, sig.name).set(sig.value)
-            self._child(self.signal_read_time, sig.name).set(wall)
+            self._set(self.signal_value, (sig.name,), sig.value)
+            self._set(self.signal_read_time, (sig.name,), wall)
         else:
             self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
 

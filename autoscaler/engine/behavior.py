@@ -151,16 +151,25 @@ def apply_behavior(
         up=up, down=down, up_events=history.scale_up_events,
         down_events=history.scale_down_events, now=now,
     )
-    keep = max(up.stabilization_window_seconds, down.stabilization_window_seconds)
-    recs = tuple(r for r in history.recommendations if now - r.at < keep)
-    new_history = prune(replace(history, recommendations=(*recs, TimedValue(now, desired))),
-                        now=now, up=up, down=down)
+    new_history = remember(history, desired=desired, now=now, up=up, down=down)
     reason = why_stable if why_stable and why_limited == "DesiredWithinRange" else why_limited
     steps = (
         Step("stabilize", stabilized, why_stable),
         Step("rate-limit", final, why_limited),
     )
     return BehaviorResult(replicas=final, reason=reason, steps=steps, history=new_history)
+
+
+def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRules,
+             down: ScalingRules) -> ScalingHistory:
+    """The history after an evaluation whose raw recommendation was `desired`."""
+    keep = max(up.stabilization_window_seconds, down.stabilization_window_seconds)
+    # An older recommendation equal to today's can never bound a window that today's does not
+    # (a window holding it holds today's too), so the memory keeps one entry per value: a
+    # steady workload remembers one recommendation, not one per evaluation.
+    recs = tuple(r for r in history.recommendations if now - r.at < keep and r.value != desired)
+    return prune(replace(history, recommendations=(*recs, TimedValue(now, desired))),
+                 now=now, up=up, down=down)
 
 
 def prune(history: ScalingHistory, *, now: float, up: ScalingRules,

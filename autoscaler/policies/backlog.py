@@ -47,15 +47,28 @@ class BacklogPolicy:
             return (f"{src}.backlog", f"{src}.in_rate")
         return (f"{src}.backlog",)
 
+    def history_seconds(self) -> dict[str, float]:
+        """The reads `per_replica` learns from (none when learning is off)."""
+        if not self.params.learn:
+            return {}
+        src = self.params.source
+        return {f"{src}.{f}": self.params.learn_seconds
+                for f in ("consumers", "backlog", "out_rate")}
+
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
         """One replica's throughput and whether it was learned.
 
         The source writes all its fields on every read, so the histories line up from the
         newest end; only the most recent `LEARN_WINDOW` saturated reads count.
         """
+        rate, learned, _ = self._learn(ctx)
+        return rate, learned
+
+    def _learn(self, ctx: PolicyContext) -> tuple[float, bool, int]:
+        """`per_replica`, and how many saturated reads it saw."""
         p = self.params
         if not p.learn:
-            return p.msgs_per_second, False
+            return p.msgs_per_second, False, 0
         src = p.source
         rates: list[float] = []
         rows = zip(reversed(ctx.history.get(f"{src}.consumers", ())),
@@ -75,15 +88,15 @@ class BacklogPolicy:
                 if len(rates) == LEARN_WINDOW:
                     break
         if len(rates) < p.learn_min_samples:
-            return p.msgs_per_second, False
-        return statistics.median(rates), True
+            return p.msgs_per_second, False, len(rates)
+        return statistics.median(rates), True, len(rates)
 
     def recommend(self, ctx: PolicyContext) -> Recommendation:
         p = self.params
         backlog = float(ctx.signals[f"{p.source}.backlog"].value or 0.0)
         in_rate = (float(ctx.signals[f"{p.source}.in_rate"].value or 0.0)
                    if p.use_in_rate else 0.0)
-        rate, learned = self.per_replica(ctx)
+        rate, learned, saturated = self._learn(ctx)
         needed = in_rate + backlog / p.drain_seconds
         replicas = math.ceil(round(needed / (rate * p.target_utilization), 6))
         how = "learned" if learned else "configured"
@@ -92,4 +105,14 @@ class BacklogPolicy:
             f"backlog {backlog:.0f} + in-rate {in_rate:.1f}/s needs {needed:.1f}/s at "
             f"{rate:.1f}/s per replica ({how})",
             self.name,
+            # Nothing learned from, and the newest values are not saturated: reads with the
+            # same values stay unsaturated, so the same throughput holds.
+            settled=not p.learn or (saturated == 0 and not self._saturated(ctx)),
         )
+
+    def _saturated(self, ctx: PolicyContext) -> bool:
+        """Whether the newest values, read together, would count as a saturated read."""
+        src, sat = self.params.source, self.params.saturation_seconds
+        n, b, o = (getattr(ctx.signals.get(f"{src}.{f}"), "value", None)
+                   for f in ("consumers", "backlog", "out_rate"))
+        return bool(n and o and b is not None and b > o * sat)

@@ -56,6 +56,17 @@ class Policy(Protocol):
         ...
 
 
+@runtime_checkable
+class LooksBack(Protocol):
+    """A policy that says how far back `recommend` reads `ctx.history`, per signal name.
+
+    The daemon keeps that much history of each signal and only the latest read of the others.
+    While any policy in the config does not say, every signal keeps `daemon.history_seconds`.
+    """
+
+    def history_seconds(self) -> Mapping[str, float]: ...
+
+
 class PolicyFactory(Protocol):
     """What an entry point must name: a class with `Params` that builds a `Policy`."""
 

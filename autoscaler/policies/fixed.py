@@ -22,5 +22,9 @@ class FixedPolicy:
     def signals(self) -> tuple[str, ...]:
         return ()
 
+    def history_seconds(self) -> dict[str, float]:
+        return {}
+
     def recommend(self, ctx: PolicyContext) -> Recommendation:
-        return Recommendation(ctx.status.replicas, "fixed: heal-only workload", self.name)
+        return Recommendation(ctx.status.replicas, "fixed: heal-only workload", self.name,
+                              settled=True)

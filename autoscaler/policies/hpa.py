@@ -186,6 +186,9 @@ class HpaPolicy:
             return ("resources.cpu",)
         return (f"{metric.source}.{metric.field}",)
 
+    def history_seconds(self) -> dict[str, float]:
+        return {}  # the HPA reads the current value only
+
     def recommend(self, ctx: PolicyContext) -> Recommendation:
         metric = self.params.metric
         tol = Tolerance(up=ctx.tolerance_up, down=ctx.tolerance_down)

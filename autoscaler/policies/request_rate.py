@@ -84,6 +84,11 @@ class RequestRatePolicy:
     def signals(self) -> tuple[str, ...]:
         return (f"{self.params.source}.{self.params.field}",)
 
+    def history_seconds(self) -> dict[str, float]:
+        """The trend's and the burst's windows."""
+        p = self.params
+        return {self.signals()[0]: max(p.trend_seconds, p.burst_seconds)}
+
     def recent(self, signal: Signal, ctx: PolicyContext, seconds: float) -> list[
             tuple[float, float]]:
         """Valid (time, value) reads of the last `seconds`, oldest first."""
@@ -98,6 +103,11 @@ class RequestRatePolicy:
 
     def forecast(self, signal: Signal, ctx: PolicyContext) -> tuple[float, float]:
         """(trend, burst): the two looks ahead by one start-up time."""
+        trend, burst, _ = self._forecast(signal, ctx)
+        return trend, burst
+
+    def _forecast(self, signal: Signal, ctx: PolicyContext) -> tuple[float, float, bool]:
+        """`forecast`, and whether every read in its window has today's rate."""
         p = self.params
         rate = float(signal.value or 0.0)
         window = self.recent(signal, ctx, max(p.trend_seconds, p.burst_seconds))
@@ -110,13 +120,13 @@ class RequestRatePolicy:
             burst_points = [pt for pt in window if ctx.now - pt[0] <= p.burst_seconds]
             burst = rate * (1.0 + burst_rise(burst_points, horizon=p.startup_seconds,
                                              quantile=p.burst_quantile))
-        return trend, burst
+        return trend, burst, all(v == rate for _, v in window)
 
     def recommend(self, ctx: PolicyContext) -> Recommendation:
         p = self.params
         signal = ctx.signals[self.signals()[0]]
         rate = float(signal.value or 0.0)
-        trend, burst = self.forecast(signal, ctx)
+        trend, burst, flat = self._forecast(signal, ctx)
         per_replica = p.capacity_rps * p.target_utilization
         replicas = math.ceil(round(max(rate, trend, burst) / per_replica, 6))
         why = f"request rate {rate:.1f}/s"
@@ -124,4 +134,6 @@ class RequestRatePolicy:
             why += f", trend {trend:.1f}/s in {p.startup_seconds:g}s"
         if burst > rate:
             why += f", bursts to {burst:.1f}/s"
-        return Recommendation(replicas, f"{why}, {per_replica:g}/s per replica", self.name)
+        # A flat window stays flat while the rate keeps its value: no trend, no burst to come.
+        return Recommendation(replicas, f"{why}, {per_replica:g}/s per replica", self.name,
+                              settled=flat)
