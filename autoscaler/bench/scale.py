@@ -10,7 +10,8 @@ connections (/proc/<pid>/net/tcp matched by socket inode from /proc/<pid>/fd) ar
 
 An aiohttp middleware on the simulated servers counts Kubernetes requests by verb and source
 reads; the daemon's own /metrics gives evaluation and reaction times (quantiles estimated from
-the histogram buckets). The interval has three phases: a warm-up, a load phase in which a few
+the histogram buckets, counted from the start of the interval, as the CPU time and the requests
+are). The interval has three phases: a warm-up, a load phase in which a few
 backlogs and request rates are raised every few seconds (so there is something to react to), and
 a final idle window in which no signal changes: any scale write in it is counted as
 `kube_writes_while_idle`.
@@ -245,6 +246,12 @@ def histogram(text: str, name: str) -> list[tuple[float, float]]:
     return sorted(buckets.items())
 
 
+def since(text: str, before: str, name: str) -> list[tuple[float, float]]:
+    """The buckets of histogram `name` in `text`, less those already counted in `before`."""
+    earlier = dict(histogram(before, name))
+    return [(le, count - earlier.get(le, 0.0)) for le, count in histogram(text, name)]
+
+
 def quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
     """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
     if not buckets or buckets[-1][1] <= 0:
@@ -413,6 +420,9 @@ async def _drive(cluster: Cluster) -> None:
 async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Popen[bytes], *,
                    seconds: float, metrics: str, log: Callable[[str], None]) -> dict[str, Any]:
     pid = proc.pid
+    # Like the CPU time and the request counts, the daemon's histograms count from here: the
+    # start-up (first reads, dependencies still unknown) is not part of the run.
+    before = await _scrape(metrics)
     counts.reset()
     started = time.monotonic()
     cpu_start = cpu_seconds(pid)
@@ -442,9 +452,9 @@ async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Po
     text = await _scrape(metrics)
     rss = peak_rss_mb(pid)
     minutes = elapsed / 60.0
-    per_workload = histogram(text, "tracardi_autoscaler_evaluation_seconds")
-    per_pass = histogram(text, "tracardi_autoscaler_evaluation_pass_seconds")
-    reaction = histogram(text, "tracardi_autoscaler_reaction_seconds")
+    per_workload = since(text, before, "tracardi_autoscaler_evaluation_seconds")
+    per_pass = since(text, before, "tracardi_autoscaler_evaluation_pass_seconds")
+    reaction = since(text, before, "tracardi_autoscaler_reaction_seconds")
 
     def eval_ms(q: float) -> float | None:
         # A measured pass over all workloads when the daemon reports one; else N per-workload

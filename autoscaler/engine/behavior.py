@@ -168,8 +168,10 @@ def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRu
     # (a window holding it holds today's too), so the memory keeps one entry per value: a
     # steady workload remembers one recommendation, not one per evaluation.
     recs = tuple(r for r in history.recommendations if now - r.at < keep and r.value != desired)
-    return prune(replace(history, recommendations=(*recs, TimedValue(now, desired))),
-                 now=now, up=up, down=down)
+    history = replace(history, recommendations=(*recs, TimedValue(now, desired)))
+    if not history.scale_up_events and not history.scale_down_events:
+        return history  # nothing to prune
+    return prune(history, now=now, up=up, down=down)
 
 
 def prune(history: ScalingHistory, *, now: float, up: ScalingRules,

@@ -114,7 +114,8 @@ def unchanged(settled: Settled | None, *, status: WorkloadStatus,
               now: float, probes: Mapping[str, ProbeRecord],
               consumers: Subscription) -> bool:
     """Whether an evaluation now would decide what the settled one did."""
-    if settled is None or status != settled.status or consumers != settled.consumers:
+    if settled is None or consumers != settled.consumers or (
+            status is not settled.status and status != settled.status):
         return False
     if any(a is not b for a, b in zip(dependencies, settled.dependencies, strict=True)):
         return False

@@ -328,18 +328,28 @@ class _Informer:
     pods_listed: bool = False
     pods_synced: bool = False
     deployments_synced: bool = False
+    #: A count of the pod changes per component, and the statuses built (see `status`).
+    pod_versions: dict[str, int] = field(default_factory=dict)
+    built: dict[str, tuple[_CachedDeployment, tuple[int, str, int], WorkloadStatus]] = field(
+        default_factory=dict)
 
-    def put_pod(self, labels: Mapping[str, str], info: PodInfo) -> None:
-        self.drop_pod(info.name)
+    def put_pod(self, labels: Mapping[str, str], info: PodInfo, *, listed: bool = False) -> None:
+        """A pod as a watch event brings it, or as a list (a snapshot: no change to react to,
+        and the Deployments it would drop were just listed beside it) when `listed`."""
+        if not listed:
+            self.drop_pod(info.name)
         component = labels.get(COMPONENT_LABEL, "")
         self.pod_component[info.name] = component
         self.pods.setdefault(component, {})[info.name] = (labels, info)
-        self.pod_changed(component)
+        self.pod_versions[component] = self.pod_versions.get(component, 0) + 1
+        if not listed:
+            self.pod_changed(component)
 
     def drop_pod(self, name: str) -> None:
         component = self.pod_component.pop(name, None)
         if component is not None:
             self.pods.get(component, {}).pop(name, None)
+            self.pod_versions[component] = self.pod_versions.get(component, 0) + 1
             self.pod_changed(component)
 
     def pod_changed(self, component: str) -> None:
@@ -365,14 +375,23 @@ class _Informer:
         if dep is None or (not self.deployments_synced and now - dep.read_at > max_age):
             return None
         wanted = dep.match_labels
-        candidates = self.pods.get(wanted[COMPONENT_LABEL], {}).values()
+        component = wanted[COMPONENT_LABEL]
+        # The same answer while neither the Deployment nor a pod of its component changed:
+        # one object, which the evaluator compares by identity first.
+        key = (dep.replicas, dep.resource_version, self.pod_versions.get(component, 0))
+        built = self.built.get(deployment)
+        if built is not None and built[0] is dep and built[1] == key:
+            return built[2]
+        candidates = self.pods.get(component, {}).values()
         pods = [info for labels, info in candidates
                 if all(labels.get(k) == v for k, v in wanted.items())]
-        return WorkloadStatus(
+        status = WorkloadStatus(
             name=deployment, namespace=namespace, replicas=dep.replicas,
             ready_replicas=dep.ready, paused=dep.paused,
             resource_version=dep.resource_version,
             pods=tuple(sorted(pods, key=lambda p: p.name)))
+        self.built[deployment] = (dep, key, status)
+        return status
 
 
 def _apply_pod(informer: _Informer, kind: str, obj: Mapping[str, Any]) -> str:
@@ -680,7 +699,8 @@ class KubeCluster:
         def apply_deployment(kind: str, obj: Mapping[str, Any]) -> str:
             name = str(_fields(obj.get("metadata"), "metadata").get("name") or "")
             if kind in {"ADDED", "MODIFIED"}:
-                informer.remember(name, _cached_deployment(obj, now=self._clock.now()))
+                self._learn(namespace, name,
+                            _cached_deployment(obj, now=self._clock.now()), informer)
             elif kind == "DELETED":
                 informer.remember(name, None)
             return name
@@ -779,12 +799,13 @@ class KubeCluster:
             raise kube_error(exc) from exc
         informer.pods.clear()
         informer.pod_component.clear()
+        informer.built.clear()
         for pod in pods.items or []:
             try:
                 info = pod_info(pod)
             except MalformedObjectError as exc:  # the watch backs off and lists again
                 raise KubeError(UNREACHABLE, "MalformedPod", str(exc)) from exc
-            informer.put_pod(dict(pod.metadata.labels or {}), info)
+            informer.put_pod(dict(pod.metadata.labels or {}), info, listed=True)
         informer.pods_listed = True
         workloads = sorted({(p.metadata.labels or {}).get(COMPONENT_LABEL, "")
                             for p in pods.items or []} - {""})
@@ -814,8 +835,17 @@ class KubeCluster:
         informer.deployments.clear()
         informer.by_component.clear()
         for name, entry in entries.items():
-            informer.remember(name, entry)
+            self._learn(namespace, name, entry, informer)
         return resource_version, sorted(entries)
+
+    def _learn(self, namespace: str, name: str, entry: _CachedDeployment | None,
+               informer: _Informer) -> None:
+        """A Deployment as a list or watch brought it: cached, and its selector and uid known
+        (an Event names the uid)."""
+        informer.remember(name, entry)
+        if entry is not None:
+            self._selectors[(namespace, name)] = entry.selector
+            self._uids[(namespace, name)] = entry.uid
 
     @staticmethod
     async def _raw(opening: Awaitable[Any]) -> aiohttp.ClientResponse:

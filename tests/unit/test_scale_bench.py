@@ -23,6 +23,20 @@ def test_quantile_interpolates_inside_the_bucket() -> None:
     assert scale.quantile([], 0.5) is None
 
 
+def test_histograms_count_from_the_start_of_the_run() -> None:
+    def text(fast: int, slow: int) -> str:
+        name = "tracardi_autoscaler_evaluation_pass_seconds"
+        return (f"# TYPE {name} histogram\n"
+                f'{name}_bucket{{le="0.05"}} {fast}\n{name}_bucket{{le="1.0"}} {fast + slow}\n'
+                f'{name}_bucket{{le="+Inf"}} {fast + slow}\n{name}_count {fast + slow}\n'
+                f"{name}_sum 1.0\n")
+
+    # Two slow passes at start-up, then three fast ones during the run.
+    buckets = scale.since(text(3, 2), text(0, 2), "tracardi_autoscaler_evaluation_pass_seconds")
+    assert buckets == [(0.05, 3.0), (1.0, 3.0), (math.inf, 3.0)]
+    assert (scale.quantile(buckets, 0.99) or 1.0) <= 0.05
+
+
 def test_kube_verbs() -> None:
     assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {}) == "list"
     assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {"watch": "true"}) == "watch"
