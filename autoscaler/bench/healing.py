@@ -8,7 +8,8 @@ repeated), scaled so that its mean needs `MEAN_PEAK_FRACTION * peak_replicas` po
 schedule, derived from the workload's healing settings (faults are
 `window_seconds + stuck_consumer_seconds + 2 * FAULT_JITTER_SECONDS` apart, so one restart's
 budget and backoff never delay the next):
-- after `WARMUP_SECONDS`, six faults (three hung pods, three stuck consumers, seeded order);
+- after `WARMUP_SECONDS`, six faults (three hung pods, three stuck consumers, seeded order; a
+  stuck consumer starts in the first second from its slot in which messages arrive);
 - a 10-minute Elasticsearch outage in which every worker's app probe fails (hung-like symptoms
   that must not be restarted: the dependency is down, not the pods);
 - two more faults (one of each) once the backlog of the outage has drained;
@@ -51,7 +52,7 @@ import dataclasses
 import math
 import random
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +186,18 @@ def _schedule(spec: WorkloadSpec, rng: random.Random) -> tuple[tuple[Fault, ...]
     return tuple(faults), outage, length
 
 
+def _with_work(fault: Fault, rates: Sequence[float]) -> Fault:
+    """A consumer gets stuck on a message it took: a stuck fault starts in the first second
+    from its slot in which messages arrive (in an idle second it would be an idle consumer,
+    which nothing can, or needs to, tell from a stuck one)."""
+    if fault.kind != FaultKind.STUCK:
+        return fault
+    t = int(fault.at)
+    while t < len(rates) and rates[t] <= 0:
+        t += 1
+    return dataclasses.replace(fault, at=max(fault.at, float(t))) if t > fault.at else fault
+
+
 def build_healing(loaded: LoadedConfig, trace: Trace, *, peak_replicas: int,
                   seed: int) -> HealingSetup:
     base = build_setup(loaded, trace, "healing", peak_replicas=peak_replicas)
@@ -200,6 +213,7 @@ def build_healing(loaded: LoadedConfig, trace: Trace, *, peak_replicas: int,
             spec, settings=spec.settings.model_copy(update={"healing": healing}))
     faults, outage, length = _schedule(spec, random.Random(f"healing-{seed}"))
     start, rates = steady_segment(trace, length)
+    faults = tuple(_with_work(f, rates) for f in faults)
     mean = statistics.fmean(rates) or 1.0
     factor = MEAN_PEAK_FRACTION * peak_replicas * capacity / mean
     segment = Trace(trace.name, tuple(r * factor for r in rates), trace.interval)
