@@ -12,10 +12,9 @@ into signals and check results.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -292,20 +291,17 @@ class SessionPool:
         """
         secrets = tuple(secrets)
         try:
-            async with asyncio.timeout(timeout_seconds), self._slot():
-                return await _get(self.session(url, tls), url, headers=headers, params=params,
-                                  max_bytes=max_bytes, secrets=secrets)
+            async with asyncio.timeout(timeout_seconds):
+                session = self.session(url, tls)
+                if self._slots is None:
+                    return await _get(session, url, headers=headers, params=params,
+                                      max_bytes=max_bytes, secrets=secrets)
+                async with self._slots:
+                    return await _get(session, url, headers=headers, params=params,
+                                      max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None
-
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        if self._slots is None:
-            yield
-            return
-        async with self._slots:
-            yield
 
     async def close(self) -> None:
         self._closed = True
