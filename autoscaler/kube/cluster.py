@@ -736,7 +736,10 @@ class KubeCluster:
                 getting = asyncio.ensure_future(events.get())
                 done, _ = await asyncio.wait([getting, *tasks],
                                              return_when=asyncio.FIRST_COMPLETED)
-                if getting not in done:  # a follower ended: the cluster is closing
+                if getting not in done:  # a follower ended: the cluster is closing, or a bug
+                    for task in done:
+                        if not task.cancelled() and task.exception() is not None:
+                            raise cast(BaseException, task.exception())
                     return
                 yield getting.result()
         finally:

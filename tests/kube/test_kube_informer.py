@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 from aiohttp import web
-from kube_fixtures import NS, TOKEN
+from kube_fixtures import NS, TOKEN, RealClock
 from kubernetes_asyncio.client import ApiClient
 
 from autoscaler.kube.cluster import DEPLOYMENT_CACHE_SECONDS, KubeCluster
@@ -32,17 +32,14 @@ DEPLOYMENT_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{API}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class JumpClock:
+class JumpClock(RealClock):
     """The loop's time plus an offset the test moves forward (the cache's age)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
 
     def now(self) -> float:
-        return asyncio.get_running_loop().time() + self.offset
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        return super().now() + self.offset
 
 
 @dataclass
@@ -74,7 +71,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
                           watch_timeout_seconds=1, backoff_seconds=(0.05, 0.2))
     watch = cast(AsyncGenerator[PodEvent, None], cluster.watch_pods(NS))
     events: list[PodEvent] = []
-    listed = asyncio.Event()
+    listed, watching = asyncio.Event(), asyncio.Event()
     announced = {PodEvent("ADDED", NS, API), PodEvent("ADDED", NS, API, "deployments")}
 
     async def pump() -> None:  # the daemon consumes the watch the same way, all the time
@@ -82,11 +79,16 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
             events.append(event)
             if announced <= set(events):
                 listed.set()
+            if event == PodEvent("MODIFIED", NS, API, "deployments"):
+                watching.set()
 
     pumping = asyncio.create_task(pump())
     try:
         async with asyncio.timeout(10):
             await listed.wait()  # both lists announced the workload
+            # A change only the Deployment watch reports: once it has, that watch is open.
+            state.set_paused(NS, API, False)
+            await watching.wait()
         yield Watched(state, cluster, clock, events, gets)
     finally:
         pumping.cancel()
