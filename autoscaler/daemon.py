@@ -32,15 +32,15 @@ from autoscaler.engine.healing import (
     ProbeRecord,
     RestartKind,
     SubscriptionRead,
+    healing_quiet,
     plan,
     record_outcome,
     scale_down_hold,
 )
 from autoscaler.engine.hysteresis import Hysteresis
-from autoscaler.engine.settled import Settled, healing_quiet, settle, source_fields, unchanged
+from autoscaler.engine.settled import Settled, settle, source_fields, unchanged
 from autoscaler.model import (
     Action,
-    ConsumerStat,
     Decision,
     DependencyState,
     Health,
@@ -477,14 +477,16 @@ class Daemon:
         state.status = status
         now = clock.now()
         requires = tuple(self.store.dependencies.get(d) for d in spec.settings.requires)
-        subscription = (self._consumers(spec, now) if spec.settings.healing.consumer_source
-                        else None)
+        subscription = self._subscription(spec, now)
+        # What the healer saw of it, its time aside: a new read with the same consumers and
+        # backlog changes nothing while the healer has nothing to watch.
+        seen = None if subscription is None else (subscription.consumers, subscription.backlog)
         settled = state.settled
         if settled is not None and unchanged(
                 settled, status=status, dependencies=requires, changed=self.store.changed,
                 latest=self.store.latest, staleness=self.staleness,
                 default_stale=DEFAULT_STALE_SECONDS, now=now, probes=state.pod_probes,
-                consumers=subscription):
+                consumers=seen):
             # Settled and nothing changed: it would decide what it decided (engine.settled),
             # and remember its proposal as that evaluation would.
             behavior = spec.settings.behavior
@@ -523,7 +525,7 @@ class Daemon:
         if self.on_decision is not None:
             self.on_decision(decision, status)
         woken_at, state.woken_by_read_at = state.woken_by_read_at, None
-        await self._heal(state, status)
+        await self._heal(state, status, subscription)
         healing = spec.settings.healing
         state.settled = settle(
             result.decision, policies=len(spec.policies), min_replicas=spec.settings.min,
@@ -531,7 +533,7 @@ class Daemon:
             dependencies=requires, watched=state.watched, needed=spec.signal_names(),
             healing_quiet=not healing.enabled or healing_quiet(
                 state.heal_plan, state.healing, pods=status.pods, probes=state.pod_probes),
-            consumers=subscription)
+            consumers=seen)
         if not decision.changes:
             return decision
         log.info("decision", workload=spec.key, action=decision.action.value,
@@ -563,19 +565,20 @@ class Daemon:
             await self.a.clock.sleep(max(0.0, settings.period_seconds
                                          - (self.a.clock.now() - started)))
 
-    def _consumers(self, spec: WorkloadSpec, now: float) -> tuple[tuple[ConsumerStat, ...],
-                                                                  float | None]:
-        """The subscription's consumers and backlog, or nothing when stale or failing."""
+    def _subscription(self, spec: WorkloadSpec, now: float) -> SubscriptionRead | None:
+        """The last read of the subscription the healer watches for stuck consumers; None when
+        it watches none, or the read is failing or stale. Its time tells a new read from one
+        evaluated again (the healer counts reads, like probe failures)."""
         source = spec.settings.healing.consumer_source
         if source is None:
-            return (), None
+            return None
         consumers = self.store.latest.get(f"{source}.consumers")
         backlog = self.store.latest.get(f"{source}.backlog")
         limit = self.staleness.get(f"{source}.backlog", 10.0)
         if (consumers is None or backlog is None or not consumers.ok or not backlog.ok
-                or backlog.age(now) > limit):
-            return (), None
-        return consumers.consumers, backlog.value
+                or backlog.value is None or backlog.age(now) > limit):
+            return None
+        return SubscriptionRead(consumers.read_at, backlog.value, consumers.consumers)
 
     def _recheck(self, key: str) -> None:
         state = self.workloads.get(key)
@@ -583,18 +586,13 @@ class Daemon:
             state.heal_recheck = False
             self.wake([key])
 
-    async def _heal(self, state: WorkloadState, status: WorkloadStatus) -> None:
+    async def _heal(self, state: WorkloadState, status: WorkloadStatus,
+                    subscription: SubscriptionRead | None) -> None:
         spec = state.spec
         settings = spec.settings.healing
         if not settings.enabled:
             return
         now = self.a.clock.now()
-        consumers, backlog = self._consumers(spec, now)
-        # `_consumers` gave the read only if it is usable; its time tells a new read from one
-        # evaluated again (the healer counts reads, like probe failures).
-        subscription = None if backlog is None else SubscriptionRead(
-            self.store.latest[f"{settings.consumer_source}.consumers"].read_at, backlog,
-            consumers)
         previous = state.heal_plan.breaker if state.heal_plan else BreakerState.CLOSED
         result = plan(workload=spec.key, settings=settings, pods=status.pods, now=now,
                       wall_now=self.a.wall(), memory=state.healing, probes=state.pod_probes,

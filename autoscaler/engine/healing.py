@@ -727,3 +727,19 @@ def plan(
     return HealingPlan(workload=workload, verdicts=verdicts, restart=restart,
                        reasons=(f"{verdict.reason}: {chosen.name}: {verdict.evidence}",),
                        breaker=breaker.state, memory=new_memory, suspicions=suspicions)
+
+
+def healing_quiet(plan: HealingPlan | None, memory: HealingMemory, *,
+                  pods: Sequence[PodInfo], probes: Mapping[str, ProbeRecord]) -> bool:
+    """Nothing for the healer to watch: no verdict, suspicion, restart or open breaker, every
+    pod ready and running, no failed app probe. Only then may the daemon skip an evaluation
+    (engine/settled.py): time alone changes nothing here."""
+    if plan is None:
+        return False
+    return (not plan.verdicts and plan.restart is None and not plan.suspicions
+            and plan.breaker is BreakerState.CLOSED and memory.breaker.failures == 0
+            and not memory.restarts and not memory.throttles
+            and all(t.idle_since is None and t.not_ready_since is None
+                    and t.suspect_since is None for t in memory.pods)
+            and all(p.ready and not p.waiting_reason and not p.deleting for p in pods)
+            and not any(r.failures for r in probes.values()))

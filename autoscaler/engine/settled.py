@@ -17,17 +17,16 @@ Pure: the daemon passes in what it holds; nothing here reads a clock or does I/O
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.config import SOURCE_FIELDS, Source, WorkloadSpec
-from autoscaler.engine.healing import BreakerState, HealingMemory, HealingPlan, ProbeRecord
+from autoscaler.engine.healing import ProbeRecord
 from autoscaler.model import (
     Action,
     ConsumerStat,
     Decision,
     DependencyState,
-    PodInfo,
     Signal,
     WorkloadStatus,
 )
@@ -66,21 +65,6 @@ def source_fields(spec: WorkloadSpec,
             return None
         names.update(dict.fromkeys(f"{source}.{f}" for f in SOURCE_FIELDS[config.kind]))
     return tuple(names)
-
-
-def healing_quiet(plan: HealingPlan | None, memory: HealingMemory, *,
-                  pods: Sequence[PodInfo], probes: Mapping[str, ProbeRecord]) -> bool:
-    """Nothing for the healer to watch: no verdict, suspicion, restart or open breaker, every
-    pod ready and running, no failed app probe."""
-    if plan is None:
-        return False
-    return (not plan.verdicts and plan.restart is None and not plan.suspicions
-            and plan.breaker is BreakerState.CLOSED and memory.breaker.failures == 0
-            and not memory.restarts and not memory.throttles
-            and all(t.idle_since is None and t.not_ready_since is None
-                    and t.suspect_since is None for t in memory.pods)
-            and all(p.ready and not p.waiting_reason and not p.deleting for p in pods)
-            and not any(r.failures for r in probes.values()))
 
 
 def settle(decision: Decision, *, policies: int, min_replicas: int, max_replicas: int,

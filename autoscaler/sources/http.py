@@ -12,6 +12,7 @@ into signals and check results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -291,14 +292,9 @@ class SessionPool:
         """
         secrets = tuple(secrets)
         try:
-            async with asyncio.timeout(timeout_seconds):
-                session = self.session(url, tls)
-                if self._slots is None:
-                    return await _get(session, url, headers=headers, params=params,
-                                      max_bytes=max_bytes, secrets=secrets)
-                async with self._slots:
-                    return await _get(session, url, headers=headers, params=params,
-                                      max_bytes=max_bytes, secrets=secrets)
+            async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext():
+                return await _get(self.session(url, tls), url, headers=headers, params=params,
+                                  max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None

@@ -13,8 +13,14 @@ import autoscaler.daemon as daemon_module
 from autoscaler.bench.contenders import run_ours
 from autoscaler.bench.scenario import build_setup
 from autoscaler.config import load_config
-from autoscaler.engine.healing import BreakerState, HealingMemory, HealingPlan, ProbeRecord
-from autoscaler.engine.settled import Settled, healing_quiet, settle, unchanged
+from autoscaler.engine.healing import (
+    BreakerState,
+    HealingMemory,
+    HealingPlan,
+    ProbeRecord,
+    healing_quiet,
+)
+from autoscaler.engine.settled import Settled, settle, unchanged
 from autoscaler.model import (
     Action,
     ConsumerStat,
