@@ -405,9 +405,6 @@ def _apply_pod(informer: _Informer, kind: str, obj: Mapping[str, Any]) -> str:
     return str(labels.get(COMPONENT_LABEL, ""))
 
 
-_UNKNOWN: dict[str, Any] = {}  # ScaledObjects that could not be listed
-
-
 def _hpa_for(hpas: Any, deployment: str) -> str | None:
     for hpa in hpas.items or []:
         ref = hpa.spec.scale_target_ref
@@ -442,6 +439,8 @@ class KubeCluster:
         self._informers: dict[str, _Informer] = {}
         #: Namespace -> (read at, HPAs, ScaledObjects), only for namespaces being watched.
         self._autoscalers: dict[str, tuple[float, Any, Any]] = {}
+        #: Namespace -> its list of autoscalers under way, which later askers wait for.
+        self._listing: dict[str, asyncio.Future[tuple[Any, Any]]] = {}
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -510,20 +509,27 @@ class KubeCluster:
         No KEDA CRD (404) means no ScaledObject; any other failure raises `KubeError`, because
         "unknown" must not be taken for "none" when two controllers could fight.
         """
-        informer = self._informers.get(namespace)
         cached = self._autoscalers.get(namespace)
-        if (informer is not None and cached is not None
-                and self._clock.now() - cached[0] < AUTOSCALER_LIST_SECONDS):
+        if namespace not in self._informers:
+            hpas, scaled = await self._list_autoscalers(namespace, deployment)
+        elif cached is not None and self._clock.now() - cached[0] < AUTOSCALER_LIST_SECONDS:
             # A watched namespace: one list of its autoscalers serves every workload for a
             # few seconds (the daemon checks each workload once a minute anyway).
             hpas, scaled = cached[1], cached[2]
         else:
-            hpas, scaled = await self._list_autoscalers(namespace, deployment)
-            if informer is not None and scaled is not _UNKNOWN:
-                self._autoscalers[namespace] = (self._clock.now(), hpas, scaled)
+            # ... and the workloads that ask while that list is under way wait for it.
+            listing = self._listing.get(namespace)
+            if listing is None:
+                listing = asyncio.ensure_future(self._list_autoscalers(namespace, deployment))
+                self._listing[namespace] = listing
+                listing.add_done_callback(lambda done: self._listed(namespace, done))
+            hpas, scaled = await asyncio.shield(listing)
         hpa = _hpa_for(hpas, deployment)
         if hpa:
             return hpa
+        if isinstance(scaled, BaseException):  # known to conflict only with an HPA of its own
+            raise self._read_failed("list_scaledobjects", namespace, deployment,
+                                    scaled) from scaled
         for item in (scaled or {}).get("items") or []:
             target = (item.get("spec") or {}).get("scaleTargetRef") or {}
             if (target.get("kind", "Deployment") == "Deployment"
@@ -531,8 +537,18 @@ class KubeCluster:
                 return f"ScaledObject/{item['metadata']['name']}"
         return None
 
+    def _listed(self, namespace: str, done: asyncio.Future[tuple[Any, Any]]) -> None:
+        """Keep a complete list of a namespace's autoscalers for the next askers."""
+        self._listing.pop(namespace, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        hpas, scaled = done.result()
+        if not isinstance(scaled, BaseException):
+            self._autoscalers[namespace] = (self._clock.now(), hpas, scaled)
+
     async def _list_autoscalers(self, namespace: str, deployment: str) -> tuple[Any, Any]:
-        """The namespace's HPAs and ScaledObjects (None when the KEDA CRD is absent)."""
+        """The namespace's HPAs and its ScaledObjects: None when the KEDA CRD is absent, the
+        exception when they could not be listed. Raises `KubeError` when the HPAs cannot be."""
         try:
             hpas = await self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 namespace, _request_timeout=self._timeout)
@@ -545,13 +561,9 @@ class KubeCluster:
         except ApiException as exc:
             if exc.status == 404:
                 return hpas, None
-            if _hpa_for(hpas, deployment):  # known to conflict, whatever KEDA would say
-                return hpas, _UNKNOWN
-            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+            return hpas, exc
         except CALL_ERRORS as exc:
-            if _hpa_for(hpas, deployment):
-                return hpas, _UNKNOWN
-            raise self._read_failed("list_scaledobjects", namespace, deployment, exc) from exc
+            return hpas, exc
         return hpas, scaled
 
     async def pod_cpu(self, namespace: str, deployment: str) -> Signal:

@@ -1,8 +1,8 @@
 """The informer of a watched namespace: while the pod and Deployment watches are in sync,
 `get_workload` answers from them, and the Deployment watch keeps the cache current.
 
-The simulated API runs behind a middleware that counts the Deployment GETs, so each test
-asserts what reached the apiserver, not only what came back.
+The simulated API runs behind a middleware that counts the Deployment GETs and the lists of
+HPAs, so each test asserts what reached the apiserver, not only what came back.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from autoscaler.sim.kubestate import KubeState
 
 API = "be-fa-public"
 DEPLOYMENT_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{API}"
+HPA_LIST_PATH = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,6 +50,7 @@ class Watched:
     clock: JumpClock
     events: list[PodEvent]
     deployment_gets: list[str] = field(default_factory=list)
+    hpa_lists: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -56,11 +58,14 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
     state = KubeState(clock=time.monotonic, wall=time.time)
     state.add_deployment(NS, API, replicas=2, cpu_request_milli=250)
     gets: list[str] = []
+    hpa_lists: list[str] = []
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "GET" and request.path == DEPLOYMENT_PATH:
             gets.append(request.path)
+        if request.method == "GET" and request.path == HPA_LIST_PATH:
+            hpa_lists.append(request.path)
         return await handler(request)
 
     server = await serve(create_app(state, token=TOKEN, middlewares=[count]))
@@ -89,7 +94,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
             # A change only the Deployment watch reports: once it has, that watch is open.
             state.set_paused(NS, API, False)
             await watching.wait()
-        yield Watched(state, cluster, clock, events, gets)
+        yield Watched(state, cluster, clock, events, gets, hpa_lists)
     finally:
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
@@ -140,6 +145,25 @@ async def test_deployment_watch_brings_changes_no_pod_shows(watched: Watched) ->
     status = await _until(w, lambda s: s.paused)
     assert status.resource_version == str(w.state.deployment(NS, API).resource_version)
     assert len(w.deployment_gets) == gets
+
+
+async def test_conflict_checks_asked_together_share_one_list(watched: Watched) -> None:
+    w = watched
+    w.state.add_hpa(NS, "api-hpa", target=API)
+    w.state.keda_installed = True
+    w.state.faults.inject("list", "scaledobjects", code=500, message="etcdserver: timeout")
+    ours, other = await asyncio.gather(w.cluster.conflicting_autoscaler(NS, API),
+                                       w.cluster.conflicting_autoscaler(NS, "other"),
+                                       return_exceptions=True)
+    assert len(w.hpa_lists) == 1
+    # Its own HPA conflicts whatever KEDA would say; without one, unknown is not "none".
+    assert ours == "HorizontalPodAutoscaler/api-hpa"
+    assert isinstance(other, KubeError)
+    assert (other.code, other.message) == (500, "etcdserver: timeout")
+    # A list that was not complete is not kept: the next check lists again, and that one is.
+    assert await w.cluster.conflicting_autoscaler(NS, "other") is None
+    assert await w.cluster.conflicting_autoscaler(NS, "other") is None
+    assert len(w.hpa_lists) == 2
 
 
 async def test_a_deleted_deployment_is_forgotten_and_read_again(watched: Watched) -> None:
