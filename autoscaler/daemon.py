@@ -72,8 +72,13 @@ WRITE_BACKOFF_SECONDS = 10.0
 CONFLICT_CHECK_SECONDS = 60.0
 #: How soon a workload with a maturing healing suspicion is looked at again.
 HEAL_RECHECK_SECONDS = 1.0
-#: How long shutdown waits for a scale request in flight to be answered.
+#: How long shutdown waits for the scale requests in flight to be answered.
 WRITE_DRAIN_SECONDS = 10.0
+#: How many workloads of one pass are evaluated at once (the HPA controller's default for
+#: --concurrent-horizontal-pod-autoscaler-syncs). Evaluation itself does not wait on anything;
+#: this lets a pass go on while a few workloads wait for their scale write, and bounds the
+#: writes in flight, so a slow API server slows the pass instead of piling up requests.
+EVALUATION_LANES = 5
 
 
 class Leadership(Protocol):
@@ -159,7 +164,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._retired: list[Source | Probe] = []
-        self._write: asyncio.Future[WriteResult] | None = None
+        self._writes: set[asyncio.Future[WriteResult]] = set()
         self.ready = False
         self.apply_config(loaded)
 
@@ -280,8 +285,8 @@ class Daemon:
             return done != {reloader}
         finally:
             self.ready = False
-            if self._write is not None and not self._write.done():
-                await asyncio.wait({self._write}, timeout=WRITE_DRAIN_SECONDS)
+            if in_flight := {w for w in self._writes if not w.done()}:
+                await asyncio.wait(in_flight, timeout=WRITE_DRAIN_SECONDS)
             reloader.cancel()
             for task in running:
                 task.cancel()
@@ -453,11 +458,27 @@ class Daemon:
             self._pending.clear()
             self._wake.clear()
             started = time.perf_counter()
-            for key in keys:
-                if key in self.workloads:
-                    await self.evaluate_workload(self.workloads[key])
+            await self._evaluate_all(keys)
             if len(keys) >= len(self.workloads):  # a pass over all of them (the tick)
                 self.telemetry.evaluation_pass_seconds.observe(time.perf_counter() - started)
+
+    async def _evaluate_all(self, keys: list[str]) -> None:
+        """Evaluate `keys` in up to `EVALUATION_LANES` lanes, each taking the next key when its
+        last one is done; with one key (or none that waits) this is a plain loop, in order."""
+        todo = iter(keys)
+
+        async def lane() -> None:
+            for key in todo:
+                state = self.workloads.get(key)
+                if state is not None:
+                    await self.evaluate_workload(state)
+
+        if len(keys) == 1:
+            await lane()
+            return
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(EVALUATION_LANES, len(keys))):
+                group.create_task(lane())
 
     def signals_for(self, spec: WorkloadSpec) -> Mapping[str, Signal]:
         own = {s: self.store.latest[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
@@ -659,10 +680,12 @@ class Daemon:
         spec = state.spec
         clock = self.a.clock
         # Shielded and remembered: shutdown waits for it, so no write is left half-done.
-        self._write = asyncio.ensure_future(self.a.cluster.scale(
+        write = asyncio.ensure_future(self.a.cluster.scale(
             spec.namespace, spec.deployment, replicas=decision.desired,
             resource_version=status.resource_version))
-        result = await asyncio.shield(self._write)
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        result = await asyncio.shield(write)
         self.telemetry.scale_writes.labels(spec.namespace, spec.name, result.outcome.value).inc()
         now = clock.now()
         if result.outcome is WriteOutcome.DONE:
