@@ -11,10 +11,12 @@ connections (/proc/<pid>/net/tcp matched by socket inode from /proc/<pid>/fd) ar
 An aiohttp middleware on the simulated servers counts Kubernetes requests by verb and source
 reads; the daemon's own /metrics gives evaluation and reaction times (quantiles estimated from
 the histogram buckets, counted from the start of the interval, as the CPU time and the requests
-are). The interval has three phases: a warm-up, a load phase in which a few
-backlogs and request rates are raised every few seconds (so there is something to react to), and
-a final idle window in which no signal changes: any scale write in it is counted as
-`kube_writes_while_idle`.
+are). The interval starts once the daemon's start-up is over: its dependencies are up and it
+has made a pass over all workloads since (`startup_s` reports how long that took). Everything is
+counted until the end of the interval and nothing after it. The interval has three phases: a
+warm-up, a load phase in which a few backlogs and request rates are raised every few seconds (so
+there is something to react to), and a final idle window in which no signal changes: any scale
+write in it is counted as `kube_writes_while_idle`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ WARMUP_FRACTION = 0.15
 LOAD_END_FRACTION = 0.5
 IDLE_START_FRACTION = 0.7
 READY_TIMEOUT_SECONDS = 60.0
+#: Start-up: the informers' first lists, the first reads, the dependencies' first verdicts and a
+#: pass over all workloads after them (the tick is 15 s).
+STARTUP_TIMEOUT_SECONDS = 120.0
 TICK_SECONDS = 15.0
 IDLE_GAP_SECONDS = 12.0
 
@@ -383,6 +388,7 @@ async def run_one(n: int, *, seconds: float, log: Callable[[str], None] = lambda
                 bench_config(workloads, pulsar=pulsar_url, prometheus=prom_url),
                 sort_keys=False))
             port = free_port()
+            spawned = time.monotonic()
             proc = _spawn(daemon_command(config, kubeconfig, port))
             driver = asyncio.create_task(_drive(cluster))
             try:
@@ -392,8 +398,18 @@ async def run_one(n: int, *, seconds: float, log: Callable[[str], None] = lambda
                 except TimeoutError:
                     raise RuntimeError(f"the daemon was not ready within "
                                        f"{READY_TIMEOUT_SECONDS:g}s") from None
+                metrics = f"http://127.0.0.1:{port}/metrics"
+                try:
+                    async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                        before = await _started(metrics, proc)
+                except TimeoutError:
+                    raise RuntimeError(f"the daemon's dependencies were not up and followed by "
+                                       f"a pass over all workloads within "
+                                       f"{STARTUP_TIMEOUT_SECONDS:g}s") from None
+                startup = time.monotonic() - spawned
                 record = await _measure(n, cluster, counts, proc, seconds=seconds,
-                                        metrics=f"http://127.0.0.1:{port}/metrics", log=log)
+                                        metrics=metrics, before=before, log=log)
+                record["startup_s"] = round(startup, 1)
             finally:
                 driver.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -417,12 +433,40 @@ async def _drive(cluster: Cluster) -> None:
         await asyncio.sleep(DRIVER_SECONDS)
 
 
+def started_up(text: str) -> tuple[bool, float]:
+    """(every dependency is up, passes over all workloads so far) from the daemon's metrics."""
+    up: list[float] = []
+    passes = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "tracardi_autoscaler_dependency_up":
+            up.extend(sample.value for sample in family.samples)
+        elif family.name == "tracardi_autoscaler_evaluation_pass_seconds":
+            passes = sum(s.value for s in family.samples
+                         if s.name == "tracardi_autoscaler_evaluation_pass_seconds_count")
+    return bool(up) and all(v == 1 for v in up), passes
+
+
+async def _started(metrics: str, proc: subprocess.Popen[bytes]) -> str:
+    """Wait for the end of the daemon's start-up: its dependencies up, then one more pass over
+    all workloads. Returns the metrics text at that moment."""
+    passes_when_up: float | None = None
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode} during start-up")
+        text = await _scrape(metrics)
+        up, passes = started_up(text)
+        if up and passes_when_up is None:
+            passes_when_up = passes
+        elif up and passes_when_up is not None and passes > passes_when_up:
+            return text
+        await asyncio.sleep(1.0)
+
+
 async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Popen[bytes], *,
-                   seconds: float, metrics: str, log: Callable[[str], None]) -> dict[str, Any]:
+                   seconds: float, metrics: str, before: str,
+                   log: Callable[[str], None]) -> dict[str, Any]:
     pid = proc.pid
-    # Like the CPU time and the request counts, the daemon's histograms count from here: the
-    # start-up (first reads, dependencies still unknown) is not part of the run.
-    before = await _scrape(metrics)
+    # Like the CPU time and the request counts, the daemon's histograms count from here.
     counts.reset()
     started = time.monotonic()
     cpu_start = cpu_seconds(pid)
@@ -449,6 +493,9 @@ async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Po
         await asyncio.sleep(min(0.25, max(0.0, end - now)))
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(pid) - cpu_start
+    # Taken now: the requests made while the daemon renders its metrics are not in `elapsed`.
+    kube_requests, source_requests = Counter(counts.kube), counts.source
+    scale_writes = list(counts.scale_writes)
     text = await _scrape(metrics)
     rss = peak_rss_mb(pid)
     minutes = elapsed / 60.0
@@ -468,8 +515,8 @@ async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Po
     def rounded(value: float | None, digits: int) -> float | None:
         return None if value is None else round(value, digits)
 
-    changes = change_to_write(cluster.raised_at, counts.scale_writes)
-    log(f"N={n}: raised {raised} workloads, {len(counts.scale_writes)} scale writes")
+    changes = change_to_write(cluster.raised_at, scale_writes)
+    log(f"N={n}: raised {raised} workloads, {len(scale_writes)} scale writes")
     return {
         "workloads": n,
         "eval_p50_ms": eval_ms(0.5),
@@ -480,9 +527,9 @@ async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Po
         "rss_mb": round(rss, 1),
         "connections": connections,
         "kube_requests_per_min": {verb: round(c / minutes, 1)
-                                  for verb, c in sorted(counts.kube.items())},
-        "kube_writes_while_idle": sum(1 for t, _ in counts.scale_writes if t >= idle_start),
-        "source_requests_per_min": round(counts.source / minutes, 1),
+                                  for verb, c in sorted(kube_requests.items())},
+        "kube_writes_while_idle": sum(1 for t, _ in scale_writes if t >= idle_start),
+        "source_requests_per_min": round(source_requests / minutes, 1),
         # Seen from outside: from the raise of a signal to the first scale write it causes
         # (includes the wait for the next source poll, which the daemon's own metric does not).
         "change_to_write_p50_s": rounded(exact_quantile(changes, 0.5), 3),

@@ -37,6 +37,21 @@ def test_histograms_count_from_the_start_of_the_run() -> None:
     assert (scale.quantile(buckets, 0.99) or 1.0) <= 0.05
 
 
+def test_start_up_ends_with_every_dependency_up() -> None:
+    def text(up: dict[str, int], passes: int) -> str:
+        lines = ["# TYPE tracardi_autoscaler_dependency_up gauge"]
+        lines += [f'tracardi_autoscaler_dependency_up{{dependency="{d}"}} {v}'
+                  for d, v in up.items()]
+        name = "tracardi_autoscaler_evaluation_pass_seconds"
+        lines += [f"# TYPE {name} histogram", f'{name}_bucket{{le="+Inf"}} {passes}',
+                  f"{name}_count {passes}", f"{name}_sum 0.5"]
+        return "\n".join(lines) + "\n"
+
+    assert scale.started_up(text({"pulsar": 1, "redis": 0}, 2)) == (False, 2.0)
+    assert scale.started_up(text({"pulsar": 1, "redis": 1}, 3)) == (True, 3.0)
+    assert scale.started_up(text({}, 3)) == (False, 3.0)  # no verdict yet is not "all up"
+
+
 def test_kube_verbs() -> None:
     assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {}) == "list"
     assert scale.kube_verb("GET", "/api/v1/namespaces/t/pods", {"watch": "true"}) == "watch"
@@ -50,6 +65,7 @@ def test_scale_bench_record_for_four_workloads() -> None:
     for key in scale.KEYS:
         assert key in record, key
     assert record["workloads"] == 4
+    assert record["startup_s"] > 0
     assert 0 < record["cpu_cores"] < 4
     assert 10 < record["rss_mb"] < 4096
     assert record["connections"] >= 1
