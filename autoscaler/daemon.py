@@ -79,6 +79,9 @@ WRITE_DRAIN_SECONDS = 10.0
 #: this lets a pass go on while a few workloads wait for their scale write, and bounds the
 #: writes in flight, so a slow API server slows the pass instead of piling up requests.
 EVALUATION_LANES = 5
+#: Events are best effort, as with client-go's recorder: posted in the background, never waited
+#: for by an evaluation. Beyond this many waiting to be posted, new ones are dropped and logged.
+EVENTS_IN_FLIGHT = 100
 
 
 class Leadership(Protocol):
@@ -165,6 +168,7 @@ class Daemon:
         self._reload = asyncio.Event()
         self._retired: list[Source | Probe] = []
         self._writes: set[asyncio.Future[WriteResult]] = set()
+        self._events: set[asyncio.Task[None]] = set()
         self.ready = False
         self.apply_config(loaded)
 
@@ -285,8 +289,9 @@ class Daemon:
             return done != {reloader}
         finally:
             self.ready = False
-            if in_flight := {w for w in self._writes if not w.done()}:
-                await asyncio.wait(in_flight, timeout=WRITE_DRAIN_SECONDS)
+            in_flight: set[asyncio.Future[Any]] = {*self._writes, *self._events}
+            if pending := {f for f in in_flight if not f.done()}:
+                await asyncio.wait(pending, timeout=WRITE_DRAIN_SECONDS)
             reloader.cancel()
             for task in running:
                 task.cancel()
@@ -631,10 +636,8 @@ class Daemon:
             asyncio.get_running_loop().call_later(HEAL_RECHECK_SECONDS, self._recheck, spec.key)
         if result.breaker is BreakerState.OPEN and previous is not BreakerState.OPEN:
             log.error("breaker_opened", workload=spec.key, reasons=list(result.reasons))
-            with contextlib.suppress(Exception):
-                await self.a.cluster.emit_event(
-                    spec.namespace, spec.deployment, reason="HealingBreakerOpen", warning=True,
-                    message=f"Healing stopped: {'; '.join(result.reasons)}")
+            self._emit(spec, reason="HealingBreakerOpen", warning=True,
+                       message=f"Healing stopped: {'; '.join(result.reasons)}")
         restart = result.restart
         if restart is None:
             return
@@ -654,11 +657,9 @@ class Daemon:
                         outcome=outcome.outcome.value, message=outcome.message)
             return
         self.telemetry.restarts.labels(spec.namespace, spec.name, restart.reason.value).inc()
-        with contextlib.suppress(Exception):
-            await self.a.cluster.emit_event(
-                spec.namespace, spec.deployment, reason="PodRestarted",
-                message=f"Restarted pod {restart.pod} ({restart.kind.value}): "
-                        f"{restart.reason.value}: {restart.evidence}")
+        self._emit(spec, reason="PodRestarted",
+                   message=f"Restarted pod {restart.pod} ({restart.kind.value}): "
+                           f"{restart.reason.value}: {restart.evidence}")
 
     async def _conflict(self, state: WorkloadState, now: float) -> str | None:
         if now - state.conflict_checked_at >= CONFLICT_CHECK_SECONDS:
@@ -693,10 +694,9 @@ class Daemon:
                                          new=decision.desired)
             if woken_at is not None:
                 self.telemetry.reaction_seconds.observe(max(0.0, now - woken_at))
-            message = f"New size: {decision.desired}; reason: {'; '.join(decision.reasons)}"
-            with contextlib.suppress(Exception):
-                await self.a.cluster.emit_event(spec.namespace, spec.deployment,
-                                                reason="SuccessfulRescale", message=message)
+            self._emit(spec, reason="SuccessfulRescale",
+                       message=f"New size: {decision.desired}; "
+                               f"reason: {'; '.join(decision.reasons)}")
             return
         if result.outcome is WriteOutcome.CONFLICT and retries > 0:
             log.info("scale_conflict_reread", workload=spec.key, message=result.message)
@@ -706,8 +706,22 @@ class Daemon:
         state.backoff_until = now + delay
         log.warning("scale_failed", workload=spec.key, outcome=result.outcome.value,
                     message=result.message, retry_in_s=delay)
-        with contextlib.suppress(Exception):
-            await self.a.cluster.emit_event(spec.namespace, spec.deployment,
-                                            reason="FailedRescale", warning=True,
-                                            message=f"New size: {decision.desired}; "
-                                                    f"error: {result.message}")
+        self._emit(spec, reason="FailedRescale", warning=True,
+                   message=f"New size: {decision.desired}; error: {result.message}")
+
+    def _emit(self, spec: WorkloadSpec, *, reason: str, message: str,
+              warning: bool = False) -> None:
+        """Post an Event about the workload in the background (see `EVENTS_IN_FLIGHT`)."""
+        if len(self._events) >= EVENTS_IN_FLIGHT:
+            log.warning("event_dropped", workload=spec.key, reason=reason,
+                        waiting=len(self._events))
+            return
+
+        async def post() -> None:
+            with contextlib.suppress(Exception):  # the port logs its failures
+                await self.a.cluster.emit_event(spec.namespace, spec.deployment, reason=reason,
+                                                message=message, warning=warning)
+
+        task = asyncio.create_task(post(), name=f"event:{spec.key}")
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
