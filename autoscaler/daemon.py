@@ -74,6 +74,9 @@ CONFLICT_CHECK_SECONDS = 60.0
 HEAL_RECHECK_SECONDS = 1.0
 #: How long shutdown waits for the scale requests in flight to be answered.
 WRITE_DRAIN_SECONDS = 10.0
+#: How long the cancelled tasks of a generation (and the retired readers' `close`) get to end
+#: before the next generation starts without them.
+CANCEL_WAIT_SECONDS = 5.0
 #: How many workloads of one pass are evaluated at once (the HPA controller's default for
 #: --concurrent-horizontal-pod-autoscaler-syncs). Evaluation itself does not wait on anything;
 #: this lets a pass go on while a few workloads wait for their scale write, and bounds the
@@ -295,13 +298,23 @@ class Daemon:
             reloader.cancel()
             for task in running:
                 task.cancel()
-            await asyncio.gather(*running, reloader, return_exceptions=True)
+            ending: set[asyncio.Task[Any]] = {*running, reloader}
+            ended, stuck = await asyncio.wait(ending, timeout=CANCEL_WAIT_SECONDS)
+            for task in ended:
+                if not task.cancelled():
+                    task.exception()  # retrieved here; `_guard` has logged it
+            if stuck:
+                # A task that ignores its cancellation (a client library hung in its own
+                # clean-up) must not stall the daemon: the next generation starts without it.
+                log.error("tasks_not_ending", tasks=sorted(t.get_name() for t in stuck),
+                          waited_s=CANCEL_WAIT_SECONDS)
 
     async def _close_retired(self) -> None:
         retired, self._retired = self._retired, []
         for reader in retired:
             with contextlib.suppress(Exception):
-                await reader.close()
+                async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                    await reader.close()
 
     @staticmethod
     def _bind(fn: Callable[[Any], Awaitable[None]],
