@@ -24,6 +24,17 @@ from autoscaler.ports import CheckResult
 from autoscaler.secrets import SecretError, redact, resolve_credentials
 from autoscaler.sources.http import shorten
 
+#: How long closing the connection may take. Cancelled in the middle of a command (a config
+#: reload replaces the probes), redis-py's clean-up could wait on that connection forever.
+CLOSE_SECONDS = 1.0
+
+
+def _abort(conn: Any) -> None:
+    """Drop the connection's socket: this ends any wait for it to close."""
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:
+        writer.transport.abort()
+
 
 class RedisProbe:
     def __init__(self, name: str, cfg: RedisDependency) -> None:
@@ -74,7 +85,13 @@ class RedisProbe:
         try:
             return await client.ping()
         finally:
-            await client.aclose()
+            conn = client.connection
+            closing = asyncio.ensure_future(client.aclose())
+            try:
+                await asyncio.wait({closing}, timeout=CLOSE_SECONDS)
+            finally:
+                if not closing.done():
+                    _abort(conn)
 
     async def close(self) -> None:
         """Nothing to release: every check opens and closes its own connection."""

@@ -141,3 +141,32 @@ async def test_no_server_at_all_is_down_not_an_exception() -> None:
     result = await probe.check()
 
     assert result == CheckResult(ok=False, reason=f"connection refused (127.0.0.1:{port})")
+
+
+async def test_a_check_cancelled_mid_command_ends_and_closes_its_connection() -> None:
+    """A config reload cancels the probe's task in the middle of a check: the check ends at
+    once and its connection is closed, whatever redis-py's clean-up does."""
+    accepted = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # never answers; returns when the client drops the connection
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    probe, _ = make_probe(port, password_env=None, timeout_seconds=30)
+    check = asyncio.create_task(probe.check())
+    try:
+        async with asyncio.timeout(5):
+            await accepted.wait()
+            await asyncio.sleep(0.1)  # the PING is on the wire, its answer awaited
+            check.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await check
+            await closed.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
