@@ -527,7 +527,7 @@ class KubeCluster:
         hpa = _hpa_for(hpas, deployment)
         if hpa:
             return hpa
-        if isinstance(scaled, BaseException):  # known to conflict only with an HPA of its own
+        if isinstance(scaled, BaseException):  # ScaledObjects unknown, and no HPA of its own
             raise self._read_failed("list_scaledobjects", namespace, deployment,
                                     scaled) from scaled
         for item in (scaled or {}).get("items") or []:

@@ -87,6 +87,8 @@ class RedisProbe:
         finally:
             conn = client.connection
             closing = asyncio.ensure_future(client.aclose())
+            # The PING's answer is the verdict; a failure to close is only retrieved.
+            closing.add_done_callback(lambda done: done.cancelled() or done.exception())
             try:
                 await asyncio.wait({closing}, timeout=CLOSE_SECONDS)
             finally:
