@@ -121,7 +121,7 @@ def free_port() -> int:
 
 async def eventually(check: Callable[[], object], *, what: str, within: float = 45.0) -> None:
     """`check` holds within `within` seconds: generous, because the fault tests run several
-    daemons and servers on one loop, and a loaded CI machine missed 15 s now and then."""
+    daemons and servers on one loop."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         result = check()

@@ -117,8 +117,8 @@ async def recovers(w: World, d: RunningDaemon, mount: Mount) -> None:
     assert d.metric("config_last_reload_success") == 1
     assert logged(w, "config_reloaded", path=str(mount.path))
     w.backlog(600)
-    # After a refused huge file the machine may still be busy with it (the parse thread holds
-    # the GIL in turns): give the source poll, the evaluation and the write some slack.
+    # The reload replaced the probes: a miss here once meant the old generation never ended
+    # (a Redis probe hung in its clean-up; see Daemon._run_generation and the Redis probe).
     await eventually(lambda: w.replicas() == 4, what="held at the new max of 4", within=45)
     assert d.metric("max_replicas", workload=WORKER) == 4
     holds(w)
