@@ -31,7 +31,7 @@ from autoscaler.leader import LeaderElector
 from autoscaler.ports import PodProber, Probe, Source
 from autoscaler.probes import build_probe
 from autoscaler.probes.http import PodHttpProber
-from autoscaler.sources import build_source
+from autoscaler.sources import PrometheusBatches, build_source
 from autoscaler.sources.http import SessionPool
 from autoscaler.telemetry import Telemetry
 
@@ -53,7 +53,8 @@ def build_readers(loaded: LoadedConfig, *, now: Callable[[], float],
     used = {s.split(".", 1)[0] for w in loaded.workloads for s in w.signal_names()}
     used |= {w.settings.healing.consumer_source for w in loaded.workloads
              if w.settings.healing.consumer_source}
-    sources = {name: build_source(name, cfg, now=now, pool=pool)
+    batches = PrometheusBatches(pool)
+    sources = {name: build_source(name, cfg, now=now, pool=pool, batches=batches)
                for name, cfg in loaded.config.sources.items() if name in used}
     probes = {name: build_probe(name, cfg) for name, cfg in loaded.config.dependencies.items()}
     return Readers(sources, probes)

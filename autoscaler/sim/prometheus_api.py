@@ -4,11 +4,14 @@
 maps each configured query to a number (or a callable reading its model). Bodies are shaped like
 `../shared/samples/prometheus/`: a vector with `[timestamp, "value"]`, an empty result for a
 query whose value is None, and 400 `bad_data` for a query it does not know (a real server would
-return an empty result; failing loudly shows a misconfigured query in the simulator).
+return an empty result; failing loudly shows a misconfigured query in the simulator). Beyond the
+configured queries it evaluates the two PromQL constructs a batch of queries is built from:
+`a or b` and `label_replace(<expr>, "<label>", "<value>", "", "")`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +55,68 @@ def _format(value: float) -> str:
     return repr(float(value))
 
 
+Sample = tuple[dict[str, str], float]
+
+
+class QueryError(Exception):
+    """A query the simulator cannot evaluate; `str()` is Prometheus' `error` text."""
+
+
+def evaluate(state: PrometheusState, text: str) -> list[Sample]:
+    """The instant vector of `text`: a configured query, or `or`s and `label_replace`s of them."""
+    text = text.strip()
+    if text in state.queries:
+        value = state.value(text)
+        return [] if value is None else [(dict(state.labels.get(text, {})), value)]
+    terms = _split(text, " or")
+    if len(terms) > 1:
+        out: list[Sample] = []
+        for term in terms:
+            seen = {tuple(sorted(labels.items())) for labels, _ in out}
+            out += [s for s in evaluate(state, term) if tuple(sorted(s[0].items())) not in seen]
+        return out
+    if text.startswith("label_replace(") and text.endswith(")"):
+        args = _split(text[len("label_replace("):-1], ",")
+        if len(args) != 5:
+            raise QueryError(f"expected 5 arguments to label_replace, got {len(args)}")
+        try:
+            label, value, source, regex = (json.loads(a.strip()) for a in args[1:])
+        except ValueError:
+            raise QueryError("label_replace: the simulator reads only double-quoted strings") \
+                from None
+        if source or regex:
+            raise QueryError("label_replace: the simulator supports only an empty source and "
+                             "regex")
+        return [({**labels, label: value}, v) for labels, v in evaluate(state, args[0])]
+    raise QueryError(f"the simulator has no series for {text!r}")
+
+
+def _split(text: str, separator: str) -> list[str]:
+    """`text` cut at each `separator` outside brackets and string literals."""
+    parts: list[str] = []
+    depth, start, i, quote = 0, 0, 0, ""
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'`":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, i) and (
+                separator == "," or not text[i + len(separator):i + len(separator) + 1].isalnum()):
+            parts.append(text[start:i])
+            start = i = i + len(separator)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
 def _bad_data(message: str) -> web.Response:
     return web.json_response({"status": "error", "errorType": "bad_data", "error": message},
                              status=400)
@@ -68,17 +133,17 @@ def create_app(state: PrometheusState) -> web.Application:
         if not text:
             return _bad_data("invalid parameter \"query\": unknown position: parse error: "
                              "no expression found in input")
-        if text not in state.queries:
-            return _bad_data(f"invalid parameter \"query\": the simulator has no series for "
-                             f"{text!r}")
+        try:
+            samples = evaluate(state, text)
+        except QueryError as exc:
+            return _bad_data(f"invalid parameter \"query\": {exc}")
         try:
             at = float(params["time"]) if "time" in params else state.wall()
         except ValueError:
             return _bad_data(f"invalid parameter \"time\": cannot parse {params['time']!r} "
                              "to a valid timestamp")
-        value = state.value(text)
-        result = [] if value is None else [
-            {"metric": dict(state.labels.get(text, {})), "value": [round(at, 3), _format(value)]}]
+        result = [{"metric": labels, "value": [round(at, 3), _format(value)]}
+                  for labels, value in samples]
         return web.json_response({"status": "success",
                                   "data": {"resultType": "vector", "result": result}})
 

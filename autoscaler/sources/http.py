@@ -2,11 +2,13 @@
 
 `SessionPool` keeps one aiohttp session per (scheme, host, port, TLS settings) with a per-host
 connection limit, and an optional global limit on requests in flight. `SessionPool.get` does one
-GET with no redirects, a deadline covering the wait for a slot, connect, headers and body, and a
-body size cap; every failure becomes a `FetchError` whose reason is short, operator-readable and
-free of secrets (`describe_error` words it, also for the probes' `http_check`). The sources
-(`pulsar.py`, `prometheus.py`, `tracardi_queue.py`) and probes (`autoscaler/probes/`) turn replies
-into signals and check results.
+GET (or a form POST, for queries too long for a URL) with no redirects, a deadline covering the
+wait for a slot, connect, headers and body, and a body size cap. Identical requests asked while
+one is in flight share it, so sources that read the same topic make one call per round. Every
+failure becomes a `FetchError` whose reason is short, operator-readable and free of secrets
+(`describe_error` words it, also for the probes' `http_check`). The sources (`pulsar.py`,
+`prometheus.py`, `tracardi_queue.py`) and probes (`autoscaler/probes/`) turn replies into
+signals and check results.
 """
 
 from __future__ import annotations
@@ -181,10 +183,14 @@ async def _get(
     params: Mapping[str, str] | None,
     max_bytes: int,
     secrets: Iterable[str] = (),
+    form: Mapping[str, str] | None = None,
 ) -> Reply:
     # A redirect could carry the Authorization header to another host, and a 3xx from an admin
     # API means the URL is wrong: refuse it and say where it pointed.
-    async with session.get(url, headers=headers, params=params, allow_redirects=False) as resp:
+    method = "GET" if form is None else "POST"
+    async with session.request(method, url, headers=headers, params=params,
+                               data=None if form is None else dict(form),
+                               allow_redirects=False) as resp:
         if 300 <= resp.status < 400:
             target = redirect_target(resp.headers.get("Location", ""))
             raise FetchError(f"HTTP {resp.status} redirect to {target} refused")
@@ -203,6 +209,11 @@ async def _get(
 
 
 SessionKey = tuple[str, str, int, TlsSettings | None]
+RequestKey = tuple[object, ...]
+
+
+def _frozen(items: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+    return None if items is None else tuple(sorted(items.items()))
 
 
 class SessionPool:
@@ -210,12 +221,15 @@ class SessionPool:
 
     `max_concurrent` bounds requests in flight across all users of the pool. Waiting for a slot
     counts against the caller's own deadline, so a slow source delays nobody past their timeout.
+    A request identical to one in flight (URL, parameters, headers, TLS, deadline and size cap)
+    waits for that one's reply instead of making its own.
     """
 
     def __init__(self, *, limit_per_host: int = 4, max_concurrent: int | None = None) -> None:
         self._limit_per_host = limit_per_host
         self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._sessions: dict[SessionKey, aiohttp.ClientSession] = {}
+        self._in_flight: dict[RequestKey, asyncio.Task[Reply]] = {}
         self._closed = False
 
     def session(self, url: str, tls: TlsSettings) -> aiohttp.ClientSession:
@@ -252,10 +266,11 @@ class SessionPool:
         timeout_seconds: float,
         parse: Callable[[Reply], T],
         params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Fetched[T]:
-        """Resolve `auth`, GET `url` with it, and parse the reply: the one way sources and
-        probes talk HTTP.
+        """Resolve `auth`, GET `url` with it (POST `form` when given), and parse the reply: the
+        one way sources and probes talk HTTP.
 
         Every failure, including a parse error and an unexpected exception, becomes a
         `ReadFailedError` whose message names the cause and carries no secret.
@@ -265,7 +280,7 @@ class SessionPool:
             creds = resolve_credentials(auth)
             secrets = creds.redactable()
             reply = await self.get(url, tls=tls, timeout_seconds=timeout_seconds,
-                                   headers=auth_headers(creds), params=params,
+                                   headers=auth_headers(creds), params=params, form=form,
                                    max_bytes=max_bytes, secrets=secrets)
             return Fetched(parse(reply), secrets)
         except (SecretError, FetchError, RejectedValueError) as exc:
@@ -282,19 +297,52 @@ class SessionPool:
         timeout_seconds: float,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         secrets: Iterable[str] = (),
     ) -> Reply:
-        """One GET within `timeout_seconds`, the wait for a slot included.
+        """One GET (a POST of `form` when given) within `timeout_seconds`, the wait for a slot
+        included, or the reply to the identical request already in flight.
 
         Raises `FetchError` with a redacted reason; an error reply's body comes back with
         `secrets` scrubbed from it.
         """
         secrets = tuple(secrets)
+        key: RequestKey = (url, _frozen(params), _frozen(form), _frozen(headers), tls,
+                           timeout_seconds, max_bytes)
+        shared = self._in_flight.get(key)
+        if shared is None:
+            shared = asyncio.create_task(self._request(
+                url, tls=tls, timeout_seconds=timeout_seconds, headers=headers, params=params,
+                form=form, max_bytes=max_bytes, secrets=secrets))
+            self._in_flight[key] = shared
+            shared.add_done_callback(lambda done: self._finished(key, done))
+        # Shielded: a caller that gives up (a reload cancels its read) does not cancel the
+        # reply the others wait for; the request ends by its own deadline.
+        return await asyncio.shield(shared)
+
+    def _finished(self, key: RequestKey, done: asyncio.Task[Reply]) -> None:
+        if self._in_flight.get(key) is done:
+            del self._in_flight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have given up on it
+
+    async def _request(
+        self,
+        url: str,
+        *,
+        tls: TlsSettings,
+        timeout_seconds: float,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        form: Mapping[str, str] | None,
+        max_bytes: int,
+        secrets: tuple[str, ...],
+    ) -> Reply:
         try:
             async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext():
                 return await _get(self.session(url, tls), url, headers=headers, params=params,
-                                  max_bytes=max_bytes, secrets=secrets)
+                                  form=form, max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None

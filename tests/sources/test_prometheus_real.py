@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,8 +23,8 @@ from wire_fakes import free_port, require_binary, sample
 
 from autoscaler.config import PrometheusSource as PrometheusSettings
 from autoscaler.model import Signal
-from autoscaler.sources.http import SessionPool
-from autoscaler.sources.prometheus import PrometheusSource
+from autoscaler.sources.http import Reply, SessionPool
+from autoscaler.sources.prometheus import PrometheusBatches, PrometheusSource
 
 pytestmark = pytest.mark.real
 
@@ -197,3 +197,48 @@ async def test_bad_query_reports_prometheus_own_message(prometheus: RealPromethe
     assert signal.error.startswith("prometheus 400 bad_data: invalid parameter")
     assert "parse error" in signal.error
 
+
+
+class RecordingPool(SessionPool):
+    """A session pool that notes how each request went out: "GET" or "POST"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    async def get(self, url: str, *, form: Mapping[str, str] | None = None,
+                  **kwargs: Any) -> Reply:
+        self.sent.append("GET" if form is None else "POST")
+        return await super().get(url, form=form, **kwargs)
+
+
+async def test_queries_asked_together_read_as_they_do_alone(prometheus: RealPrometheus) -> None:
+    await read_when_ready(prometheus, f"rate({COUNTER}[5s])")
+    queries = {
+        "rate_in": f"pulsar_rate_in{{{TOPIC}}}",
+        "summed": f"sum(pulsar_subscription_msg_rate_out{{{TOPIC}}})  # both subscriptions",
+        "quota": f"pulsar_storage_backlog_quota_limit{{{TOPIC}}}",
+        "scalar": "3",
+    }
+    pool = RecordingPool()
+    batches = PrometheusBatches(pool)
+    sources = [PrometheusSource(name, PrometheusSettings(
+        kind="prometheus", url=prometheus.url, query=query, timeout_seconds=5.0),
+        now=asyncio.get_running_loop().time, session_pool=pool, batches=batches)
+        for name, query in queries.items()]
+    try:
+        rounds = []
+        for _ in range(2):
+            pool.sent.clear()
+            read = await asyncio.gather(*(source.read() for source in sources))
+            rounds.append(({s.name: (s.value, s.error) for [s] in read}, sorted(pool.sent)))
+    finally:
+        await pool.close()
+
+    alone, together = rounds
+    assert alone == ({"rate_in.value": (pytest.approx(25.013), None),
+                      "summed.value": (pytest.approx(50.026), None),
+                      "quota.value": (10737418240.0, None),
+                      "scalar.value": (3.0, None)}, ["GET", "GET", "GET", "GET"])
+    # The three vectors in one POST; the scalar, which cannot be labelled, alone.
+    assert together == (alone[0], ["GET", "POST"])
