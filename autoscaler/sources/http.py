@@ -216,11 +216,26 @@ def _frozen(items: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | No
     return None if items is None else tuple(sorted(items.items()))
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _session_key(url: str, tls: TlsSettings) -> SessionKey:
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    return (parts.scheme, parts.hostname or "", port, tls if secure else None)
+
+
 class SessionPool:
     """One aiohttp session per host and TLS settings; closed together by `close()`.
 
-    `max_concurrent` bounds requests in flight across all users of the pool. Waiting for a slot
-    counts against the caller's own deadline, so a slow source delays nobody past their timeout.
+    At most `limit_per_host` requests to one host are under way; the others wait for a slot
+    before anything of theirs is built, so a thousand reads queued behind four connections hold
+    a coroutine each, not a request each. `max_concurrent` bounds requests in flight across all
+    users of the pool. Waiting for a slot counts against the caller's own deadline, so a slow
+    source delays nobody past their timeout.
     A request identical to one in flight (URL, parameters, headers, TLS, deadline and size cap)
     waits for that one's reply instead of making its own.
     """
@@ -229,17 +244,16 @@ class SessionPool:
         self._limit_per_host = limit_per_host
         self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._sessions: dict[SessionKey, aiohttp.ClientSession] = {}
-        self._in_flight: dict[RequestKey, asyncio.Task[Reply]] = {}
+        self._host_slots: dict[SessionKey, asyncio.Semaphore] = {}
+        self._in_flight: dict[RequestKey, asyncio.Future[Reply]] = {}
         self._closed = False
 
     def session(self, url: str, tls: TlsSettings) -> aiohttp.ClientSession:
         """The session for `url`'s host; raises `FetchError` for unusable TLS files."""
         if self._closed:
             raise FetchError("session pool is closed")
-        parts = urlsplit(url)
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        key: SessionKey = (parts.scheme, parts.hostname or "", port, tls if secure else None)
+        key = _session_key(url, tls)
+        secure = key[0] == "https"
         session = self._sessions.get(key)
         if session is None:
             try:
@@ -310,22 +324,33 @@ class SessionPool:
         secrets = tuple(secrets)
         key: RequestKey = (url, _frozen(params), _frozen(form), _frozen(headers), tls,
                            timeout_seconds, max_bytes)
-        shared = self._in_flight.get(key)
-        if shared is None:
-            shared = asyncio.create_task(self._request(
-                url, tls=tls, timeout_seconds=timeout_seconds, headers=headers, params=params,
-                form=form, max_bytes=max_bytes, secrets=secrets))
-            self._in_flight[key] = shared
-            shared.add_done_callback(lambda done: self._finished(key, done))
-        # Shielded: a caller that gives up (a reload cancels its read) does not cancel the
-        # reply the others wait for; the request ends by its own deadline.
-        return await asyncio.shield(shared)
-
-    def _finished(self, key: RequestKey, done: asyncio.Task[Reply]) -> None:
-        if self._in_flight.get(key) is done:
-            del self._in_flight[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: every caller may have given up on it
+        while (shared := self._in_flight.get(key)) is not None:
+            try:
+                # Shielded: a joiner that gives up does not cancel the others' reply.
+                return await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                if shared.cancelled() and not _being_cancelled():
+                    continue  # the first caller gave up (a reload cancelled its read): ask again
+                raise
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = reply
+        try:
+            got = await self._request(url, tls=tls, timeout_seconds=timeout_seconds,
+                                      headers=headers, params=params, form=form,
+                                      max_bytes=max_bytes, secrets=secrets)
+        except asyncio.CancelledError:
+            reply.cancel()
+            raise
+        except BaseException as exc:
+            reply.set_exception(exc)
+            reply.exception()  # retrieved: there may be no one else waiting for it
+            raise
+        else:
+            reply.set_result(got)
+            return got
+        finally:
+            if self._in_flight.get(key) is reply:
+                del self._in_flight[key]
 
     async def _request(
         self,
@@ -340,12 +365,20 @@ class SessionPool:
         secrets: tuple[str, ...],
     ) -> Reply:
         try:
-            async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext():
+            async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext(), \
+                    self._host_slot(url, tls):
                 return await _get(self.session(url, tls), url, headers=headers, params=params,
                                   form=form, max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None
+
+    def _host_slot(self, url: str, tls: TlsSettings) -> asyncio.Semaphore:
+        key = _session_key(url, tls)
+        slot = self._host_slots.get(key)
+        if slot is None:
+            slot = self._host_slots[key] = asyncio.Semaphore(self._limit_per_host)
+        return slot
 
     async def close(self) -> None:
         self._closed = True

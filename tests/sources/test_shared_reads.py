@@ -104,6 +104,24 @@ async def test_sources_of_one_topic_read_together_make_one_call(
     assert (value(read_w, "workers.backlog"), value(read_a, "audit.backlog")) == (900, 12)
 
 
+async def test_a_read_that_joined_one_that_is_cancelled_asks_again(
+        pulsar_server: Served, pool: SessionPool, pulsar: PulsarState) -> None:
+    workers = pulsar_source("workers", pulsar_server.url, "workers", pool)
+    audit = pulsar_source("audit", pulsar_server.url, "audit", pool)
+    pulsar.faults.next(delay=0.5, path="/admin/v2/persistent")
+    first = asyncio.create_task(workers.read())
+    await asyncio.sleep(0.1)
+    joined = asyncio.create_task(audit.read())
+    await asyncio.sleep(0.1)
+
+    first.cancel()
+    read_a = await joined
+
+    assert first.cancelled()
+    assert value(read_a, "audit.backlog") == 12
+    assert len(pulsar_server.take()) == 2
+
+
 async def test_reads_one_after_the_other_each_make_their_call(
         pulsar_server: Served, pool: SessionPool, pulsar: PulsarState) -> None:
     source = pulsar_source("workers", pulsar_server.url, "workers", pool)
