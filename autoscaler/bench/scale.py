@@ -11,9 +11,9 @@ connections (/proc/<pid>/net/tcp matched by socket inode from /proc/<pid>/fd) ar
 An aiohttp middleware on the simulated servers counts Kubernetes requests by verb and source
 reads; the daemon's own /metrics gives evaluation and reaction times (quantiles estimated from
 the histogram buckets, counted from the start of the interval, as the CPU time and the requests
-are). The interval starts half a worker poll period after the daemon's start-up is over: its
-dependencies are up and it has made a pass over all workloads since (`startup_s` reports how
-long that took). The half period keeps the round of polls that led to that pass out of the
+are). The interval starts once the daemon's start-up is over (its dependencies are up and it
+has made a pass over all workloads since; `startup_s` reports how long that took), at a quiet
+moment between two rounds of source polls, so that each round falls wholly inside or outside the
 interval. Everything is counted until the end of the interval and nothing after it. The interval
 has three phases: a warm-up, a load phase in which a few backlogs and request rates are raised
 every few seconds (so there is something to react to), and a final idle window in which no
@@ -75,6 +75,9 @@ TICK_SECONDS = 15.0
 IDLE_GAP_SECONDS = 12.0
 WORKER_POLL_SECONDS = 2.0
 API_POLL_SECONDS = 5.0
+#: The interval starts after this long without a source request: between two rounds of polls.
+QUIET_SECONDS = WORKER_POLL_SECONDS / 4
+QUIET_WAIT_SECONDS = 10.0
 
 KEYS = ("workloads", "eval_p50_ms", "eval_p99_ms", "reaction_p50_s", "reaction_p99_s",
         "cpu_cores", "rss_mb", "connections", "kube_requests_per_min",
@@ -156,6 +159,7 @@ class Counts:
     kube: Counter[str] = field(default_factory=Counter)
     source: int = 0
     scale_writes: list[tuple[float, str]] = field(default_factory=list)
+    last_source_at: float = 0.0
 
     def reset(self) -> None:
         self.kube.clear()
@@ -193,6 +197,7 @@ def source_counter(counts: Counts) -> Any:
         if request.path.endswith("/stats") or request.path.endswith("/partitioned-stats") \
                 or request.path.endswith("/api/v1/query"):
             counts.source += 1
+            counts.last_source_at = time.monotonic()
         return await handler(request)
     return middleware
 
@@ -410,11 +415,12 @@ async def run_one(n: int, *, seconds: float, log: Callable[[str], None] = lambda
                                        f"a pass over all workloads within "
                                        f"{STARTUP_TIMEOUT_SECONDS:g}s") from None
                 startup = time.monotonic() - spawned
-                # Start-up ends with a pass, and a pass follows a round of polls closely: at
-                # N=1000 that round's requests were still arriving, so an interval begun here
-                # counted one round too many. Begun half a poll period later, it holds each
-                # round once.
-                await asyncio.sleep(WORKER_POLL_SECONDS / 2)
+                # The polls run in step, so the requests come in rounds (at N=1000 a round
+                # takes half a second to arrive). An interval whose edges cut a round counts
+                # part of it twice or not at all; one that starts in the quiet between rounds
+                # (and so ends in it, when the interval is a whole number of poll periods, as
+                # the default 60 s is) counts each once.
+                await _quiet(counts, QUIET_SECONDS)
                 before = await _scrape(metrics)
                 record = await _measure(n, cluster, counts, proc, seconds=seconds,
                                         metrics=metrics, before=before, log=log)
@@ -469,6 +475,16 @@ async def _started(metrics: str, proc: subprocess.Popen[bytes]) -> str:
         elif up and passes_when_up is not None and passes > passes_when_up:
             return text
         await asyncio.sleep(1.0)
+
+
+async def _quiet(counts: Counts, seconds: float) -> None:
+    """Until no source request has arrived for `seconds` (at most `QUIET_WAIT_SECONDS`)."""
+    give_up = time.monotonic() + QUIET_WAIT_SECONDS
+    while True:
+        now = time.monotonic()
+        if now - counts.last_source_at >= seconds or now >= give_up:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _measure(n: int, cluster: Cluster, counts: Counts, proc: subprocess.Popen[bytes], *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def test_start_up_ends_with_every_dependency_up() -> None:
     assert scale.started_up(text({"pulsar": 1, "redis": 0}, 2)) == (False, 2.0)
     assert scale.started_up(text({"pulsar": 1, "redis": 1}, 3)) == (True, 3.0)
     assert scale.started_up(text({}, 3)) == (False, 3.0)  # no verdict yet is not "all up"
+
+
+async def test_the_interval_waits_for_a_quiet_moment_between_rounds_of_polls() -> None:
+    counts = scale.Counts()
+
+    async def round_of_polls() -> None:
+        for _ in range(5):  # requests 50 ms apart: never quiet for 200 ms
+            counts.last_source_at = time.monotonic()
+            await asyncio.sleep(0.05)
+
+    polls = asyncio.create_task(round_of_polls())
+    await asyncio.sleep(0.01)
+    await scale._quiet(counts, 0.2)
+
+    assert polls.done()
+    assert time.monotonic() - counts.last_source_at >= 0.2
 
 
 def test_kube_verbs() -> None:
