@@ -10,14 +10,15 @@ connections (/proc/<pid>/net/tcp matched by socket inode from /proc/<pid>/fd) ar
 
 An aiohttp middleware on the simulated servers counts Kubernetes requests by verb and source
 reads; the daemon's own /metrics gives evaluation and reaction times (quantiles estimated from
-the histogram buckets, counted from the start of the interval, as the CPU time and the requests
-are). The interval starts once the daemon's start-up is over (its dependencies are up and it
-has made a pass over all workloads since; `startup_s` reports how long that took), at a quiet
-moment between two rounds of source polls, so that each round falls wholly inside or outside the
-interval. Everything is counted until the end of the interval and nothing after it. The interval
-has three phases: a warm-up, a load phase in which a few backlogs and request rates are raised
-every few seconds (so there is something to react to), and a final idle window in which no
-signal changes: any scale write in it is counted as `kube_writes_while_idle`.
+the histogram buckets, counted from the end of start-up, at most two seconds before the interval
+whose CPU time and requests are counted). The interval starts once the daemon's start-up is over
+(its dependencies are up and it has made a pass over all workloads since; `startup_s` reports
+how long that took), at a quiet moment between two rounds of source polls, so that each round
+falls wholly inside or outside the interval. Everything is counted until the end of the interval
+and nothing after it. The interval has three phases: a warm-up, a load phase in which a few
+backlogs and request rates are raised every few seconds (so there is something to react to),
+and a final idle window in which no signal changes: any scale write in it is counted as
+`kube_writes_while_idle`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ IDLE_GAP_SECONDS = 12.0
 WORKER_POLL_SECONDS = 2.0
 API_POLL_SECONDS = 5.0
 #: The interval starts after this long without a source request: between two rounds of polls.
-QUIET_SECONDS = WORKER_POLL_SECONDS / 4
+QUIET_SECONDS = WORKER_POLL_SECONDS / 8
 QUIET_WAIT_SECONDS = 10.0
 
 KEYS = ("workloads", "eval_p50_ms", "eval_p99_ms", "reaction_p50_s", "reaction_p99_s",
@@ -419,9 +420,11 @@ async def run_one(n: int, *, seconds: float, log: Callable[[str], None] = lambda
                 # takes half a second to arrive). An interval whose edges cut a round counts
                 # part of it twice or not at all; one that starts in the quiet between rounds
                 # (and so ends in it, when the interval is a whole number of poll periods, as
-                # the default 60 s is) counts each once.
-                await _quiet(counts, QUIET_SECONDS)
-                before = await _scrape(metrics)
+                # the default 60 s is) counts each once. The histograms count from the end of
+                # start-up, a moment earlier: reading the metrics again here would take long
+                # enough at N=1000 (half a second) for the next round to begin.
+                await _quiet(counts, QUIET_SECONDS,
+                             round_size=sum(not w.api for w in workloads))
                 record = await _measure(n, cluster, counts, proc, seconds=seconds,
                                         metrics=metrics, before=before, log=log)
                 record["startup_s"] = round(startup, 1)
@@ -477,12 +480,17 @@ async def _started(metrics: str, proc: subprocess.Popen[bytes]) -> str:
         await asyncio.sleep(1.0)
 
 
-async def _quiet(counts: Counts, seconds: float) -> None:
-    """Until no source request has arrived for `seconds` (at most `QUIET_WAIT_SECONDS`)."""
+async def _quiet(counts: Counts, seconds: float, *, round_size: int) -> None:
+    """Until a round of source requests (at least `round_size` of them) has ended: no request
+    for `seconds` after it (at most `QUIET_WAIT_SECONDS`). The moment lies early in the quiet
+    between two rounds."""
     give_up = time.monotonic() + QUIET_WAIT_SECONDS
+    first = counts.source
     while True:
         now = time.monotonic()
-        if now - counts.last_source_at >= seconds or now >= give_up:
+        ended = (counts.source - first >= round_size
+                 and now - counts.last_source_at >= seconds)
+        if ended or now >= give_up:
             return
         await asyncio.sleep(0.02)
 

@@ -35,7 +35,7 @@ from autoscaler.sources.values import ABSURD_LIMIT, RejectedValueError, failed, 
 
 FIELDS = SOURCE_FIELDS["prometheus"]
 #: How long the first read of a round waits for the others to join its batch.
-BATCH_WAIT_SECONDS = 0.01
+BATCH_WAIT_SECONDS = 0.05
 MEMBER_LABEL = "tracardi_autoscaler_member"
 
 log = structlog.get_logger(__name__)

@@ -53,20 +53,28 @@ def test_start_up_ends_with_every_dependency_up() -> None:
     assert scale.started_up(text({}, 3)) == (False, 3.0)  # no verdict yet is not "all up"
 
 
-async def test_the_interval_waits_for_a_quiet_moment_between_rounds_of_polls() -> None:
-    counts = scale.Counts()
+async def test_the_interval_starts_once_a_round_of_polls_has_ended() -> None:
+    counts = scale.Counts(last_source_at=time.monotonic() - 5.0)  # quiet for a while already
+    arrivals: list[float] = []
 
-    async def round_of_polls() -> None:
-        for _ in range(5):  # requests 50 ms apart: never quiet for 200 ms
-            counts.last_source_at = time.monotonic()
+    async def request() -> None:
+        counts.source += 1
+        counts.last_source_at = time.monotonic()
+        arrivals.append(counts.last_source_at)
+
+    async def polls() -> None:
+        await asyncio.sleep(0.1)
+        await request()  # a lone request is not a round
+        await asyncio.sleep(0.3)
+        for _ in range(5):  # a round: requests 50 ms apart, never quiet for 200 ms
+            await request()
             await asyncio.sleep(0.05)
 
-    polls = asyncio.create_task(round_of_polls())
-    await asyncio.sleep(0.01)
-    await scale._quiet(counts, 0.2)
+    task = asyncio.create_task(polls())
+    await scale._quiet(counts, 0.2, round_size=5)
 
-    assert polls.done()
-    assert time.monotonic() - counts.last_source_at >= 0.2
+    assert task.done() and len(arrivals) == 6
+    assert time.monotonic() - arrivals[-1] >= 0.2
 
 
 def test_kube_verbs() -> None:
