@@ -83,6 +83,8 @@ CANCEL_WAIT_SECONDS = 5.0
 #: this lets a pass go on while a few workloads wait for their scale write, and bounds the
 #: writes in flight, so a slow API server slows the pass instead of piling up requests.
 EVALUATION_LANES = 5
+#: The longest an evaluation pass holds off Python's cyclic garbage collector.
+GC_HOLD_SECONDS = 0.5
 #: Events are best effort, as with client-go's recorder: posted in the background, never waited
 #: for by an evaluation. Beyond this many waiting to be posted, new ones are dropped and logged.
 EVENTS_IN_FLIGHT = 100
@@ -477,14 +479,19 @@ class Daemon:
             self._pending.clear()
             self._wake.clear()
             started = time.perf_counter()
-            # The young generation is collected after the pass, not in the middle of it: at
-            # N=1000 a collection takes ~7 ms and a pass allocates enough to trigger one.
-            collecting = gc.isenabled()
-            gc.disable()
+            # The young generation is collected after the pass, not in the middle of it (at
+            # N=1000 a collection takes ~7 ms and a pass allocates enough to trigger one), but
+            # never held off longer than GC_HOLD_SECONDS: a pass waiting on a slow API must not
+            # leave every other task's cyclic garbage uncollected.
+            resume = None
+            if gc.isenabled():
+                gc.disable()
+                resume = asyncio.get_running_loop().call_later(GC_HOLD_SECONDS, gc.enable)
             try:
                 await self._evaluate_all(keys)
             finally:
-                if collecting:
+                if resume is not None:
+                    resume.cancel()
                     gc.enable()
             if len(keys) >= len(self.workloads):  # a pass over all of them (the tick)
                 self.telemetry.evaluation_pass_seconds.observe(time.perf_counter() - started)

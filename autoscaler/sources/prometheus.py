@@ -93,6 +93,7 @@ class QueryBatch:
         self._cfg = cfg
         self._waiting: dict[str, list[asyncio.Future[float]]] = {}
         self._round: asyncio.Task[None] | None = None
+        self._asking: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak refs
         self._joinable: set[str] = set()
         self._off = False
 
@@ -104,6 +105,8 @@ class QueryBatch:
         self._waiting.setdefault(query, []).append(future)
         if self._round is None:
             self._round = asyncio.create_task(self._ask())
+            self._asking.add(self._round)
+            self._round.add_done_callback(self._asking.discard)
         return await future
 
     async def _alone(self, query: str) -> float:
