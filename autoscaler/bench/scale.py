@@ -10,11 +10,11 @@ connections (/proc/<pid>/net/tcp matched by socket inode from /proc/<pid>/fd) ar
 
 An aiohttp middleware on the simulated servers counts Kubernetes requests by verb and source
 reads; the daemon's own /metrics gives evaluation and reaction times (quantiles estimated from
-the histogram buckets, counted from the end of start-up, at most two seconds before the interval
-whose CPU time and requests are counted). The interval starts once the daemon's start-up is over
-(its dependencies are up and it has made a pass over all workloads since; `startup_s` reports
-how long that took), at a quiet moment between two rounds of source polls, so that each round
-falls wholly inside or outside the interval. Everything is counted until the end of the interval
+the histogram buckets, counted from the end of start-up, a few seconds before the interval whose
+CPU time and requests are counted). The interval starts once the daemon's start-up is over (its
+dependencies are up and it has made a pass over all workloads since; `startup_s` reports how
+long that took), as soon as a round of source polls has ended, so that each round falls wholly
+inside or outside the interval. Everything is counted until the end of the interval
 and nothing after it. The interval has three phases: a warm-up, a load phase in which a few
 backlogs and request rates are raised every few seconds (so there is something to react to),
 and a final idle window in which no signal changes: any scale write in it is counted as
@@ -76,7 +76,7 @@ TICK_SECONDS = 15.0
 IDLE_GAP_SECONDS = 12.0
 WORKER_POLL_SECONDS = 2.0
 API_POLL_SECONDS = 5.0
-#: The interval starts after this long without a source request: between two rounds of polls.
+#: The interval starts once a round of polls is followed by this long without a source request.
 QUIET_SECONDS = WORKER_POLL_SECONDS / 8
 QUIET_WAIT_SECONDS = 10.0
 
