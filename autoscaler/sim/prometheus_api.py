@@ -64,10 +64,13 @@ class QueryError(Exception):
 
 def evaluate(state: PrometheusState, text: str) -> list[Sample]:
     """The instant vector of `text`: a configured query, or `or`s and `label_replace`s of them."""
-    text = text.strip()
-    if text in state.queries:
+    if text in state.queries:  # exactly as configured, whitespace and all
         value = state.value(text)
         return [] if value is None else [(dict(state.labels.get(text, {})), value)]
+    stripped = text.strip()
+    if stripped != text:  # whitespace around a query means nothing to PromQL
+        return evaluate(state, next((q for q in state.queries if q.strip() == stripped),
+                                    stripped))
     terms = _split(text, " or")
     if len(terms) > 1:
         out: list[Sample] = []

@@ -139,7 +139,7 @@ async def test_reads_one_after_the_other_each_make_their_call(
 QUERIES = {
     "track": 'sum(rate(nginx_ingress_controller_requests{ingress="track"}[1m]))',
     "gui": 'sum(rate(nginx_ingress_controller_requests{ingress="gui"}[1m]))',
-    "bridge": 'sum(rate(nginx_ingress_controller_requests{ingress="bridge"}[1m]))  # per s',
+    "bridge": 'sum(rate(nginx_ingress_controller_requests{ingress="bridge"}[1m]))  # per s\n',
 }
 
 
