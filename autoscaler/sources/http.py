@@ -250,9 +250,11 @@ class SessionPool:
 
     def session(self, url: str, tls: TlsSettings) -> aiohttp.ClientSession:
         """The session for `url`'s host; raises `FetchError` for unusable TLS files."""
+        return self._session(_session_key(url, tls), tls)
+
+    def _session(self, key: SessionKey, tls: TlsSettings) -> aiohttp.ClientSession:
         if self._closed:
             raise FetchError("session pool is closed")
-        key = _session_key(url, tls)
         secure = key[0] == "https"
         session = self._sessions.get(key)
         if session is None:
@@ -365,16 +367,16 @@ class SessionPool:
         secrets: tuple[str, ...],
     ) -> Reply:
         try:
+            key = _session_key(url, tls)
             async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext(), \
-                    self._host_slot(url, tls):
-                return await _get(self.session(url, tls), url, headers=headers, params=params,
+                    self._host_slot(key):
+                return await _get(self._session(key, tls), url, headers=headers, params=params,
                                   form=form, max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
             raise FetchError(redact(reason, secrets)) from None
 
-    def _host_slot(self, url: str, tls: TlsSettings) -> asyncio.Semaphore:
-        key = _session_key(url, tls)
+    def _host_slot(self, key: SessionKey) -> asyncio.Semaphore:
         slot = self._host_slots.get(key)
         if slot is None:
             slot = self._host_slots[key] = asyncio.Semaphore(self._limit_per_host)

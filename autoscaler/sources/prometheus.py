@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -170,9 +170,9 @@ class QueryBatch:
         return outcomes
 
 
-async def _outcome(read: Any) -> Outcome:
+async def _outcome(read: Awaitable[float]) -> Outcome:
     try:
-        value: float = await read
+        value = await read
     except ReadFailedError as exc:
         return exc
     return value

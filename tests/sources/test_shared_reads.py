@@ -2,7 +2,7 @@
 Prometheus are asked together, each still judged on its own series.
 
 Served by the simulated Pulsar admin API and Prometheus over loopback HTTP, with every request
-recorded as (method, path).
+recorded as (method, path); the session pool is conftest.py's fixture.
 """
 
 from __future__ import annotations
@@ -54,13 +54,6 @@ async def _serve(app: web.Application) -> AsyncIterator[Served]:
     served.url = str(server.make_url("")).rstrip("/")
     yield served
     await server.close()
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[SessionPool]:
-    session_pool = SessionPool()
-    yield session_pool
-    await session_pool.close()
 
 
 # --------------------------------------------------------------------------- one topic
