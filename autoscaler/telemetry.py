@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from autoscaler.engine.healing import BreakerState, HealingPlan, Symptom
 from autoscaler.model import Decision, DependencyState, Health, Signal
@@ -31,6 +33,36 @@ def reason_code(reason: str) -> str:
     """The low-cardinality head of a reason: `DependencyDown:es` -> `DependencyDown`."""
     head = reason.split(":", 1)[0].split(" ", 1)[0]
     return head if head.isidentifier() else "Policy"
+
+
+class LastReads:
+    """Each signal's last valid value and the wall time it was read at, exported when scraped.
+
+    A read updates a dict entry instead of two gauges: a thousand sources make thousands of
+    reads a minute, and a scrape comes every 15 s or so.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, float]] = {}
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        value, read_at = self._families()
+        for name, (v, wall) in self.last.items():
+            value.add_metric((name,), v)
+            read_at.add_metric((name,), wall)
+        yield value
+        yield read_at
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily(PREFIX + "signal_value", "Last valid value of a signal",
+                                  labels=("signal",)),
+                GaugeMetricFamily(PREFIX + "signal_read_timestamp_seconds",
+                                  "Wall time of the last valid read of a signal",
+                                  labels=("signal",)))
 
 
 class Telemetry:
@@ -61,11 +93,8 @@ class Telemetry:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         #: What each gauge set through `_set` holds now.
         self._values: dict[tuple[int, tuple[str, ...]], float] = {}
-        self.signal_value = Gauge(p + "signal_value", "Last valid value of a signal",
-                                  ("signal",), registry=r)
-        self.signal_read_time = Gauge(p + "signal_read_timestamp_seconds",
-                                      "Wall time of the last read of a signal", ("signal",),
-                                      registry=r)
+        self.last_reads = LastReads()
+        r.register(self.last_reads)
         self.signal_errors = Counter(p + "signal_errors", "Failed reads by signal and reason",
                                      ("signal", "reason"), registry=r)
         self.evaluations_skipped = Counter(
@@ -177,8 +206,7 @@ class Telemetry:
 
     def observe_signal(self, sig: Signal, *, wall: float) -> None:
         if sig.ok and sig.value is not None:
-            self._set(self.signal_value, (sig.name,), sig.value)
-            self._set(self.signal_read_time, (sig.name,), wall)
+            self.last_reads.last[sig.name] = (sig.value, wall)
         else:
             self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
 

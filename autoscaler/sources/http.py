@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from autoscaler.config import SecretRefs, TlsSettings
 from autoscaler.secrets import (
@@ -177,10 +179,9 @@ def scrub(body: bytes, secrets: Iterable[str]) -> bytes:
 
 async def _get(
     session: aiohttp.ClientSession,
-    url: str,
+    url: URL,
     *,
     headers: Mapping[str, str] | None,
-    params: Mapping[str, str] | None,
     max_bytes: int,
     secrets: Iterable[str] = (),
     form: Mapping[str, str] | None = None,
@@ -188,7 +189,7 @@ async def _get(
     # A redirect could carry the Authorization header to another host, and a 3xx from an admin
     # API means the URL is wrong: refuse it and say where it pointed.
     method = "GET" if form is None else "POST"
-    async with session.request(method, url, headers=headers, params=params,
+    async with session.request(method, url, headers=headers,
                                data=None if form is None else dict(form),
                                allow_redirects=False) as resp:
         if 300 <= resp.status < 400:
@@ -212,8 +213,22 @@ SessionKey = tuple[str, str, int, TlsSettings | None]
 RequestKey = tuple[object, ...]
 
 
-def _frozen(items: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+Frozen = tuple[tuple[str, str], ...]
+
+
+def _frozen(items: Mapping[str, str] | None) -> Frozen | None:
     return None if items is None else tuple(sorted(items.items()))
+
+
+# A source asks for the same URL every few seconds: its parse is remembered, not redone.
+@functools.lru_cache(maxsize=4096)
+def _target(url: str, query: Frozen | None) -> URL:
+    """`url` with `query` added to its own, as aiohttp would build it from `params`."""
+    try:
+        target = URL(url)
+    except ValueError:
+        raise FetchError("invalid URL") from None
+    return target.extend_query(query) if query else target
 
 
 def _being_cancelled() -> bool:
@@ -221,6 +236,7 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+@functools.lru_cache(maxsize=4096)
 def _session_key(url: str, tls: TlsSettings) -> SessionKey:
     parts = urlsplit(url)
     secure = parts.scheme == "https"
@@ -324,8 +340,9 @@ class SessionPool:
         `secrets` scrubbed from it.
         """
         secrets = tuple(secrets)
-        key: RequestKey = (url, _frozen(params), _frozen(form), _frozen(headers), tls,
-                           timeout_seconds, max_bytes)
+        query = _frozen(params)
+        key: RequestKey = (url, query, _frozen(form), _frozen(headers), tls, timeout_seconds,
+                           max_bytes)
         while (shared := self._in_flight.get(key)) is not None:
             try:
                 # Shielded: a joiner that gives up does not cancel the others' reply.
@@ -337,9 +354,9 @@ class SessionPool:
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = reply
         try:
-            got = await self._request(url, tls=tls, timeout_seconds=timeout_seconds,
-                                      headers=headers, params=params, form=form,
-                                      max_bytes=max_bytes, secrets=secrets)
+            got = await self._request(url, query, tls=tls, timeout_seconds=timeout_seconds,
+                                      headers=headers, form=form, max_bytes=max_bytes,
+                                      secrets=secrets)
         except asyncio.CancelledError:
             reply.cancel()
             raise
@@ -357,11 +374,11 @@ class SessionPool:
     async def _request(
         self,
         url: str,
+        query: Frozen | None,
         *,
         tls: TlsSettings,
         timeout_seconds: float,
         headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
         form: Mapping[str, str] | None,
         max_bytes: int,
         secrets: tuple[str, ...],
@@ -370,7 +387,7 @@ class SessionPool:
             key = _session_key(url, tls)
             async with asyncio.timeout(timeout_seconds), self._slots or contextlib.nullcontext(), \
                     self._host_slot(key):
-                return await _get(self._session(key, tls), url, headers=headers, params=params,
+                return await _get(self._session(key, tls), _target(url, query), headers=headers,
                                   form=form, max_bytes=max_bytes, secrets=secrets)
         except (FetchError, aiohttp.ClientError, OSError) as exc:
             reason = describe_error(exc, timeout=timeout_seconds)
