@@ -195,18 +195,27 @@ async def _get(
         if 300 <= resp.status < 400:
             target = redirect_target(resp.headers.get("Location", ""))
             raise FetchError(f"HTTP {resp.status} redirect to {target} refused")
-        if resp.content_length is not None and resp.content_length > max_bytes:
-            raise FetchError(f"response over {max_bytes} bytes")
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > max_bytes:
+        if resp.content_length is not None:
+            if resp.content_length > max_bytes:
                 raise FetchError(f"response over {max_bytes} bytes")
+            body = await resp.content.read()  # the parser stops at Content-Length
+        else:
+            body = await _read_capped(resp.content, max_bytes)
         # Only error replies are scrubbed: they are where echoes happen, and a short secret
         # (a password like "green") must not corrupt the data of a good reply.
         if resp.status >= 400:
-            return Reply(status=resp.status, body=scrub(bytes(body), secrets))
-        return Reply(status=resp.status, body=bytes(body))
+            return Reply(status=resp.status, body=scrub(body, secrets))
+        return Reply(status=resp.status, body=body)
+
+
+async def _read_capped(content: aiohttp.StreamReader, max_bytes: int) -> bytes:
+    """A body of unknown length (chunked, or up to the close), refused once over the cap."""
+    body = bytearray()
+    async for chunk in content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise FetchError(f"response over {max_bytes} bytes")
+    return bytes(body)
 
 
 SessionKey = tuple[str, str, int, TlsSettings | None]
@@ -281,6 +290,9 @@ class SessionPool:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit_per_host=self._limit_per_host, ssl=context),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # Every request runs under its caller's own asyncio deadline; aiohttp's default
+                # 5-minute timer per request would only be one more timer to set and cancel.
+                timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                 # Proxies from the environment would see our credentials; the admin APIs are
                 # reached directly from inside the cluster.

@@ -64,6 +64,18 @@ async def test_body_size_is_capped(fake_http: FakeHttp, pool: SessionPool,
         await pool.get(f"{fake_http.url}/big", tls=VERIFY, timeout_seconds=1, max_bytes=10)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_within_the_cap_is_read_whole(fake_http: FakeHttp, pool: SessionPool,
+                                                   chunked: bool) -> None:
+    body = bytes(range(256)) * 400  # over one 64 KiB chunk
+    fake_http.route("/whole", Canned(body=body, chunked=chunked))
+
+    reply = await pool.get(f"{fake_http.url}/whole", tls=VERIFY, timeout_seconds=1,
+                           max_bytes=len(body))
+
+    assert (reply.status, reply.body) == (200, body)
+
+
 async def test_waiting_for_a_slot_counts_against_the_deadline(fake_http: FakeHttp) -> None:
     fake_http.route("/slow", Canned(hang=True))
     fake_http.route("/fast", Canned(body=b"{}"))
