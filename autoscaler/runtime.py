@@ -114,7 +114,10 @@ def endpoints(daemon: Daemon) -> web.Application:
     """Read-only HTTP: Prometheus metrics and the daemon's own probes. Only GET is routed."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=daemon.telemetry.render(),
+        # In a thread: with a thousand workloads a scrape takes a good part of a second, and the
+        # loop keeps serving reads meanwhile instead of letting their deadlines pass.
+        body = await asyncio.to_thread(daemon.telemetry.render)
+        return web.Response(body=body,
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
