@@ -137,6 +137,26 @@ async def test_synced_watches_answer_without_reads_and_do_not_age(watched: Watch
     assert len(w.deployment_gets) == gets
 
 
+async def test_listed_pods_read_as_a_direct_read_reads_them(watched: Watched,
+                                                            tmp_path: Path) -> None:
+    """The informer's list is read as JSON; a cluster without a watch reads the same pods
+    through the client's models: every field of every pod agrees."""
+    w = watched
+    cached = await _from_cache(w)
+    server = await serve(create_app(w.state, token=TOKEN))
+    client = await connect(write_kubeconfig(tmp_path / "direct", server.url, TOKEN))
+    direct = KubeCluster(client, clock=RealClock(), identity="direct", request_timeout=5.0)
+    try:
+        read = await direct.get_workload(NS, API)
+    finally:
+        await direct.close()
+        await client.close()
+        await server.stop()
+    assert cached.pods == read.pods and len(read.pods) == 2
+    assert all(p.phase == "Pending" and p.waiting_reason == "ContainerCreating"
+               and p.started_at > 0 and p.cpu_request_milli == 250 for p in read.pods)
+
+
 async def test_deployment_watch_brings_changes_no_pod_shows(watched: Watched) -> None:
     w = watched
     await _from_cache(w)
