@@ -150,7 +150,9 @@ async def outage(w: World, d: RunningDaemon, dependencies: tuple[str, ...], *, l
     await eventually(lambda: pod not in pods(w), what="the NotReady pod restarted")
     await eventually(lambda: w.replicas(API) == 4, what="the API at 4")
     assert [x for x in w.restarts() if x.t > (win.end or 0)], "no restart after the outage"
-    assert d.metric("restarts", workload=WORKER) >= 1
+    # Counted once the eviction's answer is back, which may be a moment after the pod is gone.
+    await eventually(lambda: d.metric("restarts", workload=WORKER) >= 1,
+                     what="the restart counted in the metrics")
     for name in (WORKER, API):
         assert d.metric("frozen", workload=name) == 0
     for dep in dependencies:
