@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 import structlog
-import yaml
+from daemon_support import bench_daemon
 
-from autoscaler.bench.scale import bench_config, generate
-from autoscaler.config import load_config
-from autoscaler.daemon import EVENTS_IN_FLIGHT, Adapters, Daemon, LoopClock
-from autoscaler.telemetry import Telemetry
+from autoscaler.daemon import EVENTS_IN_FLIGHT
 
 
 class _SlowEvents:
@@ -38,12 +34,8 @@ class _SlowEvents:
 
 
 async def test_events_are_posted_in_the_background_and_bounded(tmp_path: Path) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(bench_config(generate(1), pulsar="http://127.0.0.1:1",
-                                                prometheus="http://127.0.0.1:2")))
     cluster = _SlowEvents()
-    adapters = Adapters(clock=LoopClock(), cluster=cast(Any, cluster), sources={}, probes={})
-    daemon = Daemon(load_config(path), adapters, telemetry=Telemetry())
+    daemon = bench_daemon(tmp_path, cluster)
     spec = daemon.workloads["tracardi/wk-0000"].spec
     with structlog.testing.capture_logs() as logs:
         for i in range(EVENTS_IN_FLIGHT + 5):

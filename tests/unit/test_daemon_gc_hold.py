@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-import yaml
+from daemon_support import bench_daemon
 
 from autoscaler import daemon as daemon_module
-from autoscaler.bench.scale import bench_config, generate
-from autoscaler.config import load_config
-from autoscaler.daemon import Adapters, Daemon, LoopClock
-from autoscaler.telemetry import Telemetry
 
 
 class _SlowReads:
@@ -33,12 +29,8 @@ class _SlowReads:
 async def test_a_pass_holds_the_collector_off_only_for_a_while(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(daemon_module, "GC_HOLD_SECONDS", 0.2)
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(bench_config(generate(1), pulsar="http://127.0.0.1:1",
-                                                prometheus="http://127.0.0.1:2")))
     cluster = _SlowReads()
-    adapters = Adapters(clock=LoopClock(), cluster=cast(Any, cluster), sources={}, probes={})
-    daemon = Daemon(load_config(path), adapters, telemetry=Telemetry())
+    daemon = bench_daemon(tmp_path, cluster)
     evaluator = asyncio.create_task(daemon._evaluator())
     assert gc.isenabled()
     try:

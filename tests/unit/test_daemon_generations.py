@@ -6,18 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 import structlog
-import yaml
+from daemon_support import bench_daemon
 
 from autoscaler import daemon as daemon_module
-from autoscaler.bench.scale import bench_config, generate
-from autoscaler.config import load_config
-from autoscaler.daemon import Adapters, Daemon, LoopClock
 from autoscaler.ports import CheckResult, PodEvent
-from autoscaler.telemetry import Telemetry
 
 
 class _QuietCluster:
@@ -53,14 +48,9 @@ class _Probe:
 async def test_a_reload_goes_on_without_a_task_that_ignores_cancellation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(daemon_module, "CANCEL_WAIT_SECONDS", 0.2)
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(bench_config(generate(1), pulsar="http://127.0.0.1:1",
-                                                prometheus="http://127.0.0.1:2")))
-    loaded = load_config(path)
     deaf, fresh = _Probe(deaf=True), _Probe(deaf=False)
-    adapters = Adapters(clock=LoopClock(), cluster=cast(Any, _QuietCluster()), sources={},
-                        probes={"pulsar": deaf})
-    daemon = Daemon(loaded, adapters, telemetry=Telemetry())
+    daemon = bench_daemon(tmp_path, _QuietCluster(), probes={"pulsar": deaf})
+    loaded = daemon.loaded
     with structlog.testing.capture_logs() as logs:
         running = asyncio.create_task(daemon.run())
         async with asyncio.timeout(5):

@@ -7,18 +7,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import aiohttp
-import yaml
 from aiohttp.test_utils import TestServer
+from daemon_support import bench_daemon
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from autoscaler.bench.scale import bench_config, generate
-from autoscaler.config import load_config
-from autoscaler.daemon import Adapters, Daemon
 from autoscaler.runtime import endpoints
-from autoscaler.telemetry import Telemetry
 
 
 class _SlowCollector:
@@ -37,17 +32,8 @@ class _SlowCollector:
         yield GaugeMetricFamily("slow_collector_done", "Set once released", value=1)
 
 
-class _Clock:
-    def now(self) -> float:
-        return 0.0
-
-
 async def test_the_daemon_answers_while_a_scrape_is_being_rendered(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(bench_config(generate(4), pulsar="http://127.0.0.1:1",
-                                                prometheus="http://127.0.0.1:2")))
-    adapters = Adapters(clock=_Clock(), cluster=cast(Any, None), sources={}, probes={})
-    daemon = Daemon(load_config(path), adapters, telemetry=Telemetry())
+    daemon = bench_daemon(tmp_path, None, workloads=4)
     slow = _SlowCollector()
     daemon.telemetry.registry.register(slow)
     server = TestServer(endpoints(daemon), host="127.0.0.1")

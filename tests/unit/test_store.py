@@ -4,16 +4,11 @@ readers of a changed signal."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
-import yaml
+from daemon_support import bench_daemon
 
-from autoscaler.bench.scale import bench_config, generate
-from autoscaler.config import load_config
-from autoscaler.daemon import Adapters, Daemon
 from autoscaler.model import Signal
 from autoscaler.store import SignalStore
-from autoscaler.telemetry import Telemetry
 
 
 def _feed(store: SignalStore, name: str, *, every: float, until: float,
@@ -56,11 +51,7 @@ def test_changes_are_counted_per_signal_and_wake_its_readers() -> None:
 
 def test_the_daemon_keeps_what_the_policies_read(tmp_path: Path) -> None:
     """Backlog workers keep `learn_seconds` of their learning signals; the rest keep one read."""
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(bench_config(generate(4), pulsar="http://127.0.0.1:1",
-                                                prometheus="http://127.0.0.1:2")))
-    adapters = Adapters(clock=_Clock(), cluster=cast(Any, None), sources={}, probes={})
-    daemon = Daemon(load_config(path), adapters, telemetry=Telemetry())
+    daemon = bench_daemon(tmp_path, None, workloads=4, clock=_Clock())
     keep = daemon.store.keep
     assert keep["wk-0000.backlog"] == keep["wk-0000.out_rate"] == keep["wk-0000.consumers"] \
         == 120.0
