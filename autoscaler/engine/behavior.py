@@ -167,8 +167,11 @@ def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRu
     # An older recommendation equal to today's can never bound a window that today's does not
     # (a window holding it holds today's too), so the memory keeps one entry per value: a
     # steady workload remembers one recommendation, not one per evaluation.
-    recs = tuple(r for r in history.recommendations if now - r.at < keep and r.value != desired)
-    history = replace(history, recommendations=(*recs, TimedValue(now, desired)))
+    # A list and the constructor rather than a generator and replace(): a settled workload
+    # runs this on every tick, a thousand of them in a pass.
+    recs = [r for r in history.recommendations if now - r.at < keep and r.value != desired]
+    recs.append(TimedValue(now, desired))
+    history = ScalingHistory(tuple(recs), history.scale_up_events, history.scale_down_events)
     if not history.scale_up_events and not history.scale_down_events:
         return history  # nothing to prune
     return prune(history, now=now, up=up, down=down)

@@ -107,11 +107,13 @@ def unchanged(settled: Settled | None, *, status: WorkloadStatus,
         if a is not b:
             return False
     version = settled.version
+    never = version + 1  # a field never read counts as changed
     for name in settled.watched:
-        if changed.get(name, version + 1) > version:
+        if changed.get(name, never) > version:
             return False
     for name in settled.needed:
         signal = latest.get(name)
-        if signal is None or signal.age(now) > staleness.get(name, default_stale):
+        # now - read_at is the signal's age (`Signal.age`), without the call.
+        if signal is None or now - signal.read_at > staleness.get(name, default_stale):
             return False
-    return not any(r.failures for r in probes.values())
+    return not probes or all(not record.failures for record in probes.values())

@@ -16,8 +16,9 @@ from autoscaler.config import (
     Workload,
     WorkloadSpec,
     default_scale_down,
+    default_scale_up,
 )
-from autoscaler.engine.behavior import apply_behavior, record_scale
+from autoscaler.engine.behavior import apply_behavior, record_scale, remember
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
     Action,
@@ -210,3 +211,17 @@ def test_partial_signals_never_scale_down(*, b: tuple[int, int], data: st.DataOb
     result = evaluate(spec, status=status(current), signals=signals, dependencies=UP,
                       history=history, now=NOW, staleness={})
     assert result.decision.desired >= current, result.decision
+
+
+@PROPS
+@given(history=histories, desired=st.integers(0, 100),
+       gaps=st.lists(st.floats(0.0, 200.0), min_size=1, max_size=6))
+def test_remembering_a_proposal_again_and_again_equals_remembering_it_last(
+        history: ScalingHistory, desired: int, gaps: list[float]) -> None:
+    """What lets a skipped evaluation record only its time (the daemon's `catch_up`)."""
+    up, down = default_scale_up(), default_scale_down()
+    times = list(itertools.accumulate(gaps, initial=NOW))[1:]
+    each = history
+    for t in times:
+        each = remember(each, desired=desired, now=t, up=up, down=down)
+    assert each == remember(history, desired=desired, now=times[-1], up=up, down=down)
