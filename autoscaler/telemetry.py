@@ -22,7 +22,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from autoscaler.engine.healing import BreakerState, HealingPlan, Symptom
 from autoscaler.model import Decision, DependencyState, Health, Signal
@@ -78,6 +78,31 @@ class LastReads:
                                   labels=("signal",)))
 
 
+class SkipCounts:
+    """Evaluations skipped per workload (the last one was settled and no input changed since),
+    exported when scraped: on a tick nearly every workload is skipped, and counting in a dict
+    costs a tenth of a counter's update."""
+
+    def __init__(self) -> None:
+        self.count: Tally[tuple[str, str]] = Tally()
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for labels, n in list(self.count.items()):  # a copy, as in LastReads
+            family.add_metric(labels, n)
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            PREFIX + "evaluations_skipped",
+            "Evaluations skipped: the last one was settled and no input changed since",
+            labels=WL)
+
+
 class Telemetry:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -110,10 +135,8 @@ class Telemetry:
         r.register(self.last_reads)
         self.signal_errors = Counter(p + "signal_errors", "Failed reads by signal and reason",
                                      ("signal", "reason"), registry=r)
-        self.evaluations_skipped = Counter(
-            p + "evaluations_skipped",
-            "Evaluations skipped: the last one was settled and no input changed since",
-            WL, registry=r)
+        self.skips = SkipCounts()
+        r.register(self.skips)
         self.evaluation_seconds = Histogram(p + "evaluation_seconds",
                                             "Time to evaluate one workload", registry=r,
                                             buckets=LATENCY_BUCKETS)
@@ -206,7 +229,7 @@ class Telemetry:
         gauge(self.paused, labels, 1 if d.action.value == "pause" else 0)
 
     def observe_skip(self, namespace: str, workload: str) -> None:
-        self._child(self.evaluations_skipped, namespace, workload).inc()
+        self.skips.count[namespace, workload] += 1
 
     def observe_dependency(self, state: DependencyState) -> None:
         self.dependency_up.labels(state.name).set(1 if state.health is Health.UP else 0)
