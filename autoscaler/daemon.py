@@ -144,6 +144,21 @@ class WorkloadState:
     #: ones are skipped. `watched`: the source fields that count as its inputs.
     settled: Settled | None = None
     watched: tuple[str, ...] | None = None
+    #: The proposal and time of the last skipped evaluation, not yet in `history`.
+    skipped: tuple[int, float] | None = None
+
+    def catch_up(self) -> ScalingHistory:
+        """`history`, with the last skipped evaluation's proposal remembered. A skip records
+        only its proposal and time: remembering the same proposal at each skip leaves what
+        remembering it at the last one leaves (`remember` keeps one entry per value and
+        forgets by age), and a thousand settled workloads skip on every tick."""
+        if self.skipped is not None:
+            desired, at = self.skipped
+            behavior = self.spec.settings.behavior
+            self.history = remember(self.history, desired=desired, now=at, up=behavior.up,
+                                    down=behavior.down)
+            self.skipped = None
+        return self.history
 
 
 class Daemon:
@@ -187,6 +202,7 @@ class Daemon:
         self.store.clear_subscriptions()
         for spec in loaded.workloads:
             state = old.get(spec.key) or WorkloadState(spec)
+            state.catch_up()  # under the behavior the skips ran with
             state.spec = spec
             state.settled = None
             state.watched = self._watched(spec, loaded)
@@ -498,26 +514,72 @@ class Daemon:
 
     async def _evaluate_all(self, keys: list[str]) -> None:
         """Evaluate `keys` in up to `EVALUATION_LANES` lanes, each taking the next key when its
-        last one is done; with one key (or none that waits) this is a plain loop, in order."""
-        todo = iter(keys)
+        last one is done; with one key (or none that waits) this is a plain loop, in order.
+
+        First, a settled workload whose Deployment and pods the cluster adapter holds, and
+        whose inputs are unchanged, is skipped without a task or an await: on a tick most
+        workloads are, and a thousand coroutines cost more than the checks themselves."""
+        cached = self.a.cluster.cached_workload
+        rest: list[str] = []
+        for key in keys:
+            state = self.workloads.get(key)
+            if state is None:
+                continue
+            if state.settled is not None:
+                status = cached(state.spec.namespace, state.spec.deployment)
+                if status is not None and self._skip(state, status):
+                    continue
+            rest.append(key)
+        todo = iter(rest)
 
         async def lane() -> None:
             for key in todo:
-                state = self.workloads.get(key)
+                state = self.workloads.get(key)  # a reload may have dropped it meanwhile
                 if state is not None:
                     await self.evaluate_workload(state)
 
-        if len(keys) == 1:
+        if len(rest) <= 1:
             await lane()
             return
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(EVALUATION_LANES, len(keys))):
+            for _ in range(min(EVALUATION_LANES, len(rest))):
                 group.create_task(lane())
 
     def signals_for(self, spec: WorkloadSpec) -> Mapping[str, Signal]:
         own = {s: self.store.latest[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
                if f"{s}@{spec.key}" in self.store.latest}
         return ChainMap(own, self.store.latest)
+
+    def _requires(self, spec: WorkloadSpec) -> tuple[DependencyState | None, ...]:
+        get = self.store.dependencies.get
+        return tuple([get(d) for d in spec.settings.requires])
+
+    def _skip(self, state: WorkloadState, status: WorkloadStatus) -> bool:
+        """When the workload's last evaluation is settled and nothing it read has changed
+        (engine.settled): one now would decide what it decided, so it is skipped, its proposal
+        remembered as that evaluation would (`WorkloadState.catch_up`). Says whether it was
+        skipped."""
+        settled = state.settled
+        if settled is None:
+            return False
+        spec = state.spec
+        now = self.a.clock.now()
+        subscription = self._subscription(spec, now)
+        # What the healer saw of it, its time aside: a new read with the same consumers and
+        # backlog changes nothing while the healer has nothing to watch.
+        seen = None if subscription is None else (subscription.consumers, subscription.backlog)
+        if not unchanged(settled, status=status, dependencies=self._requires(spec),
+                         changed=self.store.changed, latest=self.store.latest,
+                         staleness=self.staleness, default_stale=DEFAULT_STALE_SECONDS, now=now,
+                         probes=state.pod_probes, consumers=seen):
+            return False
+        state.status = status
+        state.skipped = (settled.recommended, now)
+        state.woken_by_read_at = None
+        self.telemetry.observe_skip(spec.namespace, spec.name)
+        if self.on_decision is not None and state.decision is not None:
+            self.on_decision(state.decision, status)
+        return True
 
     async def evaluate_workload(self, state: WorkloadState, *, retries: int = 1) -> Decision | None:
         spec = state.spec
@@ -529,33 +591,17 @@ class Daemon:
             reason = getattr(exc, "reason", "") or type(exc).__name__
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
             return None
+        if self._skip(state, status):
+            return state.decision
         state.status = status
         now = clock.now()
-        requires = tuple(self.store.dependencies.get(d) for d in spec.settings.requires)
+        requires = self._requires(spec)
         subscription = self._subscription(spec, now)
-        # What the healer saw of it, its time aside: a new read with the same consumers and
-        # backlog changes nothing while the healer has nothing to watch.
         seen = None if subscription is None else (subscription.consumers, subscription.backlog)
-        settled = state.settled
-        if settled is not None and unchanged(
-                settled, status=status, dependencies=requires, changed=self.store.changed,
-                latest=self.store.latest, staleness=self.staleness,
-                default_stale=DEFAULT_STALE_SECONDS, now=now, probes=state.pod_probes,
-                consumers=seen):
-            # Settled and nothing changed: it would decide what it decided (engine.settled),
-            # and remember its proposal as that evaluation would.
-            behavior = spec.settings.behavior
-            state.history = remember(state.history, desired=settled.recommended, now=now,
-                                     up=behavior.up, down=behavior.down)
-            state.woken_by_read_at = None
-            self.telemetry.observe_skip(spec.namespace, spec.name)
-            if self.on_decision is not None and state.decision is not None:
-                self.on_decision(state.decision, status)
-            return state.decision
         version = self.store.version
         started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
-                          dependencies=self.store.dependencies, history=state.history, now=now,
+                          dependencies=self.store.dependencies, history=state.catch_up(), now=now,
                           staleness=self.staleness, signal_history=self.store.history_view())
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision

@@ -94,6 +94,11 @@ class Cluster(Protocol):
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus: ...
 
+    def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
+        """What `get_workload` would return, when the adapter holds it without a request (a
+        watch keeps it current); else None, and the daemon calls `get_workload`."""
+        ...
+
     async def scale(self, namespace: str, deployment: str, *, replicas: int,
                     resource_version: str) -> WriteResult: ...
 

@@ -455,15 +455,14 @@ class KubeCluster:
         read, and a 409 drops the entry. Else the apiserver is read: the Deployment, its scale
         subresource and its pods.
         """
+        cached = self.cached_workload(namespace, deployment)
+        if cached is not None:
+            return cached
         key = (namespace, deployment)
         informer = self._informers.get(namespace)
         if informer is None or not informer.pods_synced:
             return await self._read_workload(namespace, deployment)
         now = self._clock.now()
-        cached = informer.status(namespace, deployment, now=now,
-                                 max_age=DEPLOYMENT_CACHE_SECONDS)
-        if cached is not None:
-            return cached
         try:
             dep = await self._apps.read_namespaced_deployment(
                 deployment, namespace, _request_timeout=self._timeout)
@@ -478,6 +477,15 @@ class KubeCluster:
         status = informer.status(namespace, deployment, now=now,
                                  max_age=DEPLOYMENT_CACHE_SECONDS)
         return status if status is not None else await self._read_workload(namespace, deployment)
+
+    def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
+        """The workload from the watches of its namespace while they are in sync (see
+        `get_workload`); None when it must be read."""
+        informer = self._informers.get(namespace)
+        if informer is None:
+            return None
+        return informer.status(namespace, deployment, now=self._clock.now(),
+                               max_age=DEPLOYMENT_CACHE_SECONDS)
 
     async def _read_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         try:

@@ -68,6 +68,9 @@ class ModelCluster:
             await asyncio.sleep(fault.delay)
         return fault.error()
 
+    def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
+        return None  # every evaluation reads, so injected read faults hit it
+
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         err = await self._fault("get", "deployments")
         if err is not None:

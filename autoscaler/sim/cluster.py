@@ -64,6 +64,9 @@ class SimCluster:
         if err is not None:
             raise _kube_error(err)
 
+    def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
+        return None  # every evaluation reads, so injected read faults hit it
+
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         # The same three reads KubeCluster makes, so the same injected faults hit them.
         await self._read_fault("get", "deployments")

@@ -20,6 +20,9 @@ class _SlowReads:
         self.gate = asyncio.Event()
         self.asked = asyncio.Event()
 
+    def cached_workload(self, namespace: str, deployment: str) -> Any:
+        return None
+
     async def get_workload(self, namespace: str, deployment: str) -> Any:
         self.asked.set()
         await self.gate.wait()
