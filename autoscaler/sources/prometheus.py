@@ -31,7 +31,13 @@ from autoscaler.config import SOURCE_FIELDS, SecretRefs, TlsSettings
 from autoscaler.config import PrometheusSource as PrometheusSettings
 from autoscaler.model import Signal
 from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool, shorten
-from autoscaler.sources.values import ABSURD_LIMIT, RejectedValueError, failed, number_text
+from autoscaler.sources.values import (
+    ABSURD_LIMIT,
+    RejectedValueError,
+    failed,
+    number_text,
+    signal_name,
+)
 
 FIELDS = SOURCE_FIELDS["prometheus"]
 #: How long the first read of a round waits for the others to join its batch.
@@ -61,7 +67,7 @@ class PrometheusSource:
                 value, _ = await query_alone(self._pool, cfg, cfg.query)
         except ReadFailedError as exc:
             return failed(self.name, FIELDS, self._now(), str(exc))
-        return (Signal(name=f"{self.name}.value", value=value, read_at=self._now()),)
+        return (Signal(name=signal_name(self.name, "value"), value=value, read_at=self._now()),)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""

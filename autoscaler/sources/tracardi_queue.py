@@ -16,7 +16,7 @@ from autoscaler.config import SOURCE_FIELDS
 from autoscaler.config import TracardiQueueSource as TracardiQueueSettings
 from autoscaler.model import Signal
 from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool
-from autoscaler.sources.values import RejectedValueError, checked, failed
+from autoscaler.sources.values import RejectedValueError, checked, failed, signal_name
 
 FIELDS = SOURCE_FIELDS["tracardi-queue"]
 
@@ -40,7 +40,8 @@ class TracardiQueueSource:
                                              parse=self._backlog)
         except ReadFailedError as exc:
             return failed(self.name, FIELDS, self._now(), str(exc))
-        return (Signal(name=f"{self.name}.backlog", value=fetched.value, read_at=self._now()),)
+        return (Signal(name=signal_name(self.name, "backlog"), value=fetched.value,
+                       read_at=self._now()),)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""

@@ -82,6 +82,18 @@ async def test_reads_each_stats_sample(fake_http: FakeHttp, pool: SessionPool, c
     assert fake_http.seen[0].query == expected_query
 
 
+async def test_every_read_names_its_signals_with_the_same_strings(fake_http: FakeHttp,
+                                                                  pool: SessionPool) -> None:
+    """A thousand sources keep minutes of reads each: one name string per signal, not per
+    read."""
+    fake_http.route(f"{TOPIC_PATH}/stats", Canned(body=sample("pulsar/topic-stats.json")))
+    source = make_source(fake_http.url, pool)
+
+    first, second = await source.read(), await source.read()
+
+    assert all(a.name is b.name for a, b in zip(first, second, strict=True))
+
+
 async def test_consumers_carry_name_address_and_rate(fake_http: FakeHttp,
                                                      pool: SessionPool) -> None:
     fake_http.route(f"{TOPIC_PATH}/stats", Canned(body=sample("pulsar/topic-stats.json")))
