@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import structlog
@@ -66,6 +66,7 @@ AUTOSCALER_LIST_SECONDS = 10.0
 #: guarded by resourceVersion anyway).
 DEPLOYMENT_CACHE_SECONDS = 60.0
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+_Item = TypeVar("_Item")
 #: What a call may raise besides ApiException: the transport, or the client's own
 #: deserialization of a malformed body (ValueError), which must not end a watch or a task.
 CALL_ERRORS = (*TRANSPORT_ERRORS, ValueError)
@@ -815,27 +816,14 @@ class KubeCluster:
                                      sock_read=self._watch_timeout + 30)
 
     async def _list_pods(self, namespace: str, informer: _Informer) -> tuple[str, list[str]]:
-        """The namespace's component pods into `informer`, read as JSON as the watch reads
-        them: a thousand workloads' pods cost the client's model classes over a second, and
-        every read in flight waited meanwhile."""
-        response = await self._raw(self._core.list_namespaced_pod(
-            namespace, label_selector=COMPONENT_LABEL, _preload_content=False,
-            _request_timeout=self._timeout))
-        try:
-            body = json.loads(await response.read())
-            pods = [(_fields(_fields(p.get("metadata"), "metadata").get("labels"),
-                             "metadata.labels"), pod_info_json(p))
-                    for p in _entries(body.get("items"), "items")]
-            resource_version = str(_fields(body.get("metadata"), "metadata")
-                                   .get("resourceVersion") or "")
-        except MalformedObjectError as exc:  # the watch backs off and lists again
-            raise KubeError(UNREACHABLE, "MalformedPod", str(exc)) from exc
-        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
-            raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise kube_error(exc) from exc
-        finally:
-            response.release()
+        """The namespace's component pods into `informer`."""
+        resource_version, pods = await self._list_json(
+            self._core.list_namespaced_pod(
+                namespace, label_selector=COMPONENT_LABEL, _preload_content=False,
+                _request_timeout=self._timeout),
+            lambda p: (_fields(_fields(p.get("metadata"), "metadata").get("labels"),
+                               "metadata.labels"), pod_info_json(p)),
+            malformed="MalformedPod")  # the watch backs off and lists again
         informer.pods.clear()
         informer.pod_component.clear()
         informer.built.clear()
@@ -847,25 +835,15 @@ class KubeCluster:
 
     async def _list_deployments(self, namespace: str,
                                 informer: _Informer) -> tuple[str, list[str]]:
-        """The namespace's Deployments into `informer`, read as JSON (a thousand of them cost
-        the client's model classes about a second); their names are announced, since a change
-        missed while no watch was open shows only here."""
-        response = await self._raw(self._apps.list_namespaced_deployment(
-            namespace, _preload_content=False, _request_timeout=self._timeout))
-        try:
-            body = json.loads(await response.read())
-            items = _entries(body.get("items"), "items")
-            now = self._clock.now()
-            entries = {str(_fields(d.get("metadata"), "metadata").get("name") or ""):
-                       _cached_deployment(d, now=now) for d in items}
-            resource_version = str(_fields(body.get("metadata"), "metadata")
-                                   .get("resourceVersion") or "")
-        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
-            raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise kube_error(exc) from exc
-        finally:
-            response.release()
+        """The namespace's Deployments into `informer`; their names are announced, since a
+        change missed while no watch was open shows only here."""
+        now = self._clock.now()
+        resource_version, items = await self._list_json(
+            self._apps.list_namespaced_deployment(
+                namespace, _preload_content=False, _request_timeout=self._timeout),
+            lambda d: (str(_fields(d.get("metadata"), "metadata").get("name") or ""),
+                       _cached_deployment(d, now=now)))
+        entries = dict(items)
         informer.deployments.clear()
         informer.by_component.clear()
         for name, entry in entries.items():
@@ -880,6 +858,31 @@ class KubeCluster:
         if entry is not None:
             self._selectors[(namespace, name)] = entry.selector
             self._uids[(namespace, name)] = entry.uid
+
+    async def _list_json(self, opening: Awaitable[Any], parse: Callable[[Any], _Item], *,
+                         malformed: str | None = None) -> tuple[str, list[_Item]]:
+        """A list call made with `_preload_content=False`, read as JSON as the watches read
+        their events (a thousand objects cost the client's model classes over a second, and
+        every read in flight waited meanwhile): its resourceVersion and each item through
+        `parse`. A malformed object is `KubeError(malformed)` when that is given; it and any
+        other malformed body are else `MalformedList`."""
+        response = await self._raw(opening)
+        try:
+            body = json.loads(await response.read())
+            items = [parse(item) for item in _entries(body.get("items"), "items")]
+            resource_version = str(_fields(body.get("metadata"), "metadata")
+                                   .get("resourceVersion") or "")
+        except MalformedObjectError as exc:
+            if malformed is None:
+                raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
+            raise KubeError(UNREACHABLE, malformed, str(exc)) from exc
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
+            raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise kube_error(exc) from exc
+        finally:
+            response.release()
+        return resource_version, items
 
     @staticmethod
     async def _raw(opening: Awaitable[Any]) -> aiohttp.ClientResponse:
