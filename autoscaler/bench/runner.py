@@ -281,4 +281,6 @@ def write_json(results: list[dict[str, Any]], path: str) -> None:
         return "inf" if isinstance(v, float) and math.isinf(v) else v
 
     runs = [{k: clean(v) for k, v in r.items()} for r in results]
-    Path(path).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)  # like --plots: out/ need not exist yet
+    out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")

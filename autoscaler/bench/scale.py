@@ -604,4 +604,6 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def write_json(records: Sequence[dict[str, Any]], path: str | Path) -> None:
-    Path(path).write_text(json.dumps({"scale": list(records)}, indent=2) + "\n")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"scale": list(records)}, indent=2) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from autoscaler.bench.healing import (
     run_healing,
     steady_segment,
 )
-from autoscaler.bench.runner import Job, jobs_for, run_job, table
+from autoscaler.bench.runner import Job, jobs_for, run_job, table, write_json
 from autoscaler.config import LoadedConfig, load_config, parse_config
 from autoscaler.daemon import Daemon
 from autoscaler.engine.healing import SUSPICION_MARGIN_SECONDS, scale_down_hold
@@ -436,3 +437,10 @@ def test_without_the_hold_the_stuck_consumer_is_scaled_away(
     model, _ = demand_drop_with_a_stuck_consumer()
     [injection] = model.scores.injections
     assert injection.restarted_at is None and injection.removed_at is not None
+
+
+def test_the_bench_json_goes_into_a_folder_not_made_yet(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "chaos.json"
+    write_json([{"trace": "t", "scenario": "s", "violations": math.inf}], str(out))
+    assert json.loads(out.read_text()) == {
+        "runs": [{"trace": "t", "scenario": "s", "violations": "inf"}]}

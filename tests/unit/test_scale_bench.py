@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from pathlib import Path
@@ -116,3 +117,9 @@ def test_scale_plot_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "plots" / "scale.png"
     plot_scale(records, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_json_goes_where_asked_even_into_a_folder_not_made_yet(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "scale.json"
+    scale.write_json([{"workloads": 10, "eval_p50_ms": 0.5}], out)
+    assert json.loads(out.read_text()) == {"scale": [{"workloads": 10, "eval_p50_ms": 0.5}]}
