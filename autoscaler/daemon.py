@@ -514,11 +514,17 @@ class Daemon:
 
     async def _evaluate_all(self, keys: list[str]) -> None:
         """Evaluate `keys` in up to `EVALUATION_LANES` lanes, each taking the next key when its
-        last one is done; with one key (or none that waits) this is a plain loop, in order.
+        last one is done; when no evaluation waits this is a plain loop, in order.
 
         First, a settled workload whose Deployment and pods the cluster adapter holds, and
         whose inputs are unchanged, is skipped without a task or an await: on a tick most
-        workloads are, and a thousand coroutines cost more than the checks themselves."""
+        workloads are, and a thousand coroutines cost more than the checks themselves.
+
+        The calling task is the first lane, so a pass in which nothing waits (most: no write)
+        never hands the loop to other tasks. The other lanes are tasks that join only while it
+        waits; those that have not started by the end of the pass are cancelled, not awaited
+        (awaiting them would hand over the loop, and a thousand workloads' source reads with
+        it, for nothing)."""
         cached = self.a.cluster.cached_workload
         rest: list[str] = []
         for key in keys:
@@ -531,6 +537,7 @@ class Daemon:
                     continue
             rest.append(key)
         todo = iter(rest)
+        joined: list[asyncio.Future[None]] = []
 
         async def lane() -> None:
             for key in todo:
@@ -538,12 +545,21 @@ class Daemon:
                 if state is not None:
                     await self.evaluate_workload(state)
 
-        if len(rest) <= 1:
+        async def helper() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            joined.append(task)
             await lane()
-            return
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(EVALUATION_LANES, len(rest))):
-                group.create_task(lane())
+
+        helpers = [asyncio.create_task(helper())
+                   for _ in range(min(EVALUATION_LANES, len(rest)) - 1)]
+        try:
+            await lane()
+            for task in joined:  # one at a time: awaiting one that is done does not switch
+                await task
+        finally:
+            for task in helpers:
+                task.cancel()
 
     def signals_for(self, spec: WorkloadSpec) -> Mapping[str, Signal]:
         own = {s: self.store.latest[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
