@@ -526,6 +526,7 @@ class Daemon:
         (awaiting them would hand over the loop, and a thousand workloads' source reads with
         it, for nothing)."""
         cached = self.a.cluster.cached_workload
+        now = self.a.clock.now()
         rest: list[str] = []
         for key in keys:
             state = self.workloads.get(key)
@@ -533,7 +534,7 @@ class Daemon:
                 continue
             if state.settled is not None:
                 status = cached(state.spec.namespace, state.spec.deployment)
-                if status is not None and self._skip(state, status):
+                if status is not None and self._skip(state, status, now):
                     continue
             rest.append(key)
         todo = iter(rest)
@@ -570,7 +571,7 @@ class Daemon:
         get = self.store.dependencies.get
         return tuple([get(d) for d in spec.settings.requires])
 
-    def _skip(self, state: WorkloadState, status: WorkloadStatus) -> bool:
+    def _skip(self, state: WorkloadState, status: WorkloadStatus, now: float) -> bool:
         """When the workload's last evaluation is settled and nothing it read has changed
         (engine.settled): one now would decide what it decided, so it is skipped, its proposal
         remembered as that evaluation would (`WorkloadState.catch_up`). Says whether it was
@@ -579,7 +580,6 @@ class Daemon:
         if settled is None:
             return False
         spec = state.spec
-        now = self.a.clock.now()
         subscription = self._subscription(spec, now)
         # What the healer saw of it, its time aside: a new read with the same consumers and
         # backlog changes nothing while the healer has nothing to watch.
@@ -607,10 +607,10 @@ class Daemon:
             reason = getattr(exc, "reason", "") or type(exc).__name__
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
             return None
-        if self._skip(state, status):
+        now = clock.now()
+        if self._skip(state, status, now):
             return state.decision
         state.status = status
-        now = clock.now()
         requires = self._requires(spec)
         subscription = self._subscription(spec, now)
         seen = None if subscription is None else (subscription.consumers, subscription.backlog)

@@ -30,10 +30,13 @@ from autoscaler.model import Decision, DependencyState, Health, Signal
 PREFIX = "tracardi_autoscaler_"
 WL = ("namespace", "workload")
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
-#: Fine from 1 to 100 ms, where a pass over tens to thousands of workloads lands, so that its
-#: quantiles are not guesses across a 2.5x-wide bucket.
-PASS_BUCKETS = (0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025,
-                0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: The E12 series (each bound ~1.2x the last), one decade after another.
+E12 = (1.0, 1.2, 1.5, 1.8, 2.2, 2.7, 3.3, 3.9, 4.7, 5.6, 6.8, 8.2)
+#: Fine from 0.1 to 100 ms, where a pass over ten to thousands of workloads lands, so that its
+#: quantiles are within ~10 % (not guesses across a bucket 1.5x wide, whose edges at N and 10N
+#: are 10x apart whatever the passes took).
+PASS_BUCKETS = (*(round(m * 10.0 ** e, 6) for e in (-4, -3, -2) for m in E12),
+                0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 # No `_created` series: they double every counter's output (a scrape at a thousand workloads
