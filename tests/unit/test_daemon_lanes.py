@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from daemon_support import bench_daemon
 
-from autoscaler.daemon import EVALUATION_LANES, Daemon
-from autoscaler.model import DependencyState, Health, PodInfo, WorkloadStatus
+from autoscaler.daemon import EVALUATION_LANES, Daemon, WorkloadState
+from autoscaler.model import Decision, DependencyState, Health, PodInfo, WorkloadStatus
 
 
 class _Cluster:
@@ -95,3 +96,25 @@ async def test_at_most_the_lanes_wait_at_once(tmp_path: Path) -> None:
     await passing
     assert cluster.most_waiting == EVALUATION_LANES
     assert sorted(cluster.reads) == sorted(names)
+
+
+async def test_an_evaluation_that_fails_in_another_lane_fails_the_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = _Cluster()
+    daemon, names = _daemon(tmp_path, cluster, workloads=8)
+    cluster.blocked = {names[0]}  # the pass's own lane waits here; the next go to other lanes
+    evaluate = daemon.evaluate_workload
+
+    async def failing(state: WorkloadState, *, retries: int = 1) -> Decision | None:
+        if state.spec.deployment == names[1]:
+            raise RuntimeError("a bug in one evaluation")
+        return await evaluate(state, retries=retries)
+
+    monkeypatch.setattr(daemon, "evaluate_workload", failing)
+    passing = asyncio.create_task(daemon._evaluate_all(list(daemon.workloads)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sorted(cluster.reads) == sorted(n for n in names if n != names[1])
+    cluster.release.set()
+    with pytest.raises(RuntimeError, match="a bug in one evaluation"):
+        await passing
