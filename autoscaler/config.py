@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autoscaler.policies.base import Policy, UnknownPolicyError, build_policy
+from autoscaler.policies.base import LooksBack, Policy, UnknownPolicyError, build_policy
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
@@ -781,6 +781,12 @@ def _bind(config: Config, report: _Report) -> tuple[WorkloadSpec, ...]:
                     hint = ("no such source" if src not in config.sources
                             else f"source {src!r} has no field {signal.split('.', 1)[1]!r}")
                     add((*loc, "source"), f"signal {signal!r}: {hint}")
+            if isinstance(policy, LooksBack):
+                kept = config.daemon.history_seconds
+                for signal, seconds in policy.history_seconds().items():
+                    if seconds > kept:
+                        add(loc, f"reads {seconds:g} s of {signal!r} but daemon.history_seconds "
+                                 f"keeps {kept:g} s: raise it or shorten this policy's windows")
             policies.append(policy)
         specs.append(WorkloadSpec(name=name, namespace=namespace, deployment=deployment,
                                   settings=w, policies=tuple(policies)))

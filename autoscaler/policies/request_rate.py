@@ -4,9 +4,11 @@ replicas = ceil(max(rate, trend, burst) / (capacity_rps * target_utilization)). 
 now serves only after `startup_seconds`, so it is sized for the rate at that time:
 - `trend` extends the recent slope (least squares over `trend_seconds`) by the start-up time;
   only a rising trend looks ahead, a falling one never scales down early;
-- `burst` is the rate times the rise this traffic has shown within one start-up time: over the
-  last `burst_seconds`, the `burst_quantile` of max(rate in the next start-up time) / rate.
-  Smooth traffic earns little headroom and bursty traffic more, measured rather than guessed.
+- `burst` is the rate plus the rise this traffic has shown within one start-up time: over the
+  last `burst_seconds`, the `burst_quantile` of max(rate in the next start-up time) - rate, in
+  requests/s. Smooth traffic earns little headroom and bursty traffic more, measured rather than
+  guessed. The rise is absolute, not a ratio: a ratio from a near-idle rate is unbounded, so
+  on/off traffic would hold the maximum between its bursts.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class RequestRateParams(PolicyParams):
     startup_seconds: float = Field(30.0, ge=0)
     trend_seconds: float = Field(60.0, gt=0)
     trend_min_samples: int = Field(3, ge=2)
-    burst_seconds: float = Field(600.0, ge=0, description="0 turns the burst headroom off")
-    burst_quantile: float = Field(0.9, gt=0, le=1)
+    burst_seconds: float = Field(900.0, ge=0, description="0 turns the burst headroom off")
+    burst_quantile: float = Field(0.95, gt=0, le=1)
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -47,10 +49,10 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: float) -> float:
-    """The `quantile` of the relative rise within `horizon` seen over `points` (oldest first).
+    """The `quantile` of the rise within `horizon` seen over `points` (oldest first).
 
-    For each point, the largest later value within `horizon` over its own value, minus one;
-    points with no later value in reach, or a zero rate, say nothing. One pass: the window of
+    For each point, the largest later value within `horizon` minus its own value (0 if none is
+    larger); points with no later value in reach say nothing. One pass: the window of
     later values keeps its candidates for the maximum in a deque, largest first.
     """
     rises: list[float] = []
@@ -65,9 +67,8 @@ def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: f
                 ahead.pop()
             ahead.append(end)
             end += 1
-        if v <= 0 or not ahead:
-            continue
-        rises.append(max(0.0, points[ahead[0]][1] / v - 1.0))
+        if ahead:
+            rises.append(max(0.0, points[ahead[0]][1] - v))
     if not rises:
         return 0.0
     rises.sort()
@@ -118,8 +119,8 @@ class RequestRatePolicy:
         burst = rate
         if p.burst_seconds > 0 and p.startup_seconds > 0:
             burst_points = [pt for pt in window if ctx.now - pt[0] <= p.burst_seconds]
-            burst = rate * (1.0 + burst_rise(burst_points, horizon=p.startup_seconds,
-                                             quantile=p.burst_quantile))
+            burst = rate + burst_rise(burst_points, horizon=p.startup_seconds,
+                                      quantile=p.burst_quantile)
         return trend, burst, all(v == rate for _, v in window)
 
     def recommend(self, ctx: PolicyContext) -> Recommendation:

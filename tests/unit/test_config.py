@@ -132,6 +132,11 @@ def test_five_mistakes_messages(field: str, fragment: str) -> None:
                  id="policy-param-missing"),
     pytest.param(config(lo=-1), 10, "workloads.api.min", "greater than or equal",
                  id="negative-min"),
+    # The default daemon.history_seconds keeps 900 s; a 1800 s burst window could never fill.
+    pytest.param(config(
+        policy="{name: request-rate, source: q, capacity_rps: 10, burst_seconds: 1800}"), 14,
+                 "workloads.api.policies.0", "reads 1800 s of 'q.value' but daemon.history_seconds "
+                 "keeps 900 s", id="window-beyond-history"),
     pytest.param(config(window=99999), 16,
                  "workloads.api.behavior.scale_down.stabilization_window_seconds",
                  "less than or equal", id="window-too-long"),
@@ -141,6 +146,12 @@ def test_single_issue(text: str, line: int, field: str, fragment: str) -> None:
     assert len(issues) == 1, issues
     assert (issues[0].line, issues[0].field) == (line, field)
     assert fragment in issues[0].message
+
+
+def test_window_within_raised_history_is_valid() -> None:
+    text = "daemon: {history_seconds: 1800}\n" + config(
+        policy="{name: request-rate, source: q, capacity_rps: 10, burst_seconds: 1800}")
+    assert parse_config(text, path="c.yaml").workloads[0].name == "api"
 
 
 BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(

@@ -303,11 +303,14 @@ def test_request_rate_look_ahead(values: list[float], replicas: int) -> None:
 
 
 @pytest.mark.parametrize(("values", "replicas"), [
-    # 15 s apart, horizon 30 s: each 10 sees a 20 within reach (+100 %), each 20 sees no
-    # rise: rises [0, 0, 0, 1, 1, 1], median 1.0 -> 20/s x 2 = 40/s -> 4 replicas.
-    pytest.param([10.0, 20.0, 10.0, 20.0, 10.0, 20.0, 20.0], 4, id="bursty-doubles-earn-headroom"),
+    # 15 s apart, horizon 30 s: each 10 sees a 20 within reach (+10/s), each 20 sees no
+    # rise: rises [0, 0, 0, 10, 10, 10], median 10/s -> 20 + 10 = 30/s -> 3 replicas.
+    pytest.param([10.0, 20.0, 10.0, 20.0, 10.0, 20.0, 20.0], 3, id="bursty-traffic-earns-headroom"),
     # flat traffic shows no rise: 20/s needs 2 replicas, no more.
     pytest.param([20.0] * 7, 2, id="smooth-earns-none"),
+    # on/off traffic: idle reads see bursts of 40/s ahead (rises [0, 0, 0, 40, 40, 40]); at
+    # 1/s now the headroom is those 40/s, not a ratio of the idle rate: 41/s -> 5 replicas.
+    pytest.param([0.0, 40.0, 0.0, 40.0, 0.0, 40.0, 1.0], 5, id="on-off-headroom-is-the-rise"),
 ])
 def test_request_rate_burst_headroom(values: list[float], replicas: int) -> None:
     spec = make_spec([BURSTY], lo=1, hi=50)
@@ -316,9 +319,10 @@ def test_request_rate_burst_headroom(values: list[float], replicas: int) -> None
 
 
 @pytest.mark.parametrize(("points", "rise"), [
-    pytest.param([(0.0, 10.0), (10.0, 15.0), (20.0, 12.0)], 0.5, id="best-rise-within-horizon"),
+    pytest.param([(0.0, 10.0), (10.0, 15.0), (20.0, 12.0)], 5.0, id="best-rise-within-horizon"),
     pytest.param([(0.0, 10.0), (100.0, 30.0)], 0.0, id="later-peak-out-of-reach"),
-    pytest.param([(0.0, 0.0), (10.0, 30.0)], 0.0, id="zero-rate-says-nothing"),
+    pytest.param([(0.0, 0.0), (10.0, 30.0)], 30.0, id="rise-from-idle-counts"),
+    pytest.param([(0.0, 30.0), (10.0, 10.0)], 0.0, id="falls-are-no-rise"),
     pytest.param([], 0.0, id="no-points"),
 ])
 def test_burst_rise(points: list[tuple[float, float]], rise: float) -> None:
