@@ -184,6 +184,11 @@ class Daemon:
         self.hysteresis: dict[str, Hysteresis] = {}
         self.staleness: dict[str, float] = {}
         self._pending: dict[str, None] = {}
+        #: The tick asks for a pass over every workload (`_evaluate_all(tick=True)`).
+        self._tick_due = False
+        #: Per source: when its last read was taken; its staleness limit and its fields.
+        self._last_read: dict[str, float] = {}
+        self._freshness: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -208,12 +213,16 @@ class Daemon:
             state.watched = self._watched(spec, loaded)
             self.workloads[spec.key] = state
             self.store.subscribe(spec.key, signals=self._signal_keys(spec),
-                                 requires=spec.settings.requires)
+                                 requires=spec.settings.requires, watched=state.watched or ())
         self.store.keep_history(self._history_needed(loaded))
         self.staleness = {
             f"{name}.{f}": src.staleness_limit()
             for name, src in loaded.config.sources.items()
             for f in SOURCE_FIELDS[src.kind]
+        }
+        self._freshness = {
+            name: (src.staleness_limit(), tuple(f"{name}.{f}" for f in SOURCE_FIELDS[src.kind]))
+            for name, src in loaded.config.sources.items()
         }
         for spec in loaded.workloads:
             self.telemetry.init_workload(spec.namespace, spec.name, minimum=spec.settings.min,
@@ -369,7 +378,8 @@ class Daemon:
     async def _ticker(self) -> None:
         while True:
             await self.a.clock.sleep(self.loaded.config.daemon.tick_seconds)
-            self.wake(list(self.workloads))
+            self._tick_due = True
+            self._wake.set()
 
     # ----------------------------------------------------------------- readers
     async def _poll_source(self, source: Source) -> None:
@@ -395,6 +405,11 @@ class Daemon:
         failing = {s.name for s in signals
                    if (old := self.store.latest.get(s.name)) is not None and old.error}
         woken = self.store.put_signals(signals, now=now)
+        read: dict[str, float] = {}  # per source, when this read of it was taken
+        for sig in signals:
+            source = sig.name.rpartition(".")[0]
+            read[source] = min(read.get(source, sig.read_at), sig.read_at)
+        self._last_read.update(read)
         wall = self.a.wall()
         for sig in signals:
             self.telemetry.observe_signal(sig, wall=wall)
@@ -492,6 +507,7 @@ class Daemon:
             if debounce:
                 await self.a.clock.sleep(debounce)
             keys = list(self._pending)
+            tick, self._tick_due = self._tick_due, False
             self._pending.clear()
             self._wake.clear()
             started = time.perf_counter()
@@ -504,21 +520,24 @@ class Daemon:
                 gc.disable()
                 resume = asyncio.get_running_loop().call_later(GC_HOLD_SECONDS, gc.enable)
             try:
-                await self._evaluate_all(keys)
+                await self._evaluate_all(keys, tick=tick)
             finally:
                 if resume is not None:
                     resume.cancel()
                     gc.enable()
-            if len(keys) >= len(self.workloads):  # a pass over all of them (the tick)
+            if tick or len(keys) >= len(self.workloads):  # a pass over all of them
                 self.telemetry.evaluation_pass_seconds.observe(time.perf_counter() - started)
 
-    async def _evaluate_all(self, keys: list[str]) -> None:
-        """Evaluate `keys` in up to `EVALUATION_LANES` lanes, each taking the next key when its
-        last one is done; when no evaluation waits this is a plain loop, in order.
+    async def _evaluate_all(self, keys: list[str], *, tick: bool = False) -> None:
+        """Evaluate `keys` (and, on a `tick`, every other workload after them) in up to
+        `EVALUATION_LANES` lanes, each taking the next key when its last one is done; when no
+        evaluation waits this is a plain loop, in order.
 
         First, a settled workload whose Deployment and pods the cluster adapter holds, and
         whose inputs are unchanged, is skipped without a task or an await: on a tick most
-        workloads are, and a thousand coroutines cost more than the checks themselves.
+        workloads are, and a thousand coroutines cost more than the checks themselves. On a
+        tick, a settled workload that no event woke is not even checked while nothing marked
+        it dirty (`_quiet`): then the tick's cost follows what changed, not how many there are.
 
         The calling task is the first lane, so a pass in which nothing waits (most: no write)
         never hands the loop to other tasks. The other lanes are tasks that join only while it
@@ -527,12 +546,22 @@ class Daemon:
         it, for nothing)."""
         cached = self.a.cluster.cached_workload
         now = self.a.clock.now()
+        dirty = self.store.dirty
+        quiet: Callable[[WorkloadState], bool] | None = None
+        if tick:
+            woken = set(keys)
+            quiet = self._quiet(now, woken)
+            keys = [*keys, *(key for key in self.workloads if key not in woken)]
         rest: list[str] = []
         for key in keys:
             state = self.workloads.get(key)
             if state is None:
                 continue
             if state.settled is not None:
+                if quiet is not None and quiet(state):
+                    self._skipped(state, state.settled, now)
+                    continue
+                dirty.discard(key)
                 status = cached(state.spec.namespace, state.spec.deployment)
                 if status is not None and self._skip(state, status, now):
                     continue
@@ -590,16 +619,48 @@ class Daemon:
                          probes=state.pod_probes, consumers=seen):
             return False
         state.status = status
+        self._skipped(state, settled, now)
+        return True
+
+    def _skipped(self, state: WorkloadState, settled: Settled, now: float) -> None:
+        """Record a skipped evaluation: its proposal, for the stabilization window."""
         state.skipped = (settled.recommended, now)
         state.woken_by_read_at = None
-        self.telemetry.observe_skip(spec.namespace, spec.name)
-        if self.on_decision is not None and state.decision is not None:
-            self.on_decision(state.decision, status)
-        return True
+        self.telemetry.observe_skip(state.spec.namespace, state.spec.name)
+        if self.on_decision is not None and state.decision is not None \
+                and state.status is not None:
+            self.on_decision(state.decision, state.status)
+
+    def _quiet(self, now: float, woken: set[str]) -> Callable[[WorkloadState], bool]:
+        """For a tick: whether a settled workload may be skipped without a check, because it
+        would pass one. No event woke it, nothing marked it dirty since its last check (a field
+        it watches, a dependency it requires, a source of it gone stale: marked here first), and
+        the watches of its namespace are in sync, so its Deployment and pods are as they were
+        (a change would have come as an event). App probes that fail wake it."""
+        for name, at in self._last_read.items():
+            limit, fields = self._freshness.get(name, (DEFAULT_STALE_SECONDS, ()))
+            if now - at > limit:
+                for field_name in fields:
+                    self.store.mark_dirty(field_name)
+        dirty = self.store.dirty
+        synced: dict[str, bool] = {}
+
+        def quiet(state: WorkloadState) -> bool:
+            key = state.spec.key
+            if key in woken or key in dirty:
+                return False
+            namespace = state.spec.namespace
+            ok = synced.get(namespace)
+            if ok is None:
+                ok = synced[namespace] = self.a.cluster.watches_synced(namespace)
+            return ok
+
+        return quiet
 
     async def evaluate_workload(self, state: WorkloadState, *, retries: int = 1) -> Decision | None:
         spec = state.spec
         clock = self.a.clock
+        self.store.dirty.discard(spec.key)  # checked in full now: later changes mark it again
         try:
             status = await self.a.cluster.get_workload(spec.namespace, spec.deployment)
         except Exception as exc:  # a read failure (403, 404, 5xx) holds the workload this round

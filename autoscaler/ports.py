@@ -99,6 +99,12 @@ class Cluster(Protocol):
         watch keeps it current); else None, and the daemon calls `get_workload`."""
         ...
 
+    def watches_synced(self, namespace: str) -> bool:
+        """Whether the namespace's watches are in sync: while they are, every change of its
+        Deployments and pods comes from `watch_pods`, and a workload that no event named since
+        it was last read is as it was."""
+        ...
+
     async def scale(self, namespace: str, deployment: str, *, replicas: int,
                     resource_version: str) -> WriteResult: ...
 

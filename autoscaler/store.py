@@ -28,18 +28,33 @@ class SignalStore:
         self.changed: dict[str, int] = {}
         self.history: dict[str, deque[Signal]] = defaultdict(deque)
         self.dependencies: dict[str, DependencyState] = {}
+        #: The workloads whose watched inputs changed since the daemon last checked them in
+        #: full: a field they watch (value, error or consumers), or a dependency they require
+        #: (any new state). The daemon discards a workload when it checks it.
+        self.dirty: set[str] = set()
         self._readers: dict[str, set[str]] = defaultdict(set)
         self._requirers: dict[str, set[str]] = defaultdict(set)
+        self._watchers: dict[str, set[str]] = defaultdict(set)
 
-    def subscribe(self, workload: str, *, signals: Iterable[str], requires: Iterable[str]) -> None:
+    def subscribe(self, workload: str, *, signals: Iterable[str], requires: Iterable[str],
+                  watched: Iterable[str] = ()) -> None:
+        """`signals` wake the workload when they change; `watched` (its signals and every other
+        field it looks at) and `requires` only mark it dirty."""
         for s in signals:
             self._readers[s].add(workload)
         for d in requires:
             self._requirers[d].add(workload)
+        for w in watched:
+            self._watchers[w].add(workload)
 
     def clear_subscriptions(self) -> None:
         self._readers.clear()
         self._requirers.clear()
+        self._watchers.clear()
+
+    def mark_dirty(self, field: str) -> None:
+        """The workloads watching `field` must be checked in full (it has grown stale, say)."""
+        self.dirty |= self._watchers.get(field, set())
 
     def keep_history(self, seconds: Mapping[str, float] | None) -> None:
         """Keep `seconds[name]` of each signal's history (at most `history_seconds`) and the
@@ -68,11 +83,16 @@ class SignalStore:
                 self.version += 1
                 self.changed[sig.name] = self.version
                 woken |= self._readers.get(sig.name, set())
+                self.dirty |= self._watchers.get(sig.name, set())
+            elif old.consumers != sig.consumers:
+                self.dirty |= self._watchers.get(sig.name, set())
         return woken
 
     def put_dependency(self, state: DependencyState) -> set[str]:
         old = self.dependencies.get(state.name)
         self.dependencies[state.name] = state
+        if old is not state:
+            self.dirty |= self._requirers.get(state.name, set())
         if old is None or old.health != state.health:
             return set(self._requirers.get(state.name, set()))
         return set()

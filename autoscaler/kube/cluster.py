@@ -488,6 +488,10 @@ class KubeCluster:
         return informer.status(namespace, deployment, now=self._clock.now(),
                                max_age=DEPLOYMENT_CACHE_SECONDS)
 
+    def watches_synced(self, namespace: str) -> bool:
+        informer = self._informers.get(namespace)
+        return informer is not None and informer.pods_synced and informer.deployments_synced
+
     async def _read_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         try:
             dep = await self._apps.read_namespaced_deployment(

@@ -71,6 +71,9 @@ class ModelCluster:
     def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
         return None  # every evaluation reads, so injected read faults hit it
 
+    def watches_synced(self, namespace: str) -> bool:
+        return False  # no cache: every status is read
+
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         err = await self._fault("get", "deployments")
         if err is not None:

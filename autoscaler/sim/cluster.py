@@ -67,6 +67,9 @@ class SimCluster:
     def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
         return None  # every evaluation reads, so injected read faults hit it
 
+    def watches_synced(self, namespace: str) -> bool:
+        return False  # no cache: every status is read
+
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         # The same three reads KubeCluster makes, so the same injected faults hit them.
         await self._read_fault("get", "deployments")

@@ -34,9 +34,15 @@ class _Cluster:
         self.statuses: dict[str, WorkloadStatus] = {}
         self.not_held: set[str] = set()
         self.reads: list[str] = []
+        self.looked: list[str] = []
+        self.synced = False
 
     def cached_workload(self, namespace: str, deployment: str) -> WorkloadStatus | None:
+        self.looked.append(deployment)
         return None if deployment in self.not_held else self.statuses[deployment]
+
+    def watches_synced(self, namespace: str) -> bool:
+        return self.synced
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         self.reads.append(deployment)
@@ -56,12 +62,12 @@ def _skips(daemon: Daemon, name: str) -> float:
     return value or 0.0
 
 
-def _read_all(daemon: Daemon, clock: _Clock) -> None:
-    """Every source read again, with the values unchanged (no signal grows stale)."""
+def _read_all(daemon: Daemon, clock: _Clock, *, skip: str = "") -> None:
+    """Every source but `skip` read again, with the values unchanged."""
     signals = [Signal(f"{name}.{field}", 0.0, clock.now())
-               for name, source in daemon.loaded.config.sources.items()
+               for name, source in daemon.loaded.config.sources.items() if name != skip
                for field in SOURCE_FIELDS[source.kind]]
-    daemon.store.put_signals(signals, now=clock.now())
+    daemon._take_signals(signals)
 
 
 async def test_settled_workloads_are_skipped_from_the_cache_and_changed_ones_read(
@@ -102,3 +108,84 @@ async def test_settled_workloads_are_skipped_from_the_cache_and_changed_ones_rea
     assert [_skips(daemon, n) for n in names] == [1.0, 2.0, 2.0, 2.0]
     state = next(s for s in daemon.workloads.values() if s.spec.deployment == moved)
     assert state.decision is not None and state.decision.current == 3
+
+
+async def _settled_daemon(tmp_path: Path, cluster: _Cluster, clock: _Clock) -> Daemon:
+    daemon = bench_daemon(tmp_path, cluster, workloads=4, clock=clock)
+    daemon.dry_run, daemon.check_conflicts = True, False
+    for state in daemon.workloads.values():
+        cluster.statuses[state.spec.deployment] = _status(state.spec.deployment,
+                                                          state.spec.settings.min)
+    daemon.store.put_dependency(DependencyState("pulsar", Health.UP, "ok", 0.0))
+    _read_all(daemon, clock)
+    await daemon._evaluate_all(list(daemon.workloads))
+    assert all(s.settled is not None for s in daemon.workloads.values())
+    cluster.reads.clear()
+    cluster.looked.clear()
+    return daemon
+
+
+async def test_a_tick_skips_quiet_workloads_unlooked_and_checks_what_changed(
+        tmp_path: Path) -> None:
+    """With the watches in sync, a tick does not look at a settled workload that nothing
+    marked; a field it watches (one no policy reads), a new state of a dependency it requires,
+    a source that stops answering and an event each send it through the full check."""
+    clock, cluster = _Clock(), _Cluster()
+    cluster.synced = True
+    daemon = await _settled_daemon(tmp_path, cluster, clock)
+    states = list(daemon.workloads.values())
+    names = [s.spec.deployment for s in states]
+
+    clock.t += 5.0
+    _read_all(daemon, clock)
+    await daemon._evaluate_all([], tick=True)
+    assert (cluster.looked, cluster.reads) == ([], [])
+    assert [_skips(daemon, n) for n in names] == [1.0] * 4
+    assert states[0].catch_up().recommendations[-1].at == clock.t
+
+    # A field that no policy reads but the workload watches: its consumers, say.
+    worker = next(s for s in states if s.watched and any("consumers" in f for f in s.watched))
+    field = next(f for f in worker.watched or () if f.endswith(".consumers"))
+    clock.t += 5.0
+    _read_all(daemon, clock)
+    daemon._take_signals([Signal(field, 2.0, clock.now())])
+    watchers = [s.spec.deployment for s in states if field in (s.watched or ())]
+    await daemon._evaluate_all([], tick=True)
+    assert sorted(cluster.looked) == sorted(watchers)
+
+    # A dependency's new state, the same health: every workload that requires it.
+    cluster.looked.clear()
+    clock.t += 5.0
+    _read_all(daemon, clock)
+    daemon.store.put_dependency(DependencyState("pulsar", Health.UP, "ok", clock.t))
+    await daemon._evaluate_all([], tick=True)
+    requirers = [s.spec.deployment for s in states if "pulsar" in s.spec.settings.requires]
+    assert requirers and sorted(cluster.looked) == sorted(requirers)
+
+    # An event (a pod changed): that workload.
+    cluster.looked.clear()
+    clock.t += 5.0
+    _read_all(daemon, clock)
+    await daemon._evaluate_all([states[2].spec.key], tick=True)
+    assert cluster.looked == [names[2]]
+
+    # A source that stops answering: its readers once it is stale, and then not settled.
+    cluster.looked.clear()
+    source = next(f.rpartition(".")[0] for f in worker.watched or ())
+    for _ in range(4):
+        clock.t += 5.0
+        _read_all(daemon, clock, skip=source)
+        await daemon._evaluate_all([], tick=True)
+    assert worker.spec.deployment in cluster.reads
+    assert worker.settled is None
+
+
+async def test_a_tick_checks_every_settled_workload_while_the_watches_are_not_in_sync(
+        tmp_path: Path) -> None:
+    clock, cluster = _Clock(), _Cluster()
+    daemon = await _settled_daemon(tmp_path, cluster, clock)
+    clock.t += 5.0
+    _read_all(daemon, clock)
+    await daemon._evaluate_all([], tick=True)
+    assert sorted(cluster.looked) == sorted(s.spec.deployment for s in daemon.workloads.values())
+    assert cluster.reads == []  # looked at in the cache, unchanged, skipped
