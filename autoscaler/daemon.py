@@ -146,6 +146,9 @@ class WorkloadState:
     watched: tuple[str, ...] | None = None
     #: The proposal and time of the last skipped evaluation, not yet in `history`.
     skipped: tuple[int, float] | None = None
+    #: While quiet (`Daemon._skip_quiet`): the count of ticks when it became so. Each tick
+    #: since skipped it without touching it; `Daemon._unquiet` records those skips.
+    quiet_since: int | None = None
 
     def catch_up(self) -> ScalingHistory:
         """`history`, with the last skipped evaluation's proposal remembered. A skip records
@@ -175,6 +178,7 @@ class Daemon:
         self.loaded = loaded
         self.a = adapters
         self.telemetry = telemetry or Telemetry()
+        self.telemetry.skips.pending = self._quiet_skips
         self.dry_run = dry_run
         self.on_decision = on_decision
         self.check_conflicts = check_conflicts
@@ -191,6 +195,13 @@ class Daemon:
         self._freshness: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._namespaces: tuple[str, ...] = ()
         self._shortest_limit = DEFAULT_STALE_SECONDS
+        #: Ticks so far and the time of the last; the quiet workloads per namespace, and the
+        #: others (`_skip_quiet`).
+        self._ticks = 0
+        self._tick_at = float("-inf")
+        self._quiet: dict[str, dict[str, None]] = {}
+        self._loud: dict[str, None] = {}
+        self._synced: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -205,10 +216,14 @@ class Daemon:
         """Adopt a (new) config: keep the memory of workloads that stay, subscribe signals."""
         self.loaded = loaded
         old = self.workloads
+        for state in old.values():
+            self._unquiet(state)
+        self._quiet, self._loud = {}, {}
         self.workloads = {}
         self.store.clear_subscriptions()
         for spec in loaded.workloads:
             state = old.get(spec.key) or WorkloadState(spec)
+            self._loud[spec.key] = None
             state.catch_up()  # under the behavior the skips ran with
             state.spec = spec
             state.settled = None
@@ -555,16 +570,19 @@ class Daemon:
         now = self.a.clock.now()
         dirty = self.store.dirty
         if tick:
-            keys = [*keys, *self._skip_quiet(set(keys), now)]
+            keys = self._tick_keys(keys, now)
         rest: list[str] = []
         for key in keys:
             state = self.workloads.get(key)
             if state is None:
                 continue
+            self._unquiet(state)  # an event woke it
             if state.settled is not None:
                 dirty.discard(key)
                 status = cached(state.spec.namespace, state.spec.deployment)
                 if status is not None and self._skip(state, status, now):
+                    if tick:
+                        self._enter_quiet(state)
                     continue
             rest.append(key)
         todo = iter(rest)
@@ -632,36 +650,67 @@ class Daemon:
                 and state.status is not None:
             self.on_decision(state.decision, state.status)
 
-    def _skip_quiet(self, woken: set[str], now: float) -> list[str]:
-        """For a tick: skip every quiet workload without a check, because it would pass one;
-        return the others that no event woke, to be checked in full.
+    def _tick_keys(self, woken: list[str], now: float) -> list[str]:
+        """For a tick: the workloads to look at, after those an event woke; the quiet ones are
+        skipped without being touched, so a tick costs what changed, not how many there are.
 
-        Quiet: settled, no event woke it, nothing marked it dirty since its last check (a field
-        it watches, a dependency it requires, a source of it gone stale: marked here first), and
-        the watches of its namespace are in sync, so its Deployment and pods are as they were
-        (a change would have come as an event). App probes that fail wake it. This loop is the
-        whole cost of a quiet tick, so it does no more than that test and the skip's record."""
+        A workload is quiet from a tick on which it was skipped (its inputs unchanged since a
+        settled evaluation) while the watches of its namespace were in sync, until an event
+        wakes it or something marks it dirty: a field it watches, a dependency it requires, a
+        source of it gone stale (marked here first). Until then a check would pass: its
+        Deployment and pods are as they were (a change would have come as an event), and
+        failing app probes wake it. A namespace whose watches are out of sync has no quiet
+        workloads; nor has a daemon whose `on_decision` wants to see every skip."""
         self._mark_stale_sources(now)
-        dirty = self.store.dirty
-        synced = {ns: self.a.cluster.watches_synced(ns) for ns in self._namespaces}
-        count = self.telemetry.skips.count
-        on_decision = self.on_decision
-        others: list[str] = []
-        for key, state in self.workloads.items():
-            settled = state.settled
-            spec = state.spec
-            if settled is None or key in dirty or key in woken or not synced[spec.namespace]:
-                if key not in woken:
-                    others.append(key)
-                continue
-            # `_skipped`, inline: a thousand method calls are a fifth of a quiet tick.
-            state.skipped = (settled.recommended, now)
-            state.woken_by_read_at = None
-            count[spec.namespace, spec.name] += 1
-            if on_decision is not None and state.decision is not None \
-                    and state.status is not None:
-                on_decision(state.decision, state.status)
-        return others
+        for key in [*woken, *self.store.dirty]:
+            state = self.workloads.get(key)
+            if state is not None:
+                self._unquiet(state)
+        self._synced = {ns: self.on_decision is None and self.a.cluster.watches_synced(ns)
+                        for ns in self._namespaces}
+        for ns, synced in self._synced.items():
+            if not synced:
+                for key in list(self._quiet.get(ns, ())):
+                    self._unquiet(self.workloads[key])
+        self._ticks += 1
+        self._tick_at = now
+        seen = set(woken)
+        return [*woken, *(key for key in self._loud if key not in seen)]
+
+    def _enter_quiet(self, state: WorkloadState) -> None:
+        """After a tick skipped `state` with a check: quiet from this tick, if it may be."""
+        spec = state.spec
+        if self._synced.get(spec.namespace, False):
+            state.quiet_since = self._ticks
+            self._loud.pop(spec.key, None)
+            self._quiet.setdefault(spec.namespace, {})[spec.key] = None
+
+    def _unquiet(self, state: WorkloadState) -> None:
+        """End `state`'s quiet, recording the ticks that skipped it as `_skipped` would have:
+        the count, and the proposal at the last of them."""
+        since = state.quiet_since
+        if since is None:
+            return
+        state.quiet_since = None
+        spec = state.spec
+        self._quiet.get(spec.namespace, {}).pop(spec.key, None)
+        self._loud[spec.key] = None
+        if self._ticks > since and state.settled is not None:
+            state.skipped = (state.settled.recommended, self._tick_at)
+            self.telemetry.skips.count[spec.namespace, spec.name] += self._ticks - since
+
+    def _quiet_skips(self) -> list[tuple[tuple[str, str], int]]:
+        """The skips of the quiet workloads not yet recorded; read by a scrape's thread, from
+        copies (a dict copied whole is one step under the GIL)."""
+        out: list[tuple[tuple[str, str], int]] = []
+        ticks = self._ticks
+        for ns, keys in list(self._quiet.items()):
+            for key in list(keys):
+                state = self.workloads.get(key)
+                since = state.quiet_since if state is not None else None
+                if state is not None and since is not None and ticks > since:
+                    out.append(((ns, state.spec.name), ticks - since))
+        return out
 
     def _mark_stale_sources(self, now: float) -> None:
         """Mark dirty the watchers of every source whose last read is older than its limit."""
@@ -678,6 +727,7 @@ class Daemon:
         spec = state.spec
         clock = self.a.clock
         self.store.dirty.discard(spec.key)  # checked in full now: later changes mark it again
+        self._unquiet(state)
         try:
             status = await self.a.cluster.get_workload(spec.namespace, spec.deployment)
         except Exception as exc:  # a read failure (403, 404, 5xx) holds the workload this round

@@ -10,7 +10,14 @@ from daemon_support import bench_daemon
 
 from autoscaler.config import SOURCE_FIELDS
 from autoscaler.daemon import Daemon
-from autoscaler.model import DependencyState, Health, PodInfo, Signal, WorkloadStatus
+from autoscaler.model import (
+    ConsumerStat,
+    DependencyState,
+    Health,
+    PodInfo,
+    Signal,
+    WorkloadStatus,
+)
 
 
 class _Clock:
@@ -127,65 +134,89 @@ async def _settled_daemon(tmp_path: Path, cluster: _Cluster, clock: _Clock) -> D
 
 async def test_a_tick_skips_quiet_workloads_unlooked_and_checks_what_changed(
         tmp_path: Path) -> None:
-    """With the watches in sync, a tick does not look at a settled workload that nothing
-    marked; a field it watches (one no policy reads), a new state of a dependency it requires,
-    a source that stops answering and an event each send it through the full check."""
+    """With the watches in sync, a workload skipped on a tick is quiet: later ticks do not
+    look at it, yet count its skips. A field it watches (one no policy reads), a new state of
+    a dependency it requires, an event and a source that stops answering each send it through
+    the full check."""
     clock, cluster = _Clock(), _Cluster()
     cluster.synced = True
     daemon = await _settled_daemon(tmp_path, cluster, clock)
     states = list(daemon.workloads.values())
     names = [s.spec.deployment for s in states]
 
-    clock.t += 5.0
-    _read_all(daemon, clock)
-    await daemon._evaluate_all([], tick=True)
-    assert (cluster.looked, cluster.reads) == ([], [])
-    assert [_skips(daemon, n) for n in names] == [1.0] * 4
-    assert states[0].catch_up().recommendations[-1].at == clock.t
+    async def tick(*, woken: tuple[str, ...] = (), skip: str = "") -> list[str]:
+        cluster.looked.clear()
+        clock.t += 5.0
+        _read_all(daemon, clock, skip=skip)
+        await daemon._evaluate_all(list(woken), tick=True)
+        return sorted(cluster.looked)
+
+    assert await tick() == sorted(names)  # checked in the cache, skipped: quiet from now on
+    assert await tick() == [] and cluster.reads == []
+    assert [_skips(daemon, n) for n in names] == [2.0] * 4
+    daemon.apply_config(daemon.loaded)  # a reload records the quiet skips, as at the tick
+    assert [s.catch_up().recommendations[-1].at for s in states] == [clock.t] * 4
+    assert [_skips(daemon, n) for n in names] == [2.0] * 4
+    cluster.reads.clear()
+    await tick()  # a reload forgets what was settled: every workload is evaluated again
+    assert sorted(cluster.reads) == sorted(names)
+    assert await tick() == sorted(names)  # then checked in the cache, and quiet
+    assert await tick() == []
+    await daemon._evaluate_all([states[0].spec.key])  # an event: checked
 
     # A field that no policy reads but the workload watches: its consumers, say.
     worker = next(s for s in states if s.watched and any("consumers" in f for f in s.watched))
     field = next(f for f in worker.watched or () if f.endswith(".consumers"))
-    clock.t += 5.0
-    _read_all(daemon, clock)
-    daemon._take_signals([Signal(field, 2.0, clock.now())])
-    watchers = [s.spec.deployment for s in states if field in (s.watched or ())]
-    await daemon._evaluate_all([], tick=True)
-    assert sorted(cluster.looked) == sorted(watchers)
+    assert await tick() == [names[0]]  # woken by the event, not skipped on a tick: checked
+    daemon.store.put_signals([Signal(field, 0.0, clock.now(), consumers=(
+        ConsumerStat("c-1", "10.0.0.1", 1.0),))], now=clock.now())
+    watchers = sorted(s.spec.deployment for s in states if field in (s.watched or ()))
+    assert await tick() == watchers
+    assert await tick() == []
 
     # A dependency's new state, the same health: every workload that requires it.
-    cluster.looked.clear()
-    clock.t += 5.0
-    _read_all(daemon, clock)
     daemon.store.put_dependency(DependencyState("pulsar", Health.UP, "ok", clock.t))
-    await daemon._evaluate_all([], tick=True)
-    requirers = [s.spec.deployment for s in states if "pulsar" in s.spec.settings.requires]
-    assert requirers and sorted(cluster.looked) == sorted(requirers)
+    requirers = sorted(s.spec.deployment for s in states if "pulsar" in s.spec.settings.requires)
+    assert requirers and await tick() == requirers
+    await tick()  # evaluated again (a new dependency state): checked once more, then quiet
+    assert await tick() == []
 
     # An event (a pod changed): that workload.
-    cluster.looked.clear()
-    clock.t += 5.0
-    _read_all(daemon, clock)
-    await daemon._evaluate_all([states[2].spec.key], tick=True)
-    assert cluster.looked == [names[2]]
+    assert await tick(woken=(states[2].spec.key,)) == [names[2]]
 
     # A source that stops answering: its readers once it is stale, and then not settled.
-    cluster.looked.clear()
     source = next(f.rpartition(".")[0] for f in worker.watched or ())
+    cluster.reads.clear()
     for _ in range(4):
-        clock.t += 5.0
-        _read_all(daemon, clock, skip=source)
-        await daemon._evaluate_all([], tick=True)
+        await tick(skip=source)
     assert worker.spec.deployment in cluster.reads
     assert worker.settled is None
+    counted = [_skips(daemon, n) for n in names]
+    assert all(n >= 5.0 for n in counted)
 
 
 async def test_a_tick_checks_every_settled_workload_while_the_watches_are_not_in_sync(
         tmp_path: Path) -> None:
     clock, cluster = _Clock(), _Cluster()
     daemon = await _settled_daemon(tmp_path, cluster, clock)
+    names = sorted(s.spec.deployment for s in daemon.workloads.values())
+    for _ in range(2):
+        cluster.looked.clear()
+        clock.t += 5.0
+        _read_all(daemon, clock)
+        await daemon._evaluate_all([], tick=True)
+        assert sorted(cluster.looked) == names
+    assert cluster.reads == []  # looked at in the cache, unchanged, skipped
+    cluster.synced = True
+    for looked in (names, []):  # in sync: checked once more, then quiet
+        cluster.looked.clear()
+        clock.t += 5.0
+        _read_all(daemon, clock)
+        await daemon._evaluate_all([], tick=True)
+        assert sorted(cluster.looked) == looked
+    cluster.synced = False  # out of sync again: every workload is checked on the next tick
+    cluster.looked.clear()
     clock.t += 5.0
     _read_all(daemon, clock)
     await daemon._evaluate_all([], tick=True)
-    assert sorted(cluster.looked) == sorted(s.spec.deployment for s in daemon.workloads.values())
-    assert cluster.reads == []  # looked at in the cache, unchanged, skipped
+    assert sorted(cluster.looked) == names
