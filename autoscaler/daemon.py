@@ -558,8 +558,8 @@ class Daemon:
         First, a settled workload whose Deployment and pods the cluster adapter holds, and
         whose inputs are unchanged, is skipped without a task or an await: on a tick most
         workloads are, and a thousand coroutines cost more than the checks themselves. On a
-        tick, a settled workload that no event woke is not even checked while nothing marked
-        it dirty (`_quiet`): then the tick's cost follows what changed, not how many there are.
+        tick, a quiet workload is not even looked at (`_tick_keys`): then the tick's cost
+        follows what changed, not how many workloads there are.
 
         The calling task is the first lane, so a pass in which nothing waits (most: no write)
         never hands the loop to other tasks. The other lanes are tasks that join only while it
@@ -691,17 +691,20 @@ class Daemon:
         since = state.quiet_since
         if since is None:
             return
-        state.quiet_since = None
         spec = state.spec
-        self._quiet.get(spec.namespace, {}).pop(spec.key, None)
-        self._loud[spec.key] = None
+        skips = self.telemetry.skips
+        with skips.lock:  # a scrape counts these skips as pending or as counted, never both
+            state.quiet_since = None
+            if self._ticks > since:
+                skips.count[spec.namespace, spec.name] += self._ticks - since
         if self._ticks > since and state.settled is not None:
             state.skipped = (state.settled.recommended, self._tick_at)
-            self.telemetry.skips.count[spec.namespace, spec.name] += self._ticks - since
+        self._quiet.get(spec.namespace, {}).pop(spec.key, None)
+        self._loud[spec.key] = None
 
     def _quiet_skips(self) -> list[tuple[tuple[str, str], int]]:
-        """The skips of the quiet workloads not yet recorded; read by a scrape's thread, from
-        copies (a dict copied whole is one step under the GIL)."""
+        """The skips of the quiet workloads not yet recorded; read by a scrape's thread under
+        the skip counts' lock, from copies (a dict copied whole is one step under the GIL)."""
         out: list[tuple[tuple[str, str], int]] = []
         ticks = self._ticks
         for ns, keys in list(self._quiet.items()):

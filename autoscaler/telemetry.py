@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,17 +89,20 @@ class SkipCounts:
 
     def __init__(self) -> None:
         self.count: Tally[tuple[str, str]] = Tally()
-        #: Skips counted elsewhere and not yet added here (the daemon's quiet workloads).
+        #: Skips counted elsewhere and not yet added here (the daemon's quiet workloads). A
+        #: move from there to `count` holds `lock`, so a scrape sees each skip once.
         self.pending: Callable[[], list[tuple[tuple[str, str], int]]] = list
+        self.lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
         return [self._family()]
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        counts = Tally(dict(self.count))  # a copy, as in LastReads
-        for labels, n in self.pending():
-            counts[labels] += n
+        with self.lock:
+            counts = Tally(dict(self.count))  # a copy, as in LastReads
+            for labels, n in self.pending():
+                counts[labels] += n
         for labels, n in counts.items():
             family.add_metric(labels, n)
         yield family
