@@ -221,6 +221,7 @@ class Daemon:
         self._quiet, self._loud = {}, {}
         self.workloads = {}
         self.store.clear_subscriptions()
+        self.store.dirty.clear()  # nothing is settled after a reload: every workload is checked
         for spec in loaded.workloads:
             state = old.get(spec.key) or WorkloadState(spec)
             self._loud[spec.key] = None
