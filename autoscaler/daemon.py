@@ -146,7 +146,7 @@ class WorkloadState:
     watched: tuple[str, ...] | None = None
     #: The proposal and time of the last skipped evaluation, not yet in `history`.
     skipped: tuple[int, float] | None = None
-    #: While quiet (`Daemon._skip_quiet`): the count of ticks when it became so. Each tick
+    #: While quiet (`Daemon._tick_keys`): the count of ticks when it became so. Each tick
     #: since skipped it without touching it; `Daemon._unquiet` records those skips.
     quiet_since: int | None = None
 
@@ -195,8 +195,8 @@ class Daemon:
         self._freshness: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._namespaces: tuple[str, ...] = ()
         self._shortest_limit = DEFAULT_STALE_SECONDS
-        #: Ticks so far and the time of the last; the quiet workloads per namespace, and the
-        #: others (`_skip_quiet`).
+        #: Ticks so far and the time of the last; the quiet workloads per namespace, the others,
+        #: and which namespaces may have quiet ones this tick (`_tick_keys`).
         self._ticks = 0
         self._tick_at = float("-inf")
         self._quiet: dict[str, dict[str, None]] = {}
@@ -233,15 +233,11 @@ class Daemon:
             self.store.subscribe(spec.key, signals=self._signal_keys(spec),
                                  requires=spec.settings.requires, watched=state.watched or ())
         self.store.keep_history(self._history_needed(loaded))
-        self.staleness = {
-            f"{name}.{f}": src.staleness_limit()
-            for name, src in loaded.config.sources.items()
-            for f in SOURCE_FIELDS[src.kind]
-        }
         self._freshness = {
             name: (src.staleness_limit(), tuple(f"{name}.{f}" for f in SOURCE_FIELDS[src.kind]))
             for name, src in loaded.config.sources.items()
         }
+        self.staleness = {f: limit for limit, fields in self._freshness.values() for f in fields}
         self._last_read = {k: v for k, v in self._last_read.items() if k in self._freshness}
         self._shortest_limit = min((limit for limit, _ in self._freshness.values()),
                                    default=DEFAULT_STALE_SECONDS)
@@ -639,17 +635,12 @@ class Daemon:
                          probes=state.pod_probes, consumers=seen):
             return False
         state.status = status
-        self._skipped(state, settled, now)
-        return True
-
-    def _skipped(self, state: WorkloadState, settled: Settled, now: float) -> None:
-        """Record a skipped evaluation: its proposal, for the stabilization window."""
         state.skipped = (settled.recommended, now)
         state.woken_by_read_at = None
-        self.telemetry.observe_skip(state.spec.namespace, state.spec.name)
-        if self.on_decision is not None and state.decision is not None \
-                and state.status is not None:
-            self.on_decision(state.decision, state.status)
+        self.telemetry.observe_skip(spec.namespace, spec.name)
+        if self.on_decision is not None and state.decision is not None:
+            self.on_decision(state.decision, status)
+        return True
 
     def _tick_keys(self, woken: list[str], now: float) -> list[str]:
         """For a tick: the workloads to look at, after those an event woke; the quiet ones are
@@ -687,18 +678,19 @@ class Daemon:
             self._quiet.setdefault(spec.namespace, {})[spec.key] = None
 
     def _unquiet(self, state: WorkloadState) -> None:
-        """End `state`'s quiet, recording the ticks that skipped it as `_skipped` would have:
+        """End `state`'s quiet, recording the ticks that skipped it as `_skip` would have:
         the count, and the proposal at the last of them."""
         since = state.quiet_since
         if since is None:
             return
         spec = state.spec
+        skipped = self._ticks - since
         skips = self.telemetry.skips
         with skips.lock:  # a scrape counts these skips as pending or as counted, never both
             state.quiet_since = None
-            if self._ticks > since:
-                skips.count[spec.namespace, spec.name] += self._ticks - since
-        if self._ticks > since and state.settled is not None:
+            if skipped:
+                skips.count[spec.namespace, spec.name] += skipped
+        if skipped and state.settled is not None:
             state.skipped = (state.settled.recommended, self._tick_at)
         self._quiet.get(spec.namespace, {}).pop(spec.key, None)
         self._loud[spec.key] = None
@@ -711,7 +703,7 @@ class Daemon:
         for ns, keys in list(self._quiet.items()):
             for key in list(keys):
                 state = self.workloads.get(key)
-                since = state.quiet_since if state is not None else None
+                since = None if state is None else state.quiet_since
                 if state is not None and since is not None and ticks > since:
                     out.append(((ns, state.spec.name), ticks - since))
         return out
