@@ -185,6 +185,8 @@ class PulsarSource(SourceTiming):
     subscription: str
     partitioned: bool = True
     poll_seconds: float = Field(2.0, gt=0, le=3600)
+    rate_seconds: float = Field(10.0, gt=0, le=600,
+                                description="in_rate: msgInCounter's increase over this long")
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 

@@ -86,7 +86,7 @@ import structlog
 
 from autoscaler.bench.runner import scores, trace_for
 from autoscaler.bench.scenario import Setup, build_setup
-from autoscaler.config import LoadedConfig, load_config
+from autoscaler.config import LoadedConfig, PulsarSource, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
 from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.leader import LeaderElector
@@ -813,8 +813,8 @@ class Soak:
             if name not in wanted:
                 continue
             inner: ModelPulsarSource | ModelRateSource = (
-                ModelPulsarSource(name, self.model, faults=self.source_faults)
-                if src.kind == "pulsar" else
+                ModelPulsarSource(name, self.model, src, faults=self.source_faults)
+                if isinstance(src, PulsarSource) else
                 ModelRateSource(name, self.model, faults=self.source_faults))
             needed = [s for s in self.needed if s.split(".", 1)[0] == name]
             sources[name] = (RecordingSource(inner, needed=needed, log=log, seq=self.seq,

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import replace
 
 from autoscaler.bench.scenario import Setup
-from autoscaler.config import LoadedConfig, default_scale_down, default_scale_up
+from autoscaler.config import LoadedConfig, PulsarSource, default_scale_down, default_scale_up
 from autoscaler.daemon import Adapters, Daemon, LoopClock
 from autoscaler.engine.behavior import apply_behavior, record_scale
 from autoscaler.model import ScalingHistory
@@ -51,7 +51,7 @@ def model_adapters(config: LoadedConfig, model: ClusterModel, *,
     if spec.settings.healing.consumer_source:
         wanted.add(spec.settings.healing.consumer_source)
     sources: dict[str, Source] = {
-        name: (ModelPulsarSource(name, model) if src.kind == "pulsar"
+        name: (ModelPulsarSource(name, model, src) if isinstance(src, PulsarSource)
                else ModelRateSource(name, model))
         for name, src in config.config.sources.items() if name in wanted}
     probes: dict[str, Probe] = {name: ModelProbe(name, model)

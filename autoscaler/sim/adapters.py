@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from enum import StrEnum
 from typing import Protocol
 
-from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings
+from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings, PulsarSource
 from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.model import ConsumerStat, PodInfo, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
@@ -31,7 +31,14 @@ from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import ClusterModel
 from autoscaler.sources.http import FetchError, Reply
 from autoscaler.sources.prometheus import parse_query_reply
-from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
+from autoscaler.sources.values import (
+    CounterRate,
+    Reading,
+    RejectedValueError,
+    failed,
+    reading,
+    to_signals,
+)
 
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
@@ -166,14 +173,23 @@ class SourceFaults:
 
 
 class ModelPulsarSource:
-    """The worker topic's subscription stats, as the Pulsar admin API would report them."""
+    """The worker topic's subscription stats, as the Pulsar admin API would report them, and
+    `in_rate` as `sources.pulsar.PulsarBacklogSource` makes it: the increase of the messages
+    published (msgInCounter) over the source's `rate_seconds`, msgRateIn until then."""
 
-    def __init__(self, name: str, model: ClusterModel, *,
+    def __init__(self, name: str, model: ClusterModel, settings: PulsarSource, *,
                  faults: SourceFaults | None = None) -> None:
         self.name = name
         self.model = model
         self.faults = faults
         self._cached: Sequence[Signal] | None = None
+        self._in_rate = CounterRate(
+            settings.rate_seconds,
+            max_age_seconds=settings.rate_seconds + settings.staleness_limit())
+
+    def _fresh_in_rate(self, now: float) -> float:
+        rate = self._in_rate.update(now, self.model.published)
+        return self.model.in_rate() if rate is None else rate
 
     async def read(self) -> Sequence[Signal]:
         now = _now()
@@ -203,7 +219,7 @@ class ModelPulsarSource:
         consumers = self._consumers()
         return [
             Signal(f"{n}.backlog", m.queue, now),
-            Signal(f"{n}.in_rate", m.in_rate(), now),
+            Signal(f"{n}.in_rate", self._fresh_in_rate(now), now),
             Signal(f"{n}.out_rate", m.out_rate(), now),
             Signal(f"{n}.consumers", float(len(consumers)), now, consumers=consumers),
         ]
@@ -222,16 +238,17 @@ class ModelPulsarSource:
             return failed(n, fields, now, f"topic not found: {n} (Internal topics have not "
                                           "been generated yet)")
         m = self.model
-        raw: dict[str, float] = {"backlog": m.queue, "in_rate": m.in_rate(),
-                                 "out_rate": m.out_rate()}
+        raw: dict[str, float] = {"backlog": m.queue, "out_rate": m.out_rate()}
+        if fault is ReadFault.NAN:
+            raw["in_rate"] = math.nan  # a rejected msgRateIn: its error stands
+        elif fault is ReadFault.INF:
+            raw["in_rate"] = math.inf
+        else:
+            raw["in_rate"] = self._fresh_in_rate(now)
         if fault is ReadFault.NEGATIVE:
             raw["backlog"] = -(m.queue + 1000.0)
         elif fault is ReadFault.ABSURD:
             raw["backlog"] = ABSURD_VALUE
-        elif fault is ReadFault.NAN:
-            raw["in_rate"] = math.nan
-        elif fault is ReadFault.INF:
-            raw["in_rate"] = math.inf
         consumers = self._consumers()
         readings = {f: reading(raw[f], f) for f in ("backlog", "in_rate", "out_rate")}
         readings["consumers"] = Reading(value=float(len(consumers)), consumers=consumers)

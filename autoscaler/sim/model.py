@@ -205,6 +205,7 @@ class ClusterModel:
         self._pod_seq = 0
         self._scale(replicas, at=0.0, started=True)
         self.queue = 0.0  # api: requests waiting; worker: topic backlog (messages)
+        self.published = 0.0  # worker: messages published to the topic so far (msgInCounter)
         self._in_window: deque[float] = deque(maxlen=rate_window)
         self._out_window: deque[float] = deque(maxlen=rate_window)
         self.scores = Scores()
@@ -287,6 +288,7 @@ class ClusterModel:
     def _step_worker(self, t: int, arrivals: float, ready: int) -> None:
         dep = self.deployment
         self.queue += arrivals
+        self.published += arrivals
         es_down = self.down("elasticsearch", t)
         working = 0 if es_down else sum(1 for p in dep.pods if p.ready and not p.stuck)
         capacity = working * dep.capacity

@@ -7,7 +7,9 @@ and, with `perPartition`, one `topic-stats`-shaped entry per partition), `stats`
 partition or non-partitioned topic, `{"reason": "Topic not found"}` with 404, and
 `brokers/health` answering `ok`.
 
-Each subscription's backlog and rates are per topic; a partitioned topic spreads them evenly
+msgInCounter counts the messages published at the topic's msgRateIn over the state's wall clock,
+as a broker's counter grows between its rate updates. Each subscription's backlog and rates are
+per topic; a partitioned topic spreads them evenly
 over its partitions (remainders on the first ones), and every consumer of a shared subscription
 is attached to every partition, so the aggregate lists each consumer once with its total rate,
 as Pulsar's stats aggregation does.
@@ -56,6 +58,8 @@ class Topic:
     partitions: int
     msg_rate_in: float = 0.0
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    published: float = 0.0  # msgInCounter: messages published at msg_rate_in so far
+    counted_at: float = 0.0  # the wall time `published` was brought up to
 
 
 def _split_int(total: int, parts: int, index: int) -> int:
@@ -77,15 +81,24 @@ class PulsarState:
         """A topic; `partitions=0` is a non-partitioned topic."""
         if not name.startswith("persistent://") or name.count("/") != 4:
             raise ValueError(f"not a full topic name: {name!r}")
-        topic = Topic(partitions, subscriptions={s: Subscription() for s in subscriptions})
+        topic = Topic(partitions, subscriptions={s: Subscription() for s in subscriptions},
+                      counted_at=self.wall())
         self.topics[name] = topic
         return topic
+
+    def _count(self, topic: Topic) -> None:
+        """Bring msgInCounter up to now: messages arrive at the topic's rate meanwhile."""
+        now = self.wall()
+        topic.published += topic.msg_rate_in * max(0.0, now - topic.counted_at)
+        topic.counted_at = now
 
     def remove_topic(self, name: str) -> None:
         del self.topics[name]
 
     def set_rate_in(self, name: str, msg_rate_in: float) -> None:
-        self.topics[name].msg_rate_in = msg_rate_in
+        topic = self.topics[name]
+        self._count(topic)
+        topic.msg_rate_in = msg_rate_in
 
     def set_subscription(self, name: str, subscription: str, *, backlog: int | None = None,
                          msg_rate_out: float | None = None,
@@ -138,6 +151,7 @@ class PulsarState:
     def _stats(self, topic: Topic, index: int, parts: int) -> JSON:
         """`topic-stats.json`-shaped stats of one partition (or of a non-partitioned topic)."""
         rate_in = topic.msg_rate_in / parts
+        counted = _split_int(int(topic.published), parts, index)
         subs = {name: self._subscription_json(sub, _split_int(sub.backlog, parts, index),
                                               sub.msg_rate_out / parts, 1 / parts)
                 for name, sub in topic.subscriptions.items()}
@@ -146,7 +160,8 @@ class PulsarState:
         return {
             "msgRateIn": rate_in, "msgThroughputIn": rate_in * AVERAGE_MSG_SIZE,
             "msgRateOut": rate_out, "msgThroughputOut": rate_out * AVERAGE_MSG_SIZE,
-            "bytesInCounter": 0, "msgInCounter": 0, "bytesOutCounter": 0, "msgOutCounter": 0,
+            "bytesInCounter": int(counted * AVERAGE_MSG_SIZE), "msgInCounter": counted,
+            "bytesOutCounter": 0, "msgOutCounter": 0,
             "averageMsgSize": AVERAGE_MSG_SIZE if rate_in else 0.0, "msgChunkPublished": False,
             "storageSize": int(backlog * AVERAGE_MSG_SIZE),
             "backlogSize": int(backlog * AVERAGE_MSG_SIZE), "filteredEntriesCount": 0,
@@ -172,16 +187,21 @@ class PulsarState:
         (`<topic>-partition-<i>`); None where Pulsar answers 404."""
         topic = self.topics.get(name)
         if topic is not None:
-            return self._stats(topic, 0, 1) if topic.partitions == 0 else None
+            if topic.partitions:
+                return None
+            self._count(topic)
+            return self._stats(topic, 0, 1)
         base, _, index = name.rpartition("-partition-")
         topic = self.topics.get(base)
         if topic is not None and index.isdigit() and int(index) < topic.partitions:
+            self._count(topic)
             return self._stats(topic, int(index), topic.partitions)
         return None
 
     def partitioned_stats(self, name: str, *, per_partition: bool) -> JSON:
         """`partitioned-stats.json`-shaped aggregate over the partitions."""
         topic = self.topics[name]
+        self._count(topic)
         parts = topic.partitions
         per = [self._stats(topic, i, parts) for i in range(parts)]
         subs = {sub_name: self._subscription_json(sub, sub.backlog, sub.msg_rate_out, 1.0)

@@ -2,21 +2,29 @@
 
 Reads `GET /admin/v2/persistent/{tenant}/{namespace}/{topic}/stats` (or `/partitioned-stats`,
 aggregated over partitions) through the shared `SessionPool` of `http.py`, and yields the signals
-`<name>.backlog` (subscription msgBacklog), `<name>.in_rate` (topic msgRateIn), `<name>.out_rate`
-(subscription msgRateOut) and `<name>.consumers` (how many consumers, each with its address and
-msgRateOut, which the healer uses to find stuck pods). A missing topic or subscription is an
-error on the signals, never a zero.
+`<name>.backlog` (subscription msgBacklog), `<name>.in_rate`, `<name>.out_rate` (subscription
+msgRateOut) and `<name>.consumers` (how many consumers, each with its address and msgRateOut,
+which the healer uses to find stuck pods). A missing topic or subscription is an error on the
+signals, never a zero.
+
+`in_rate` is the increase of the topic's msgInCounter over the last `rate_seconds` of reads. The
+broker's own msgRateIn is an average it recomputes only every `statsUpdateFrequencyInSecs` (60 s
+by default), so a rise would show up to a minute late; the counter counts each message as it is
+published. msgRateIn stands in until two reads span a window, after the counter starts again
+(a broker restart or a topic unload resets it) and when the reply has no usable counter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.config import SOURCE_FIELDS, PulsarSource
 from autoscaler.model import ConsumerStat, Signal
 from autoscaler.sources.http import FetchError, ReadFailedError, Reply, SessionPool
 from autoscaler.sources.values import (
+    CounterRate,
     Reading,
     RejectedValueError,
     checked,
@@ -27,6 +35,12 @@ from autoscaler.sources.values import (
 
 FIELDS = SOURCE_FIELDS["pulsar"]
 _SHOWN_SUBSCRIPTIONS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    readings: Mapping[str, Reading]
+    in_counter: float | None  # the topic's msgInCounter, when the reply has a sane one
 
 
 class PulsarBacklogSource:
@@ -44,6 +58,8 @@ class PulsarBacklogSource:
                      f"{cfg.topic}/{endpoint}")
         # Per-partition detail can be megabytes on wide topics; the aggregate is all we read.
         self._params = {"perPartition": "false"} if cfg.partitioned else None
+        self._in_rate = CounterRate(cfg.rate_seconds,
+                                    max_age_seconds=cfg.rate_seconds + cfg.staleness_limit())
 
     async def read(self) -> Sequence[Signal]:
         cfg = self._cfg
@@ -53,12 +69,20 @@ class PulsarBacklogSource:
                                              params=self._params, parse=self._parse)
         except ReadFailedError as exc:
             return failed(self.name, FIELDS, self._now(), str(exc))
-        return to_signals(self.name, self._now(), fetched.value)
+        now = self._now()
+        stats = fetched.value
+        readings = stats.readings
+        # A reply whose msgRateIn is rejected is a broken one: its error stands.
+        if stats.in_counter is not None and readings["in_rate"].error is None:
+            rate = self._in_rate.update(now, stats.in_counter)
+            if rate is not None:
+                readings = {**readings, "in_rate": Reading(value=rate)}
+        return to_signals(self.name, now, readings)
 
     async def close(self) -> None:
         """Nothing to release: the session pool belongs to whoever built this source."""
 
-    def _parse(self, reply: Reply) -> Mapping[str, Reading]:
+    def _parse(self, reply: Reply) -> _Stats:
         if reply.status == 404:
             reason = reply.server_message()
             extra = f" ({reason})" if reason and reason != "Topic not found" else ""
@@ -69,17 +93,18 @@ class PulsarBacklogSource:
         if not isinstance(stats, dict):
             raise FetchError("stats: expected a JSON object")
         in_rate = reading(stats.get("msgRateIn"), "in_rate")
+        in_counter = reading(stats.get("msgInCounter"), "in_counter").value
         subscription = self._subscription(stats)
         if isinstance(subscription, str):
             missing = Reading(error=subscription)
-            return {"backlog": missing, "in_rate": in_rate, "out_rate": missing,
-                    "consumers": missing}
-        return {
+            return _Stats({"backlog": missing, "in_rate": in_rate, "out_rate": missing,
+                           "consumers": missing}, in_counter)
+        return _Stats({
             "backlog": reading(subscription.get("msgBacklog"), "backlog"),
             "in_rate": in_rate,
             "out_rate": reading(subscription.get("msgRateOut"), "out_rate"),
             "consumers": _consumers(subscription.get("consumers")),
-        }
+        }, in_counter)
 
     def _subscription(self, stats: dict[str, Any]) -> dict[str, Any] | str:
         """The configured subscription's stats, or the reason it cannot be had."""

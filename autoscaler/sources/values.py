@@ -8,6 +8,7 @@ non-numeric, negative, non-finite and absurd values with a reason) and turns the
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,3 +86,34 @@ def failed(source: str, fields: Iterable[str], read_at: float, reason: str) -> t
     return tuple(Signal(name=signal_name(source, field), value=None, read_at=read_at,
                         error=reason)
                  for field in fields)
+
+
+class CounterRate:
+    """A rate from a cumulative counter read again and again (Pulsar's `msgInCounter`): its
+    increase per second over the last `window_seconds`, measured from the newest earlier read
+    at least that old, or from the oldest one kept when none is.
+
+    `update` gives None when there is no such window yet: on the first read, after the counter
+    went down (the broker restarted or the topic moved: Pulsar's counters start again at 0),
+    when the clock did not advance, and when every earlier read is older than `max_age_seconds`
+    (a long gap averages over what is long past).
+    """
+
+    def __init__(self, window_seconds: float, *, max_age_seconds: float) -> None:
+        self._window = window_seconds
+        self._max_age = max_age_seconds
+        self._reads: deque[tuple[float, float]] = deque()
+
+    def update(self, at: float, counter: float) -> float | None:
+        reads = self._reads
+        if reads and (counter < reads[-1][1] or at <= reads[-1][0]):
+            reads.clear()
+        reads.append((at, counter))
+        while len(reads) > 1 and at - reads[0][0] > self._max_age:
+            reads.popleft()
+        while len(reads) > 2 and at - reads[1][0] >= self._window:
+            reads.popleft()
+        if len(reads) < 2:
+            return None
+        since, start = reads[0]
+        return (counter - start) / (at - since)

@@ -139,10 +139,12 @@ def test_reply_json_and_server_message(status: int, body: bytes) -> None:
 @fuzz_settings(600)
 def test_pulsar_stats(status: int, body: bytes) -> None:
     source = pulsar_source()
-    readings = expect("pulsar-stats", lambda: source._parse(Reply(status, body)), SOURCE_ERRORS)
-    if readings is not None:
+    stats = expect("pulsar-stats", lambda: source._parse(Reply(status, body)), SOURCE_ERRORS)
+    if stats is not None:
         assert status == 200
-        assert_readings(readings)
+        assert_readings(stats.readings)
+        if stats.in_counter is not None:
+            assert_in_range(stats.in_counter)
 
 
 @given(status=statuses, body=bodies(QUEUE_DOCS, QUEUE_KEYS),
@@ -177,9 +179,9 @@ def test_prometheus_query_reply(status: int, body: bytes) -> None:
     pytest.param(2, 144318.0, id="partitioned-stats"),
 ])
 def test_pulsar_seed_documents_parse(index: int, backlog: float) -> None:
-    readings = pulsar_source()._parse(Reply(200, dump_json(PULSAR_DOCS[index])))
-    assert readings["backlog"].value == backlog
-    assert_readings(readings)
+    stats = pulsar_source()._parse(Reply(200, dump_json(PULSAR_DOCS[index])))
+    assert stats.readings["backlog"].value == backlog
+    assert_readings(stats.readings)
 
 
 @pytest.mark.parametrize(("subscription", "backlog"), [

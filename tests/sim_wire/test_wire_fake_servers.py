@@ -105,6 +105,31 @@ async def test_stats_of_a_partition_and_of_a_plain_topic(
     assert _keys(sample_json("pulsar/topic-stats.json")) <= _keys(body)
 
 
+async def test_msg_in_counter_counts_what_arrives_at_the_rate_in(
+        http: aiohttp.ClientSession) -> None:
+    """Like a broker's counter it grows between rate updates, and the partitions' counters add
+    up to the topic's."""
+    wall = [1_700_000_000.0]
+    state = PulsarState(wall=lambda: wall[0])
+    state.add_topic(TOPIC, partitions=3, subscriptions=(SUB,))
+    server = await serve(pulsar_admin.create_app(state))
+    url = f"{server.url}/admin/v2/persistent/tracardi/system/functions/partitioned-stats"
+    try:
+        state.set_rate_in(TOPIC, 90.0)
+        wall[0] += 10.0
+        _, body = await _get(http, url, perPartition="true")
+        assert body["msgInCounter"] == 900
+        assert [p["msgInCounter"] for p in body["partitions"].values()] == [300, 300, 300]
+        state.set_rate_in(TOPIC, 0.0)
+        wall[0] += 5.0
+        state.set_rate_in(TOPIC, 12.5)
+        wall[0] += 2.0
+        _, body = await _get(http, url, perPartition="false")
+        assert body["msgInCounter"] == 925
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize(("path", "reason"), [
     pytest.param("persistent/tracardi/system/nope/partitioned-stats", "Topic not found",
                  id="unknown-topic-partitioned"),

@@ -296,3 +296,97 @@ async def test_secret_echoed_by_the_server_is_redacted(fake_http: FakeHttp, pool
     signals = await source.read()
 
     assert {s.error for s in signals} == {"HTTP 401: invalid token ***"}
+
+
+def counted(in_counter: object, *, rate_in: object = 7.0) -> bytes:
+    """topic-stats.json with its msgInCounter and msgRateIn replaced."""
+    doc = json.loads(sample("pulsar/topic-stats.json"))
+    doc["msgInCounter"] = in_counter
+    doc["msgRateIn"] = rate_in
+    return json.dumps(doc).encode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def read_counters(fake_http: FakeHttp, pool: SessionPool,
+                        reads: list[tuple[float, object]], *, rate_seconds: float = 10.0,
+                        rate_in: object = 7.0) -> list[Signal]:
+    """The in_rate of each read, the topic's msgInCounter being `counter` at `at`."""
+    clock = Clock()
+    cfg = PulsarSource(kind="pulsar", admin_url=fake_http.url, tenant="t", namespace="ns",
+                       topic="x", subscription="sub-demo", partitioned=False,
+                       rate_seconds=rate_seconds)
+    source = PulsarBacklogSource("functions", cfg, now=clock, session_pool=pool)
+    rates = []
+    for at, counter in reads:
+        clock.now = at
+        fake_http.route(f"{TOPIC_PATH}/stats", Canned(body=counted(counter, rate_in=rate_in)))
+        rates.append(by_field(await source.read())["in_rate"])
+    return rates
+
+
+async def test_in_rate_is_the_counters_increase_over_the_window(fake_http: FakeHttp,
+                                                                pool: SessionPool) -> None:
+    # Reads every 2 s; 50 msg/s for 10 s, then 250 msg/s. msgRateIn (7) is the broker's stale
+    # average: only the first read, with no earlier one, falls back to it.
+    reads = [(100.0 + 2 * i, 500 + 100 * i) for i in range(6)]
+    reads += [(112.0, 1500), (114.0, 2000)]
+    rates = [s.value for s in await read_counters(fake_http, pool, reads)]
+
+    assert rates[0] == 7.0
+    assert rates[1:6] == [50.0] * 5
+    # The window is the last 10 s: from the read at 102 (600) to 112, from 104 (700) to 114.
+    assert rates[6] == pytest.approx((1500 - 600) / 10)
+    assert rates[7] == pytest.approx((2000 - 700) / 10)
+
+
+async def test_a_short_window_follows_a_rise_within_one_poll(fake_http: FakeHttp,
+                                                              pool: SessionPool) -> None:
+    reads = [(100.0, 0), (102.0, 100), (104.0, 600)]
+    rates = [s.value for s in await read_counters(fake_http, pool, reads, rate_seconds=2)]
+
+    assert rates == [7.0, 50.0, 250.0]
+
+
+async def test_a_counter_that_starts_again_falls_back_to_the_brokers_rate(
+        fake_http: FakeHttp, pool: SessionPool) -> None:
+    # The topic moved to another broker: its counters start again at 0.
+    reads = [(100.0, 9000), (102.0, 9100), (104.0, 40), (106.0, 140)]
+    rates = [s.value for s in await read_counters(fake_http, pool, reads)]
+
+    assert rates == [7.0, 50.0, 7.0, 50.0]
+
+
+async def test_reads_older_than_the_window_and_staleness_limit_do_not_count(
+        fake_http: FakeHttp, pool: SessionPool) -> None:
+    # rate_seconds 10 + the staleness limit (3 polls of 2 s + 2 s timeout): 18 s. After a gap of
+    # 30 s the average since the last read would hide what happens now.
+    reads = [(100.0, 0), (102.0, 100), (132.0, 4000), (134.0, 4200)]
+    rates = [s.value for s in await read_counters(fake_http, pool, reads)]
+
+    assert rates == [7.0, 50.0, 7.0, 100.0]
+
+
+@pytest.mark.parametrize("in_counter", [None, "many", -5, float("inf"), 1e18])
+async def test_an_unusable_counter_leaves_the_brokers_rate(fake_http: FakeHttp,
+                                                           pool: SessionPool,
+                                                           in_counter: object) -> None:
+    reads = [(100.0, in_counter), (102.0, in_counter)]
+    signals = await read_counters(fake_http, pool, reads)
+
+    assert [s.value for s in signals] == [7.0, 7.0]
+    assert all(s.ok for s in signals)
+
+
+async def test_a_rejected_broker_rate_stays_an_error_whatever_the_counter(
+        fake_http: FakeHttp, pool: SessionPool) -> None:
+    reads = [(100.0, 0), (102.0, 100)]
+    signals = await read_counters(fake_http, pool, reads, rate_in=-1.0)
+
+    assert [s.error for s in signals] == ["negative in_rate -1"] * 2
