@@ -9,10 +9,9 @@ partition or non-partitioned topic, `{"reason": "Topic not found"}` with 404, an
 
 msgInCounter counts the messages published at the topic's msgRateIn over the state's wall clock,
 as a broker's counter grows between its rate updates. Each subscription's backlog and rates are
-per topic; a partitioned topic spreads them evenly
-over its partitions (remainders on the first ones), and every consumer of a shared subscription
-is attached to every partition, so the aggregate lists each consumer once with its total rate,
-as Pulsar's stats aggregation does.
+per topic; a partitioned topic spreads them evenly over its partitions (remainders on the first
+ones), and every consumer of a shared subscription is attached to every partition, so the
+aggregate lists each consumer once with its total rate, as Pulsar's stats aggregation does.
 """
 
 from __future__ import annotations

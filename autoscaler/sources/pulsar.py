@@ -10,8 +10,10 @@ signals, never a zero.
 `in_rate` is the increase of the topic's msgInCounter over the last `rate_seconds` of reads. The
 broker's own msgRateIn is an average it recomputes only every `statsUpdateFrequencyInSecs` (60 s
 by default), so a rise would show up to a minute late; the counter counts each message as it is
-published. msgRateIn stands in until two reads span a window, after the counter starts again
-(a broker restart or a topic unload resets it) and when the reply has no usable counter.
+published. msgRateIn stands in on the first read, after the counter starts again (a broker
+restart or a topic unload resets it), after a gap longer than `rate_seconds` plus the staleness
+limit, and when the reply has no usable counter. A reply whose msgRateIn is rejected is broken:
+its error stands, whatever the counter says.
 """
 
 from __future__ import annotations
