@@ -31,14 +31,8 @@ from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import ClusterModel
 from autoscaler.sources.http import FetchError, Reply
 from autoscaler.sources.prometheus import parse_query_reply
-from autoscaler.sources.values import (
-    CounterRate,
-    Reading,
-    RejectedValueError,
-    failed,
-    reading,
-    to_signals,
-)
+from autoscaler.sources.pulsar import in_rate_counter
+from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
 
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
@@ -183,9 +177,7 @@ class ModelPulsarSource:
         self.model = model
         self.faults = faults
         self._cached: Sequence[Signal] | None = None
-        self._in_rate = CounterRate(
-            settings.rate_seconds,
-            max_age_seconds=settings.rate_seconds + settings.staleness_limit())
+        self._in_rate = in_rate_counter(settings)
 
     def _fresh_in_rate(self, now: float) -> float:
         rate = self._in_rate.update(now, self.model.published)

@@ -45,6 +45,12 @@ class _Stats:
     in_counter: float | None  # the topic's msgInCounter, when the reply has a sane one
 
 
+def in_rate_counter(cfg: PulsarSource) -> CounterRate:
+    """The `in_rate` of one source: msgInCounter over `rate_seconds`, no earlier read counting
+    after a gap longer than the window plus the source's staleness limit."""
+    return CounterRate(cfg.rate_seconds, max_age_seconds=cfg.rate_seconds + cfg.staleness_limit())
+
+
 class PulsarBacklogSource:
     """One topic and subscription of one Pulsar cluster."""
 
@@ -60,8 +66,7 @@ class PulsarBacklogSource:
                      f"{cfg.topic}/{endpoint}")
         # Per-partition detail can be megabytes on wide topics; the aggregate is all we read.
         self._params = {"perPartition": "false"} if cfg.partitioned else None
-        self._in_rate = CounterRate(cfg.rate_seconds,
-                                    max_age_seconds=cfg.rate_seconds + cfg.staleness_limit())
+        self._in_rate = in_rate_counter(cfg)
 
     async def read(self) -> Sequence[Signal]:
         cfg = self._cfg
