@@ -26,6 +26,7 @@ import structlog
 from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
 from autoscaler.engine.behavior import record_scale, remember
 from autoscaler.engine.evaluate import DEFAULT_STALE_SECONDS, evaluate
+from autoscaler.engine.gate import dependency_reasons
 from autoscaler.engine.healing import (
     BreakerState,
     HealingMemory,
@@ -458,35 +459,52 @@ class Daemon:
     async def _run_probe(self, probe: Probe) -> None:
         cfg = self.loaded.config.dependencies[probe.name]
         clock = self.a.clock
-        state = self.hysteresis.get(probe.name) or Hysteresis()
-        initial = state.state(probe.name)
+        initial = (self.hysteresis.get(probe.name) or Hysteresis()).state(probe.name)
         self.telemetry.observe_dependency(initial)
         self.store.put_dependency(initial)
         while True:
             started = clock.now()
-            try:
-                async with asyncio.timeout(cfg.timeout_seconds + 1.0):
-                    result = await probe.check()
-            except TimeoutError:
-                result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
-            before = state
-            state = state.observe(result, now=clock.now(),
-                                  failure_threshold=cfg.failure_threshold,
-                                  success_threshold=cfg.success_threshold)
-            if state is before:  # one more good check of a trusted dependency: nothing new
-                await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
-                continue
-            self.hysteresis[probe.name] = state
-            dep = state.state(probe.name)
-            if dep != self.store.dependencies.get(probe.name):
-                self.telemetry.observe_dependency(dep)
-            woken = self.store.put_dependency(dep)
-            if state.health != before.health:
-                log.info("dependency_changed", dependency=probe.name, health=dep.health.value,
-                         reason=dep.reason)
-            if woken:
-                self.wake(woken)
+            await self._check(probe)
             await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
+
+    async def _check(self, probe: Probe) -> None:
+        """Check one dependency now and fold the result into its hysteresis and the store."""
+        cfg = self.loaded.config.dependencies[probe.name]
+        try:
+            async with asyncio.timeout(cfg.timeout_seconds + 1.0):
+                result = await probe.check()
+        except TimeoutError:
+            result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
+        # Read after the check: a check that ran at the same time has been folded in by now.
+        before = self.hysteresis.get(probe.name) or Hysteresis()
+        state = before.observe(result, now=self.a.clock.now(),
+                               failure_threshold=cfg.failure_threshold,
+                               success_threshold=cfg.success_threshold)
+        if state is before and probe.name in self.hysteresis:
+            return  # one more good check of a trusted dependency: nothing new
+        self.hysteresis[probe.name] = state
+        dep = state.state(probe.name)
+        if dep != self.store.dependencies.get(probe.name):
+            self.telemetry.observe_dependency(dep)
+        woken = self.store.put_dependency(dep)
+        if state.health != before.health:
+            log.info("dependency_changed", dependency=probe.name, health=dep.health.value,
+                     reason=dep.reason)
+        if woken:
+            self.wake(woken)
+
+    async def _confirm(self, spec: WorkloadSpec) -> tuple[str, ...]:
+        """Check the workload's required dependencies again, now, before it is scaled.
+
+        The last periodic check may be up to a period old, older than the signals the decision
+        read: an outage that began since then shows first in those signals (a backlog that
+        grows because Elasticsearch stopped taking writes). Returns the reasons to hold, as
+        the gate words them; a failed check makes its dependency suspect, which also wakes the
+        workload to be evaluated again.
+        """
+        probes = [self.a.probes[n] for n in spec.settings.requires if n in self.a.probes]
+        await asyncio.gather(*(self._check(p) for p in probes))
+        return dependency_reasons(spec.settings.requires, self.store.dependencies)
 
     async def _watch_pods(self, namespace: str) -> None:
         by_deployment = {(s.spec.namespace, s.spec.deployment): k
@@ -759,6 +777,12 @@ class Daemon:
                 decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
                                     decision.current,
                                     (f"ConflictingAutoscaler:{conflict}", *decision.reasons),
+                                    decision.recommendations, decision.steps)
+        if decision.changes:
+            unconfirmed = await self._confirm(spec)
+            if unconfirmed:
+                decision = Decision(spec.name, spec.namespace, Action.FREEZE, decision.current,
+                                    decision.current, (*unconfirmed, *decision.reasons),
                                     decision.recommendations, decision.steps)
         leader = self.a.leadership.is_leader()
         state.decision = decision

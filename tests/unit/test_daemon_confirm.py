@@ -1,0 +1,103 @@
+"""A scale write waits for a fresh check of the workload's required dependencies.
+
+The periodic check may be up to a period older than the signals a decision reads; an outage
+that began in between shows first in those signals. So the daemon checks again just before it
+writes, and a failed check holds the write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon_support import bench_daemon
+
+from autoscaler.daemon import Daemon
+from autoscaler.model import Action, Health, Signal, WorkloadStatus
+from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
+
+WORKLOAD = "tracardi/wk-0000"
+
+
+class _Cluster:
+    """One worker Deployment at one replica; scale writes are recorded and succeed."""
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
+        return WorkloadStatus(deployment, namespace, replicas=1, ready_replicas=1,
+                              resource_version="1")
+
+    async def scale(self, namespace: str, deployment: str, *, replicas: int,
+                    resource_version: str = "") -> WriteResult:
+        self.writes.append(replicas)
+        return WriteResult(WriteOutcome.DONE)
+
+    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        return None
+
+    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
+                         warning: bool = False) -> None:
+        return None
+
+
+class _Pulsar:
+    """The broker's health as the test sets it; counts the checks."""
+
+    name = "pulsar"
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.checks = 0
+
+    async def check(self) -> CheckResult:
+        self.checks += 1
+        return CheckResult(ok=self.ok, reason="" if self.ok else "connection refused")
+
+    async def close(self) -> None:
+        return None
+
+
+async def _ready(tmp_path: Path) -> tuple[Daemon, _Cluster, _Pulsar]:
+    """A daemon whose worker wants more replicas: Pulsar checked up and a backlog to drain."""
+    cluster, pulsar = _Cluster(), _Pulsar()
+    daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar})
+    while daemon.store.dependencies.get("pulsar") is None \
+            or daemon.store.dependencies["pulsar"].health is not Health.UP:
+        await daemon._check(pulsar)
+    now = daemon.a.clock.now()
+    daemon._take_signals([Signal("wk-0000.backlog", 5000.0, now),
+                          Signal("wk-0000.in_rate", 100.0, now)])
+    return daemon, cluster, pulsar
+
+
+async def test_a_write_follows_a_fresh_good_check(tmp_path: Path) -> None:
+    daemon, cluster, pulsar = await _ready(tmp_path)
+    checked = pulsar.checks
+    decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
+    assert decision is not None and decision.action is Action.SCALE
+    assert pulsar.checks == checked + 1
+    assert cluster.writes == [decision.desired] and decision.desired > 1
+
+
+async def test_an_outage_since_the_last_check_holds_the_write(tmp_path: Path) -> None:
+    daemon, cluster, pulsar = await _ready(tmp_path)
+    pulsar.ok = False  # down since its last periodic check, which still said up
+    decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
+    assert decision is not None and decision.action is Action.FREEZE
+    assert "DependencySuspect:pulsar" in decision.reasons
+    assert cluster.writes == []
+    assert daemon.store.dependencies["pulsar"].failures == 1
+    # Evaluated again (the failed check woke it), the gate now freezes before any policy.
+    again = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
+    assert again is not None and again.action is Action.FREEZE and cluster.writes == []
+
+
+async def test_no_check_when_nothing_is_written(tmp_path: Path) -> None:
+    daemon, cluster, pulsar = await _ready(tmp_path)
+    daemon._take_signals([Signal("wk-0000.backlog", 0.0, daemon.a.clock.now()),
+                          Signal("wk-0000.in_rate", 1.0, daemon.a.clock.now())])
+    checked = pulsar.checks
+    decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
+    assert decision is not None and not decision.changes
+    assert pulsar.checks == checked and cluster.writes == []
