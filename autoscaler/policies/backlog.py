@@ -5,6 +5,13 @@ target utilization. One replica's throughput is learned from the recent reads in
 were saturated (backlog above `saturation_seconds` of their output), as the median of
 out_rate / consumers; until there are `learn_min_samples` such reads the configured
 `msgs_per_second` is used.
+
+With `smooth_seconds`, the in-rate in that formula is its mean over the last `smooth_seconds`:
+the backlog is a buffer, and a rise it can absorb is not worth pods that start after it has
+passed. What it cannot absorb is sized for at once: when the newest in-rate, above the mean,
+would build a backlog of more than `absorb_seconds` of the workers' work before a worker asked
+for now starts (`startup_seconds`), the newest in-rate is used instead. A rise that lasts is
+followed by the mean, and the backlog it leaves raises the count through the drain term.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ class BacklogParams(PolicyParams):
     learn_min_samples: int = Field(5, ge=1)
     learn_seconds: float = Field(120.0, gt=0, description="how far back saturated reads count")
     use_in_rate: bool = True
+    smooth_seconds: float = Field(0.0, ge=0, le=3600,
+                                  description="size for the mean in-rate over this long; 0: "
+                                              "the newest")
+    startup_seconds: float = Field(20.0, ge=0, description="until a new worker consumes")
+    absorb_seconds: float = Field(5.0, gt=0, description="backlog, in seconds of the workers' "
+                                                         "work, a rise may build before it is "
+                                                         "sized for at once")
 
 
 class BacklogPolicy:
@@ -48,12 +62,15 @@ class BacklogPolicy:
         return (f"{src}.backlog",)
 
     def history_seconds(self) -> dict[str, float]:
-        """The reads `per_replica` learns from (none when learning is off)."""
-        if not self.params.learn:
-            return {}
+        """The reads `per_replica` learns from and the in-rates `smooth_seconds` averages."""
         src = self.params.source
-        return {f"{src}.{f}": self.params.learn_seconds
-                for f in ("consumers", "backlog", "out_rate")}
+        seen: dict[str, float] = {}
+        if self.params.learn:
+            seen = {f"{src}.{f}": self.params.learn_seconds
+                    for f in ("consumers", "backlog", "out_rate")}
+        if self.params.smooth_seconds and self.params.use_in_rate:
+            seen[f"{src}.in_rate"] = self.params.smooth_seconds
+        return seen
 
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
         """One replica's throughput and whether it was learned.
@@ -97,18 +114,50 @@ class BacklogPolicy:
         in_rate = (float(ctx.signals[f"{p.source}.in_rate"].value or 0.0)
                    if p.use_in_rate else 0.0)
         rate, learned, saturated = self._learn(ctx)
-        needed = in_rate + backlog / p.drain_seconds
-        replicas = math.ceil(round(needed / (rate * p.target_utilization), 6))
+        mean, flat = self._mean_in_rate(ctx, in_rate)
+        sized, what = mean, f"in-rate {in_rate:.1f}/s"
+        if mean != in_rate:
+            what = f"mean in-rate {mean:.1f}/s over {p.smooth_seconds:g}s"
+            replicas = self._replicas(mean + backlog / p.drain_seconds, rate)
+            # What the workers would hold by the time a worker asked for now consumes.
+            capacity = max(replicas, ctx.status.ready_replicas) * rate
+            building = backlog + max(0.0, in_rate - capacity) * p.startup_seconds
+            if in_rate > mean and building > capacity * p.absorb_seconds:
+                sized = in_rate
+                what = (f"in-rate {in_rate:.1f}/s (a rise the backlog cannot absorb; mean "
+                        f"{mean:.1f}/s)")
+        needed = sized + backlog / p.drain_seconds
+        replicas = self._replicas(needed, rate)
         how = "learned" if learned else "configured"
         return Recommendation(
             replicas,
-            f"backlog {backlog:.0f} + in-rate {in_rate:.1f}/s needs {needed:.1f}/s at "
+            f"backlog {backlog:.0f} + {what} needs {needed:.1f}/s at "
             f"{rate:.1f}/s per replica ({how})",
             self.name,
             # Nothing learned from, and the newest values are not saturated: reads with the
             # same values stay unsaturated, so the same throughput holds.
-            settled=not p.learn or (saturated == 0 and not self._saturated(ctx)),
+            settled=flat and (not p.learn or (saturated == 0 and not self._saturated(ctx))),
         )
+
+    def _replicas(self, needed: float, per_replica: float) -> int:
+        return math.ceil(round(needed / (per_replica * self.params.target_utilization), 6))
+
+    def _mean_in_rate(self, ctx: PolicyContext, in_rate: float) -> tuple[float, bool]:
+        """The mean of the valid in-rate reads of the last `smooth_seconds` (the newest one
+        without smoothing), and whether they all equal the newest: then the mean keeps its
+        value while the in-rate keeps its own."""
+        p = self.params
+        if not p.smooth_seconds or not p.use_in_rate:
+            return in_rate, True
+        values: list[float] = []
+        for s in reversed(ctx.history.get(f"{p.source}.in_rate", ())):
+            if ctx.now - s.read_at > p.smooth_seconds:
+                break
+            if s.ok and s.value is not None:
+                values.append(float(s.value))
+        if not values:
+            return in_rate, True
+        return sum(values) / len(values), all(v == in_rate for v in values)
 
     def _saturated(self, ctx: PolicyContext) -> bool:
         """Whether the newest values, read together, would count as a saturated read."""

@@ -27,6 +27,7 @@ from autoscaler.model import (
     TimedValue,
     WorkloadStatus,
 )
+from autoscaler.policies.backlog import BacklogPolicy
 from autoscaler.policies.base import build_policy
 from autoscaler.policies.request_rate import burst_rise
 
@@ -267,6 +268,48 @@ def test_backlog_learns_after_enough_saturated_reads(
     rec = result.decision.recommendations[0]
     assert rec.replicas == replicas
     assert f"({how})" in rec.reason
+
+
+SMOOTH = ("backlog", {**BACKLOG[1], "learn": False, "smooth_seconds": 60.0,
+                      "startup_seconds": 20.0, "absorb_seconds": 5.0})
+
+
+def in_rate_history(values: Sequence[float]) -> dict[str, list[Signal]]:
+    """One in-rate read every 10 s ending now (the last value), after one read of 500/s at
+    70 s ago: outside the 60 s window, so it must not count."""
+    n = len(values)
+    return {"f.in_rate": [Signal("f.in_rate", 500.0, NOW - 70.0)]
+            + [Signal("f.in_rate", v, NOW - 10.0 * (n - 1 - i)) for i, v in enumerate(values)]}
+
+
+@pytest.mark.parametrize(("params", "values", "backlog", "replicas", "settled", "urgent"), [
+    # mean (5 * 10 + 24) / 6 = 12.3/s -> 2 replicas, 20/s. The newest 24/s would build
+    # (24 - 20) * 20 s = 80 msgs by a new worker's start, under 5 s of 20/s: absorbed.
+    pytest.param(SMOOTH, [10.0] * 5 + [24.0], 0.0, 2, False, False, id="absorbable-rise"),
+    pytest.param(BACKLOG, [10.0] * 5 + [24.0], 0.0, 3, True, False, id="without-smoothing-newest"),
+    # 40/s would build (40 - 20) * 20 = 400 > 100 msgs: sized for 40/s at once.
+    pytest.param(SMOOTH, [10.0] * 5 + [40.0], 0.0, 4, False, True, id="rise-beyond-absorb-at-once"),
+    # a backlog already queued counts: 60 msgs + (24 - 20) * 20 = 140 > 100.
+    pytest.param(SMOOTH, [10.0] * 5 + [24.0], 60.0, 3, False, True, id="queued-backlog-counts"),
+    # falling: the mean (5 * 40 + 10) / 6 = 35/s holds 4 replicas; the newest alone needs 1.
+    pytest.param(SMOOTH, [40.0] * 5 + [10.0], 0.0, 4, False, False, id="fall-follows-the-mean"),
+    # flat: 10/s + 1200 / 60 s drain = 30/s -> 3; a flat window is settled.
+    pytest.param(SMOOTH, [10.0] * 6, 1200.0, 3, True, False, id="flat-with-drain"),
+])
+def test_backlog_smoothing(params: tuple[str, dict[str, Any]], values: list[float], *,
+                           backlog: float, replicas: int, settled: bool, urgent: bool) -> None:
+    spec = make_spec([params], lo=1, hi=20)
+    result = run(spec, 1, [sig("f.backlog", backlog), sig("f.in_rate", values[-1])],
+                 signal_history=in_rate_history(values))
+    rec = result.decision.recommendations[0]
+    assert (rec.replicas, rec.settled) == (replicas, settled)
+    assert ("cannot absorb" in rec.reason) == urgent
+
+
+def test_backlog_smoothing_keeps_its_window_of_in_rates() -> None:
+    policy = make_spec([SMOOTH]).policies[0]
+    assert isinstance(policy, BacklogPolicy)
+    assert policy.history_seconds() == {"f.in_rate": 60.0}
 
 
 # ------------------------------------------------------------------------------- request rate
