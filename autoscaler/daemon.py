@@ -534,7 +534,8 @@ class Daemon:
             self.store.put_dependency(DependencyState(name, health, result.reason,
                                                       self.a.clock.now()))
         for state in self.workloads.values():
-            await self.evaluate_workload(state)
+            # Every dependency was checked after every source was read: nothing to confirm.
+            await self.evaluate_workload(state, confirm=False)
 
     # ----------------------------------------------------------------- evaluation
     async def _evaluator(self) -> None:
@@ -737,7 +738,8 @@ class Daemon:
                 for field_name in fields:
                     self.store.mark_dirty(field_name)
 
-    async def evaluate_workload(self, state: WorkloadState, *, retries: int = 1) -> Decision | None:
+    async def evaluate_workload(self, state: WorkloadState, *, retries: int = 1,
+                                confirm: bool = True) -> Decision | None:
         spec = state.spec
         clock = self.a.clock
         self.store.dirty.discard(spec.key)  # checked in full now: later changes mark it again
@@ -778,7 +780,7 @@ class Daemon:
                                     decision.current,
                                     (f"ConflictingAutoscaler:{conflict}", *decision.reasons),
                                     decision.recommendations, decision.steps)
-        if decision.changes:
+        if decision.changes and confirm:
             unconfirmed = await self._confirm(spec)
             if unconfirmed:
                 decision = Decision(spec.name, spec.namespace, Action.FREEZE, decision.current,

@@ -228,9 +228,12 @@ def test_recovery_holds_within_the_tolerance_and_fails_outside() -> None:
 # ------------------------------------------------------------------ the checker on a broken daemon
 @pytest.fixture
 def broken(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
-    monkeypatch.setattr(f"autoscaler.engine.evaluate.{request.param}",
-                        lambda *args, **kwargs: () if request.param == "dependency_reasons"
-                        else None)
+    def ignore(*args: object, **kwargs: object) -> tuple[str, ...] | None:
+        return () if request.param == "dependency_reasons" else None
+
+    monkeypatch.setattr(f"autoscaler.engine.evaluate.{request.param}", ignore)
+    if request.param == "dependency_reasons":  # the check just before a write asks it too
+        monkeypatch.setattr("autoscaler.daemon.dependency_reasons", ignore)
     yield
 
 
