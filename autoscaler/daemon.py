@@ -187,6 +187,8 @@ class Daemon:
         self.store = SignalStore(history_seconds=settings.history_seconds)
         self.workloads: dict[str, WorkloadState] = {}
         self.hysteresis: dict[str, Hysteresis] = {}
+        #: Per dependency: when its latest check began, the check, and the probe it ran.
+        self._latest_check: dict[str, tuple[float, asyncio.Future[None], Probe]] = {}
         self.staleness: dict[str, float] = {}
         self._pending: dict[str, None] = {}
         #: The tick asks for a pass over every workload (`_evaluate_all(tick=True)`).
@@ -464,8 +466,17 @@ class Daemon:
         self.store.put_dependency(initial)
         while True:
             started = clock.now()
-            await self._check(probe)
+            await self._check_since(probe, started)
             await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
+
+    async def _check_since(self, probe: Probe, since: float) -> None:
+        """A check of `probe` that began at `since` or later: the one under way or done if it
+        did, else a new one."""
+        latest = self._latest_check.get(probe.name)
+        if latest is None or latest[0] < since or latest[2] is not probe:
+            latest = (self.a.clock.now(), asyncio.ensure_future(self._check(probe)), probe)
+            self._latest_check[probe.name] = latest
+        await asyncio.shield(latest[1])
 
     async def _check(self, probe: Probe) -> None:
         """Check one dependency now and fold the result into its hysteresis and the store."""
@@ -475,6 +486,8 @@ class Daemon:
                 result = await probe.check()
         except TimeoutError:
             result = CheckResult(ok=False, reason=f"timeout after {cfg.timeout_seconds:g}s")
+        except Exception as exc:  # a probe that breaks its contract has failed its check
+            result = CheckResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
         # Read after the check: a check that ran at the same time has been folded in by now.
         before = self.hysteresis.get(probe.name) or Hysteresis()
         state = before.observe(result, now=self.a.clock.now(),
@@ -493,17 +506,19 @@ class Daemon:
         if woken:
             self.wake(woken)
 
-    async def _confirm(self, spec: WorkloadSpec) -> tuple[str, ...]:
-        """Check the workload's required dependencies again, now, before it is scaled.
+    async def _confirm(self, spec: WorkloadSpec, since: float) -> tuple[str, ...]:
+        """Check the workload's required dependencies again before it is scaled: each needs a
+        check begun at `since` (when the decision was taken) or later.
 
-        The last periodic check may be up to a period old, older than the signals the decision
-        read: an outage that began since then shows first in those signals (a backlog that
-        grows because Elasticsearch stopped taking writes). Returns the reasons to hold, as
-        the gate words them; a failed check makes its dependency suspect, which also wakes the
-        workload to be evaluated again.
+        The periodic check may be up to a period old, older than the signals the decision read:
+        an outage that began in between shows first in those signals (a backlog that grows
+        because Elasticsearch stopped taking writes), or begins between the read and the write.
+        Returns the reasons to hold, as the gate words them; a failed check makes its dependency
+        suspect, which also wakes the workload to be evaluated again. Workloads decided at the
+        same moment share the check.
         """
         probes = [self.a.probes[n] for n in spec.settings.requires if n in self.a.probes]
-        await asyncio.gather(*(self._check(p) for p in probes))
+        await asyncio.gather(*(self._check_since(p, since) for p in probes))
         return dependency_reasons(spec.settings.requires, self.store.dependencies)
 
     async def _watch_pods(self, namespace: str) -> None:
@@ -781,7 +796,7 @@ class Daemon:
                                     (f"ConflictingAutoscaler:{conflict}", *decision.reasons),
                                     decision.recommendations, decision.steps)
         if decision.changes and confirm:
-            unconfirmed = await self._confirm(spec)
+            unconfirmed = await self._confirm(spec, now)
             if unconfirmed:
                 decision = Decision(spec.name, spec.namespace, Action.FREEZE, decision.current,
                                     decision.current, (*unconfirmed, *decision.reasons),

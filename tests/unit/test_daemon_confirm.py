@@ -7,13 +7,14 @@ writes, and a failed check holds the write.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from daemon_support import bench_daemon
 
 from autoscaler.daemon import Daemon
 from autoscaler.model import Action, Health, Signal, WorkloadStatus
-from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
+from autoscaler.ports import CheckResult, Clock, WriteOutcome, WriteResult
 
 WORKLOAD = "tracardi/wk-0000"
 
@@ -58,16 +59,19 @@ class _Pulsar:
         return None
 
 
-async def _ready(tmp_path: Path) -> tuple[Daemon, _Cluster, _Pulsar]:
-    """A daemon whose worker wants more replicas: Pulsar checked up and a backlog to drain."""
+async def _ready(tmp_path: Path, workloads: int = 1,
+                 clock: Clock | None = None) -> tuple[Daemon, _Cluster, _Pulsar]:
+    """A daemon whose workers want more replicas: Pulsar checked up, then a backlog read."""
     cluster, pulsar = _Cluster(), _Pulsar()
-    daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar})
+    daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar}, workloads=workloads,
+                          clock=clock)
     while daemon.store.dependencies.get("pulsar") is None \
             or daemon.store.dependencies["pulsar"].health is not Health.UP:
         await daemon._check(pulsar)
     now = daemon.a.clock.now()
-    daemon._take_signals([Signal("wk-0000.backlog", 5000.0, now),
-                          Signal("wk-0000.in_rate", 100.0, now)])
+    for i in range(workloads):
+        daemon._take_signals([Signal(f"wk-{i:04d}.backlog", 5000.0, now),
+                              Signal(f"wk-{i:04d}.in_rate", 100.0, now)])
     return daemon, cluster, pulsar
 
 
@@ -101,3 +105,38 @@ async def test_no_check_when_nothing_is_written(tmp_path: Path) -> None:
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert decision is not None and not decision.changes
     assert pulsar.checks == checked and cluster.writes == []
+
+
+class _Clock:
+    """Time as the test sets it."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_a_check_begun_before_the_decision_does_not_serve(tmp_path: Path) -> None:
+    clock = _Clock()
+    daemon, cluster, pulsar = await _ready(tmp_path, clock=clock)
+    clock.t += 0.5
+    await daemon._check_since(pulsar, clock.now())  # a periodic check, after the read
+    clock.t += 0.5
+    checked = pulsar.checks
+    decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
+    assert decision is not None and decision.action is Action.SCALE
+    assert pulsar.checks == checked + 1 and len(cluster.writes) == 1
+
+
+async def test_workloads_decided_together_share_one_check(tmp_path: Path) -> None:
+    # The clock stands still: the three are decided at the same moment.
+    daemon, cluster, pulsar = await _ready(tmp_path, workloads=3, clock=_Clock())
+    checked = pulsar.checks
+    decisions = await asyncio.gather(*(daemon.evaluate_workload(s)
+                                       for s in daemon.workloads.values()))
+    assert [d.action for d in decisions if d is not None] == [Action.SCALE] * 3
+    assert pulsar.checks == checked + 1 and len(cluster.writes) == 3
