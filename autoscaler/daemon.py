@@ -187,7 +187,7 @@ class Daemon:
         self.store = SignalStore(history_seconds=settings.history_seconds)
         self.workloads: dict[str, WorkloadState] = {}
         self.hysteresis: dict[str, Hysteresis] = {}
-        #: Per dependency: when its latest check began, the check, and the probe it ran.
+        #: Per dependency: when its latest check for a write began, the check, and its probe.
         self._latest_check: dict[str, tuple[float, asyncio.Future[None], Probe]] = {}
         self.staleness: dict[str, float] = {}
         self._pending: dict[str, None] = {}
@@ -466,12 +466,13 @@ class Daemon:
         self.store.put_dependency(initial)
         while True:
             started = clock.now()
-            await self._check_since(probe, started)
+            await self._check(probe)
             await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
 
     async def _check_since(self, probe: Probe, since: float) -> None:
-        """A check of `probe` that began at `since` or later: the one under way or done if it
-        did, else a new one."""
+        """A check of `probe` for a write, begun at `since` or later: the one under way or done
+        if it did, else a new one. It runs on when the evaluation that began it is cancelled,
+        and its timeout bounds it."""
         latest = self._latest_check.get(probe.name)
         if latest is None or latest[0] < since or latest[2] is not probe:
             latest = (self.a.clock.now(), asyncio.ensure_future(self._check(probe)), probe)

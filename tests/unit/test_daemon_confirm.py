@@ -124,7 +124,7 @@ async def test_a_check_begun_before_the_decision_does_not_serve(tmp_path: Path) 
     clock = _Clock()
     daemon, cluster, pulsar = await _ready(tmp_path, clock=clock)
     clock.t += 0.5
-    await daemon._check_since(pulsar, clock.now())  # a periodic check, after the read
+    await daemon._check_since(pulsar, clock.now())  # an earlier write's check, after the read
     clock.t += 0.5
     checked = pulsar.checks
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
