@@ -118,9 +118,9 @@ class BacklogPolicy:
         sized, what = mean, f"in-rate {in_rate:.1f}/s"
         if mean != in_rate:
             what = f"mean in-rate {mean:.1f}/s over {p.smooth_seconds:g}s"
-            replicas = self._replicas(mean + backlog / p.drain_seconds, rate)
+            at_mean = self._replicas(mean + backlog / p.drain_seconds, rate)
             # What the workers would hold by the time a worker asked for now consumes.
-            capacity = max(replicas, ctx.status.ready_replicas) * rate
+            capacity = max(at_mean, ctx.status.ready_replicas) * rate
             building = backlog + max(0.0, in_rate - capacity) * p.startup_seconds
             if in_rate > mean and building > capacity * p.absorb_seconds:
                 sized = in_rate
