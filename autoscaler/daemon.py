@@ -18,7 +18,7 @@ import gc
 import time
 from collections import ChainMap
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -89,6 +89,12 @@ GC_HOLD_SECONDS = 0.5
 #: Events are best effort, as with client-go's recorder: posted in the background, never waited
 #: for by an evaluation. Beyond this many waiting to be posted, new ones are dropped and logged.
 EVENTS_IN_FLIGHT = 100
+
+
+def _instead(decision: Decision, action: Action, *reasons: str) -> Decision:
+    """`decision` turned into a hold or freeze at its current count, with `reasons` first."""
+    return replace(decision, action=action, desired=decision.current,
+                   reasons=(*reasons, *decision.reasons))
 
 
 class Leadership(Protocol):
@@ -187,8 +193,8 @@ class Daemon:
         self.store = SignalStore(history_seconds=settings.history_seconds)
         self.workloads: dict[str, WorkloadState] = {}
         self.hysteresis: dict[str, Hysteresis] = {}
-        #: Per dependency: when its latest check for a write began, the check, and its probe.
-        self._latest_check: dict[str, tuple[float, asyncio.Future[None], Probe]] = {}
+        #: Per dependency: when its latest check for a write began, and the check.
+        self._latest_check: dict[str, tuple[float, asyncio.Future[None]]] = {}
         self.staleness: dict[str, float] = {}
         self._pending: dict[str, None] = {}
         #: The tick asks for a pass over every workload (`_evaluate_all(tick=True)`).
@@ -283,6 +289,7 @@ class Daemon:
         """Adopt a new config and readers; the running generation of tasks is replaced."""
         self._retired.extend([*self.a.sources.values(), *self.a.probes.values()])
         self.a.sources, self.a.probes = sources, probes
+        self._latest_check.clear()  # checks of the retired probes serve no write
         self.apply_config(loaded)
         self._reload.set()
 
@@ -474,8 +481,8 @@ class Daemon:
         if it did, else a new one. It runs on when the evaluation that began it is cancelled,
         and its timeout bounds it."""
         latest = self._latest_check.get(probe.name)
-        if latest is None or latest[0] < since or latest[2] is not probe:
-            latest = (self.a.clock.now(), asyncio.ensure_future(self._check(probe)), probe)
+        if latest is None or latest[0] < since:
+            latest = (self.a.clock.now(), asyncio.ensure_future(self._check(probe)))
             self._latest_check[probe.name] = latest
         await asyncio.shield(latest[1])
 
@@ -786,22 +793,15 @@ class Daemon:
                                settings=spec.settings.healing) \
             if decision.changes and decision.desired < decision.current else None
         if held is not None:
-            decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
-                                decision.current, (held, *decision.reasons),
-                                decision.recommendations, decision.steps)
+            decision = _instead(decision, Action.HOLD, held)
         if decision.changes and self.check_conflicts:
             conflict = await self._conflict(state, now)
             if conflict:
-                decision = Decision(spec.name, spec.namespace, Action.HOLD, decision.current,
-                                    decision.current,
-                                    (f"ConflictingAutoscaler:{conflict}", *decision.reasons),
-                                    decision.recommendations, decision.steps)
+                decision = _instead(decision, Action.HOLD, f"ConflictingAutoscaler:{conflict}")
         if decision.changes and confirm:
             unconfirmed = await self._confirm(spec, now)
             if unconfirmed:
-                decision = Decision(spec.name, spec.namespace, Action.FREEZE, decision.current,
-                                    decision.current, (*unconfirmed, *decision.reasons),
-                                    decision.recommendations, decision.steps)
+                decision = _instead(decision, Action.FREEZE, *unconfirmed)
         leader = self.a.leadership.is_leader()
         state.decision = decision
         self.telemetry.observe_decision(decision, ready=status.ready_replicas, leader=leader)
