@@ -7,7 +7,7 @@ consumes them, and the daemon, simulator and `explain` print them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -50,10 +50,13 @@ class Signal:
     error: str | None = None
     samples: tuple[PodSample, ...] = ()
     consumers: tuple[ConsumerStat, ...] = ()
+    #: Whether the value is usable: no error, and a finite number. Worked out once, because
+    #: policies ask it of every read in their windows at every evaluation.
+    ok: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.value is not None and math.isfinite(self.value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.error is None and self.value is not None
+                           and math.isfinite(self.value))
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.read_at)

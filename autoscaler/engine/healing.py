@@ -313,23 +313,33 @@ class _Seen(StrEnum):
     CLEAR = "clear"  # it drains, no backlog, no consumer of the pod, or no usable read
 
 
-def _consumers_of(pod: PodInfo, read: SubscriptionRead) -> tuple[list[ConsumerStat], int]:
-    """The pod's consumers (matched by IP), and how many other consumers drain."""
-    ip = _normal_ip(pod.ip)
-    mine: list[ConsumerStat] = []
-    moving = 0
+@dataclass(frozen=True, slots=True)
+class _Consumers:
+    """A read's consumers grouped by IP, and how many of them drain: an evaluation matches every
+    pod against them, and grouped once that is one lookup per pod."""
+
+    by_ip: Mapping[str, tuple[ConsumerStat, ...]]
+    moving: int
+
+
+def _group(read: SubscriptionRead) -> _Consumers:
+    by_ip: dict[str, list[ConsumerStat]] = {}
     for c in read.consumers:
-        if consumer_ip(c.address) == ip:
-            mine.append(c)
-        elif c.msg_rate_out > 0:
-            moving += 1
-    return mine, moving
+        by_ip.setdefault(consumer_ip(c.address), []).append(c)
+    return _Consumers({ip: tuple(cs) for ip, cs in by_ip.items()},
+                      sum(1 for c in read.consumers if c.msg_rate_out > 0))
 
 
-def _seen(pod: PodInfo, read: SubscriptionRead | None) -> _Seen:
-    if read is None or not read.backlog > 0 or not pod.ip:
+def _consumers_of(pod: PodInfo, consumers: _Consumers) -> tuple[tuple[ConsumerStat, ...], int]:
+    """The pod's consumers (matched by IP), and how many other consumers drain."""
+    mine = consumers.by_ip.get(_normal_ip(pod.ip), ())
+    return mine, consumers.moving - sum(1 for c in mine if c.msg_rate_out > 0)
+
+
+def _seen(pod: PodInfo, read: SubscriptionRead | None, consumers: _Consumers | None) -> _Seen:
+    if read is None or consumers is None or not read.backlog > 0 or not pod.ip:
         return _Seen.CLEAR
-    mine, moving = _consumers_of(pod, read)
+    mine, moving = _consumers_of(pod, consumers)
     if not mine or any(c.msg_rate_out != 0 for c in mine):
         return _Seen.CLEAR
     return _Seen.IDLE if moving else _Seen.STALLED
@@ -337,7 +347,7 @@ def _seen(pod: PodInfo, read: SubscriptionRead | None) -> _Seen:
 
 def _stuck_evidence(pod: PodInfo, track: PodTrack, read: SubscriptionRead, *,
                     settings: Healing, idle: float) -> str:
-    mine, _ = _consumers_of(pod, read)
+    mine, _ = _consumers_of(pod, _group(read))
     names = ", ".join(c.name for c in mine)
     return (f"consumer {names} at {_normal_ip(pod.ip)} drains 0 msg/s while the backlog is "
             f"{read.backlog:g}; idle for {_secs(idle)} "
@@ -364,6 +374,10 @@ def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, seen: _Seen,
     elif seen is _Seen.IDLE and read_at is not None:
         idle_since = read_at if idle_since is None else idle_since
         idle_reads += 1
+    if prev is not None and (prev.restarts, prev.restarts_base, prev.restarts_grew_at,
+                             prev.not_ready_since, prev.idle_since, prev.idle_reads) == (
+            pod.restarts, base, grew_at, not_ready_since, idle_since, idle_reads):
+        return prev  # most evaluations change nothing; a new one costs more than this check
     return PodTrack(name=pod.name, restarts=pod.restarts, restarts_base=base,
                     restarts_grew_at=grew_at, not_ready_since=not_ready_since,
                     idle_since=idle_since, idle_reads=idle_reads,
@@ -410,13 +424,14 @@ def _diagnose(
     suspicions (while no dependency is down: an outage's symptoms are no pod's)."""
     known = {t.name: t for t in memory.pods}
     read_at = subscription.read_at if subscription is not None and new_read else None
+    consumers = _group(subscription) if subscription is not None and not frozen else None
     verdicts: list[PodVerdict] = []
     tracks: list[PodTrack] = []
     suspicions: list[Suspicion] = []
     for pod in pods:
         age = _age(pod, wall_now)
         judged = not pod.deleting and age is not None and age >= settings.startup_grace_seconds
-        seen = _seen(pod, subscription) if judged and not frozen else _Seen.CLEAR
+        seen = _seen(pod, subscription, consumers) if judged and not frozen else _Seen.CLEAR
         track = _track(known.get(pod.name), pod, now=now, seen=seen, read_at=read_at,
                        window=settings.window_seconds)
         if judged and age is not None:

@@ -13,6 +13,7 @@ now serves only after `startup_seconds`, so it is sized for the rate at that tim
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from typing import ClassVar
@@ -55,24 +56,38 @@ def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: f
     larger); points with no later value in reach say nothing. One pass: the window of
     later values keeps its candidates for the maximum in a deque, largest first.
     """
+    times = [t for t, _ in points]
+    values = [v for _, v in points]
+    n = len(values)
     rises: list[float] = []
-    ahead: deque[int] = deque()  # indices in (i, end), their values decreasing
+    ahead: deque[int] = deque()  # indices in [i, end), their values decreasing
     end = 0
-    for i, (t, v) in enumerate(points):
-        while ahead and ahead[0] <= i:
+    for i in range(n):
+        if ahead and ahead[0] == i:
             ahead.popleft()
-        end = max(end, i + 1)
-        while end < len(points) and points[end][0] - t <= horizon:
-            while ahead and points[ahead[-1]][1] <= points[end][1]:
+        if end <= i:
+            end = i + 1
+        t = times[i]
+        while end < n and times[end] - t <= horizon:
+            v = values[end]
+            while ahead and values[ahead[-1]] <= v:
                 ahead.pop()
             ahead.append(end)
             end += 1
         if ahead:
-            rises.append(max(0.0, points[ahead[0]][1] - v))
+            rise = values[ahead[0]] - values[i]
+            rises.append(rise if rise > 0.0 else 0.0)
     if not rises:
         return 0.0
     rises.sort()
     return rises[min(len(rises) - 1, int(quantile * len(rises)))]
+
+
+def _within(points: list[tuple[float, float]], now: float, seconds: float) -> list[
+        tuple[float, float]]:
+    """The points (oldest first) of the last `seconds`: a bisection, since times only grow."""
+    start = bisect.bisect_left(points, -seconds, key=lambda pt: -(now - pt[0]))
+    return points[start:] if start else points
 
 
 class RequestRatePolicy:
@@ -112,13 +127,13 @@ class RequestRatePolicy:
         p = self.params
         rate = float(signal.value or 0.0)
         window = self.recent(signal, ctx, max(p.trend_seconds, p.burst_seconds))
-        trend_points = [pt for pt in window if ctx.now - pt[0] <= p.trend_seconds]
+        trend_points = _within(window, ctx.now, p.trend_seconds)
         trend = rate
         if len(trend_points) >= p.trend_min_samples:
             trend = rate + max(0.0, slope(trend_points)) * p.startup_seconds
         burst = rate
         if p.burst_seconds > 0 and p.startup_seconds > 0:
-            burst_points = [pt for pt in window if ctx.now - pt[0] <= p.burst_seconds]
+            burst_points = _within(window, ctx.now, p.burst_seconds)
             burst = rate + burst_rise(burst_points, horizon=p.startup_seconds,
                                       quantile=p.burst_quantile)
         return trend, burst, all(v == rate for _, v in window)

@@ -60,6 +60,9 @@ class ModelCluster:
         self.model = model
         self.writes = 0
         self.faults: KubeFaults = faults if faults is not None else FaultPlan()
+        #: Each pod's last PodInfo and what it was made from: a pod that did not change is
+        #: served the same value (a new one per pod per read is most of a read's cost).
+        self._pod_infos: dict[str, tuple[tuple[bool, str, float, int, bool], PodInfo]] = {}
 
     async def _fault(self, verb: str, resource: str) -> ApiError | None:
         fault = self.faults.take(verb, resource)
@@ -83,11 +86,21 @@ class ModelCluster:
         dep = self.model.deployment
         if deployment != dep.name:
             raise LookupError(f"deployment {namespace}/{deployment} not found")
-        pods = tuple(
-            PodInfo(name=p.name, ready=p.ready, phase="Running" if p.ready else "Pending",
+        known = self._pod_infos
+        infos: dict[str, tuple[tuple[bool, str, float, int, bool], PodInfo]] = {}
+        listed: list[PodInfo] = []
+        for p in dep.pods:
+            key = (p.ready, p.ip, p.created_at, p.restarts, p.crashing)
+            seen = known.get(p.name)
+            if seen is None or seen[0] != key:
+                seen = key, PodInfo(
+                    name=p.name, ready=p.ready, phase="Running" if p.ready else "Pending",
                     ip=p.ip, started_at=SIM_EPOCH + p.created_at, restarts=p.restarts,
                     waiting_reason="CrashLoopBackOff" if p.crashing else "")
-            for p in dep.pods)
+            infos[p.name] = seen
+            listed.append(seen[1])
+        self._pod_infos = infos
+        pods = tuple(listed)
         return WorkloadStatus(name=dep.name, namespace=namespace, replicas=dep.replicas,
                               ready_replicas=sum(p.ready for p in dep.pods), paused=dep.paused,
                               resource_version=str(dep.resource_version), pods=pods)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -94,6 +95,17 @@ def test_dependency_reasons(requires: tuple[str, ...], deps: dict[str, Dependenc
 ])
 def test_signal_reason(signal: Signal | None, stale_after: float, expected: str | None) -> None:
     assert signal_reason("q.value", signal, now=NOW, stale_after=stale_after) == expected
+
+
+def test_a_signal_made_from_another_works_out_its_own_ok() -> None:
+    """`ok` is worked out when a signal is made: a copy with another value or an error has
+    its own, and `ok` takes no part in equality."""
+    good = sig("q.value", 1.0)
+    assert good.ok
+    assert not replace(good, error="boom").ok
+    assert not replace(good, value=math.nan).ok
+    assert replace(sig("q.value", None), value=2.0).ok
+    assert replace(good, error="boom") == sig("q.value", 1.0, error="boom")
 
 
 # ---------------------------------------------------------------------------------- freezing
