@@ -10,8 +10,11 @@ With `smooth_seconds`, the in-rate in that formula is its mean over the last `sm
 the backlog is a buffer, and a rise it can absorb is not worth pods that start after it has
 passed. What it cannot absorb is sized for at once: when the newest in-rate, above the mean,
 would build a backlog of more than `absorb_seconds` of the workers' work before a worker asked
-for now starts (`startup_seconds`), the newest in-rate is used instead. A rise that lasts is
-followed by the mean, and the backlog it leaves raises the count through the drain term.
+for now starts (`startup_seconds`), the newest in-rate is used instead. With
+`persist_seconds`, a rise that every in-rate read of that long shows is sized for at once too
+(for the lowest of those reads): it is no passing burst, and the mean would take a minute to
+follow it. Otherwise a rise that lasts is followed by the mean, and the backlog it leaves raises
+the count through the drain term.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class BacklogParams(PolicyParams):
     absorb_seconds: float = Field(5.0, gt=0, description="backlog, in seconds of the workers' "
                                                          "work, a rise may build before it is "
                                                          "sized for at once")
+    persist_seconds: float = Field(0.0, ge=0, description="a rise above the mean that every "
+                                                          "in-rate read of this long shows is "
+                                                          "sized for; 0: off")
 
 
 class BacklogPolicy:
@@ -122,10 +128,15 @@ class BacklogPolicy:
             # What the workers would hold by the time a worker asked for now consumes.
             capacity = max(at_mean, ctx.status.ready_replicas) * rate
             building = backlog + max(0.0, in_rate - capacity) * p.startup_seconds
+            held = self._held_in_rate(ctx, in_rate)
             if in_rate > mean and building > capacity * p.absorb_seconds:
                 sized = in_rate
                 what = (f"in-rate {in_rate:.1f}/s (a rise the backlog cannot absorb; mean "
                         f"{mean:.1f}/s)")
+            elif held > mean:
+                sized = held
+                what = (f"in-rate at least {held:.1f}/s for {p.persist_seconds:g}s (a rise "
+                        f"that lasts; mean {mean:.1f}/s)")
         needed = sized + backlog / p.drain_seconds
         replicas = self._replicas(needed, rate)
         how = "learned" if learned else "configured"
@@ -158,6 +169,20 @@ class BacklogPolicy:
         if not values:
             return in_rate, True
         return sum(values) / len(values), all(v == in_rate for v in values)
+
+    def _held_in_rate(self, ctx: PolicyContext, in_rate: float) -> float:
+        """The lowest valid in-rate read of the last `persist_seconds`, the newest included: a
+        rise every one of them shows has lasted that long. 0 when off or with one read only."""
+        p = self.params
+        if not p.persist_seconds:
+            return 0.0
+        lowest, reads = in_rate, 0
+        for s in reversed(ctx.history.get(f"{p.source}.in_rate", ())):
+            if ctx.now - s.read_at > p.persist_seconds:
+                break
+            if s.ok and s.value is not None:
+                lowest, reads = min(lowest, float(s.value)), reads + 1
+        return lowest if reads >= 2 else 0.0
 
     def _saturated(self, ctx: PolicyContext) -> bool:
         """Whether the newest values, read together, would count as a saturated read."""

@@ -318,6 +318,29 @@ def test_backlog_smoothing(params: tuple[str, dict[str, Any]], values: list[floa
     assert ("cannot absorb" in rec.reason) == urgent
 
 
+PERSIST = ("backlog", {**SMOOTH[1], "persist_seconds": 20.0})
+
+
+@pytest.mark.parametrize(("params", "values", "replicas", "lasts"), [
+    # every read of the last 20 s shows at least 24/s, above the mean (3 * 10 + 3 * 24) / 6 =
+    # 17/s: sized for 24/s (3 replicas), though the backlog could absorb it (as above).
+    pytest.param(PERSIST, [10.0] * 3 + [24.0] * 3, 3, True, id="a-rise-that-lasts"),
+    pytest.param(SMOOTH, [10.0] * 3 + [24.0] * 3, 2, False, id="without-persist-the-mean"),
+    # the read 20 s ago was 10/s: the rise is younger than 20 s, the mean 12.3/s holds.
+    pytest.param(PERSIST, [10.0] * 5 + [24.0], 2, False, id="a-young-rise-waits"),
+    # a fall is no rise: the lowest read of the last 20 s (10/s) is under the mean.
+    pytest.param(PERSIST, [40.0] * 3 + [10.0] * 3, 3, False, id="a-fall-follows-the-mean"),
+])
+def test_backlog_persisting_rise(params: tuple[str, dict[str, Any]], values: list[float],
+                                 replicas: int, *, lasts: bool) -> None:
+    spec = make_spec([params], lo=1, hi=20)
+    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", values[-1])],
+                 signal_history=in_rate_history(values))
+    rec = result.decision.recommendations[0]
+    assert rec.replicas == replicas
+    assert ("a rise that lasts" in rec.reason) == lasts
+
+
 def test_backlog_smoothing_keeps_its_window_of_in_rates() -> None:
     policy = make_spec([SMOOTH]).policies[0]
     assert isinstance(policy, BacklogPolicy)
