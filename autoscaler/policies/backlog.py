@@ -68,14 +68,15 @@ class BacklogPolicy:
         return (f"{src}.backlog",)
 
     def history_seconds(self) -> dict[str, float]:
-        """The reads `per_replica` learns from and the in-rates `smooth_seconds` averages."""
+        """The reads `per_replica` learns from, and the in-rates `smooth_seconds` averages and
+        `persist_seconds` looks for a lasting rise in."""
         src = self.params.source
         seen: dict[str, float] = {}
         if self.params.learn:
             seen = {f"{src}.{f}": self.params.learn_seconds
                     for f in ("consumers", "backlog", "out_rate")}
         if self.params.smooth_seconds and self.params.use_in_rate:
-            seen[f"{src}.in_rate"] = self.params.smooth_seconds
+            seen[f"{src}.in_rate"] = max(self.params.smooth_seconds, self.params.persist_seconds)
         return seen
 
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:

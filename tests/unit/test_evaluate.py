@@ -341,10 +341,17 @@ def test_backlog_persisting_rise(params: tuple[str, dict[str, Any]], values: lis
     assert ("a rise that lasts" in rec.reason) == lasts
 
 
-def test_backlog_smoothing_keeps_its_window_of_in_rates() -> None:
-    policy = make_spec([SMOOTH]).policies[0]
+@pytest.mark.parametrize(("params", "seconds"), [
+    pytest.param(SMOOTH, 60.0, id="the-mean-window"),
+    pytest.param(PERSIST, 60.0, id="a-shorter-persist-fits-in-it"),
+    pytest.param(("backlog", {**PERSIST[1], "persist_seconds": 90.0}), 90.0,
+                 id="a-longer-persist-keeps-more"),
+])
+def test_backlog_smoothing_keeps_its_window_of_in_rates(params: tuple[str, dict[str, Any]],
+                                                        seconds: float) -> None:
+    policy = make_spec([params]).policies[0]
     assert isinstance(policy, BacklogPolicy)
-    assert policy.history_seconds() == {"f.in_rate": 60.0}
+    assert policy.history_seconds() == {"f.in_rate": seconds}
 
 
 # ------------------------------------------------------------------------------- request rate
