@@ -129,12 +129,11 @@ class BacklogPolicy:
             # What the workers would hold by the time a worker asked for now consumes.
             capacity = max(at_mean, ctx.status.ready_replicas) * rate
             building = backlog + max(0.0, in_rate - capacity) * p.startup_seconds
-            held = self._held_in_rate(ctx, in_rate)
             if in_rate > mean and building > capacity * p.absorb_seconds:
                 sized = in_rate
                 what = (f"in-rate {in_rate:.1f}/s (a rise the backlog cannot absorb; mean "
                         f"{mean:.1f}/s)")
-            elif held > mean:
+            elif (held := self._held_in_rate(ctx, in_rate)) > mean:
                 sized = held
                 what = (f"in-rate at least {held:.1f}/s for {p.persist_seconds:g}s (a rise "
                         f"that lasts; mean {mean:.1f}/s)")
@@ -161,12 +160,7 @@ class BacklogPolicy:
         p = self.params
         if not p.smooth_seconds or not p.use_in_rate:
             return in_rate, True
-        values: list[float] = []
-        for s in reversed(ctx.history.get(f"{p.source}.in_rate", ())):
-            if ctx.now - s.read_at > p.smooth_seconds:
-                break
-            if s.ok and s.value is not None:
-                values.append(float(s.value))
+        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.smooth_seconds)]
         if not values:
             return in_rate, True
         return sum(values) / len(values), all(v == in_rate for v in values)
@@ -177,13 +171,8 @@ class BacklogPolicy:
         p = self.params
         if not p.persist_seconds:
             return 0.0
-        lowest, reads = in_rate, 0
-        for s in reversed(ctx.history.get(f"{p.source}.in_rate", ())):
-            if ctx.now - s.read_at > p.persist_seconds:
-                break
-            if s.ok and s.value is not None:
-                lowest, reads = min(lowest, float(s.value)), reads + 1
-        return lowest if reads >= 2 else 0.0
+        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.persist_seconds)]
+        return min(in_rate, *values) if len(values) >= 2 else 0.0
 
     def _saturated(self, ctx: PolicyContext) -> bool:
         """Whether the newest values, read together, would count as a saturated read."""

@@ -40,6 +40,16 @@ class PolicyContext:
     tolerance_down: float = 0.1
     history: Mapping[str, Sequence[Signal]] = field(default_factory=dict)
 
+    def recent(self, name: str, seconds: float) -> list[tuple[float, float]]:
+        """The valid (time, value) reads of signal `name` in the last `seconds`, newest first."""
+        points: list[tuple[float, float]] = []
+        for s in reversed(self.history.get(name, ())):
+            if self.now - s.read_at > seconds:
+                break
+            if s.ok and s.value is not None:
+                points.append((s.read_at, float(s.value)))
+        return points
+
 
 @runtime_checkable
 class Policy(Protocol):

@@ -105,18 +105,6 @@ class RequestRatePolicy:
         p = self.params
         return {self.signals()[0]: max(p.trend_seconds, p.burst_seconds)}
 
-    def recent(self, signal: Signal, ctx: PolicyContext, seconds: float) -> list[
-            tuple[float, float]]:
-        """Valid (time, value) reads of the last `seconds`, oldest first."""
-        points: list[tuple[float, float]] = []
-        for s in reversed(ctx.history.get(signal.name, ())):
-            if ctx.now - s.read_at > seconds:
-                break
-            if s.ok and s.value is not None:
-                points.append((s.read_at, float(s.value)))
-        points.reverse()
-        return points
-
     def forecast(self, signal: Signal, ctx: PolicyContext) -> tuple[float, float]:
         """(trend, burst): the two looks ahead by one start-up time."""
         trend, burst, _ = self._forecast(signal, ctx)
@@ -126,7 +114,8 @@ class RequestRatePolicy:
         """`forecast`, and whether every read in its window has today's rate."""
         p = self.params
         rate = float(signal.value or 0.0)
-        window = self.recent(signal, ctx, max(p.trend_seconds, p.burst_seconds))
+        window = ctx.recent(signal.name, max(p.trend_seconds, p.burst_seconds))
+        window.reverse()  # oldest first
         trend_points = _within(window, ctx.now, p.trend_seconds)
         trend = rate
         if len(trend_points) >= p.trend_min_samples:
