@@ -11,6 +11,9 @@ the backlog is a buffer, and a rise it can absorb is not worth pods that start a
 passed. What it cannot absorb is sized for at once: when the newest in-rate, above the mean,
 would build a backlog of more than `absorb_seconds` of the workers' work before a worker asked
 for now starts (`startup_seconds`), the newest in-rate is used instead. With
+`absorb_window_seconds` that in-rate is the mean of the reads of that long: an in-rate read over
+a short window (the source's `rate_seconds`) shows a burst of a few seconds whole, and a few
+seconds are no reason to expect it to last a worker's start-up. With
 `persist_seconds`, a rise that every in-rate read of that long shows is sized for at once too
 (for the lowest of those reads): it is no passing burst, and the mean would take a minute to
 follow it. Otherwise a rise that lasts is followed by the mean, and the backlog it leaves raises
@@ -49,6 +52,9 @@ class BacklogParams(PolicyParams):
     absorb_seconds: float = Field(5.0, gt=0, description="backlog, in seconds of the workers' "
                                                          "work, a rise may build before it is "
                                                          "sized for at once")
+    absorb_window_seconds: float = Field(0.0, ge=0, le=3600,
+                                         description="the absorb rule judges the mean in-rate "
+                                                     "of this long; 0: the newest")
     persist_seconds: float = Field(0.0, ge=0, description="a rise above the mean that every "
                                                           "in-rate read of this long shows is "
                                                           "sized for; 0: off")
@@ -68,15 +74,16 @@ class BacklogPolicy:
         return (f"{src}.backlog",)
 
     def history_seconds(self) -> dict[str, float]:
-        """The reads `per_replica` learns from, and the in-rates `smooth_seconds` averages and
-        `persist_seconds` looks for a lasting rise in."""
+        """The reads `per_replica` learns from, and the in-rates `smooth_seconds` averages, the
+        absorb rule judges and `persist_seconds` looks for a lasting rise in."""
         src = self.params.source
         seen: dict[str, float] = {}
         if self.params.learn:
             seen = {f"{src}.{f}": self.params.learn_seconds
                     for f in ("consumers", "backlog", "out_rate")}
         if self.params.smooth_seconds and self.params.use_in_rate:
-            seen[f"{src}.in_rate"] = max(self.params.smooth_seconds, self.params.persist_seconds)
+            seen[f"{src}.in_rate"] = max(self.params.smooth_seconds, self.params.persist_seconds,
+                                         self.params.absorb_window_seconds)
         return seen
 
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
@@ -128,10 +135,11 @@ class BacklogPolicy:
             at_mean = self._replicas(mean + backlog / p.drain_seconds, rate)
             # What the workers would hold by the time a worker asked for now consumes.
             capacity = max(at_mean, ctx.status.ready_replicas) * rate
-            building = backlog + max(0.0, in_rate - capacity) * p.startup_seconds
-            if in_rate > mean and building > capacity * p.absorb_seconds:
-                sized = in_rate
-                what = (f"in-rate {in_rate:.1f}/s (a rise the backlog cannot absorb; mean "
+            rising, over = self._rising_in_rate(ctx, in_rate)
+            building = backlog + max(0.0, rising - capacity) * p.startup_seconds
+            if rising > mean and building > capacity * p.absorb_seconds:
+                sized = rising
+                what = (f"in-rate {rising:.1f}/s{over} (a rise the backlog cannot absorb; mean "
                         f"{mean:.1f}/s)")
             elif (held := self._held_in_rate(ctx, in_rate)) > mean:
                 sized = held
@@ -164,6 +172,17 @@ class BacklogPolicy:
         if not values:
             return in_rate, True
         return sum(values) / len(values), all(v == in_rate for v in values)
+
+    def _rising_in_rate(self, ctx: PolicyContext, in_rate: float) -> tuple[float, str]:
+        """The in-rate the absorb rule judges, and how it says so: the mean of the valid reads of
+        the last `absorb_window_seconds`, or the newest alone."""
+        p = self.params
+        if not p.absorb_window_seconds:
+            return in_rate, ""
+        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.absorb_window_seconds)]
+        if not values:
+            return in_rate, ""
+        return sum(values) / len(values), f" over {p.absorb_window_seconds:g}s"
 
     def _held_in_rate(self, ctx: PolicyContext, in_rate: float) -> float:
         """The lowest valid in-rate read of the last `persist_seconds`, the newest included: a

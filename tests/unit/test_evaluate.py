@@ -318,6 +318,38 @@ def test_backlog_smoothing(params: tuple[str, dict[str, Any]], values: list[floa
     assert ("cannot absorb" in rec.reason) == urgent
 
 
+ABSORB_WINDOW = ("backlog", {**SMOOTH[1], "absorb_window_seconds": 6.0})
+
+
+def two_second_reads(newest: Sequence[float]) -> dict[str, list[Signal]]:
+    """In-rate reads every 2 s over the last minute: 10/s, then `newest` (the last one now)."""
+    values = [10.0] * (30 - len(newest)) + list(newest)
+    return {"f.in_rate": [Signal("f.in_rate", v, NOW - 2.0 * (len(values) - 1 - i))
+                          for i, v in enumerate(values)]}
+
+
+@pytest.mark.parametrize(("params", "newest", "replicas", "reason"), [
+    # one read of 40/s after 10/s: alone it would build (40 - 20) * 20 = 400 > 100 msgs by a
+    # new worker's start (2 replicas hold the mean, 11/s)...
+    pytest.param(SMOOTH, [40.0], 4, "in-rate 40.0/s (a rise the backlog cannot absorb",
+                 id="without-window-one-read"),
+    # ... but the reads of the last 6 s average (3 * 10 + 40) / 4 = 17.5/s, under 20/s: a
+    # burst of one read, absorbed; the mean (29 * 10 + 40) / 30 = 11/s holds 2 replicas.
+    pytest.param(ABSORB_WINDOW, [40.0], 2, "mean in-rate 11.0/s over 60s", id="a-burst-absorbed"),
+    # every read of the window shows 40/s: (40 - 20) * 20 > 100 msgs, sized for 40/s at once.
+    pytest.param(ABSORB_WINDOW, [40.0] * 4, 4,
+                 "in-rate 40.0/s over 6s (a rise the backlog cannot absorb", id="a-rise-sized"),
+])
+def test_backlog_absorb_window(params: tuple[str, dict[str, Any]], newest: list[float],
+                               replicas: int, reason: str) -> None:
+    spec = make_spec([params], lo=1, hi=20)
+    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", newest[-1])],
+                 signal_history=two_second_reads(newest))
+    rec = result.decision.recommendations[0]
+    assert rec.replicas == replicas
+    assert reason in rec.reason
+
+
 PERSIST = ("backlog", {**SMOOTH[1], "persist_seconds": 20.0})
 
 
@@ -346,6 +378,8 @@ def test_backlog_persisting_rise(params: tuple[str, dict[str, Any]], values: lis
     pytest.param(PERSIST, 60.0, id="a-shorter-persist-fits-in-it"),
     pytest.param(("backlog", {**PERSIST[1], "persist_seconds": 90.0}), 90.0,
                  id="a-longer-persist-keeps-more"),
+    pytest.param(("backlog", {**SMOOTH[1], "absorb_window_seconds": 75.0}), 75.0,
+                 id="a-longer-absorb-window-keeps-more"),
 ])
 def test_backlog_smoothing_keeps_its_window_of_in_rates(params: tuple[str, dict[str, Any]],
                                                         seconds: float) -> None:
