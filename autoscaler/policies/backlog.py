@@ -169,9 +169,10 @@ class BacklogPolicy:
         if not p.smooth_seconds or not p.use_in_rate:
             return in_rate, True
         values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.smooth_seconds)]
-        if not values:
+        if not values or all(v == in_rate for v in values):
+            # exactly the newest: a sum's rounding must not make a flat window look like a rise
             return in_rate, True
-        return sum(values) / len(values), all(v == in_rate for v in values)
+        return sum(values) / len(values), False
 
     def _rising_in_rate(self, ctx: PolicyContext, in_rate: float) -> tuple[float, str]:
         """The in-rate the absorb rule judges, and how it says so: the mean of the valid reads of

@@ -318,6 +318,17 @@ def test_backlog_smoothing(params: tuple[str, dict[str, Any]], values: list[floa
     assert ("cannot absorb" in rec.reason) == urgent
 
 
+def test_backlog_a_flat_window_is_the_newest_in_rate_exactly() -> None:
+    # six reads of 17.9/s sum to a mean of 17.900000000000002/s: that is no rise above the
+    # newest, and the reason names the in-rate, not a mean.
+    spec = make_spec([SMOOTH], lo=1, hi=20)
+    result = run(spec, 2, [sig("f.backlog", 0.0), sig("f.in_rate", 17.9)],
+                 signal_history=in_rate_history([17.9] * 6))
+    rec = result.decision.recommendations[0]
+    assert (rec.replicas, rec.settled) == (2, True)
+    assert rec.reason.startswith("backlog 0 + in-rate 17.9/s needs")
+
+
 ABSORB_WINDOW = ("backlog", {**SMOOTH[1], "absorb_window_seconds": 6.0})
 
 
