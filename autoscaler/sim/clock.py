@@ -67,11 +67,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Jump `seconds` ahead. The loop asks for the distance to its next timer, and adding
-        it back can fall an ulp short of that timer: a wake-up meant for a whole second would
-        then run a hair before it, and the time it reads would carry the error on to its next
-        sleep, so errors add up over a simulated week. A landing just short of a microsecond is
-        moved onto it (never back: a timer between the two would otherwise never come due)."""
+        """Jump `seconds` ahead, to the next timer. Sums of inexact sleeps (the daemon's 0.1 s
+        debounce) land a hair short of a whole second, and the loop then runs every timer due
+        within its clock resolution: a poll meant for the whole second ran early, read that
+        time and carried the error into its next sleep, so errors added up over a simulated
+        week. A landing just short of a microsecond is moved onto it (never back: a timer
+        between the two would otherwise never come due)."""
         target = self._now + seconds
         snapped = round(target, 6)
         self._now = snapped if snapped >= target else target
