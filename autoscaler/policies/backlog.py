@@ -168,7 +168,7 @@ class BacklogPolicy:
         p = self.params
         if not p.smooth_seconds or not p.use_in_rate:
             return in_rate, True
-        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.smooth_seconds)]
+        values = self._in_rates(ctx, p.smooth_seconds)
         if not values or all(v == in_rate for v in values):
             # exactly the newest: a sum's rounding must not make a flat window look like a rise
             return in_rate, True
@@ -180,7 +180,7 @@ class BacklogPolicy:
         p = self.params
         if not p.absorb_window_seconds:
             return in_rate, ""
-        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.absorb_window_seconds)]
+        values = self._in_rates(ctx, p.absorb_window_seconds)
         if not values:
             return in_rate, ""
         return sum(values) / len(values), f" over {p.absorb_window_seconds:g}s"
@@ -191,8 +191,13 @@ class BacklogPolicy:
         p = self.params
         if not p.persist_seconds:
             return 0.0
-        values = [v for _, v in ctx.recent(f"{p.source}.in_rate", p.persist_seconds)]
+        values = self._in_rates(ctx, p.persist_seconds)
         return min(in_rate, *values) if len(values) >= 2 else 0.0
+
+    def _in_rates(self, ctx: PolicyContext, seconds: float) -> list[float]:
+        """The valid in-rate reads of the last `seconds`, newest first: the window of the mean,
+        of the absorb rule and of a lasting rise."""
+        return [v for _, v in ctx.recent(f"{self.params.source}.in_rate", seconds)]
 
     def _saturated(self, ctx: PolicyContext) -> bool:
         """Whether the newest values, read together, would count as a saturated read."""
