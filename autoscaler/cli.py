@@ -342,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="ours against keda, static and the oracle")
     bench.add_argument("--config", type=Path, default=default_config_path())
-    bench.add_argument("--trace", action="append", default=[],
-                       help="CSV trace (repeatable; default: ../shared/traces/*.csv)")
+    bench.add_argument("--trace", action="extend", nargs="+", default=[], metavar="CSV",
+                       help="CSV traces (one or more, repeatable; default: "
+                            "../shared/traces/*.csv)")
     bench.add_argument("--scenario", action="append", default=[],
                        help=f"repeatable; default: all of {', '.join(SCENARIOS)}; "
                             f"'{CHAOS}' runs only the chaos soak")
