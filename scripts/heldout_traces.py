@@ -55,7 +55,8 @@ def bursts(hours: float, seed: int) -> list[float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description="Write traces the shipped policies were not tuned on.")
     parser.add_argument("out", type=Path, help="folder to write the CSVs into")
     args = parser.parse_args(argv)
     folder: Path = args.out
