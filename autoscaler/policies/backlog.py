@@ -17,7 +17,9 @@ seconds are no reason to expect it to last a worker's start-up. With
 `persist_seconds`, a rise that every in-rate read of that long shows is sized for at once too
 (for the lowest of those reads): it is no passing burst, and the mean would take a minute to
 follow it. Otherwise a rise that lasts is followed by the mean, and the backlog it leaves raises
-the count through the drain term.
+the count through the drain term. With `follow_falls`, the mean smooths rises only: a newest
+in-rate below the mean is sized for at once (the scale-down stabilization window still filters
+a dip), instead of holding workers for the minutes the mean takes to come down.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class BacklogParams(PolicyParams):
     persist_seconds: float = Field(0.0, ge=0, description="a rise above the mean that every "
                                                           "in-rate read of this long shows is "
                                                           "sized for; 0: off")
+    follow_falls: bool = Field(False, description="size for the newest in-rate when it is "
+                                                  "below the mean: the mean smooths rises only")
 
 
 class BacklogPolicy:
@@ -145,6 +149,9 @@ class BacklogPolicy:
                 sized = held
                 what = (f"in-rate at least {held:.1f}/s for {p.persist_seconds:g}s (a rise "
                         f"that lasts; mean {mean:.1f}/s)")
+            elif p.follow_falls and in_rate < mean:
+                sized = in_rate
+                what = f"in-rate {in_rate:.1f}/s (a fall, followed at once; mean {mean:.1f}/s)"
         needed = sized + backlog / p.drain_seconds
         replicas = self._replicas(needed, rate)
         how = "learned" if learned else "configured"

@@ -384,6 +384,29 @@ def test_backlog_persisting_rise(params: tuple[str, dict[str, Any]], values: lis
     assert ("a rise that lasts" in rec.reason) == lasts
 
 
+FALLS = ("backlog", {**PERSIST[1], "follow_falls": True})
+
+
+@pytest.mark.parametrize(("params", "values", "replicas", "reason"), [
+    # the newest read (10/s) is under the mean (25/s): sized for it, not for the mean
+    pytest.param(FALLS, [40.0] * 3 + [10.0] * 3, 1, "in-rate 10.0/s (a fall, followed at once",
+                 id="a-fall-followed"),
+    pytest.param(PERSIST, [40.0] * 3 + [10.0] * 3, 3, "mean in-rate 25.0/s over 60s",
+                 id="without-it-the-mean"),
+    # rises are still smoothed: a young rise above the mean waits for the mean, as above
+    pytest.param(FALLS, [10.0] * 5 + [24.0], 2, "mean in-rate 12.3/s over 60s",
+                 id="a-rise-still-smoothed"),
+])
+def test_backlog_follow_falls(params: tuple[str, dict[str, Any]], values: list[float],
+                              replicas: int, reason: str) -> None:
+    spec = make_spec([params], lo=1, hi=20)
+    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", values[-1])],
+                 signal_history=in_rate_history(values))
+    rec = result.decision.recommendations[0]
+    assert rec.replicas == replicas
+    assert reason in rec.reason
+
+
 @pytest.mark.parametrize(("params", "seconds"), [
     pytest.param(SMOOTH, 60.0, id="the-mean-window"),
     pytest.param(PERSIST, 60.0, id="a-shorter-persist-fits-in-it"),
