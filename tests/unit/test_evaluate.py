@@ -23,6 +23,7 @@ from autoscaler.model import (
     Action,
     DependencyState,
     Health,
+    Recommendation,
     ScalingHistory,
     Signal,
     TimedValue,
@@ -339,6 +340,15 @@ def two_second_reads(newest: Sequence[float]) -> dict[str, list[Signal]]:
                           for i, v in enumerate(values)]}
 
 
+def backlog_recommendation(params: tuple[str, dict[str, Any]], newest: float,
+                           history: dict[str, list[Signal]]) -> Recommendation:
+    """What the one backlog policy recommends at 1 replica, no backlog, `newest` in-rate."""
+    spec = make_spec([params], lo=1, hi=20)
+    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", newest)],
+                 signal_history=history)
+    return result.decision.recommendations[0]
+
+
 @pytest.mark.parametrize(("params", "newest", "replicas", "reason"), [
     # one read of 40/s after 10/s: alone it would build (40 - 20) * 20 = 400 > 100 msgs by a
     # new worker's start (2 replicas hold the mean, 11/s)...
@@ -353,10 +363,7 @@ def two_second_reads(newest: Sequence[float]) -> dict[str, list[Signal]]:
 ])
 def test_backlog_absorb_window(params: tuple[str, dict[str, Any]], newest: list[float],
                                replicas: int, reason: str) -> None:
-    spec = make_spec([params], lo=1, hi=20)
-    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", newest[-1])],
-                 signal_history=two_second_reads(newest))
-    rec = result.decision.recommendations[0]
+    rec = backlog_recommendation(params, newest[-1], two_second_reads(newest))
     assert rec.replicas == replicas
     assert reason in rec.reason
 
@@ -376,10 +383,7 @@ PERSIST = ("backlog", {**SMOOTH[1], "persist_seconds": 20.0})
 ])
 def test_backlog_persisting_rise(params: tuple[str, dict[str, Any]], values: list[float],
                                  replicas: int, *, lasts: bool) -> None:
-    spec = make_spec([params], lo=1, hi=20)
-    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", values[-1])],
-                 signal_history=in_rate_history(values))
-    rec = result.decision.recommendations[0]
+    rec = backlog_recommendation(params, values[-1], in_rate_history(values))
     assert rec.replicas == replicas
     assert ("a rise that lasts" in rec.reason) == lasts
 
@@ -399,10 +403,7 @@ FALLS = ("backlog", {**PERSIST[1], "follow_falls": True})
 ])
 def test_backlog_follow_falls(params: tuple[str, dict[str, Any]], values: list[float],
                               replicas: int, reason: str) -> None:
-    spec = make_spec([params], lo=1, hi=20)
-    result = run(spec, 1, [sig("f.backlog", 0.0), sig("f.in_rate", values[-1])],
-                 signal_history=in_rate_history(values))
-    rec = result.decision.recommendations[0]
+    rec = backlog_recommendation(params, values[-1], in_rate_history(values))
     assert rec.replicas == replicas
     assert reason in rec.reason
 
