@@ -22,6 +22,7 @@ from autoscaler.bench.chaos import CHAOS, ChaosJob, chaos_report, run_chaos_jobs
 from autoscaler.bench.chaos import KINDS as CHAOS_KINDS
 from autoscaler.bench.runner import (
     Job,
+    SimProgress,
     jobs_for,
     percentile,
     run_job,
@@ -96,7 +97,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
                   seed=args.seed, plot=args.plot)
-        result = run_job(job)
+        progress = SimProgress(enabled=not args.no_progress)
+        try:
+            result = run_job(job, on_model=progress.watch)
+        finally:
+            progress.done()
     except (ConfigError, TraceError, ScenarioError) as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -338,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--plot", help="write a PNG of the run here")
     simulate.add_argument("--json", help="write the scores as JSON here")
+    simulate.add_argument("--no-progress", action="store_true",
+                          help="do not show how much of the trace is simulated (on stderr)")
     simulate.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="ours against keda, static and the oracle")

@@ -52,7 +52,7 @@ import dataclasses
 import math
 import random
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -365,15 +365,22 @@ def healing_scores(hs: HealingSetup, model: ClusterModel, *, contender: str,
 
 
 def run_healing(loaded: LoadedConfig, hs: HealingSetup, contender: str, *, seed: int,
-                record_timeline: bool = False) -> tuple[ClusterModel, dict[str, Any]]:
-    """One contender on the healing scenario: the model it ran on and its healing scores."""
+                record_timeline: bool = False,
+                on_model: Callable[[ClusterModel], None] | None = None,
+                ) -> tuple[ClusterModel, dict[str, Any]]:
+    """One contender on the healing scenario: the model it ran on and its healing scores.
+    `on_model` is handed the model before the run (`simulate` shows its progress)."""
     if contender == "ours":
         model = hs.model(seed=seed, record_timeline=record_timeline)
+        if on_model is not None:
+            on_model(model)
         _, cluster = run_ours_healing(loaded, hs, model)
         opened = [at for at, reason, _ in cluster.events if reason == BREAKER_EVENT]
     elif contender == "liveness":
         model = hs.model(seed=seed, replicas=liveness_replicas(hs),
                          record_timeline=record_timeline)
+        if on_model is not None:
+            on_model(model)
         run_liveness(hs, model)
         opened = []
     else:

@@ -11,8 +11,9 @@ import json
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,13 +81,17 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def run_job(job: Job) -> dict[str, Any]:
+def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
+            ) -> dict[str, Any]:
+    """One run. `on_model` is handed the simulated cluster before the run starts."""
     loaded = load_config(job.config)
     trace = trace_for(job.trace)
     if job.scenario == "healing":
-        return run_healing_job(job, loaded, trace)
+        return run_healing_job(job, loaded, trace, on_model=on_model)
     setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas)
     model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
+    if on_model is not None:
+        on_model(model)
     started = time.perf_counter()
     if job.contender == "ours":
         run_ours(loaded, setup, model)
@@ -114,11 +119,12 @@ def run_job(job: Job) -> dict[str, Any]:
             "target": job.target, **result, "wall_s": round(time.perf_counter() - started, 2)}
 
 
-def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace) -> dict[str, Any]:
+def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace, *,
+                    on_model: Callable[[ClusterModel], None] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     hs = build_healing(loaded, trace, peak_replicas=job.peak_replicas, seed=job.seed)
     model, healing = run_healing(loaded, hs, job.contender, seed=job.seed,
-                                 record_timeline=job.plot is not None)
+                                 record_timeline=job.plot is not None, on_model=on_model)
     if job.plot is not None:
         from autoscaler.bench.plots import plot_run  # noqa: PLC0415 (optional matplotlib)
 
@@ -200,6 +206,60 @@ class _Progress:
     def done(self) -> None:
         if self.enabled:
             sys.stderr.write("\n")
+
+
+class SimProgress:
+    """`simulate`'s progress on stderr: how much of the trace is simulated so far.
+
+    A thread reads the model's clock every `every` seconds and writes one line over the last;
+    it touches nothing the run uses, so the run and its numbers are the same with or without
+    it. `done` writes the final line.
+    """
+
+    def __init__(self, *, enabled: bool, every: float = 0.5) -> None:
+        self.enabled = enabled
+        self.every = every
+        self.started = time.perf_counter()
+        self._model: ClusterModel | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, model: ClusterModel) -> None:
+        """Start showing `model`'s progress (an `on_model` hook of `run_job`)."""
+        self._model = model
+        self.started = time.perf_counter()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="simulate-progress",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._write()
+
+    def _write(self, end: str = "") -> None:
+        model = self._model
+        if model is None:
+            return
+        total = model.trace.duration
+        done = min(model.t, total)
+        share = 100 * done // total if total else 100
+        elapsed = time.perf_counter() - self.started
+        sys.stderr.write(f"\rsimulated {_span(done)} of {_span(total)} ({share} %) in "
+                         f"{elapsed:.0f} s{end}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        """Stop the thread and write the final line (nothing if the run never started)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            self._write("\n")
+
+
+def _span(seconds: int) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds} s"
 
 
 def curve_ratio(ours: dict[str, Any], keda: list[dict[str, Any]]) -> tuple[float | None, float]:

@@ -1,9 +1,10 @@
-"""`tracardi-autoscaler bench` as an operator runs it: the traces it is given, the JSON it
-writes."""
+"""`tracardi-autoscaler bench` and `simulate` as an operator runs them: the traces they are
+given, the JSON they write, the progress they show."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,23 @@ def test_a_missing_trace_names_the_file_and_runs_nothing(
     assert code == 2
     assert "nope.csv" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_simulate_shows_how_much_of_the_trace_is_done_and_changes_no_number(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300])
+    shown, quiet = tmp_path / "shown.json", tmp_path / "quiet.json"
+    assert main(["simulate", "--trace", a, "--scenario", "worker", "--json", str(shown)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"simulated 300 s of 300 s \(100 %\) in \d+ s\n$", err), err
+    assert main(["simulate", "--trace", a, "--scenario", "worker", "--json", str(quiet),
+                 "--no-progress"]) == 0
+    assert "simulated" not in capsys.readouterr().err
+
+    def scores(path: Path) -> dict[str, object]:
+        run = json.loads(path.read_text())["runs"][0]
+        del run["wall_s"]
+        return dict(run)
+
+    assert scores(shown) == scores(quiet)
+    assert scores(shown)["duration_s"] == 300
