@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -44,6 +45,16 @@ KUBELET_BACKOFF_MAX_SECONDS = 300.0
 KUBELET_BACKOFF_RESET_SECONDS = 600.0
 #: A fault only hits a pod that has been up this long (out of any start-up grace).
 FAULT_MIN_AGE_SECONDS = 120.0
+
+
+def _sum(values: Iterable[float]) -> float:
+    """The sum from left to right, as Python 3.11's `sum()` adds floats. Python 3.12 made
+    `sum()` of floats compensated, and the simulated rates then rounded differently: a replay's
+    numbers depended on the Python version that ran it."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +330,7 @@ class ClusterModel:
                                 and inj.work_at is None:
                             inj.work_at = max(float(t), inj.at)  # its second may have begun first
                 pod.held = min(RECEIVER_QUEUE, pod.held + share)
-        return min(self.queue, sum(p.held for p in pods))
+        return min(self.queue, _sum(p.held for p in pods))
 
     def _track_reaction(self, t: int) -> None:
         """A rise starts when the need first exceeds the requested replicas and ends at the
@@ -333,10 +344,10 @@ class ClusterModel:
 
     # ------------------------------------------------------------------ signals
     def in_rate(self) -> float:
-        return sum(self._in_window) / len(self._in_window) if self._in_window else 0.0
+        return _sum(self._in_window) / len(self._in_window) if self._in_window else 0.0
 
     def out_rate(self) -> float:
-        return sum(self._out_window) / len(self._out_window) if self._out_window else 0.0
+        return _sum(self._out_window) / len(self._out_window) if self._out_window else 0.0
 
     # ------------------------------------------------------------------ writes
     def scale(self, replicas: int, *, at: float) -> None:

@@ -47,3 +47,13 @@ def test_in_rate_is_the_increase_of_what_was_published_over_the_window() -> None
 def test_a_longer_window_averages_the_step() -> None:
     rates = in_rates(10.0, [10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 30.0])
     assert rates[-3:] == pytest.approx([10.0, (8 * 10 + 2 * 100) / 10, 100.0])
+
+
+def test_the_models_average_rate_adds_as_python_3_11_does_on_every_version() -> None:
+    """Python 3.12 made sum() of floats compensated (ten 0.1s add up to 1.0 there, and to
+    0.9999999999999999 from left to right). The model adds from left to right on every version,
+    so a replay gives the same numbers whichever Python runs it."""
+    model = ClusterModel(trace=Trace("tenths", (0.1,) * 20, 20), kind="worker", workload="wk",
+                         replicas=1, capacity=50.0)
+    model.advance(10)
+    assert model.in_rate() == 0.9999999999999999 / 10
