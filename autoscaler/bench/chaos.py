@@ -87,7 +87,7 @@ import structlog
 from autoscaler.bench.runner import scores, trace_for
 from autoscaler.bench.scenario import Setup, build_setup
 from autoscaler.config import LoadedConfig, PulsarSource, load_config
-from autoscaler.daemon import Adapters, Daemon, LoopClock
+from autoscaler.daemon import Adapters, Daemon
 from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.leader import LeaderElector
 from autoscaler.model import Signal, WorkloadStatus
@@ -104,7 +104,8 @@ from autoscaler.sim.adapters import (
     SourceFaults,
     sim_wall,
 )
-from autoscaler.sim.clock import run_virtual
+from autoscaler.sim.clock import VirtualClock, run_virtual
+from autoscaler.sim.clock import now as _now
 from autoscaler.sim.kubestate import ApiError, Fault, KubeState, LeaseSpec
 from autoscaler.sim.leases import SimLeaseStore
 from autoscaler.sim.model import ClusterModel, Outage
@@ -547,10 +548,6 @@ class _Seq:
         return next(self._next)
 
 
-def _now() -> float:
-    return asyncio.get_running_loop().time()
-
-
 class ChaosCluster(ModelCluster):
     """One replica's `ModelCluster`: records its reads of the workload and its requests."""
 
@@ -832,7 +829,7 @@ class Soak:
         def wall() -> float:
             return sim_wall() + offset[0]
 
-        clock = LoopClock()
+        clock = VirtualClock()
         lease = self.lease
         elector = LeaderElector(
             ChaosLeaseStore(self._lease_store, identity=identity, soak=self), clock=clock,
@@ -911,7 +908,7 @@ class Soak:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(InlineExecutor())
         self._kube_state = KubeState(clock=loop.time, wall=sim_wall)
-        self._lease_store = SimLeaseStore(self._kube_state, clock=LoopClock())
+        self._lease_store = SimLeaseStore(self._kube_state, clock=VirtualClock())
         for slot in SLOTS:
             self.start_replica(slot, f"autoscaler-{slot}")
         driver = asyncio.create_task(self._drive(), name="chaos-driver")

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from autoscaler.bench.scenario import Setup
 from autoscaler.config import LoadedConfig, PulsarSource, default_scale_down, default_scale_up
-from autoscaler.daemon import Adapters, Daemon, LoopClock
+from autoscaler.daemon import Adapters, Daemon
 from autoscaler.engine.behavior import apply_behavior, record_scale
 from autoscaler.model import ScalingHistory
 from autoscaler.policies.hpa import Tolerance, average_value_replicas
@@ -28,7 +28,7 @@ from autoscaler.sim.adapters import (
     ModelRateSource,
     sim_wall,
 )
-from autoscaler.sim.clock import run_virtual
+from autoscaler.sim.clock import VirtualClock, run_virtual
 from autoscaler.sim.model import ClusterModel
 from autoscaler.telemetry import Telemetry
 
@@ -57,7 +57,7 @@ def model_adapters(config: LoadedConfig, model: ClusterModel, *,
     probes: dict[str, Probe] = {name: ModelProbe(name, model)
                                 for name in config.config.dependencies}
     # The simulated cluster's timestamps (pod start times) run on virtual time: so does "wall".
-    return Adapters(clock=LoopClock(), cluster=cluster or ModelCluster(model), sources=sources,
+    return Adapters(clock=VirtualClock(), cluster=cluster or ModelCluster(model), sources=sources,
                     probes=probes, wall=sim_wall, pod_prober=ModelPodProber(model))
 
 

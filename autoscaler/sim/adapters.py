@@ -27,6 +27,8 @@ from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings, PulsarSource
 from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.model import ConsumerStat, PodInfo, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
+from autoscaler.sim.clock import now as _now
+from autoscaler.sim.clock import sleep as _sleep
 from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import ClusterModel
 from autoscaler.sources.http import FetchError, Reply
@@ -43,10 +45,6 @@ SIM_EPOCH = 1_700_000_000.0
 
 def sim_wall() -> float:
     return SIM_EPOCH + _now()
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class KubeFaults(Protocol):
@@ -142,7 +140,7 @@ class ModelCluster:
             if ready != last:
                 last = ready
                 yield PodEvent("MODIFIED", namespace, self.model.deployment.name)
-            await asyncio.sleep(WATCH_SECONDS)
+            await _sleep(WATCH_SECONDS)
 
     async def close(self) -> None:
         return None
