@@ -222,6 +222,7 @@ class ClusterModel:
         self.scores = Scores()
         self.timeline = Timeline() if record_timeline else None
         self.scale_log: list[tuple[float, int, int]] = []
+        self._needs: list[int] | None = None
 
     # ------------------------------------------------------------------ inputs
     def demand(self, t: int) -> float:
@@ -229,9 +230,14 @@ class ClusterModel:
         return rates[t] if 0 <= t < len(rates) else 0.0
 
     def need(self, t: int) -> int:
-        """Pods needed at t: demand over one pod's capacity (the oracle's need)."""
-        return max(self.min_replicas,
-                   math.ceil(round(self.demand(t) / self.deployment.capacity, 9)))
+        """Pods needed at t: demand over one pod's capacity (the oracle's need). Worked out for
+        the whole trace at the first call: every second of a run asks for it."""
+        needs = self._needs
+        if needs is None:
+            capacity = self.deployment.capacity
+            needs = self._needs = [max(self.min_replicas, math.ceil(round(r / capacity, 9)))
+                                   for r in self.trace.rates]
+        return needs[t] if 0 <= t < len(needs) else self.min_replicas
 
     def down(self, dependency: str, t: float) -> bool:
         return any(o.dependency == dependency and o.covers(t) for o in self.outages)
