@@ -32,8 +32,8 @@ class _VirtualSelector(selectors.BaseSelector):
         if timeout is not None:
             # No socket on this loop: its inner selector holds only the self-pipe, and a
             # callback from another thread is queued where this iteration runs it anyway. So
-            # with callbacks ready (timeout 0) there is nothing to poll, and idle until the next
-            # timer the loop jumps to it. A system call per iteration was a few % of a run.
+            # with callbacks ready (timeout 0) there is nothing to poll, and idle the loop jumps
+            # to the next timer: no system call either way.
             if timeout > 0:
                 self._loop.advance(timeout)
             return []
