@@ -217,6 +217,10 @@ class Daemon:
         self._retired: list[Source | Probe] = []
         self._writes: set[asyncio.Future[WriteResult]] = set()
         self._events: set[asyncio.Task[None]] = set()
+        #: Set while a generation of tasks ends (stop or reload): no new write starts then.
+        self._closing = False
+        #: Why the run ended other than by `stop()`: the first task that failed.
+        self.failure: str | None = None
         self.ready = False
         self.apply_config(loaded)
 
@@ -290,6 +294,18 @@ class Daemon:
         self._retired.extend([*self.a.sources.values(), *self.a.probes.values()])
         self.a.sources, self.a.probes = sources, probes
         self._latest_check.clear()  # checks of the retired probes serve no write
+        # A source or dependency that now names another system (a topic, a query, a URL) keeps
+        # nothing of the old one: until its first read or check it is missing (a freeze).
+        before = self.loaded.config
+        redefined = [n for n, src in before.sources.items()
+                     if loaded.config.sources.get(n) != src]
+        rechecked = [n for n, dep in before.dependencies.items()
+                     if loaded.config.dependencies.get(n) != dep]
+        self.store.forget(sources=redefined, dependencies=rechecked)
+        for name in redefined:
+            self._last_read.pop(name, None)
+        for name in rechecked:
+            self.hysteresis.pop(name, None)
         self.apply_config(loaded)
         self._reload.set()
 
@@ -341,6 +357,7 @@ class Daemon:
         running = {asyncio.create_task(self._guard(name, factory), name=name)
                    for name, factory in tasks.items()}
         reloader = asyncio.create_task(self._reload.wait(), name="reload")
+        self._closing = False
         self.ready = True
         try:
             done, _ = await asyncio.wait({*running, *outer, reloader},
@@ -348,6 +365,9 @@ class Daemon:
             return done != {reloader}
         finally:
             self.ready = False
+            # Evaluations still running finish without writing (`_withheld`); the writes
+            # already sent are waited for, so none is left half-done.
+            self._closing = True
             in_flight: set[asyncio.Future[Any]] = {*self._writes, *self._events}
             if pending := {f for f in in_flight if not f.done()}:
                 await asyncio.wait(pending, timeout=WRITE_DRAIN_SECONDS)
@@ -384,8 +404,10 @@ class Daemon:
             await factory()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("task_failed", task=name)
+            if self.failure is None:
+                self.failure = f"task {name} failed: {type(exc).__name__}: {exc}"
             raise
         else:
             if not self._stop.is_set():
@@ -789,7 +811,12 @@ class Daemon:
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision
         state.history = result.history
-        held = scale_down_hold(state.heal_plan, state.healing, now=now,
+        woken_at, state.woken_by_read_at = state.woken_by_read_at, None
+        # Restarts come first, so that a scale-down sees the replacement it would remove
+        # (`scale_down_hold`); a paused workload is held whole, its pods included.
+        if decision.action is not Action.PAUSE:
+            await self._heal(state, status, subscription, confirm=confirm)
+        held = scale_down_hold(state.heal_plan, state.healing, now=clock.now(),
                                settings=spec.settings.healing) \
             if decision.changes and decision.desired < decision.current else None
         if held is not None:
@@ -807,8 +834,6 @@ class Daemon:
         self.telemetry.observe_decision(decision, ready=status.ready_replicas, leader=leader)
         if self.on_decision is not None:
             self.on_decision(decision, status)
-        woken_at, state.woken_by_read_at = state.woken_by_read_at, None
-        await self._heal(state, status, subscription)
         healing = spec.settings.healing
         state.settled = settle(
             result.decision, policies=len(spec.policies), min_replicas=spec.settings.min,
@@ -824,8 +849,42 @@ class Daemon:
                  reasons=list(decision.reasons), leader=leader, dry_run=self.dry_run)
         if not leader or self.dry_run or now < state.backoff_until:
             return decision
+        withheld = self._withheld(state, status, decision, decided_at=now, version=version)
+        if withheld:
+            log.warning("write_withheld", workload=spec.key, current=decision.current,
+                        desired=decision.desired, reasons=list(withheld))
+            if not self._closing:
+                self.wake([spec.key])  # decide again on what holds now
+            return decision
         await self._scale(state, status, decision, woken_at=woken_at, retries=retries)
         return decision
+
+    def _withheld(self, state: WorkloadState, status: WorkloadStatus, decision: Decision, *,
+                  decided_at: float, version: int) -> tuple[str, ...]:
+        """Why `decision` must not be written now; empty when it may.
+
+        The awaits since it was taken (the restart, the conflict check, the dependency check)
+        can outlast what it rests on: the daemon may be stopping or reloading, another replica
+        may hold the lease by now, and a signal may have failed or grown stale. A decision taken
+        on inputs that changed since is taken again on the inputs of now, and written only if it
+        is the same.
+        """
+        if self._closing:
+            return ("Stopping: the daemon is stopping or reloading its config",)
+        if not self.a.leadership.is_leader():
+            return ("LeadershipLost",)
+        now = self.a.clock.now()
+        if now == decided_at and self.store.version == version:
+            return ()
+        spec = state.spec
+        again = evaluate(spec, status=status, signals=self.signals_for(spec),
+                         dependencies=self.store.dependencies, history=state.history, now=now,
+                         staleness=self.staleness,
+                         signal_history=self.store.history_view()).decision
+        if again.action is Action.SCALE and again.desired == decision.desired:
+            return ()
+        return (f"DecisionChanged: {again.action.value} {again.current} -> {again.desired}",
+                *again.reasons)
 
     # ----------------------------------------------------------------- healing
     async def _probe_pods(self, state: WorkloadState) -> None:
@@ -870,7 +929,7 @@ class Daemon:
             self.wake([key])
 
     async def _heal(self, state: WorkloadState, status: WorkloadStatus,
-                    subscription: SubscriptionRead | None) -> None:
+                    subscription: SubscriptionRead | None, *, confirm: bool = True) -> None:
         spec = state.spec
         settings = spec.settings.healing
         if not settings.enabled:
@@ -902,7 +961,15 @@ class Daemon:
         log.info("restart_planned", workload=spec.key, pod=restart.pod, kind=restart.kind.value,
                  reason=restart.reason.value, evidence=restart.evidence, leader=leader,
                  dry_run=self.dry_run)
-        if not leader or self.dry_run:
+        if not leader or self.dry_run or self._closing:
+            return
+        # The plan read the periodic checks, which may be a period old: like a scale write, a
+        # restart waits for a check of each required dependency begun now.
+        if confirm and (unconfirmed := await self._confirm(spec, now)):
+            log.warning("restart_withheld", workload=spec.key, pod=restart.pod,
+                        reasons=list(unconfirmed))
+            return
+        if self._closing or not self.a.leadership.is_leader():
             return
         act = (self.a.cluster.evict if restart.kind is RestartKind.EVICT
                else self.a.cluster.delete_pod)

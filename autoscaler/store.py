@@ -97,5 +97,17 @@ class SignalStore:
             return set(self._requirers.get(state.name, set()))
         return set()
 
+    def forget(self, *, sources: Iterable[str] = (), dependencies: Iterable[str] = ()) -> None:
+        """Drop what was read from these sources and checked of these dependencies: a source or
+        probe redefined by a reload reads another system, whose first read starts afresh."""
+        prefixes = tuple(f"{name}." for name in sources)
+        if prefixes:
+            for name in [n for n in self.latest if n.startswith(prefixes)]:
+                del self.latest[name]
+                self.changed.pop(name, None)
+                self.history.pop(name, None)
+        for name in dependencies:
+            self.dependencies.pop(name, None)
+
     def history_view(self) -> Mapping[str, Sequence[Signal]]:
         return self.history
