@@ -62,6 +62,10 @@ def evaluate(
     frozen = dependency_reasons(w.requires, dependencies)
     if frozen:
         return Evaluation(decide(Action.FREEZE, current, frozen), history)
+    if current == 0 and w.min > 0:
+        # As the HPA: a workload scaled to zero by hand is switched off, not brought back.
+        return Evaluation(decide(Action.HOLD, 0, ("ScalingDisabled: scaled to 0 replicas",)),
+                          history)
     if current > w.max:
         return Evaluation(decide(Action.SCALE, w.max, ("TooManyReplicas: current above max",)),
                           history)

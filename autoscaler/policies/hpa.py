@@ -38,7 +38,8 @@ def _milli(value: float) -> int:
 
 
 def ready_pod_count(pods: Sequence[PodInfo]) -> int:
-    return sum(1 for p in pods if p.phase == "Running" and p.ready and not p.deleting)
+    """HPA `getReadyPodsCount`: Running and Ready, a pod being deleted included."""
+    return sum(1 for p in pods if p.phase == "Running" and p.ready)
 
 
 def value_replicas(*, current: int, value: float, target: float, ready_pods: int,
@@ -202,6 +203,10 @@ class HpaPolicy:
             return Recommendation(replicas, f"cpu utilization against target "
                                             f"{metric.target.average_utilization}%", self.name)
         if isinstance(metric.target, ValueTarget):
+            if not ctx.status.pods and not ctx.status.ready_replicas:
+                # HPA `getReadyPodsCount` fails on an empty pod list: no count to scale from.
+                raise HpaMathError("no pods returned by selector while calculating replica "
+                                   "count")
             replicas = value_replicas(current=current, value=value, target=metric.target.value,
                                       ready_pods=ready_pod_count(ctx.status.pods)
                                       if ctx.status.pods else ctx.status.ready_replicas,

@@ -87,7 +87,9 @@ def test_desired_within_bounds_when_scaling_or_holding(
                                                                                NOW)},
                       dependencies=UP, history=history, now=NOW, staleness={})
     decision = result.decision
-    if decision.action in (Action.SCALE, Action.HOLD):
+    if current == 0 and lo > 0:  # scaled to zero by hand: switched off, as with the HPA
+        assert decision.action is Action.HOLD and decision.desired == 0, decision
+    elif decision.action in (Action.SCALE, Action.HOLD):
         assert lo <= decision.desired <= hi, decision
 
 

@@ -23,6 +23,7 @@ from autoscaler.model import (
     Action,
     DependencyState,
     Health,
+    PodInfo,
     Recommendation,
     ScalingHistory,
     Signal,
@@ -160,6 +161,10 @@ SLOW_UP = Behavior(scale_up=PartialRules(
                      Action.SCALE, 3, "TooFewReplicas", id="below-min-to-min"),
         pytest.param(make_spec([hpa_avg("q", 1.0)], lo=0), 0, [], None,
                      Action.FREEZE, 0, "SignalMissing:q.value", id="zero-current-gated"),
+        # The HPA's ScalingDisabled: a Deployment scaled to 0 by hand stays at 0, whatever the
+        # load, until someone scales it up again.
+        pytest.param(make_spec([hpa_avg("q", 1.0)], lo=3), 0, [sig("q.value", 50.0)], None,
+                     Action.HOLD, 0, "ScalingDisabled", id="scaled-to-zero-by-hand-stays"),
         # policy: ceil(100 / 1) = 100; Pods 1 per 60 s from 2 -> 3.
         pytest.param(make_spec([hpa_avg("q", 1.0)], hi=50, behavior=SLOW_UP), 2,
                      [sig("q.value", 100.0)], None, Action.SCALE, 3, "ScaleUpLimit",
@@ -220,6 +225,37 @@ def test_all_policies_invalid_freezes_with_every_reason() -> None:
     decision = run(spec, 5, [sig("b.value", 1.0, error="x")]).decision
     assert decision.action is Action.FREEZE
     assert decision.reasons == ("SignalMissing:a.value", "SignalError:b.value")
+
+
+def hpa_value(source: str, target: float) -> tuple[str, dict[str, Any]]:
+    return ("hpa", {"metric": {"type": "External", "source": source,
+                               "target": {"type": "Value", "value": target}}})
+
+
+def test_value_target_without_pods_freezes_as_the_hpa_errors() -> None:
+    # HPA getReadyPodsCount: "no pods returned by selector" is an error, not zero ready pods
+    # (ceil(5 * 0) = 0 would scale a loaded workload to its minimum).
+    spec = make_spec([hpa_value("q", 10.0)])
+    status = WorkloadStatus("w", "ns", 6, ready_replicas=0, pods=())
+    decision = evaluate(spec, status=status, signals={"q.value": sig("q.value", 50.0)},
+                        dependencies=UP, history=ScalingHistory(), now=NOW,
+                        staleness={}).decision
+    assert decision.action is Action.FREEZE
+    assert decision.desired == 6
+    assert "no pods returned by selector" in decision.reasons[0]
+
+
+def test_value_target_counts_ready_pods_being_deleted() -> None:
+    # getReadyPodsCount counts Running and Ready pods, a terminating one too: 4 ready pods,
+    # value 50 against 10: ceil(50 / 10 * 4) = 20.
+    spec = make_spec([hpa_value("q", 10.0)], hi=30)
+    pods = tuple(PodInfo(name=f"p{i}", ready=True, phase="Running", deleting=i == 3)
+                 for i in range(4))
+    status = WorkloadStatus("w", "ns", 4, ready_replicas=4, pods=pods)
+    decision = evaluate(spec, status=status, signals={"q.value": sig("q.value", 50.0)},
+                        dependencies=UP, history=ScalingHistory(), now=NOW,
+                        staleness={}).decision
+    assert decision.recommendations[0].replicas == 20
 
 
 def test_largest_wins_keeps_every_recommendation() -> None:
