@@ -33,7 +33,8 @@ PAUSE_ANNOTATION = "autoscaler.tracardi.com/paused"
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No setting means infinity: `.inf` as a limit or a rate switches a rule off unseen.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _check_url(value: str) -> str:
@@ -633,8 +634,10 @@ def _message(err: Mapping[str, Any], loc: Loc) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else ""
         if key.lower() in SECRET_KEYS:
-            return (f"inline secret is not allowed; use {key}_env (an environment variable) "
-                    f"or {key}_file (a mounted file)")
+            # the settings that exist: a password, or a token for any other kind of secret
+            ref = "password" if key.lower() in ("password", "passwd") else "token"
+            return (f"inline secret is not allowed; use {ref}_env (an environment variable) "
+                    f"or {ref}_file (a mounted file)")
         return "unknown key"
     if kind == "missing":
         return "required"

@@ -22,9 +22,9 @@ ENTRY_POINT_GROUP = "tracardi_autoscaler.policies"
 
 
 class PolicyParams(BaseModel):
-    """Base of every policy's parameters: frozen, unknown keys rejected."""
+    """Base of every policy's parameters: frozen, unknown keys and infinities rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,3 +251,20 @@ def test_check_cli_shipped_and_bad_together(tmp_path: Path,
     out, err = capsys.readouterr()
     assert f"{SHIPPED}: ok" in out
     assert f"{bad}:1: (root): expected a mapping at the top level" in err
+
+
+@pytest.mark.parametrize(("key", "use"), [
+    ("api_key", "token_env"), ("Secret", "token_env"), ("Password", "password_env"),
+    ("passwd", "password_env"),
+])
+def test_an_inline_secret_points_to_a_setting_that_exists(key: str, use: str) -> None:
+    text = ("dependencies:\n  es:\n    kind: elasticsearch\n    url: http://es:9200\n"
+            f"    auth: {{{key}: abc}}\n"
+            "workloads:\n  w: {min: 1, max: 2, requires: [es], policies: [{name: fixed}]}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    message = "\n".join(str(i) for i in info.value.issues)
+    assert f"use {use} (an environment variable)" in message
+    # and the setting it names is one the config takes
+    ref = use.removesuffix("_env")
+    parse_config(text.replace(f"{key}: abc", f"{ref}_env: ES_SECRET"))
