@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autoscaler import __version__
 from autoscaler.bench.chaos import CHAOS, ChaosJob, chaos_report, run_chaos_jobs
@@ -32,7 +34,7 @@ from autoscaler.bench.runner import (
     trace_for,
     write_json,
 )
-from autoscaler.bench.scenario import SCENARIOS, ScenarioError
+from autoscaler.bench.scenario import SCENARIOS, ScenarioError, check_scenario
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
@@ -83,6 +85,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port."""
+    value = _whole(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535)")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is below 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
+    return value
+
+
 def _quiet_logs() -> None:
     configure_logging(json=True, level=logging.WARNING)
 
@@ -94,6 +130,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         trace = args.trace or _default_trace()
         if trace != "generated":
             load_trace(trace)
+        check_scenario(load_config(args.config), args.scenario)
+        _writable(args.json)
+        _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
                   seed=args.seed, plot=args.plot)
@@ -105,11 +144,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (ConfigError, TraceError, ScenarioError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.json:
-        write_json([result], args.json)
+    except OSError as exc:
+        print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for key, value in result.items():
         print(f"{key:>24}: {value}")
+    return _write_json([result], args.json)
+
+
+def _write_json(results: list[dict[str, Any]], path: str | None) -> int:
+    """Write the results' JSON if asked; a failed write is one line and exit code 2 (the
+    results are printed by then)."""
+    if path is None:
+        return 0
+    try:
+        write_json(results, path)
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+#: What `--plot` can write (matplotlib's formats; no suffix writes a PNG).
+PLOT_SUFFIXES = frozenset({"", ".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif",
+                           ".tiff", ".webp"})
+
+
+def _writable(path: str | None, *, plot: bool = False) -> None:
+    """Refuse an output path that cannot be written, before a run that would end in it: its
+    folder is made; OSError (or ScenarioError for a plot format) names what is wrong."""
+    if path is None:
+        return
+    target = Path(path)
+    if plot and target.suffix.lower() not in PLOT_SUFFIXES:
+        raise ScenarioError(f"{path}: cannot plot to {target.suffix!r}; use one of "
+                            f"{', '.join(sorted(s for s in PLOT_SUFFIXES if s))}")
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory; name a file", path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(target.parent, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot write there", path)
 
 
 def _default_trace() -> str:
@@ -131,19 +205,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
               file=sys.stderr)
         traces = ["generated"]
     try:
-        load_config(args.config)
+        loaded = load_config(args.config)
         for trace in traces:
             if trace != "generated":
                 load_trace(trace)
-        for scenario in args.scenario:
-            if scenario not in SCENARIOS:
-                raise ScenarioError(f"unknown scenario {scenario!r}; known: "
-                                    f"{', '.join(SCENARIOS)}")
+        for scenario in args.scenario or SCENARIOS:
+            check_scenario(loaded, scenario)
+        if args.plots:
+            Path(args.plots).mkdir(parents=True, exist_ok=True)
+        _writable(args.json)
     except (ConfigError, TraceError, ScenarioError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.plots:
-        Path(args.plots).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     jobs = jobs_for(str(args.config), traces, args.scenario or list(SCENARIOS),
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots)
     started = time.perf_counter()
@@ -151,9 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table(results))
     print(f"{len(results)} runs in {time.perf_counter() - started:.1f}s on {args.workers} "
           f"worker process(es)")
-    if args.json:
-        write_json(results, args.json)
-    return 0
+    return _write_json(results, args.json)
 
 
 def cmd_bench_chaos(args: argparse.Namespace) -> int:
@@ -213,6 +287,7 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(json=True, level=getattr(logging, args.log_level))
+    from autoscaler.kube.connect import KubeconfigError  # noqa: PLC0415 (live stack)
     from autoscaler.runtime import default_identity, run_live  # noqa: PLC0415 (live stack)
 
     try:
@@ -225,10 +300,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 2
+    except KubeconfigError as exc:
+        print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     _quiet_logs()
+    from autoscaler.kube.connect import KubeconfigError  # noqa: PLC0415 (live stack)
     from autoscaler.runtime import explain_live, format_explain  # noqa: PLC0415 (live stack)
 
     try:
@@ -236,6 +315,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
+        return 2
+    except KubeconfigError as exc:
+        print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1) if args.json else format_explain(report))
     return 0
@@ -308,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
     run.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
     run.add_argument("--metrics-host", default="0.0.0.0")
-    run.add_argument("--metrics-port", type=int, default=9108)
+    run.add_argument("--metrics-port", type=_port,
+                     help="default: the config's daemon.metrics_port (9108)")
     run.add_argument("--identity", help="lease holder identity (default: $POD_NAME)")
     run.add_argument("--no-leader-election", action="store_true",
                      help="act without a Lease (a single replica only)")
@@ -324,12 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the real daemon against the simulated cluster over HTTP")
     demo.add_argument("--config", type=Path, default=default_config_path())
     demo.add_argument("--trace", help="CSV trace (default: a shipped one, or the generator)")
-    demo.add_argument("--speed", type=float, default=10.0, help="trace seconds per real second")
-    demo.add_argument("--duration", type=float, default=300.0, help="real seconds")
-    demo.add_argument("--metrics-port", type=int, default=9108)
+    demo.add_argument("--speed", type=_positive, default=10.0, help="trace seconds per real second")
+    demo.add_argument("--duration", type=_positive, default=300.0, help="real seconds")
+    demo.add_argument("--metrics-port", type=_port, default=9108)
     demo.add_argument("--kubeconfig-out", type=Path,
                       help="write the simulated cluster's kubeconfig here (for kubectl)")
-    demo.add_argument("--peak-replicas", type=int, default=20)
+    demo.add_argument("--peak-replicas", type=_at_least_one, default=20)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-ui", action="store_true", help="plain lines instead of a live view")
     demo.set_defaults(func=cmd_demo)
@@ -339,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--trace", help="CSV with t_seconds,requests (default: a shipped "
                           "trace, or the built-in generator without ../shared)")
     simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
-    simulate.add_argument("--peak-replicas", type=int, default=20)
+    simulate.add_argument("--peak-replicas", type=_at_least_one, default=20)
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--plot", help="write a PNG of the run here")
     simulate.add_argument("--json", help="write the scores as JSON here")
@@ -355,9 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", action="append", default=[],
                        help=f"repeatable; default: all of {', '.join(SCENARIOS)}; "
                             f"'{CHAOS}' runs only the chaos soak")
-    bench.add_argument("--peak-replicas", type=int, default=20)
+    bench.add_argument("--peak-replicas", type=_at_least_one, default=20)
     bench.add_argument("--seed", type=int, default=1)
-    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1)
     bench.add_argument("--json", help="write {runs: [...]} here")
     bench.add_argument("--plots", help="write one PNG per trace and scenario (ours) here")
     bench.add_argument("--no-progress", action="store_true")

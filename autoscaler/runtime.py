@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,7 @@ def default_identity() -> str:
 @contextlib.asynccontextmanager
 async def live_daemon(
     config_path: Path, *, kubeconfig: str | None, dry_run: bool, metrics_host: str,
-    metrics_port: int, identity: str, leader_election: bool = True,
+    metrics_port: int | None, identity: str, leader_election: bool = True,
     probe_overrides: Mapping[str, Probe] | None = None, pod_prober: PodProber | None = None,
 ) -> AsyncIterator[Daemon]:
     """A daemon wired to the live adapters, its endpoints and its config watcher; not started.
@@ -233,7 +234,9 @@ async def live_daemon(
             **a.extra_tasks,
             "config-watch": lambda: watch_config(config_path, on_change=on_change,
                                                  telemetry=telemetry),
-            "endpoints": lambda: serve_endpoints(daemon, host=metrics_host, port=metrics_port),
+            "endpoints": lambda: serve_endpoints(
+                daemon, host=metrics_host,
+                port=loaded.config.daemon.metrics_port if metrics_port is None else metrics_port),
         }
         yield daemon
 
@@ -244,7 +247,7 @@ GC_THRESHOLDS = (10_000, 10, 10)
 
 
 async def run_live(config_path: Path, *, kubeconfig: str | None, dry_run: bool,
-                   metrics_host: str, metrics_port: int, identity: str,
+                   metrics_host: str, metrics_port: int | None, identity: str,
                    leader_election: bool = True) -> int:
     """`tracardi-autoscaler run`: until SIGTERM or SIGINT, then a graceful stop."""
     # Every source read allocates a few hundred short-lived objects, and reads that wait for a
@@ -265,6 +268,10 @@ async def run_live(config_path: Path, *, kubeconfig: str | None, dry_run: bool,
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+        if daemon.failure is not None:
+            log.error("stopped", identity=identity, reason=daemon.failure)
+            print(f"tracardi-autoscaler: {daemon.failure}", file=sys.stderr)
+            return 1
         log.info("stopped", identity=identity)
     return 0
 

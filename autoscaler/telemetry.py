@@ -12,7 +12,7 @@ import sys
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 from prometheus_client import (
@@ -259,18 +259,32 @@ class Telemetry:
             self.signal_errors.labels(sig.name, (sig.error or "invalid")[:60]).inc()
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, json: bool = True, level: int = logging.INFO) -> None:
-    """structlog to stderr: JSON lines in production, key=value for people."""
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
-        colors=False)
+    """structlog to stderr: JSON lines in production, key=value for people. A logged exception
+    (`exc_info`) is written out: as an `exception` field in JSON, as a traceback for people."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if json:
+        processors += [structlog.processors.format_exc_info,
+                       structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=False,
     )

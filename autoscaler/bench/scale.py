@@ -91,7 +91,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def parse_scale(text: str) -> list[int]:
     """`10,100,1000` -> [10, 100, 1000]; raises ValueError on anything else."""
-    values = [int(part) for part in text.split(",") if part.strip()]
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
     if not values or any(v < 1 for v in values):
         raise ValueError(f"--scale wants positive integers separated by commas, not {text!r}")
     return values

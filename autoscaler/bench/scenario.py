@@ -55,6 +55,17 @@ def _workload(loaded: LoadedConfig, policy: str, source_kind: type) -> WorkloadS
                         f"{source_kind.__name__} source")
 
 
+def check_scenario(loaded: LoadedConfig, scenario: str) -> None:
+    """Raise ScenarioError unless `scenario` is known and the config has its workload: before
+    a bench starts its runs, not in one of them."""
+    if scenario not in SCENARIOS:
+        raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    if scenario == "api":
+        _workload(loaded, "request-rate", PrometheusSource)
+    else:
+        _workload(loaded, "backlog", PulsarSource)
+
+
 def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
                 peak_replicas: int) -> Setup:
     if scenario not in SCENARIOS:

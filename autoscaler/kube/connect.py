@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
 
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
 
@@ -24,18 +25,39 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
     """An ApiClient for `--kubeconfig` if given, else `$KUBECONFIG` (a `:`-separated list is
     merged, as kubectl does), else the in-cluster service account, else `~/.kube/config`.
 
-    Raises `kubernetes_asyncio.config.ConfigException` or OSError when none is usable; the
-    caller closes the client.
+    Raises `KubeconfigError`, naming the file and what is wrong with it, when none is usable;
+    the caller closes the client.
     """
     configuration = Configuration()
     path = os.fspath(kubeconfig) if kubeconfig is not None else os.environ.get("KUBECONFIG")
-    if path is None and in_cluster():
-        # The loader re-reads the projected token before it expires (bound SA tokens rotate).
-        load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await load_kube_config(config_file=path or str(DEFAULT_KUBECONFIG), context=context,
+    try:
+        if path is None and in_cluster():
+            # The loader re-reads the projected token before it expires (bound SA tokens
+            # rotate).
+            load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
+            return ApiClient(configuration=configuration)
+        path = path or str(DEFAULT_KUBECONFIG)
+        if not _any_file(path):
+            raise KubeconfigError(f"kubeconfig {path}: no such file; pass --kubeconfig, set "
+                                  "$KUBECONFIG, or run in a pod with a service account")
+        await load_kube_config(config_file=path, context=context,
                                client_configuration=configuration, persist_config=False)
+    except KubeconfigError:
+        raise
+    except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        where = "in-cluster service account" if path is None else f"kubeconfig {path}"
+        raise KubeconfigError(f"{where}: {type(exc).__name__}: {exc}") from exc
     return ApiClient(configuration=configuration)
+
+
+def _any_file(paths: str) -> bool:
+    """Whether any of the `:`-separated kubeconfig paths is a file (kubectl merges those)."""
+    return any(os.path.isfile(p) for p in paths.split(os.pathsep) if p)
+
+
+class KubeconfigError(ValueError):
+    """No usable connection to a Kubernetes API: the message names the file and the fault."""
 
 
 async def disconnect(api: ApiClient) -> None:

@@ -12,6 +12,7 @@ import itertools
 import math
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,36 +48,25 @@ class Trace:
         return best_at
 
 
+#: The longest trace replayed: a rate per second is kept for every second of it.
+MAX_TRACE_SECONDS = 31 * 86_400
+
+
 def load_trace(path: str | Path) -> Trace:
     p = Path(path)
     try:
-        handle = p.open(newline="")
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte-order mark
+        handle = p.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise TraceError(f"{p}: {exc.strerror or exc}") from exc
     times: list[int] = []
     counts: list[float] = []
     with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["t_seconds", "requests"]:
-            raise TraceError(str(ConfigIssue(str(p), 1, "header",
-                                             "expected the header 't_seconds,requests'")))
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                t, n = int(float(row[0])), float(row[1])
-            except (ValueError, IndexError):
-                raise TraceError(str(ConfigIssue(str(p), lineno, "row",
-                                                 f"expected two numbers, got {row!r}"))) from None
-            if not math.isfinite(n) or n < 0:
-                raise TraceError(str(ConfigIssue(str(p), lineno, "requests",
-                                                 f"must be a finite number >= 0, got {n}")))
-            if times and t <= times[-1]:
-                raise TraceError(str(ConfigIssue(str(p), lineno, "t_seconds",
-                                                 "must increase from row to row")))
-            times.append(t)
-            counts.append(n)
+        try:
+            _read_rows(p, csv.reader(handle), times, counts)
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{p}: not UTF-8 text (byte {exc.start} of a read block: "
+                             f"{exc.reason}); save it as a UTF-8 CSV") from None
     if len(times) < 2:
         raise TraceError(f"{p}: needs at least two rows")
     interval = min(b - a for a, b in itertools.pairwise(times))
@@ -85,6 +75,41 @@ def load_trace(path: str | Path) -> Trace:
         end = times[i + 1] if i + 1 < len(times) else t + interval
         rates.extend([n / interval] * (end - t))
     return Trace(p.stem, tuple(rates), interval)
+
+
+def _read_rows(p: Path, reader: Iterator[list[str]], times: list[int],
+               counts: list[float]) -> None:
+    """The rows after the header into `times` and `counts`; the first fault as a TraceError
+    that names its line."""
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:2]] != ["t_seconds", "requests"]:
+        raise TraceError(str(ConfigIssue(str(p), 1, "header",
+                                         "expected the header 't_seconds,requests'")))
+    for lineno, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        try:
+            at, n = float(row[0]), float(row[1])
+        except (ValueError, IndexError):
+            raise TraceError(str(ConfigIssue(str(p), lineno, "row",
+                                             f"expected two numbers, got {row!r}"))) from None
+        if not math.isfinite(n) or n < 0:
+            raise TraceError(str(ConfigIssue(str(p), lineno, "requests",
+                                             f"must be a finite number >= 0, got {n}")))
+        if not math.isfinite(at) or at != int(at):
+            raise TraceError(str(ConfigIssue(str(p), lineno, "t_seconds",
+                                             f"must be whole seconds, got {row[0].strip()}")))
+        t = int(at)
+        if times and t <= times[-1]:
+            raise TraceError(str(ConfigIssue(str(p), lineno, "t_seconds",
+                                             "must increase from row to row")))
+        if times and t - times[0] > MAX_TRACE_SECONDS:
+            raise TraceError(str(ConfigIssue(
+                str(p), lineno, "t_seconds",
+                f"{t} is {(t - times[0]) / 86_400:.0f} days after the first row; a trace "
+                f"spans at most {MAX_TRACE_SECONDS // 86_400} days")))
+        times.append(t)
+        counts.append(n)
 
 
 def generated_trace(*, hours: float = 6.0, seed: int = 1, base: float = 100.0) -> Trace:

@@ -1,0 +1,146 @@
+"""What an operator sees when something is wrong before or outside the config: one line that
+names what to fix and a non-zero exit code, not a traceback or a silent exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import structlog
+from daemon_support import bench_daemon
+
+from autoscaler.cli import main
+from autoscaler.kube.connect import KubeconfigError, connect
+from autoscaler.telemetry import configure_logging
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    pytest.param(["run", "--metrics-port", "99999"], "99999 is not a port", id="port-range"),
+    pytest.param(["run", "--metrics-port", "http"], "'http' is not a whole number",
+                 id="port-word"),
+    pytest.param(["demo", "--speed", "0"], "0 is not a number above 0", id="speed-zero"),
+    pytest.param(["demo", "--duration", "-3"], "-3 is not a number above 0",
+                 id="duration-negative"),
+    pytest.param(["bench", "--workers", "0"], "--workers: 0 is below 1", id="workers-zero"),
+    pytest.param(["simulate", "--peak-replicas", "-5"], "--peak-replicas: -5 is below 1",
+                 id="peak-negative"),
+])
+def test_a_bad_number_on_the_command_line_is_refused_by_name(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_scale_list_that_is_not_numbers_names_the_option(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--scale", "abc"]) == 2
+    assert "--scale wants positive integers" in capsys.readouterr().err
+
+
+async def test_a_missing_kubeconfig_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(KubeconfigError, match=r"nowhere\.yaml: no such file; pass --kubeconfig"):
+        await connect(missing)
+
+
+async def test_a_kubeconfig_that_is_not_yaml_names_the_file_and_the_fault(
+        tmp_path: Path) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("clusters: [\n")
+    with pytest.raises(KubeconfigError, match=r"kubeconfig .*kubeconfig: ParserError"):
+        await connect(bad)
+
+
+async def test_a_kubeconfig_without_a_context_names_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(KubeconfigError, match=r"kubeconfig .*kubeconfig: ConfigException"):
+        await connect(empty)
+
+
+def test_explain_with_a_missing_kubeconfig_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explain", "--kubeconfig", str(tmp_path / "nowhere.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("tracardi-autoscaler: kubeconfig ") and "no such file" in err
+    assert "Traceback" not in err
+
+
+async def test_a_failed_task_ends_the_run_with_its_reason(tmp_path: Path) -> None:
+    class _Cluster:
+        pass
+
+    daemon = bench_daemon(tmp_path, _Cluster())
+
+    async def endpoints() -> None:
+        raise OSError(98, "address already in use")
+
+    daemon.a.extra_tasks = {"endpoints": endpoints}
+    await asyncio.wait_for(daemon.run(), 15)
+    assert daemon.failure == "task endpoints failed: OSError: [Errno 98] address already in use"
+
+
+async def test_a_stopped_run_has_no_failure(tmp_path: Path) -> None:
+    class _Cluster:
+        pass
+
+    daemon = bench_daemon(tmp_path, _Cluster())
+    daemon.stop()
+    await asyncio.wait_for(daemon.run(), 15)
+    assert daemon.failure is None
+
+
+def test_a_logged_exception_keeps_its_text_in_json(capsys: pytest.CaptureFixture[str]) -> None:
+    saved = structlog.get_config()
+    try:
+        configure_logging(json=True, level=logging.INFO)
+        try:
+            raise OSError(98, "address already in use")
+        except OSError:
+            structlog.get_logger().exception("task_failed", task="endpoints")
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        structlog.configure(**saved)
+    assert line["event"] == "task_failed"
+    assert "OSError: [Errno 98] address already in use" in line["exception"]
+
+
+def _short_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "flat.csv"
+    path.write_text("t_seconds,requests\n" + "".join(f"{t},100\n" for t in range(120)))
+    return path
+
+
+@pytest.mark.parametrize(("flag", "where", "message"), [
+    pytest.param("--json", "flat.csv/x.json", "flat.csv: File exists", id="json-under-file"),
+    pytest.param("--plot", "plot.txt", "cannot plot to '.txt'", id="plot-format"),
+    pytest.param("--plot", ".", "is a directory; name a file", id="plot-directory"),
+])
+def test_simulate_refuses_an_output_it_cannot_write_before_it_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, where: str,
+        message: str) -> None:
+    trace = _short_trace(tmp_path)
+    code = main(["simulate", "--trace", str(trace), "--no-progress", flag,
+                 str(tmp_path / where)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert message in err
+    assert out == ""  # refused before the run, not after it
+
+
+def test_bench_refuses_a_config_without_the_scenarios_workload_before_it_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "empty.yaml"
+    config.write_text("workloads: {}\n")
+    code = main(["bench", "--config", str(config), "--trace", str(_short_trace(tmp_path)),
+                 "--scenario", "worker", "--scenario", "api", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == f"{config}: no workload with a 'backlog' policy on a PulsarSource source"
+    assert out == ""
