@@ -644,7 +644,8 @@ class _KubeApi:
         if wanted and str(wanted) != str(pod.resource_version):
             raise ks.conflict(ks.PODS, pod.name)
         body = self.state.pod_json(pod)
-        self.state.delete_pod(pod.namespace, pod.name)
+        if not _dry_run(request, options):
+            self.state.delete_pod(pod.namespace, pod.name)
         return _json_response(body)
 
     async def create_eviction(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -652,7 +653,8 @@ class _KubeApi:
         name = (body.get("metadata") or {}).get("name")
         if name != target.name:
             raise BadRequestError("name in URL does not match name in Eviction object")
-        self.state.evict(_ns(target), _name(target))
+        self.state.evict(_ns(target), _name(target),
+                         dry_run=_dry_run(request, body.get("deleteOptions")))
         return _json_response(_success(201), status=201)
 
     async def get_event(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -660,6 +662,7 @@ class _KubeApi:
                             self.state.event_json(self.state.event(_ns(target), _name(target))))
 
     async def create_event(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        _no_dry_run(request, "events")
         event = self.state.create_event(_ns(target), await _body(request))
         return _json_response(self.state.event_json(event), status=201)
 
@@ -684,13 +687,30 @@ class _KubeApi:
     async def patch_deployment(self, request: web.Request,
                                target: _Target) -> web.StreamResponse:
         d = self.state.deployment(_ns(target), _name(target))
-        patched = apply_patch(self.state.deployment_json(d), await _body(request),
-                              request.content_type)
+        current = self.state.deployment_json(d)
+        patched = apply_patch(current, await _body(request), request.content_type)
         meta, spec = patched.get("metadata") or {}, patched.get("spec") or {}
         replicas = spec.get("replicas", d.replicas)
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise InvalidError(f'Deployment.apps "{d.name}" is invalid: spec.replicas: '
                                "Invalid value: must be an integer")
+        old_spec = current.get("spec") or {}
+        changed = sorted(k for k in {*old_spec, *spec}
+                         if k != "replicas" and old_spec.get(k) != spec.get(k))
+        if changed:
+            # A rollout (image, template, strategy, pause) is not modelled: refused, not
+            # answered as done.
+            fields = ", ".join(f"spec.{k}" for k in changed)
+            message = ("Forbidden: the simulated cluster changes replicas, labels and "
+                       "annotations only")
+            raise InvalidError(f'Deployment.apps "{d.name}" is invalid: {fields}: {message}',
+                               details={"name": d.name, "group": "apps", "kind": "Deployment",
+                                        "causes": [{"reason": "FieldValueForbidden",
+                                                    "message": message, "field": f"spec.{k}"}
+                                                   for k in changed]})
+        if _dry_run(request):
+            ks.check_replicas(d.name, replicas)
+            return _json_response(patched)
         self.state.update_deployment_metadata(
             d.namespace, d.name, labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {}, replicas=replicas,
@@ -702,15 +722,15 @@ class _KubeApi:
                                                                           _name(target))))
 
     async def update_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        return self._write_scale(target, await _body(request))
+        return self._write_scale(target, await _body(request), dry_run=_dry_run(request))
 
     async def patch_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
         d = self.state.deployment(_ns(target), _name(target))
         patched = apply_patch(self.state.scale_json(d), await _body(request),
                               request.content_type)
-        return self._write_scale(target, patched)
+        return self._write_scale(target, patched, dry_run=_dry_run(request))
 
-    def _write_scale(self, target: _Target, body: JSON) -> web.Response:
+    def _write_scale(self, target: _Target, body: JSON, *, dry_run: bool = False) -> web.Response:
         name = _name(target)
         meta, spec = body.get("metadata") or {}, body.get("spec") or {}
         if meta.get("name", name) != name:
@@ -720,6 +740,12 @@ class _KubeApi:
             raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
                                "Required value: must be an integer",
                                details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        if dry_run:
+            d = self.state.deployment(_ns(target), name)
+            ks.check_replicas(name, replicas)
+            scale = self.state.scale_json(d)
+            scale["spec"]["replicas"] = replicas
+            return _json_response(scale)
         d = self.state.set_replicas(_ns(target), name, replicas,
                                     resource_version=meta.get("resourceVersion"))
         return _json_response(self.state.scale_json(d))
@@ -731,6 +757,7 @@ class _KubeApi:
         return self._object(request, "leases", self.state.lease_json(lease))
 
     async def create_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        _no_dry_run(request, "leases")
         body = await _body(request)
         meta = body.get("metadata") or {}
         if not meta.get("name"):
@@ -741,6 +768,7 @@ class _KubeApi:
         return _json_response(self.state.lease_json(lease), status=201)
 
     async def update_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        _no_dry_run(request, "leases")
         body = await _body(request)
         meta = body.get("metadata") or {}
         if meta.get("name", target.name) != target.name:
@@ -751,6 +779,7 @@ class _KubeApi:
         return _json_response(self.state.lease_json(lease))
 
     async def delete_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        _no_dry_run(request, "leases")
         lease = self.state.delete_lease(_ns(target), _name(target))
         return _json_response(_success(200, {"name": lease.name, "group": "coordination.k8s.io",
                                              "kind": "leases", "uid": lease.uid}))
@@ -787,6 +816,26 @@ class _KubeApi:
                 return _json_response(self.state.pod_metrics_json(pod))
         raise NotFoundError(f'podmetrics.metrics.k8s.io "{name}" not found',
                             details={"name": name, "group": "metrics.k8s.io", "kind": "pods"})
+
+
+def _dry_run(request: web.Request, options: JSON | None = None) -> bool:
+    """Whether the write asks for a dry run (`?dryRun=All`, or `dryRun: [All]` in its
+    DeleteOptions): validated and answered, not stored. Any other value is a 400, as the
+    apiserver answers."""
+    values = request.query.getall("dryRun", [])
+    if isinstance(options, dict):
+        values = [*values, *(options.get("dryRun") or [])]
+    for value in values:
+        if value != "All":
+            raise BadRequestError(f'Invalid dry run value "{value}"; the only one is "All"')
+    return bool(values)
+
+
+def _no_dry_run(request: web.Request, resource: str) -> None:
+    """Refuse a dry run of a write the simulated cluster cannot answer without storing it."""
+    if _dry_run(request):
+        raise BadRequestError(f"dry run of {resource} is not supported by the simulated "
+                              "cluster")
 
 
 def _nothing() -> None:

@@ -178,6 +178,16 @@ class TooManyRequestsError(ApiError):
     code, reason = 429, "TooManyRequests"
 
 
+def check_replicas(name: str, replicas: int) -> None:
+    """The apiserver's validation of a scale: `InvalidError` with its cause below 0."""
+    if replicas < 0:
+        message = f"Invalid value: {replicas}: must be greater than or equal to 0"
+        raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: {message}',
+                           details={"name": name, "group": "autoscaling", "kind": "Scale",
+                                    "causes": [{"reason": "FieldValueInvalid",
+                                                "message": message, "field": "spec.replicas"}]})
+
+
 class InternalError(ApiError):
     code, reason = 500, "InternalError"
 
@@ -706,10 +716,7 @@ class KubeState:
         d = self.deployment(namespace, name)
         # The scale subresource is stored as the Deployment: its conflicts name deployments.apps.
         self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
-        if replicas < 0:
-            raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid '
-                               f"value: {replicas}: must be greater than or equal to 0",
-                               details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        check_replicas(name, replicas)
         if replicas != d.replicas:
             d.replicas = replicas
             d.generation += 1
@@ -888,8 +895,9 @@ class KubeState:
             self._reconcile(owner)
         return pod
 
-    def evict(self, namespace: str, name: str) -> Pod:
-        """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it."""
+    def evict(self, namespace: str, name: str, *, dry_run: bool = False) -> Pod:
+        """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it. A dry
+        run checks the budgets and deletes nothing."""
         pod = self.pod(namespace, name)
         for pdb in self.pdbs(namespace):
             if not all(pod.labels.get(k) == v for k, v in pdb.selector.items()):
@@ -904,7 +912,7 @@ class KubeState:
                         "message": f"The disruption budget {pdb.name} needs "
                                    f"{pdb.min_available} healthy pods and has {healthy} "
                                    "currently"}]})
-        return self.delete_pod(namespace, name)
+        return pod if dry_run else self.delete_pod(namespace, name)
 
     # -- PDBs, HPAs, ScaledObjects -----------------------------------------------------------
 
