@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -346,10 +347,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         live, show = rich_view(Console())
 
     async def main() -> DemoResult:
+        # Ctrl-C (or SIGTERM) ends the demo as its duration would: with the reaction times.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         return await run_demo(shipped=args.config, trace=trace, speed=args.speed,
                               duration=args.duration, metrics_port=args.metrics_port,
                               kubeconfig_out=args.kubeconfig_out,
-                              peak_replicas=args.peak_replicas, seed=args.seed, show=show)
+                              peak_replicas=args.peak_replicas, seed=args.seed, show=show,
+                              stop=stop)
 
     try:
         if live is not None:
@@ -360,6 +367,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
         return 130
+    if result.failure is not None:
+        print(f"demo: the daemon stopped: {result.failure}", file=sys.stderr)
+        return 1
     p50, p99 = percentile(result.reactions, 0.5), percentile(result.reactions, 0.99)
     print(f"demo: {result.duration:.0f}s, {result.scale_writes} scale writes, "
           f"{len(result.reactions)} reactions (threshold crossed -> scale request, real "

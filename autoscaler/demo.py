@@ -265,12 +265,15 @@ class DemoResult:
     reactions: list[float]
     scale_writes: int
     duration: float
+    #: Why the daemon stopped before its time (a task that failed), if it did.
+    failure: str | None = None
 
 
 async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float,
                    metrics_port: int, kubeconfig_out: Path | None, peak_replicas: int,
-                   seed: int, show: Any) -> DemoResult:
-    """Serve the simulated cluster, run the daemon against it for `duration` real seconds.
+                   seed: int, show: Any, stop: asyncio.Event | None = None) -> DemoResult:
+    """Serve the simulated cluster, run the daemon against it for `duration` real seconds or
+    until `stop` is set (Ctrl-C).
 
     `show(cluster, daemon, info)` is called twice a second (the live view, or plain lines).
     """
@@ -309,7 +312,8 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
                                    metrics_host="127.0.0.1", metrics_port=metrics_port,
                                    identity="demo-daemon", probe_overrides=overrides,
                                    pod_prober=HealthyPods()) as daemon:
-                result = await _play(cluster, daemon, duration=duration, info=info, show=show)
+                result = await _play(cluster, daemon, duration=duration, info=info, show=show,
+                                     stop=stop or asyncio.Event())
         finally:
             for server in servers:
                 await server.stop()
@@ -317,7 +321,7 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
 
 
 async def _play(cluster: DemoCluster, daemon: Daemon, *, duration: float,
-                info: Mapping[str, Any], show: Any) -> DemoResult:
+                info: Mapping[str, Any], show: Any, stop: asyncio.Event) -> DemoResult:
     async def drive() -> None:
         while True:
             cluster.step()
@@ -333,16 +337,18 @@ async def _play(cluster: DemoCluster, daemon: Daemon, *, duration: float,
     runner = asyncio.create_task(daemon.run(), name="daemon")
     helpers = [asyncio.create_task(drive(), name="driver"),
                asyncio.create_task(view(), name="view")]
+    stopped = asyncio.create_task(stop.wait(), name="stop")
     try:
-        await asyncio.wait({runner}, timeout=duration)
+        await asyncio.wait({runner, stopped}, timeout=duration,
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
         daemon.stop()
         await runner
-        for task in helpers:
+        for task in (*helpers, stopped):
             task.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await asyncio.gather(*helpers, stopped, return_exceptions=True)
     writes = _scale_writes(daemon)
-    return DemoResult(cluster.reactions, writes, time.monotonic() - started)
+    return DemoResult(cluster.reactions, writes, time.monotonic() - started, daemon.failure)
 
 
 def _scale_writes(daemon: Daemon) -> int:
@@ -377,6 +383,9 @@ def plain_view() -> Any:
         now = time.monotonic()
         if now - last[0] < 5:
             return
+        if not last[0]:
+            print(f"kubeconfig {info['kubeconfig']}   redis {info['redis']}   "
+                  f"mysql {info['mysql']}", flush=True)
         last[0] = now
         deps = " ".join(f"{n}={'up' if s.health.value == 'up' else s.health.value}"
                         for n, s in sorted(daemon.store.dependencies.items()))
