@@ -217,8 +217,12 @@ class ClusterModel:
         self._scale(replicas, at=0.0, started=True)
         self.queue = 0.0  # api: requests waiting; worker: topic backlog (messages)
         self.published = 0.0  # worker: messages published to the topic so far (msgInCounter)
-        self._in_window: deque[float] = deque(maxlen=rate_window)
-        self._out_window: deque[float] = deque(maxlen=rate_window)
+        # The trace starts in a running cluster, sized for its first rate (`replicas`): the
+        # rates read at the start are that rate's, as Prometheus and Pulsar would report them,
+        # not a rise from nothing.
+        first = self.demand(0)
+        self._in_window: deque[float] = deque([first] * rate_window, maxlen=rate_window)
+        self._out_window: deque[float] = deque([first] * rate_window, maxlen=rate_window)
         self.scores = Scores()
         self.timeline = Timeline() if record_timeline else None
         self.scale_log: list[tuple[float, int, int]] = []
