@@ -529,12 +529,13 @@ class _KubeApi:
     # -- generic list and watch --------------------------------------------------------------
 
     @staticmethod
-    def _selectors(request: web.Request) -> tuple[LabelSelector, FieldSelector]:
+    def _selectors(request: web.Request,
+                   resource: str) -> tuple[LabelSelector, FieldSelector]:
         return (LabelSelector.parse(request.query.get("labelSelector")),
-                FieldSelector.parse(request.query.get("fieldSelector")))
+                FieldSelector.parse(request.query.get("fieldSelector")).supported_by(resource))
 
     async def list_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target.resource)
         rt = self._resource_type(target)
         items = [o for o in self.state.objects_json(target.plural, target.namespace)
                  if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
@@ -561,7 +562,7 @@ class _KubeApi:
         No resourceVersion (or "0") starts with a synthetic ADDED per existing object; a
         compacted one gets a single ERROR event carrying a 410 Status, then the stream ends.
         """
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target.resource)
         try:
             timeout = float(request.query.get("timeoutSeconds", DEFAULT_WATCH_SECONDS))
             rv_text = request.query.get("resourceVersion", "")
@@ -625,7 +626,7 @@ class _KubeApi:
     # -- core/v1 -----------------------------------------------------------------------------
 
     async def list_namespaces(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, "namespaces")
         items = [self.state.namespace_json(n) for n in self.state.namespaces()]
         items = [o for o in items if labels.matches(o["metadata"]["labels"]) and fields.matches(o)]
         return _json_response(_list("Namespace", "v1", self.state.resource_version, items))
@@ -667,7 +668,7 @@ class _KubeApi:
         return _json_response(self.state.event_json(event), status=201)
 
     async def list_events_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, "events")
         items = [self.state.event_v1_json(e) for e in self.state.events(target.namespace)]
         items = [o for o in items
                  if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
@@ -800,7 +801,7 @@ class _KubeApi:
 
     async def list_pod_metrics(self, request: web.Request,
                                target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, "pods.metrics.k8s.io")
         pods = [p for ns in ([target.namespace] if target.namespace
                              else list(self.state.namespaces()))
                 for p in self.state.pod_metrics(ns, labels)]

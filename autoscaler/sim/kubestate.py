@@ -407,6 +407,31 @@ class FieldSelector:
     def matches(self, obj: Mapping[str, Any]) -> bool:
         return all((_field(obj, path) == value) == equal for path, equal, value in self.terms)
 
+    def supported_by(self, resource: str) -> FieldSelector:
+        """Itself, when each field is one the apiserver selects `resource` by; else the 400 it
+        answers (`field label not supported: <field>`)."""
+        allowed = FIELD_LABELS.get(resource, frozenset()) | {"metadata.name",
+                                                              "metadata.namespace"}
+        for path, _, _ in self.terms:
+            if path not in allowed:
+                raise BadRequestError(f"field label not supported: {path}")
+        return self
+
+
+#: The fields besides metadata.name and metadata.namespace that the apiserver selects each
+#: resource by (its `GetAttrs` / field label conversion funcs); the others take none.
+FIELD_LABELS: dict[str, frozenset[str]] = {
+    "pods": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                       "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+                       "status.podIP", "status.podIPs", "status.nominatedNodeName"}),
+    "events": frozenset({"involvedObject.kind", "involvedObject.namespace",
+                         "involvedObject.name", "involvedObject.uid",
+                         "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                         "involvedObject.fieldPath", "reason", "reportingComponent", "source",
+                         "type"}),
+    "namespaces": frozenset({"status.phase"}),
+}
+
 
 # ---------------------------------------------------------------------------------------------
 # Objects.

@@ -96,3 +96,14 @@ async def test_annotate_pauses_the_deployment(served: Served, kubectl: Kubectl) 
 async def test_get_hpa_and_pdb(kubectl: Kubectl) -> None:
     assert "legacy-hpa" in await kubectl("get", "hpa")
     assert "api-pdb" in await kubectl("get", "pdb")
+
+
+async def test_a_field_selector_the_apiserver_does_not_support_is_a_bad_request(
+        served: Served, kubectl: Kubectl) -> None:
+    running = await kubectl("get", "pods", "--field-selector", "status.phase=Running", "-o",
+                            "name")
+    assert running.split() and all(line.startswith("pod/") for line in running.split())
+    for resource, field in (("pods", "bogus.field"), ("deploy", "status.phase"),
+                            ("lease", "spec.holderIdentity")):
+        with pytest.raises(AssertionError, match=f"field label not supported: {field}"):
+            await kubectl("get", resource, "--field-selector", f"{field}=x")
