@@ -319,18 +319,31 @@ def wants_table(request: web.Request, resource: str) -> bool:
     return resource in _TABLES and "as=Table" in request.headers.get("Accept", "")
 
 
-def table(resource: str, objects: Iterable[JSON], rv: int, now: float) -> JSON:
-    """A `meta.k8s.io/v1` Table of `objects`, each row carrying its metadata."""
+def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
+          include: str = "Metadata") -> JSON:
+    """A `meta.k8s.io/v1` Table of `objects`. Each row carries what `includeObject` asks for:
+    the object's metadata (the default), the whole object (kubectl's `--sort-by` sorts on it),
+    or nothing."""
+    if include not in ("Metadata", "Object", "None"):
+        raise BadRequestError(f'invalid includeObject "{include}": Metadata, Object or None')
     columns, cells = _TABLES[resource]
+
+    def row(obj: JSON) -> JSON:
+        out: JSON = {"cells": cells(obj, now)}
+        if include == "Object":
+            out["object"] = obj
+        elif include == "Metadata":
+            out["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": obj["metadata"]}
+        return out
+
     return {
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": str(rv)},
         "columnDefinitions": [{"name": name, "type": type_, "format": "name" if i == 0 else "",
                                "description": "", "priority": priority}
                               for i, (name, type_, priority) in enumerate(columns)],
-        "rows": [{"cells": cells(obj, now),
-                  "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": obj["metadata"]}} for obj in objects],
+        "rows": [row(obj) for obj in objects],
     }
 
 
@@ -540,16 +553,17 @@ class _KubeApi:
         items = [o for o in self.state.objects_json(target.plural, target.namespace)
                  if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
         if wants_table(request, target.plural):
-            return self._table(target.plural, items)
+            return self._table(request, target.plural, items)
         return _json_response(_list(rt.kind, rt.api_version, self.state.resource_version, items))
 
-    def _table(self, resource: str, objects: Iterable[JSON]) -> web.Response:
+    def _table(self, request: web.Request, resource: str, objects: Iterable[JSON]) -> web.Response:
         return _json_response(table(resource, objects, self.state.resource_version,
-                                    self.state.wall()))
+                                    self.state.wall(),
+                                    include=request.query.get("includeObject", "Metadata")))
 
     def _object(self, request: web.Request, resource: str, obj: JSON) -> web.Response:
         """One object, or a one-row Table when kubectl asks for one."""
-        return self._table(resource, [obj]) if wants_table(request, resource) \
+        return self._table(request, resource, [obj]) if wants_table(request, resource) \
             else _json_response(obj)
 
     def _resource_type(self, target: _Target) -> ResourceType:
@@ -571,6 +585,7 @@ class _KubeApi:
             raise BadRequestError(f"invalid watch parameter: {exc}") from None
         queue: asyncio.Queue[JSON | None] = asyncio.Queue()
         as_table = wants_table(request, target.plural)
+        include = request.query.get("includeObject", "Metadata")
 
         def wanted(obj: JSON) -> bool:
             return labels.matches(obj["metadata"].get("labels", {})) and fields.matches(obj)
@@ -578,7 +593,7 @@ class _KubeApi:
         def send(type_: str, obj: JSON) -> None:
             # kubectl get -w asks for Tables: each event then carries a one-row Table.
             shown = table(target.plural, [obj], self.state.resource_version,
-                          self.state.wall()) if as_table else obj
+                          self.state.wall(), include=include) if as_table else obj
             queue.put_nowait({"type": type_, "object": shown})
 
         def on_event(event: WatchEvent) -> None:

@@ -107,3 +107,15 @@ async def test_a_field_selector_the_apiserver_does_not_support_is_a_bad_request(
                             ("lease", "spec.holderIdentity")):
         with pytest.raises(AssertionError, match=f"field label not supported: {field}"):
             await kubectl("get", resource, "--field-selector", f"{field}=x")
+
+
+async def test_sort_by_a_field_of_the_object_lists_every_row(served: Served,
+                                                               kubectl: Kubectl) -> None:
+    # --sort-by asks for includeObject=Object and sorts on the whole object of each row.
+    rows = (await kubectl("get", "deploy", "--sort-by=.spec.replicas",
+                          "-o", "custom-columns=NAME:.metadata.name,R:.spec.replicas",
+                          "--no-headers")).split("\n")
+    replicas = [int(line.split()[1]) for line in rows if line.strip()]
+    assert len(replicas) == len(served.state.deployments(NS)) and replicas == sorted(replicas)
+    events = await kubectl("get", "events", "--sort-by=.lastTimestamp")
+    assert "SuccessfulRescale" in events
