@@ -147,6 +147,7 @@ class DemoCluster:
             for pod in self.kube.workload_pods(self.namespace, name):
                 if not pod.ready:
                     self.kube.mark_ready(self.namespace, pod.name, True)
+                self.kube.set_cpu_usage(self.namespace, pod.name, pod.cpu_request_milli // 10)
 
     def _sync(self, s: Scaled, t: float) -> None:
         model = s.model
@@ -167,10 +168,16 @@ class DemoCluster:
         ready = sum(p.ready for p in model.deployment.pods)
         pods = sorted(self.kube.workload_pods(self.namespace, s.name),
                       key=lambda p: p.created_wall)
+        # What metrics-server would report (`kubectl top pods`): a tenth of the request idle,
+        # the rest in proportion to the share of the pods' capacity in use.
+        busy = (min(1.0, model.out_rate() / (ready * model.deployment.capacity))
+                if ready else 0.0)
         for i, pod in enumerate(pods):
             want = i < ready
             if pod.ready != want or pod.phase != "Running":
                 self.kube.mark_ready(self.namespace, pod.name, want)
+            load = 0.1 + 0.9 * busy if want else 0.1
+            self.kube.set_cpu_usage(self.namespace, pod.name, round(pod.cpu_request_milli * load))
         if s.query is not None:
             self.prometheus.set(s.query, model.in_rate())
         if s.topic is not None and s.subscription is not None:
