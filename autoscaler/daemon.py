@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 
 from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
-from autoscaler.engine.behavior import record_scale, remember
+from autoscaler.engine.behavior import first_recommendation, record_scale, remember
 from autoscaler.engine.evaluate import DEFAULT_STALE_SECONDS, evaluate
 from autoscaler.engine.gate import dependency_reasons
 from autoscaler.engine.healing import (
@@ -147,6 +147,8 @@ class WorkloadState:
     pod_probes: dict[str, ProbeRecord] = field(default_factory=dict)
     heal_plan: HealingPlan | None = None
     heal_recheck: bool = False
+    #: Evaluated at least once: its history began with the count it had then.
+    seen: bool = False
     #: The last evaluation, when settled (`engine.settled`): until an input changes, the next
     #: ones are skipped. `watched`: the source fields that count as its inputs.
     settled: Settled | None = None
@@ -804,9 +806,13 @@ class Daemon:
         subscription = self._subscription(spec, now)
         seen = None if subscription is None else (subscription.consumers, subscription.backlog)
         version = self.store.version
+        history = state.catch_up()
+        if not state.seen:
+            state.seen = True
+            history = first_recommendation(history, current=status.replicas, now=now)
         started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
-                          dependencies=self.store.dependencies, history=state.catch_up(), now=now,
+                          dependencies=self.store.dependencies, history=history, now=now,
                           staleness=self.staleness, signal_history=self.store.history_view())
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision

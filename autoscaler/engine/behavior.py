@@ -160,6 +160,17 @@ def apply_behavior(
     return BehaviorResult(replicas=final, reason=reason, steps=steps, history=new_history)
 
 
+def first_recommendation(history: ScalingHistory, *, current: int,
+                         now: float) -> ScalingHistory:
+    """HPA `recordInitialRecommendation`: the memory of a workload seen for the first time
+    starts with its current count, so a controller that has just (re)started holds it for a
+    scale-down stabilization window instead of scaling down on its first look."""
+    if history.recommendations:
+        return history
+    return ScalingHistory((TimedValue(now, current),), history.scale_up_events,
+                          history.scale_down_events)
+
+
 def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRules,
              down: ScalingRules) -> ScalingHistory:
     """The history after an evaluation whose raw recommendation was `desired`."""

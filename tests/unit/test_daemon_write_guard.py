@@ -293,6 +293,7 @@ async def test_a_scale_down_waits_for_the_replacement_of_a_restart(tmp_path: Pat
     now = daemon.a.clock.now()
     daemon._take_signals([Signal("wk-0000.backlog", 0.0, now),
                           Signal("wk-0000.in_rate", 0.0, now)])
+    daemon.workloads[WORKLOAD].seen = True  # running for a while: no first-look hold
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert cluster.evictions == ["wk-a"]
     assert decision is not None and decision.action is Action.HOLD

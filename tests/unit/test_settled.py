@@ -201,6 +201,6 @@ def test_skipping_settled_evaluations_changes_no_decision(
     config = "policies/tracardi.yaml" if smoothed else unsmoothed
     with_skips, skipped = _replay(scenario, trace, monkeypatch, skip=True, config=config)
     without, _ = _replay(scenario, trace, monkeypatch, skip=False, config=config)
-    assert skipped > 100  # the replay did skip, and often
+    assert skipped > 50  # the replay did skip, and often
     assert len(with_skips) > 5
     assert with_skips == without
