@@ -363,6 +363,7 @@ class _KubeApi:
             ("", "pods", "watch"): self.watch_generic,
             ("", "pods", "get"): self.get_pod,
             ("", "pods", "delete"): self.delete_pod,
+            ("", "pods", "patch"): self.patch_pod,
             ("", "pods/eviction", "create"): self.create_eviction,
             ("", "events", "list"): self.list_generic,
             ("", "events", "watch"): self.watch_generic,
@@ -663,6 +664,24 @@ class _KubeApi:
         if not _dry_run(request, options):
             self.state.delete_pod(pod.namespace, pod.name)
         return _json_response(body)
+
+    async def patch_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        pod = self.state.pod(_ns(target), _name(target))
+        current = self.state.pod_json(pod)
+        patched = apply_patch(current, await _body(request), request.content_type)
+        meta = patched.get("metadata") or {}
+        if patched.get("spec") != current.get("spec"):
+            message = "Forbidden: the simulated cluster changes a pod's labels and annotations only"
+            raise InvalidError(f'Pod "{pod.name}" is invalid: spec: {message}',
+                               details={"name": pod.name, "kind": "Pod",
+                                        "causes": [{"reason": "FieldValueForbidden",
+                                                    "message": message, "field": "spec"}]})
+        if _dry_run(request):
+            return _json_response(patched)
+        self.state.update_pod_metadata(pod.namespace, pod.name, labels=meta.get("labels") or {},
+                                       annotations=meta.get("annotations") or {},
+                                       resource_version=meta.get("resourceVersion"))
+        return _json_response(self.state.pod_json(pod))
 
     async def create_eviction(self, request: web.Request, target: _Target) -> web.StreamResponse:
         body = await _body(request)

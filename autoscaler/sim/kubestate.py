@@ -76,7 +76,7 @@ DEPLOYMENTS = ResourceType("deployments", "Deployment", "apps", short_names=("de
 SCALE = ResourceType("deployments/scale", "Scale", "autoscaling", "v1",
                      verbs=("get", "patch", "update"))
 PODS = ResourceType("pods", "Pod", short_names=("po",),
-                    verbs=("delete", "get", "list", "watch"), singular="pod")
+                    verbs=("delete", "get", "list", "patch", "watch"), singular="pod")
 EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("create",))
 EVENTS = ResourceType("events", "Event", short_names=("ev",),
                       verbs=("create", "get", "list", "watch"), singular="event")
@@ -485,6 +485,7 @@ class Pod:
     waiting_reason: str = "ContainerCreating"
     last_exit_wall: float | None = None
     cpu_usage_milli: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def container(self) -> str:
@@ -861,6 +862,17 @@ class KubeState:
         owner = self._deployments.get((pod.namespace, pod.owner))
         if owner is not None:
             self._refresh_status(owner)
+
+    def update_pod_metadata(self, namespace: str, name: str, *, labels: Mapping[str, str],
+                            annotations: Mapping[str, str],
+                            resource_version: str | int | None = None) -> Pod:
+        """A labels/annotations patch of a pod (kubectl label, annotate)."""
+        pod = self.pod(namespace, name)
+        self._check_rv(PODS, name, pod.resource_version, resource_version)
+        if dict(labels) != pod.labels or dict(annotations) != pod.annotations:
+            pod.labels, pod.annotations = dict(labels), dict(annotations)
+            self._modified_pod(pod)
+        return pod
 
     def mark_ready(self, namespace: str, name: str, ready: bool) -> Pod:
         """The model's verdict: the container runs and its readiness is `ready`.
@@ -1278,6 +1290,7 @@ class KubeState:
                            "controller": True, "blockOwnerDeletion": True}]
         meta = self._meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
                           rv=pod.resource_version, created=pod.created_wall, labels=pod.labels,
+                          annotations=pod.annotations,
                           generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-")
         if owner_refs:
             meta["ownerReferences"] = owner_refs

@@ -61,3 +61,18 @@ async def test_a_negative_scale_names_the_field_and_the_value(served: Served,
         await kubectl("patch", f"deploy/{API}", "--subresource=scale", "-p",
                       '{"spec":{"replicas":-1}}')
     assert served.state.deployment(NS, API).replicas == 3
+
+
+async def test_a_pod_is_labelled_and_annotated_but_its_spec_stays(served: Served,
+                                                                   kubectl: Kubectl) -> None:
+    pod = served.state.workload_pods(NS, API)[0]
+    await kubectl("annotate", f"pod/{pod.name}",
+                  "controller.kubernetes.io/pod-deletion-cost=-100")
+    await kubectl("label", f"pod/{pod.name}", "debug=true")
+    shown = json.loads(await kubectl("get", f"pod/{pod.name}", "-o", "json"))
+    assert shown["metadata"]["annotations"] == {
+        "controller.kubernetes.io/pod-deletion-cost": "-100"}
+    assert shown["metadata"]["labels"]["debug"] == "true"
+    with pytest.raises(AssertionError, match=r'Pod "[^"]+" is invalid: spec: Forbidden'):
+        await kubectl("patch", f"pod/{pod.name}", "-p",
+                      '{"spec":{"containers":[{"name":"x","image":"y"}]}}')
