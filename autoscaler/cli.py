@@ -321,7 +321,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1) if args.json else format_explain(report))
-    return 0
+    # A workload whose Deployment could not be read was not explained: say so in the code too.
+    return 1 if any(w["decision"] is None for w in report["workloads"]) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -396,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     run = sub.add_parser("run", help="run the daemon against a Kubernetes cluster")
-    run.add_argument("--config", type=Path, default=Path("/etc/tracardi-autoscaler/config.yaml"))
+    run.add_argument("--config", type=Path, default=Path("/etc/tracardi-autoscaler/config.yaml"),
+                     help="default: %(default)s (the ConfigMap that deploy/ mounts)")
     run.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
     run.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
     run.add_argument("--metrics-host", default="0.0.0.0")
@@ -409,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     explain = sub.add_parser("explain", help="one dry evaluation of every workload, explained")
-    explain.add_argument("--config", type=Path, default=default_config_path())
+    explain.add_argument("--config", type=Path, default=default_config_path(),
+                         help="default: the shipped %(default)s; pass the one `run` uses")
     explain.add_argument("--kubeconfig")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)

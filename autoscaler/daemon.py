@@ -149,6 +149,8 @@ class WorkloadState:
     heal_recheck: bool = False
     #: Evaluated at least once: its history began with the count it had then.
     seen: bool = False
+    #: Why its Deployment could not be read at the last evaluation, if it could not.
+    read_error: str | None = None
     #: The last evaluation, when settled (`engine.settled`): until an input changes, the next
     #: ones are skipped. `watched`: the source fields that count as its inputs.
     settled: Settled | None = None
@@ -797,7 +799,9 @@ class Daemon:
             log.warning("workload_read_failed", workload=spec.key, error=str(exc))
             reason = getattr(exc, "reason", "") or type(exc).__name__
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
+            state.read_error = f"{reason}: {exc}"
             return None
+        state.read_error = None
         now = clock.now()
         if self._skip(state, status, now):
             return state.decision

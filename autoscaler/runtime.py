@@ -321,6 +321,7 @@ def explain_report(daemon: Daemon) -> dict[str, Any]:
             "decision": (None if d is None else
                          {"action": d.action.value, "current": d.current,
                           "desired": d.desired, "reasons": list(d.reasons)}),
+            "error": state.read_error,
         })
     return {"workloads": out}
 
@@ -350,5 +351,6 @@ def format_explain(report: Mapping[str, Any]) -> str:
             lines.append(f"  decision    {d['action']:<28} {d['current']} -> {d['desired']}  "
                          f"{'; '.join(d['reasons'])}")
         else:
-            lines.append("  decision    none: the Deployment could not be read (see the log)")
+            lines.append("  decision    none: the Deployment could not be read: "
+                         f"{w.get('error') or 'see the log'}")
     return "\n".join(lines)

@@ -144,3 +144,22 @@ def test_bench_refuses_a_config_without_the_scenarios_workload_before_it_runs(
     assert code == 2
     assert err.strip() == f"{config}: no workload with a 'backlog' policy on a PulsarSource source"
     assert out == ""
+
+
+async def test_explain_names_why_a_deployment_could_not_be_read(tmp_path: Path) -> None:
+    from autoscaler.runtime import explain_report, format_explain  # noqa: PLC0415
+
+    class _ForbiddenError(Exception):
+        reason = "Forbidden"
+
+    class _Cluster:
+        async def get_workload(self, namespace: str, deployment: str) -> None:
+            raise _ForbiddenError('deployments.apps "wk-0000" is forbidden')
+
+    daemon = bench_daemon(tmp_path, _Cluster())
+    await daemon.explain()
+    [workload] = explain_report(daemon)["workloads"]
+    assert workload["decision"] is None
+    assert workload["error"] == 'Forbidden: deployments.apps "wk-0000" is forbidden'
+    assert ("decision    none: the Deployment could not be read: Forbidden: deployments.apps"
+            in format_explain({"workloads": [workload]}))
