@@ -419,6 +419,9 @@ class _KubeApi:
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
+        if parts in (["healthz"], ["readyz"], ["livez"]) and request.method == "GET":
+            # The apiserver's health endpoints: plain "ok" (`kubectl get --raw /readyz`).
+            return web.Response(text="ok", content_type="text/plain")
         groups = self._groups()
         discovery = (parts in (["version"], ["api"], ["api", "v1"], ["apis"])
                      or (parts[:1] == ["apis"] and len(parts) in (2, 3)))

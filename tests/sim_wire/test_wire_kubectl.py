@@ -119,3 +119,8 @@ async def test_sort_by_a_field_of_the_object_lists_every_row(served: Served,
     assert len(replicas) == len(served.state.deployments(NS)) and replicas == sorted(replicas)
     events = await kubectl("get", "events", "--sort-by=.lastTimestamp")
     assert "SuccessfulRescale" in events
+
+
+async def test_the_health_endpoints_answer_ok(kubectl: Kubectl) -> None:
+    for path in ("/healthz", "/readyz", "/livez"):
+        assert (await kubectl("get", "--raw", path)).strip() == "ok"
