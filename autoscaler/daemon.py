@@ -91,6 +91,15 @@ GC_HOLD_SECONDS = 0.5
 EVENTS_IN_FLIGHT = 100
 
 
+def _cancel_if_asked() -> None:
+    """End the running task if it was cancelled and a client library swallowed the
+    CancelledError: aiomysql and redis-py, cancelled at some points of a check, return its
+    result instead, and the task would sleep a whole period past a stop or reload."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _instead(decision: Decision, action: Action, *reasons: str) -> Decision:
     """`decision` turned into a hold or freeze at its current count, with `reasons` first."""
     return replace(decision, action=action, desired=decision.current,
@@ -452,6 +461,7 @@ class Daemon:
                                   error=f"timeout after {timeout:g}s")
                            for f in SOURCE_FIELDS[cfg.kind]]
             self._take_signals(signals)
+            _cancel_if_asked()
             await clock.sleep(max(0.0, cfg.poll_seconds - (clock.now() - started)))
 
     def _take_signals(self, signals: Sequence[Signal]) -> None:
@@ -500,6 +510,7 @@ class Daemon:
         while True:
             started = clock.now()
             await self._check(probe)
+            _cancel_if_asked()
             await clock.sleep(max(0.0, cfg.period_seconds - (clock.now() - started)))
 
     async def _check_since(self, probe: Probe, since: float) -> None:
