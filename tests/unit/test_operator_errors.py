@@ -163,3 +163,22 @@ async def test_explain_names_why_a_deployment_could_not_be_read(tmp_path: Path) 
     assert workload["error"] == 'Forbidden: deployments.apps "wk-0000" is forbidden'
     assert ("decision    none: the Deployment could not be read: Forbidden: deployments.apps"
             in format_explain({"workloads": [workload]}))
+
+
+def test_check_into_a_pipe_that_closes_early_prints_no_traceback(tmp_path: Path) -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from autoscaler.cli import default_config_path  # noqa: PLC0415
+
+    files = [str(default_config_path())] * 400  # well over a pipe buffer of output
+    proc = subprocess.Popen([sys.executable, "-m", "autoscaler.cli", "check", *files],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert first.endswith(b"ok, 6 workload(s), 4 dependencies, 4 sources\n")
+    assert "Traceback" not in err and "BrokenPipeError" not in err
