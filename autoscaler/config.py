@@ -815,4 +815,9 @@ def _warnings(config: Config, lines: Mapping[Loc, int], path: str) -> list[str]:
         if not w.requires:
             warn((*base, "requires"),
                  "requires no dependency: it will scale and heal through outages")
+        if w.namespace is not None and w.namespace != config.daemon.namespace:
+            warn((*base, "namespace"),
+                 f"namespace {w.namespace!r} is not daemon.namespace "
+                 f"({config.daemon.namespace!r}): the Role in deploy/ grants the daemon that "
+                 "namespace only; add a Role and RoleBinding there, or it gets 403")
     return out

@@ -268,3 +268,12 @@ def test_an_inline_secret_points_to_a_setting_that_exists(key: str, use: str) ->
     # and the setting it names is one the config takes
     ref = use.removesuffix("_env")
     parse_config(text.replace(f"{key}: abc", f"{ref}_env: ES_SECRET"))
+
+
+def test_a_workload_outside_the_daemons_namespace_is_warned_of_its_rbac() -> None:
+    text = config().replace("workloads:\n  api:\n", "workloads:\n  api:\n    namespace: other\n")
+    assert "namespace: other" in text
+    [warning] = parse_config(text, path="c.yaml").warnings
+    assert re.match(r"^c\.yaml:\d+: warning: workloads\.api\.namespace: namespace 'other' "
+                    r"is not daemon\.namespace \('tracardi'\): the Role in deploy/ grants",
+                    warning), warning
