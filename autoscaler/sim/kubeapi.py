@@ -54,7 +54,7 @@ DEFAULT_WATCH_SECONDS = 1800.0
 #: Served group-versions and their resources (subresources as `plural/sub`), in discovery order.
 _CORE_RESOURCES = (ks.NAMESPACES, ks.PODS, ks.EVICTION, ks.EVENTS)
 _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
-    "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE)),
+    "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE, ks.REPLICA_SETS)),
     "events.k8s.io": ("v1", (ks.EVENTS_V1,)),
     "autoscaling": ("v2", (ks.HPAS,)),
     "policy": ("v1", (ks.PDBS,)),
@@ -62,7 +62,8 @@ _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "metrics.k8s.io": ("v1beta1", (ks.POD_METRICS,)),
     "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
 }
-_CATEGORIES = {"pods": ["all"], "deployments": ["all"], "horizontalpodautoscalers": ["all"]}
+_CATEGORIES = {"pods": ["all"], "deployments": ["all"], "replicasets": ["all"],
+               "horizontalpodautoscalers": ["all"]}
 
 _PATCH_TYPES = frozenset({
     "application/json-patch+json", "application/merge-patch+json",
@@ -279,6 +280,14 @@ def _deployment_cells(d: JSON, now: float) -> list[Any]:
             ks.selector_string(d["spec"]["selector"]["matchLabels"])]
 
 
+def _replica_set_cells(rs: JSON, now: float) -> list[Any]:
+    status, containers = rs["status"], rs["spec"]["template"]["spec"]["containers"]
+    return [rs["metadata"]["name"], rs["spec"]["replicas"], status.get("replicas", 0),
+            status.get("readyReplicas", 0), _age(rs, now),
+            ",".join(c["name"] for c in containers), ",".join(c["image"] for c in containers),
+            ks.selector_string(rs["spec"]["selector"]["matchLabels"])]
+
+
 def _event_cells(ev: JSON, now: float) -> list[Any]:
     involved = ev["involvedObject"]
     return [_age(ev, now, "lastTimestamp"), ev["type"], ev["reason"],
@@ -303,6 +312,9 @@ _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]
                      ("Up-to-date", "integer", 0), ("Available", "integer", 0),
                      ("Age", "string", 0), ("Containers", "string", 1),
                      ("Images", "string", 1), ("Selector", "string", 1)), _deployment_cells),
+    "replicasets": ((("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
+                     ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
+                     ("Images", "string", 1), ("Selector", "string", 1)), _replica_set_cells),
     "events": ((("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
                 ("Object", "string", 0), ("Message", "string", 0)), _event_cells),
     "leases": ((("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)),
@@ -373,6 +385,8 @@ class _KubeApi:
             ("apps", "deployments", "watch"): self.watch_generic,
             ("apps", "deployments", "get"): self.get_deployment,
             ("apps", "deployments", "patch"): self.patch_deployment,
+            ("apps", "replicasets", "list"): self.list_generic,
+            ("apps", "replicasets", "get"): self.get_replica_set,
             ("apps", "deployments/scale", "get"): self.get_scale,
             ("apps", "deployments/scale", "update"): self.update_scale,
             ("apps", "deployments/scale", "patch"): self.patch_scale,
@@ -721,6 +735,10 @@ class _KubeApi:
     async def get_deployment(self, request: web.Request, target: _Target) -> web.StreamResponse:
         d = self.state.deployment(_ns(target), _name(target))
         return self._object(request, "deployments", self.state.deployment_json(d))
+
+    async def get_replica_set(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        d = self.state.replica_set(_ns(target), _name(target))
+        return self._object(request, "replicasets", self.state.replica_set_json(d))
 
     async def patch_deployment(self, request: web.Request,
                                target: _Target) -> web.StreamResponse:

@@ -75,6 +75,8 @@ DEPLOYMENTS = ResourceType("deployments", "Deployment", "apps", short_names=("de
                            verbs=("get", "list", "watch", "patch"), singular="deployment")
 SCALE = ResourceType("deployments/scale", "Scale", "autoscaling", "v1",
                      verbs=("get", "patch", "update"))
+REPLICA_SETS = ResourceType("replicasets", "ReplicaSet", "apps", short_names=("rs",),
+                            verbs=("get", "list"), singular="replicaset")
 PODS = ResourceType("pods", "Pod", short_names=("po",),
                     verbs=("delete", "get", "list", "patch", "watch"), singular="pod")
 EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("create",))
@@ -1170,6 +1172,47 @@ class KubeState:
             meta["annotations"] = dict(annotations)
         return meta
 
+    def replica_set(self, namespace: str, name: str) -> Deployment:
+        """The Deployment whose one ReplicaSet is `name` (`<deployment>-<template hash>`)."""
+        for d in self.deployments(namespace):
+            if f"{d.name}-{d.template_hash}" == name:
+                return d
+        raise not_found(REPLICA_SETS, name)
+
+    def replica_set_json(self, d: Deployment) -> JSON:
+        """The Deployment's ReplicaSet: one per Deployment, revision 1, as the simulated
+        cluster has no rollouts. Its template is the Deployment's with the pod-template-hash
+        label, so kubectl finds it as the new one (`describe`, `rollout history`)."""
+        deployment = self.deployment_json(d)
+        pods = self._deployment_pods(d)
+        ready = sum(p.ready for p in pods)
+        labels = {**d.selector, POD_TEMPLATE_HASH: d.template_hash}
+        template = deployment["spec"]["template"]
+        template = {**template, "metadata": {
+            **template["metadata"],
+            "labels": {**template["metadata"]["labels"], POD_TEMPLATE_HASH: d.template_hash}}}
+        status: JSON = {"replicas": len(pods), "observedGeneration": 1}
+        for key, value in (("fullyLabeledReplicas", len(pods)), ("readyReplicas", ready),
+                           ("availableReplicas", ready)):
+            if value:
+                status[key] = value
+        surge = -(-d.replicas // 4)  # maxSurge 25 % rounds up
+        meta = self._meta(
+            name=f"{d.name}-{d.template_hash}", namespace=d.namespace,
+            uid=str(uuid.uuid5(uuid.NAMESPACE_OID, d.uid)), rv=d.resource_version,
+            created=d.created_wall, labels=labels,
+            annotations={"deployment.kubernetes.io/desired-replicas": str(d.replicas),
+                         "deployment.kubernetes.io/max-replicas": str(d.replicas + surge),
+                         "deployment.kubernetes.io/revision": "1"},
+            generation=1)
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": d.name, "uid": d.uid, "controller": True,
+                                    "blockOwnerDeletion": True}]
+        return {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": meta,
+                "spec": {"replicas": d.replicas, "selector": {"matchLabels": labels},
+                         "template": template},
+                "status": status}
+
     def deployment_json(self, d: Deployment) -> JSON:
         pods = self._deployment_pods(d)
         ready = sum(p.ready for p in pods)
@@ -1443,6 +1486,8 @@ class KubeState:
         """The wire objects of a watchable resource, for a list or a watch's initial state."""
         if resource == "deployments":
             return [self.deployment_json(d) for d in self.deployments(namespace)]
+        if resource == "replicasets":
+            return [self.replica_set_json(d) for d in self.deployments(namespace)]
         if resource == "pods":
             return [self.pod_json(p) for p in self.pods(namespace)]
         if resource == "events":

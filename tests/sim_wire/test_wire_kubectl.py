@@ -124,3 +124,21 @@ async def test_sort_by_a_field_of_the_object_lists_every_row(served: Served,
 async def test_the_health_endpoints_answer_ok(kubectl: Kubectl) -> None:
     for path in ("/healthz", "/readyz", "/livez"):
         assert (await kubectl("get", "--raw", path)).strip() == "ok"
+
+
+async def test_each_deployment_has_the_replicaset_its_pods_name(served: Served,
+                                                                kubectl: Kubectl) -> None:
+    listed = json.loads(await kubectl("get", "rs", "-o", "json"))
+    by_owner = {rs["metadata"]["ownerReferences"][0]["name"]: rs for rs in listed["items"]}
+    assert set(by_owner) == {API, WORKER}
+    pod = served.state.workload_pods(NS, API)[0]
+    owner = json.loads(await kubectl("get", f"pod/{pod.name}", "-o", "json"))[
+        "metadata"]["ownerReferences"][0]
+    rs = by_owner[API]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "ReplicaSet", rs["metadata"]["name"], rs["metadata"]["uid"])
+    assert rs["spec"]["replicas"] == served.state.deployment(NS, API).replicas
+    described = await kubectl("describe", f"deploy/{API}")
+    assert f"NewReplicaSet:   {rs['metadata']['name']}" in described
+    history = await kubectl("rollout", "history", f"deploy/{API}")
+    assert any(line.split() == ["1", "<none>"] for line in history.splitlines()), history
