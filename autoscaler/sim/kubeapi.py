@@ -62,8 +62,10 @@ _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "metrics.k8s.io": ("v1beta1", (ks.POD_METRICS,)),
     "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
 }
-_CATEGORIES = {"pods": ["all"], "deployments": ["all"], "replicasets": ["all"],
-               "horizontalpodautoscalers": ["all"]}
+#: `kubectl get all`: the kinds in the "all" category, by (group, plural).
+_CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
+               ("apps", "replicasets"): ["all"],
+               ("autoscaling", "horizontalpodautoscalers"): ["all"]}
 
 _PATCH_TYPES = frozenset({
     "application/json-patch+json", "application/merge-patch+json",
@@ -551,8 +553,8 @@ class _KubeApi:
             entry.update(kind=rt.kind, verbs=list(rt.verbs))
             if rt.short_names:
                 entry["shortNames"] = list(rt.short_names)
-            if rt.plural in _CATEGORIES and own_group != "events.k8s.io":
-                entry["categories"] = _CATEGORIES[rt.plural]
+            if (rt.group, rt.plural) in _CATEGORIES:
+                entry["categories"] = _CATEGORIES[(rt.group, rt.plural)]
             entries.append(entry)
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
                 "resources": entries}

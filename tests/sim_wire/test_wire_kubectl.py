@@ -142,3 +142,10 @@ async def test_each_deployment_has_the_replicaset_its_pods_name(served: Served,
     assert f"NewReplicaSet:   {rs['metadata']['name']}" in described
     history = await kubectl("rollout", "history", f"deploy/{API}")
     assert any(line.split() == ["1", "<none>"] for line in history.splitlines()), history
+
+
+async def test_get_all_lists_the_all_category_and_no_metrics(kubectl: Kubectl) -> None:
+    kinds = {line.split("/")[0] for line in (await kubectl("get", "all", "-o", "name")).split()}
+    assert {"pod", "deployment.apps", "replicaset.apps"} <= kinds
+    assert kinds <= {"pod", "deployment.apps", "replicaset.apps",
+                     "horizontalpodautoscaler.autoscaling"}, kinds
