@@ -180,6 +180,12 @@ class TooManyRequestsError(ApiError):
     code, reason = 429, "TooManyRequests"
 
 
+def _available(replicas: int, ready: int) -> bool:
+    """The Deployment's Available condition: maxUnavailable 25 % rounds down, as the
+    Deployment controller computes it."""
+    return ready >= replicas - replicas // 4
+
+
 def check_replicas(name: str, replicas: int) -> None:
     """The apiserver's validation of a scale: `InvalidError` with its cause below 0."""
     if replicas < 0:
@@ -455,6 +461,9 @@ class Deployment:
     generation: int = 1
     status_key: tuple[int, int, int] = (0, 0, 0)
     status_changed_wall: float = 0.0
+    #: The Available condition: its status, and when it last flipped (lastTransitionTime).
+    available: bool | None = None
+    available_since_wall: float = 0.0
 
     @property
     def paused(self) -> bool:
@@ -818,6 +827,9 @@ class KubeState:
         if key != d.status_key:
             d.status_key = key
             d.status_changed_wall = self.wall()
+            available = _available(d.replicas, key[1])
+            if available is not d.available:  # a flip: the condition's lastTransitionTime
+                d.available, d.available_since_wall = available, d.status_changed_wall
             self._modified_deployment(d)
 
     # -- pods --------------------------------------------------------------------------------
@@ -1222,12 +1234,13 @@ class KubeState:
                            ("unavailableReplicas", max(0, d.replicas - ready))):
             if value:
                 status[key] = value
-        # maxUnavailable 25% rounds down, as the Deployment controller computes it.
-        available = ready >= d.replicas - d.replicas // 4
+        available = _available(d.replicas, ready)
+        since = d.available_since_wall if d.available is available else d.status_changed_wall
         changed = format_time(d.status_changed_wall)
         status["conditions"] = [
             {"type": "Available", "status": "True" if available else "False",
-             "lastUpdateTime": changed, "lastTransitionTime": changed,
+             "lastUpdateTime": changed,
+             "lastTransitionTime": format_time(since),
              "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
              "message": "Deployment has minimum availability." if available
              else "Deployment does not have minimum availability."},

@@ -213,3 +213,29 @@ def test_fault_plan_queues_per_verb_and_resource(state: KubeState) -> None:
     assert state.faults.pending() == 1
     with pytest.raises(ValueError, match="unknown resource"):
         state.faults.inject("get", "deployment", code=500)
+
+
+def test_the_available_condition_moves_its_transition_time_only_when_it_flips(
+        state: KubeState, ticks: Ticks) -> None:
+    def available() -> dict[str, str]:
+        [cond] = [c for c in state.deployment_json(state.deployment(NS, "w"))["status"][
+            "conditions"] if c["type"] == "Available"]
+        return cond
+
+    state.add_deployment(NS, "w", replicas=3)
+    ticks.t += 10
+    for pod in state.workload_pods(NS, "w"):
+        state.mark_ready(NS, pod.name, True)
+    up = available()
+    assert up["status"] == "True"
+    ticks.t += 10
+    state.set_replicas(NS, "w", 4)  # one more pod, not ready yet: 3 of 4 is still available
+    again = available()
+    assert again["status"] == "True"
+    assert again["lastTransitionTime"] == up["lastTransitionTime"]
+    assert again["lastUpdateTime"] != up["lastUpdateTime"]
+    ticks.t += 10
+    state.set_replicas(NS, "w", 8)  # 3 of 8 ready: not available, from now
+    down = available()
+    assert down["status"] == "False"
+    assert down["lastTransitionTime"] == down["lastUpdateTime"] != up["lastTransitionTime"]
