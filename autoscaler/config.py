@@ -98,10 +98,10 @@ class TlsSettings(Frozen):
 
 
 class ProbeTiming(Frozen):
-    period_seconds: float = Field(5.0, gt=0, le=3600)
-    timeout_seconds: float = Field(2.0, gt=0, le=60)
-    failure_threshold: int = Field(3, ge=1, le=100)
-    success_threshold: int = Field(2, ge=1, le=100)
+    period_seconds: float = Field(5.0, strict=True, gt=0, le=3600)
+    timeout_seconds: float = Field(2.0, strict=True, gt=0, le=60)
+    failure_threshold: int = Field(3, strict=True, ge=1, le=100)
+    success_threshold: int = Field(2, strict=True, ge=1, le=100)
 
 
 class ElasticsearchDependency(ProbeTiming):
@@ -117,7 +117,7 @@ class ElasticsearchDependency(ProbeTiming):
 class MysqlDependency(ProbeTiming):
     kind: Literal["mysql"]
     host: str = Field(min_length=1)
-    port: int = Field(3306, ge=1, le=65535)
+    port: int = Field(3306, strict=True, ge=1, le=65535)
     database: str | None = None
     auth: SecretRefs = SecretRefs()
 
@@ -143,7 +143,7 @@ class PulsarDependency(ProbeTiming):
 class HttpDependency(ProbeTiming):
     kind: Literal["http"]
     url: Url
-    expect_status: int = Field(200, ge=100, le=599)
+    expect_status: int = Field(200, strict=True, ge=100, le=599)
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 
@@ -168,9 +168,9 @@ def _check_topic_part(value: str) -> str:
 
 
 class SourceTiming(Frozen):
-    poll_seconds: float = Field(gt=0, le=3600)
-    stale_seconds: float | None = Field(None, gt=0)
-    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    poll_seconds: float = Field(strict=True, gt=0, le=3600)
+    stale_seconds: float | None = Field(None, strict=True, gt=0)
+    timeout_seconds: float = Field(2.0, strict=True, gt=0, le=60)
 
     def staleness_limit(self) -> float:
         """A signal older than this is stale: by default three missed polls plus a timeout."""
@@ -185,8 +185,8 @@ class PulsarSource(SourceTiming):
     topic: str
     subscription: str
     partitioned: bool = True
-    poll_seconds: float = Field(2.0, gt=0, le=3600)
-    rate_seconds: float = Field(10.0, gt=0, le=600,
+    poll_seconds: float = Field(2.0, strict=True, gt=0, le=3600)
+    rate_seconds: float = Field(10.0, strict=True, gt=0, le=600,
                                 description="in_rate: msgInCounter's increase over this long")
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
@@ -199,7 +199,7 @@ class PrometheusSource(SourceTiming):
     kind: Literal["prometheus"]
     url: Url
     query: str = Field(min_length=1, max_length=4000)
-    poll_seconds: float = Field(5.0, gt=0, le=3600)
+    poll_seconds: float = Field(5.0, strict=True, gt=0, le=3600)
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 
@@ -214,7 +214,7 @@ class TracardiQueueSource(SourceTiming):
     namespace: str
     topic: str
     subscription: str | None = None
-    poll_seconds: float = Field(2.0, gt=0, le=3600)
+    poll_seconds: float = Field(2.0, strict=True, gt=0, le=3600)
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 
@@ -238,12 +238,12 @@ RESOURCE_SIGNALS = ("resources.cpu",)
 
 class RatePolicy(Frozen):
     type: Literal["Pods", "Percent"]
-    value: int = Field(gt=0)
-    period_seconds: int = Field(gt=0, le=1800)
+    value: int = Field(strict=True, gt=0)
+    period_seconds: int = Field(strict=True, gt=0, le=1800)
 
 
 class ScalingRules(Frozen):
-    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    stabilization_window_seconds: int = Field(strict=True, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
     policies: tuple[RatePolicy, ...]
 
@@ -270,7 +270,7 @@ def default_scale_down() -> ScalingRules:
 class PartialRules(Frozen):
     """Rules as written by the operator; unset fields take the HPA defaults of their direction."""
 
-    stabilization_window_seconds: int | None = Field(None, ge=0, le=3600)
+    stabilization_window_seconds: int | None = Field(None, strict=True, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] | None = None
     policies: tuple[RatePolicy, ...] | None = None
 
@@ -287,8 +287,8 @@ class PartialRules(Frozen):
 
 
 class Tolerance(Frozen):
-    scale_up: float = Field(0.1, ge=0, le=10)
-    scale_down: float = Field(0.1, ge=0, lt=1)
+    scale_up: float = Field(0.1, strict=True, ge=0, le=10)
+    scale_down: float = Field(0.1, strict=True, ge=0, lt=1)
 
 
 class Behavior(Frozen):
@@ -339,19 +339,19 @@ def _check_namespace(value: str | None) -> str | None:
 
 class HttpProbeSettings(Frozen):
     path: str = "/healthcheck"
-    port: int = Field(80, ge=1, le=65535)
-    timeout_seconds: float = Field(1.0, gt=0, le=60)
-    period_seconds: float = Field(10.0, gt=0, le=3600)
-    failure_threshold: int = Field(3, ge=1, le=100)
+    port: int = Field(80, strict=True, ge=1, le=65535)
+    timeout_seconds: float = Field(1.0, strict=True, gt=0, le=60)
+    period_seconds: float = Field(10.0, strict=True, gt=0, le=3600)
+    failure_threshold: int = Field(3, strict=True, ge=1, le=100)
 
     _path = field_validator("path")(_check_probe_path)
 
 
 class Healing(Frozen):
     enabled: bool = True
-    startup_grace_seconds: float = Field(60.0, ge=0)
-    not_ready_seconds: float = Field(120.0, gt=0)
-    crashloop_restarts: int = Field(3, ge=1)
+    startup_grace_seconds: float = Field(60.0, strict=True, ge=0)
+    not_ready_seconds: float = Field(120.0, strict=True, gt=0)
+    crashloop_restarts: int = Field(3, strict=True, ge=1)
     http_probe: HttpProbeSettings | None = None
     #: A stuck consumer: every consumer of the pod (matched by IP in `consumer_source`'s stats)
     #: drains 0 msg/s while the backlog is above 0, in `stuck_consumer_reads` reads that saw
@@ -360,16 +360,16 @@ class Healing(Frozen):
     #: the backlog is 0, or the read fails starts over. With a 2 s poll a stuck consumer is
     #: restarted about 23 s after the first message it does not acknowledge, within the HTTP
     #: probe's 10 s * 3 (see engine/healing.py).
-    stuck_consumer_seconds: float = Field(20.0, gt=0)
-    stuck_consumer_reads: int = Field(3, ge=1)
+    stuck_consumer_seconds: float = Field(20.0, strict=True, gt=0)
+    stuck_consumer_reads: int = Field(3, strict=True, ge=1)
     consumer_source: str | None = None
-    min_available: int = Field(1, ge=0)
-    max_restarts: int = Field(3, ge=1)
-    window_seconds: float = Field(600.0, gt=0)
-    backoff_seconds: float = Field(30.0, ge=0)
+    min_available: int = Field(1, strict=True, ge=0)
+    max_restarts: int = Field(3, strict=True, ge=1)
+    window_seconds: float = Field(600.0, strict=True, gt=0)
+    backoff_seconds: float = Field(30.0, strict=True, ge=0)
     allow_delete: bool = False
-    breaker_threshold: int = Field(3, ge=1)
-    breaker_reset_seconds: float = Field(1800.0, gt=0)
+    breaker_threshold: int = Field(3, strict=True, ge=1)
+    breaker_reset_seconds: float = Field(1800.0, strict=True, gt=0)
 
 
 class PolicyRef(Frozen):
@@ -392,8 +392,8 @@ class PolicyRef(Frozen):
 class Workload(Frozen):
     namespace: str | None = None
     deployment: str | None = None
-    min: int = Field(ge=0, le=10_000)
-    max: int = Field(ge=1, le=10_000)
+    min: int = Field(strict=True, ge=0, le=10_000)
+    max: int = Field(strict=True, ge=1, le=10_000)
     requires: tuple[str, ...] = ()
     policies: tuple[PolicyRef, ...] = Field(min_length=1)
     behavior: Behavior = Behavior()
@@ -406,9 +406,9 @@ class Workload(Frozen):
 class LeaseSettings(Frozen):
     name: str = "tracardi-autoscaler"
     namespace: str | None = None
-    duration_seconds: float = Field(15.0, gt=0)
-    renew_deadline_seconds: float = Field(10.0, gt=0)
-    retry_period_seconds: float = Field(2.0, gt=0)
+    duration_seconds: float = Field(15.0, strict=True, gt=0)
+    renew_deadline_seconds: float = Field(10.0, strict=True, gt=0)
+    retry_period_seconds: float = Field(2.0, strict=True, gt=0)
 
     _name = field_validator("name")(_check_object_name)
     _namespace = field_validator("namespace")(_check_namespace)
@@ -424,10 +424,10 @@ class LeaseSettings(Frozen):
 
 class DaemonSettings(Frozen):
     namespace: str = "tracardi"
-    tick_seconds: float = Field(15.0, gt=0, le=3600)
-    debounce_seconds: float = Field(0.1, ge=0, le=10)
-    history_seconds: float = Field(900.0, gt=0, le=86_400)
-    metrics_port: int = Field(9108, ge=0, le=65535)
+    tick_seconds: float = Field(15.0, strict=True, gt=0, le=3600)
+    debounce_seconds: float = Field(0.1, strict=True, ge=0, le=10)
+    history_seconds: float = Field(900.0, strict=True, gt=0, le=86_400)
+    metrics_port: int = Field(9108, strict=True, ge=0, le=65535)
     lease: LeaseSettings = LeaseSettings()
 
     _namespace = field_validator("namespace")(_check_namespace)

@@ -39,27 +39,30 @@ LEARN_WINDOW = 30
 
 class BacklogParams(PolicyParams):
     source: str = Field(min_length=1, description="a pulsar or tracardi-queue source")
-    msgs_per_second: float = Field(gt=0, description="one replica's throughput until learned")
-    drain_seconds: float = Field(60.0, gt=0)
-    target_utilization: float = Field(0.8, gt=0, le=1)
+    msgs_per_second: float = Field(strict=True, gt=0,
+                                   description="one replica's throughput until learned")
+    drain_seconds: float = Field(60.0, strict=True, gt=0)
+    target_utilization: float = Field(0.8, strict=True, gt=0, le=1)
     learn: bool = True
-    saturation_seconds: float = Field(5.0, gt=0)
-    learn_min_samples: int = Field(5, ge=1)
-    learn_seconds: float = Field(120.0, gt=0, description="how far back saturated reads count")
+    saturation_seconds: float = Field(5.0, strict=True, gt=0)
+    learn_min_samples: int = Field(5, strict=True, ge=1)
+    learn_seconds: float = Field(120.0, strict=True, gt=0,
+                                 description="how far back saturated reads count")
     use_in_rate: bool = True
-    smooth_seconds: float = Field(0.0, ge=0, le=3600,
+    smooth_seconds: float = Field(0.0, strict=True, ge=0, le=3600,
                                   description="size for the mean in-rate over this long; 0: "
                                               "the newest")
-    startup_seconds: float = Field(20.0, ge=0, description="until a new worker consumes")
-    absorb_seconds: float = Field(5.0, gt=0, description="backlog, in seconds of the workers' "
-                                                         "work, a rise may build before it is "
-                                                         "sized for at once")
-    absorb_window_seconds: float = Field(0.0, ge=0, le=3600,
+    startup_seconds: float = Field(20.0, strict=True, ge=0,
+                                   description="until a new worker consumes")
+    absorb_seconds: float = Field(5.0, strict=True, gt=0,
+                                  description="backlog, in seconds of the workers' work, a rise "
+                                              "may build before it is sized for at once")
+    absorb_window_seconds: float = Field(0.0, strict=True, ge=0, le=3600,
                                          description="the absorb rule judges the mean in-rate "
                                                      "of this long; 0: the newest")
-    persist_seconds: float = Field(0.0, ge=0, description="a rise above the mean that every "
-                                                          "in-rate read of this long shows is "
-                                                          "sized for; 0: off")
+    persist_seconds: float = Field(0.0, strict=True, ge=0,
+                                   description="a rise above the mean that every in-rate read "
+                                               "of this long shows is sized for; 0: off")
     follow_falls: bool = Field(False, description="size for the newest in-rate when it is "
                                                   "below the mean: the mean smooths rises only")
 

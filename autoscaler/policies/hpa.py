@@ -138,19 +138,19 @@ def utilization_replicas(*, current: int, pods: Sequence[PodInfo], usage: Mappin
 class UtilizationTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     type: Literal["Utilization"]
-    average_utilization: int = Field(gt=0, le=10_000)
+    average_utilization: int = Field(strict=True, gt=0, le=10_000)
 
 
 class ValueTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     type: Literal["Value"]
-    value: float = Field(gt=0)
+    value: float = Field(strict=True, gt=0)
 
 
 class AverageValueTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     type: Literal["AverageValue"]
-    average_value: float = Field(gt=0)
+    average_value: float = Field(strict=True, gt=0)
 
 
 class ResourceMetric(BaseModel):

@@ -27,13 +27,15 @@ from autoscaler.policies.base import PolicyContext, PolicyParams
 class RequestRateParams(PolicyParams):
     source: str = Field(min_length=1, description="a prometheus source giving requests/s")
     field: str = "value"
-    capacity_rps: float = Field(gt=0, description="requests/s one ready replica serves")
-    target_utilization: float = Field(0.8, gt=0, le=1)
-    startup_seconds: float = Field(30.0, ge=0)
-    trend_seconds: float = Field(60.0, gt=0)
-    trend_min_samples: int = Field(3, ge=2)
-    burst_seconds: float = Field(900.0, ge=0, description="0 turns the burst headroom off")
-    burst_quantile: float = Field(0.95, gt=0, le=1)
+    capacity_rps: float = Field(strict=True, gt=0,
+                                description="requests/s one ready replica serves")
+    target_utilization: float = Field(0.8, strict=True, gt=0, le=1)
+    startup_seconds: float = Field(30.0, strict=True, ge=0)
+    trend_seconds: float = Field(60.0, strict=True, gt=0)
+    trend_min_samples: int = Field(3, strict=True, ge=2)
+    burst_seconds: float = Field(900.0, strict=True, ge=0,
+                                 description="0 turns the burst headroom off")
+    burst_quantile: float = Field(0.95, strict=True, gt=0, le=1)
 
 
 def slope(points: list[tuple[float, float]]) -> float:

@@ -277,3 +277,31 @@ def test_a_workload_outside_the_daemons_namespace_is_warned_of_its_rbac() -> Non
     assert re.match(r"^c\.yaml:\d+: warning: workloads\.api\.namespace: namespace 'other' "
                     r"is not daemon\.namespace \('tracardi'\): the Role in deploy/ grants",
                     warning), warning
+
+
+@pytest.mark.parametrize(("line", "field", "message"), [
+    pytest.param("    min: true\n", "workloads.api.min", "input should be a valid integer",
+                 id="bool-count"),
+    pytest.param('    min: "2"\n', "workloads.api.min", "input should be a valid integer",
+                 id="quoted-count"),
+    pytest.param('    max: "9"\n', "workloads.api.max", "input should be a valid integer",
+                 id="quoted-max"),
+])
+def test_a_number_written_as_text_or_a_boolean_is_refused(line: str, field: str,
+                                                           message: str) -> None:
+    key = line.split(":", maxsplit=1)[0].strip()
+    text = re.sub(rf"^    {key}: .*\n", line, config(), count=1, flags=re.M)
+    assert line in text
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert any(i.field == field and message in i.message for i in info.value.issues), \
+        info.value.issues
+
+
+def test_a_policy_rate_written_as_text_is_refused() -> None:
+    text = config().replace("capacity_rps: 10}", 'capacity_rps: "10"}')
+    assert 'capacity_rps: "10"' in text
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert any(i.field.endswith("capacity_rps") and "input should be a valid number" in i.message
+               for i in info.value.issues), info.value.issues
