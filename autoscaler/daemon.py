@@ -874,6 +874,9 @@ class Daemon:
         if withheld:
             log.warning("write_withheld", workload=spec.key, current=decision.current,
                         desired=decision.desired, reasons=list(withheld))
+            self.telemetry.writes_withheld.labels(
+                spec.namespace, spec.name,
+                "stopping" if withheld[0].startswith("Stopping") else "decision_changed").inc()
             if not self._closing:
                 self.wake([spec.key])  # decide again on what holds now
             return decision
@@ -885,15 +888,13 @@ class Daemon:
         """Why `decision` must not be written now; empty when it may.
 
         The awaits since it was taken (the restart, the conflict check, the dependency check)
-        can outlast what it rests on: the daemon may be stopping or reloading, another replica
-        may hold the lease by now, and a signal may have failed or grown stale. A decision taken
-        on inputs that changed since is taken again on the inputs of now, and written only if it
-        is the same.
+        can outlast what it rests on: the daemon may be stopping or reloading, and a signal may
+        have failed or grown stale. A decision taken on inputs that changed since is taken again
+        on the inputs of now, and written only if it is the same. (The lease is read after the
+        last of those awaits, just before this.)
         """
         if self._closing:
             return ("Stopping: the daemon is stopping or reloading its config",)
-        if not self.a.leadership.is_leader():
-            return ("LeadershipLost",)
         now = self.a.clock.now()
         if now == decided_at and self.store.version == version:
             return ()

@@ -161,6 +161,10 @@ class Telemetry:
                                           registry=r, buckets=LATENCY_BUCKETS)
         self.scale_writes = Counter(p + "scale_writes", "Scale requests by outcome",
                                     (*WL, "outcome"), registry=r)
+        self.writes_withheld = Counter(
+            p + "writes_withheld",
+            "Scale decisions not written because what they rested on changed before the write "
+            "(decision_changed, stopping)", (*WL, "reason"), registry=r)
         self.workload_read_errors = Counter(
             p + "workload_read_errors",
             "Failed reads of a workload's Deployment and pods, by reason (the workload holds)",

@@ -122,6 +122,13 @@ async def test_a_lease_lost_during_the_check_withholds_the_write(tmp_path: Path)
     assert cluster.writes == []
 
 
+def _withheld(daemon: Daemon, reason: str) -> float:
+    value = daemon.telemetry.registry.get_sample_value(
+        "tracardi_autoscaler_writes_withheld_total",
+        {"namespace": "tracardi", "workload": "wk-0000", "reason": reason})
+    return value or 0.0
+
+
 async def test_a_signal_failing_during_the_check_withholds_the_write(tmp_path: Path) -> None:
     daemon, cluster, pulsar, _ = await _ready(tmp_path)
 
@@ -134,6 +141,7 @@ async def test_a_signal_failing_during_the_check_withholds_the_write(tmp_path: P
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert decision is not None and decision.action is Action.SCALE
     assert cluster.writes == []
+    assert _withheld(daemon, "decision_changed") == 1
     # Woken to decide again, it now freezes on the failed reads.
     assert WORKLOAD in daemon._pending
     pulsar.during = None
@@ -164,6 +172,7 @@ async def test_no_write_starts_while_the_daemon_stops(tmp_path: Path) -> None:
     pulsar.during = stopping
     await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert cluster.writes == []
+    assert _withheld(daemon, "stopping") == 1
 
 
 TWO = """
@@ -261,7 +270,7 @@ async def test_a_lease_lost_during_a_restart_withholds_the_scale_write(tmp_path:
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert cluster.evictions == ["wk-a"]
     assert decision is not None and decision.desired > 3
-    assert cluster.writes == []
+    assert cluster.writes == []  # the lease is read after the restart, before the write
 
 
 async def test_a_crash_loop_is_restarted_after_a_fresh_good_check(tmp_path: Path) -> None:
