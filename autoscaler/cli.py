@@ -127,11 +127,11 @@ def _quiet_logs() -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     _quiet_logs()
     try:
-        load_config(args.config)
+        loaded = load_config(args.config)
         trace = args.trace or _default_trace()
         if trace != "generated":
             load_trace(trace)
-        check_scenario(load_config(args.config), args.scenario)
+        check_scenario(loaded, args.scenario)
         _writable(args.json)
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
