@@ -156,8 +156,6 @@ class WorkloadState:
     pod_probes: dict[str, ProbeRecord] = field(default_factory=dict)
     heal_plan: HealingPlan | None = None
     heal_recheck: bool = False
-    #: Evaluated at least once: its history began with the count it had then.
-    seen: bool = False
     #: Why its Deployment could not be read at the last evaluation, if it could not.
     read_error: str | None = None
     #: The last evaluation, when settled (`engine.settled`): until an input changes, the next
@@ -821,10 +819,8 @@ class Daemon:
         subscription = self._subscription(spec, now)
         seen = None if subscription is None else (subscription.consumers, subscription.backlog)
         version = self.store.version
-        history = state.catch_up()
-        if not state.seen:
-            state.seen = True
-            history = first_recommendation(history, current=status.replicas, now=now)
+        # The first look starts the memory with the current count (a no-op ever after).
+        history = first_recommendation(state.catch_up(), current=status.replicas, now=now)
         started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
                           dependencies=self.store.dependencies, history=history, now=now,

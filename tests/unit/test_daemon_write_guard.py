@@ -15,24 +15,33 @@ from pathlib import Path
 from typing import Any, cast
 
 from daemon_support import bench_daemon
+from test_daemon_confirm import _Cluster as _ConfirmCluster
 
 from autoscaler.config import parse_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
-from autoscaler.model import Action, Health, PodInfo, Signal, WorkloadStatus
+from autoscaler.model import (
+    Action,
+    Health,
+    PodInfo,
+    ScalingHistory,
+    Signal,
+    TimedValue,
+    WorkloadStatus,
+)
 from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
 from autoscaler.telemetry import Telemetry
 
 WORKLOAD = "tracardi/wk-0000"
 
 
-class _Cluster:
-    """One worker Deployment; writes are recorded and succeed. `pods` and `paused` as set."""
+class _Cluster(_ConfirmCluster):
+    """The confirm tests' cluster, with the count, `pods` and `paused` as set and evictions."""
 
     def __init__(self, replicas: int = 1) -> None:
+        super().__init__()
         self.replicas = replicas
         self.pods: tuple[PodInfo, ...] = ()
         self.paused = False
-        self.writes: list[int] = []
         self.evictions: list[str] = []
         self.during_evict: Callable[[], None] | None = None
 
@@ -42,23 +51,11 @@ class _Cluster:
                               ready_replicas=ready, resource_version="1", pods=self.pods,
                               paused=self.paused)
 
-    async def scale(self, namespace: str, deployment: str, *, replicas: int,
-                    resource_version: str = "") -> WriteResult:
-        self.writes.append(replicas)
-        return WriteResult(WriteOutcome.DONE)
-
     async def evict(self, namespace: str, pod: str) -> WriteResult:
         self.evictions.append(pod)
         if self.during_evict is not None:
             self.during_evict()
         return WriteResult(WriteOutcome.DONE)
-
-    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
-        return None
-
-    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
-                         warning: bool = False) -> None:
-        return None
 
 
 class _Pulsar:
@@ -302,7 +299,9 @@ async def test_a_scale_down_waits_for_the_replacement_of_a_restart(tmp_path: Pat
     now = daemon.a.clock.now()
     daemon._take_signals([Signal("wk-0000.backlog", 0.0, now),
                           Signal("wk-0000.in_rate", 0.0, now)])
-    daemon.workloads[WORKLOAD].seen = True  # running for a while: no first-look hold
+    # Running for a while: its memory holds a recommendation from long ago, no first-look hold.
+    daemon.workloads[WORKLOAD].history = ScalingHistory(
+        recommendations=(TimedValue(now - 3600, 3),))
     decision = await daemon.evaluate_workload(daemon.workloads[WORKLOAD])
     assert cluster.evictions == ["wk-a"]
     assert decision is not None and decision.action is Action.HOLD
