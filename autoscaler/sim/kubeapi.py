@@ -690,11 +690,7 @@ class _KubeApi:
         patched = apply_patch(current, await _body(request), request.content_type)
         meta = patched.get("metadata") or {}
         if patched.get("spec") != current.get("spec"):
-            message = "Forbidden: the simulated cluster changes a pod's labels and annotations only"
-            raise InvalidError(f'Pod "{pod.name}" is invalid: spec: {message}',
-                               details={"name": pod.name, "kind": "Pod",
-                                        "causes": [{"reason": "FieldValueForbidden",
-                                                    "message": message, "field": "spec"}]})
+            raise _unmodelled("Pod", "", pod.name, ["spec"], "a pod's labels and annotations")
         if _dry_run(request):
             return _json_response(patched)
         self.state.update_pod_metadata(pod.namespace, pod.name, labels=meta.get("labels") or {},
@@ -758,14 +754,8 @@ class _KubeApi:
         if changed:
             # A rollout (image, template, strategy, pause) is not modelled: refused, not
             # answered as done.
-            fields = ", ".join(f"spec.{k}" for k in changed)
-            message = ("Forbidden: the simulated cluster changes replicas, labels and "
-                       "annotations only")
-            raise InvalidError(f'Deployment.apps "{d.name}" is invalid: {fields}: {message}',
-                               details={"name": d.name, "group": "apps", "kind": "Deployment",
-                                        "causes": [{"reason": "FieldValueForbidden",
-                                                    "message": message, "field": f"spec.{k}"}
-                                                   for k in changed]})
+            raise _unmodelled("Deployment", "apps", d.name, [f"spec.{k}" for k in changed],
+                              "replicas, labels and annotations")
         if _dry_run(request):
             ks.check_replicas(d.name, replicas)
             return _json_response(patched)
@@ -874,6 +864,20 @@ class _KubeApi:
                 return _json_response(self.state.pod_metrics_json(pod))
         raise NotFoundError(f'podmetrics.metrics.k8s.io "{name}" not found',
                             details={"name": name, "group": "metrics.k8s.io", "kind": "pods"})
+
+
+def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str) -> InvalidError:
+    """The 422 for a change the simulated cluster does not model, with a cause per field (kubectl
+    prints them): refused rather than answered as done."""
+    message = f"Forbidden: the simulated cluster changes {what} only"
+    title = f"{kind}.{group}" if group else kind
+    details: JSON = {"name": name, "kind": kind,
+                     "causes": [{"reason": "FieldValueForbidden", "message": message,
+                                 "field": f} for f in fields]}
+    if group:
+        details["group"] = group
+    return InvalidError(f'{title} "{name}" is invalid: {", ".join(fields)}: {message}',
+                        details=details)
 
 
 def _dry_run(request: web.Request, options: JSON | None = None) -> bool:

@@ -1196,15 +1196,16 @@ class KubeState:
         cluster has no rollouts. Its template is the Deployment's with the pod-template-hash
         label, so kubectl finds it as the new one (`describe`, `rollout history`)."""
         deployment = self.deployment_json(d)
-        pods = self._deployment_pods(d)
-        ready = sum(p.ready for p in pods)
+        # The ReplicaSet's pods are the Deployment's: its counts are the Deployment's too.
+        count = deployment["status"].get("replicas", 0)
+        ready = deployment["status"].get("readyReplicas", 0)
         labels = {**d.selector, POD_TEMPLATE_HASH: d.template_hash}
         template = deployment["spec"]["template"]
         template = {**template, "metadata": {
             **template["metadata"],
             "labels": {**template["metadata"]["labels"], POD_TEMPLATE_HASH: d.template_hash}}}
-        status: JSON = {"replicas": len(pods), "observedGeneration": 1}
-        for key, value in (("fullyLabeledReplicas", len(pods)), ("readyReplicas", ready),
+        status: JSON = {"replicas": count, "observedGeneration": 1}
+        for key, value in (("fullyLabeledReplicas", count), ("readyReplicas", ready),
                            ("availableReplicas", ready)):
             if value:
                 status[key] = value
