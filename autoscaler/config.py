@@ -26,6 +26,11 @@ MAX_YAML_NODES = 50_000
 #: A valid config nests about 8 levels deep; the limit keeps hostile nesting, also through
 #: aliases, away from the recursive parts (PyYAML's composer, the walk below, pydantic).
 MAX_YAML_DEPTH = 32
+#: The shortest poll, probe period, tick or lease retry: each one is a request or a wake-up, and
+#: below this a typo (`0.0001` for `1`) would hammer the system polled. `check` warns below 1 s.
+MIN_INTERVAL = 0.1
+#: Polls and probe periods under this many seconds get a warning from `check`.
+BRISK_INTERVAL = 1.0
 SECRET_KEYS = frozenset(
     {"password", "token", "api_key", "apikey", "secret", "passwd", "auth_token"})
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -98,7 +103,7 @@ class TlsSettings(Frozen):
 
 
 class ProbeTiming(Frozen):
-    period_seconds: float = Field(5.0, strict=True, gt=0, le=3600)
+    period_seconds: float = Field(5.0, strict=True, ge=MIN_INTERVAL, le=3600)
     timeout_seconds: float = Field(2.0, strict=True, gt=0, le=60)
     failure_threshold: int = Field(3, strict=True, ge=1, le=100)
     success_threshold: int = Field(2, strict=True, ge=1, le=100)
@@ -168,7 +173,7 @@ def _check_topic_part(value: str) -> str:
 
 
 class SourceTiming(Frozen):
-    poll_seconds: float = Field(strict=True, gt=0, le=3600)
+    poll_seconds: float = Field(strict=True, ge=MIN_INTERVAL, le=3600)
     stale_seconds: float | None = Field(None, strict=True, gt=0)
     timeout_seconds: float = Field(2.0, strict=True, gt=0, le=60)
 
@@ -185,7 +190,7 @@ class PulsarSource(SourceTiming):
     topic: str
     subscription: str
     partitioned: bool = True
-    poll_seconds: float = Field(2.0, strict=True, gt=0, le=3600)
+    poll_seconds: float = Field(2.0, strict=True, ge=MIN_INTERVAL, le=3600)
     rate_seconds: float = Field(10.0, strict=True, gt=0, le=600,
                                 description="in_rate: msgInCounter's increase over this long")
     auth: SecretRefs = SecretRefs()
@@ -199,7 +204,7 @@ class PrometheusSource(SourceTiming):
     kind: Literal["prometheus"]
     url: Url
     query: str = Field(min_length=1, max_length=4000)
-    poll_seconds: float = Field(5.0, strict=True, gt=0, le=3600)
+    poll_seconds: float = Field(5.0, strict=True, ge=MIN_INTERVAL, le=3600)
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 
@@ -214,7 +219,7 @@ class TracardiQueueSource(SourceTiming):
     namespace: str
     topic: str
     subscription: str | None = None
-    poll_seconds: float = Field(2.0, strict=True, gt=0, le=3600)
+    poll_seconds: float = Field(2.0, strict=True, ge=MIN_INTERVAL, le=3600)
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 
@@ -341,7 +346,7 @@ class HttpProbeSettings(Frozen):
     path: str = "/healthcheck"
     port: int = Field(80, strict=True, ge=1, le=65535)
     timeout_seconds: float = Field(1.0, strict=True, gt=0, le=60)
-    period_seconds: float = Field(10.0, strict=True, gt=0, le=3600)
+    period_seconds: float = Field(10.0, strict=True, ge=MIN_INTERVAL, le=3600)
     failure_threshold: int = Field(3, strict=True, ge=1, le=100)
 
     _path = field_validator("path")(_check_probe_path)
@@ -408,7 +413,7 @@ class LeaseSettings(Frozen):
     namespace: str | None = None
     duration_seconds: float = Field(15.0, strict=True, gt=0)
     renew_deadline_seconds: float = Field(10.0, strict=True, gt=0)
-    retry_period_seconds: float = Field(2.0, strict=True, gt=0)
+    retry_period_seconds: float = Field(2.0, strict=True, ge=MIN_INTERVAL)
 
     _name = field_validator("name")(_check_object_name)
     _namespace = field_validator("namespace")(_check_namespace)
@@ -424,7 +429,7 @@ class LeaseSettings(Frozen):
 
 class DaemonSettings(Frozen):
     namespace: str = "tracardi"
-    tick_seconds: float = Field(15.0, strict=True, gt=0, le=3600)
+    tick_seconds: float = Field(15.0, strict=True, ge=MIN_INTERVAL, le=3600)
     debounce_seconds: float = Field(0.1, strict=True, ge=0, le=10)
     history_seconds: float = Field(900.0, strict=True, gt=0, le=86_400)
     metrics_port: int = Field(9108, strict=True, ge=0, le=65535)
@@ -804,8 +809,21 @@ def _warnings(config: Config, lines: Mapping[Loc, int], path: str) -> list[str]:
     def warn(loc: Loc, message: str) -> None:
         out.append(f"{path}:{_line_for(lines, loc)}: warning: {_dotted(loc)}: {message}")
 
+    def brisk(loc: Loc, seconds: float, what: str) -> None:
+        if seconds < BRISK_INTERVAL:
+            warn(loc, f"{what} every {seconds:g} s, {60 / seconds:.0f} times a minute: "
+                      f"{BRISK_INTERVAL:g} s or more is usual")
+
+    for name, dep in config.dependencies.items():
+        brisk(("dependencies", name, "period_seconds"), dep.period_seconds, "checked")
+    for name, src in config.sources.items():
+        brisk(("sources", name, "poll_seconds"), src.poll_seconds, "read")
     for name, w in config.workloads.items():
         base: Loc = ("workloads", name)
+        probe = w.healing.http_probe
+        if probe is not None:
+            brisk((*base, "healing", "http_probe", "period_seconds"), probe.period_seconds,
+                  "each pod probed")
         scaling = any(p.name != "fixed" for p in w.policies)
         if scaling and w.min == w.max:
             warn((*base, "max"), "min == max on a workload with a scaling policy: it never scales")

@@ -122,7 +122,7 @@ async def test_auth_failures_are_down_with_an_auth_reason(
         password: str | None, reason: str) -> None:
     if password is not None:
         monkeypatch.setenv("TEST_REDIS_PASSWORD", password)
-    probe, cfg = make_probe(redis_server.port, password_env, period_seconds=0.05,
+    probe, cfg = make_probe(redis_server.port, password_env, period_seconds=0.1,
                             failure_threshold=2)
     await redis_server.start()
 

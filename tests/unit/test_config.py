@@ -305,3 +305,29 @@ def test_a_policy_rate_written_as_text_is_refused() -> None:
         parse_config(text)
     assert any(i.field.endswith("capacity_rps") and "input should be a valid number" in i.message
                for i in info.value.issues), info.value.issues
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    pytest.param("query: up}", "query: up, poll_seconds: 0.0001}", "sources.q.poll_seconds",
+                 id="poll"),
+    pytest.param("password_env: ES_PW}", "password_env: ES_PW}\n    period_seconds: 0.01",
+                 "dependencies.es.period_seconds", id="probe-period"),
+    pytest.param("workloads:", "daemon: {tick_seconds: 0.001}\nworkloads:",
+                 "daemon.tick_seconds", id="tick"),
+])
+def test_an_interval_under_a_tenth_of_a_second_is_refused(old: str, new: str, field: str) -> None:
+    text = config().replace(old, new, 1)
+    assert new in text
+    [issue] = issues_of(text)
+    assert (issue.field, issue.message) == (field,
+                                            "input should be greater than or equal to 0.1")
+
+
+def test_a_poll_or_period_under_a_second_is_warned_of() -> None:
+    text = config().replace("query: up}", "query: up, poll_seconds: 0.5}").replace(
+        "password_env: ES_PW}", "password_env: ES_PW}\n    period_seconds: 0.25")
+    assert parse_config(text, path="c.yaml").warnings == (
+        "c.yaml:6: warning: dependencies.es.period_seconds: checked every 0.25 s, 240 times a "
+        "minute: 1 s or more is usual",
+        "c.yaml:8: warning: sources.q.poll_seconds: read every 0.5 s, 120 times a minute: "
+        "1 s or more is usual")
