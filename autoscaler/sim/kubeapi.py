@@ -6,7 +6,8 @@ preconditions), Pods (list/watch/delete, label and field selectors), the Evictio
 Events (core/v1, and events.k8s.io/v1 read-only), Leases, PodDisruptionBudgets, HPAs
 (autoscaling/v2), KEDA ScaledObjects (when "installed") and metrics.k8s.io PodMetrics. Errors are
 real `Status` objects. `kubectl get` gets server-side Tables (its usual columns) for pods,
-deployments, events, leases and HPAs, plain JSON for the rest.
+deployments, events, leases and HPAs, plain JSON for the rest. Lists come in the apiserver's key
+order and in chunks when asked (`limit` and `continue`, see `paging.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -47,6 +48,7 @@ from autoscaler.sim.kubestate import (
     UnsupportedMediaTypeError,
     WatchEvent,
 )
+from autoscaler.sim.paging import Page, Pager
 
 KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
@@ -117,12 +119,12 @@ def _success(code: int = 200, details: JSON | None = None) -> JSON:
     return body
 
 
-def _list(kind: str, api_version: str, rv: int, items: Iterable[JSON]) -> JSON:
+def _list(kind: str, api_version: str, page: Page) -> JSON:
     """A List as the apiserver sends it: items without kind/apiVersion."""
     stripped = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
-                for item in items]
-    return {"kind": f"{kind}List", "apiVersion": api_version,
-            "metadata": {"resourceVersion": str(rv)}, "items": stripped}
+                for item in page.items]
+    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": page.list_meta(),
+            "items": stripped}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def wants_table(request: web.Request, resource: str) -> bool:
 
 
 def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
-          include: str = "Metadata") -> JSON:
+          include: str = "Metadata", list_meta: JSON | None = None) -> JSON:
     """A `meta.k8s.io/v1` Table of `objects`. Each row carries what `includeObject` asks for:
     the object's metadata (the default), the whole object (kubectl's `--sort-by` sorts on it),
     or nothing."""
@@ -353,7 +355,7 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
 
     return {
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": str(rv)},
+        "metadata": list_meta or {"resourceVersion": str(rv)},
         "columnDefinitions": [{"name": name, "type": type_, "format": "name" if i == 0 else "",
                                "description": "", "priority": priority}
                               for i, (name, type_, priority) in enumerate(columns)],
@@ -370,6 +372,7 @@ class _KubeApi:
         self.state = state
         self.token = token
         self.watches: set[asyncio.Queue[JSON | None]] = set()
+        self.pager = Pager()
         self.handlers: dict[tuple[str, str, str], Handler] = {
             ("", "namespaces", "list"): self.list_namespaces,
             ("", "namespaces", "get"): self.get_namespace,
@@ -568,18 +571,31 @@ class _KubeApi:
                 FieldSelector.parse(request.query.get("fieldSelector")).supported_by(resource))
 
     async def list_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request, target.resource)
         rt = self._resource_type(target)
-        items = [o for o in self.state.objects_json(target.plural, target.namespace)
-                 if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
+        page = self._page(request, target, target.resource,
+                          self.state.objects_json(target.plural, target.namespace))
         if wants_table(request, target.plural):
-            return self._table(request, target.plural, items)
-        return _json_response(_list(rt.kind, rt.api_version, self.state.resource_version, items))
+            return self._table(request, target.plural, page.items, page)
+        return _json_response(_list(rt.kind, rt.api_version, page))
 
-    def _table(self, request: web.Request, resource: str, objects: Iterable[JSON]) -> web.Response:
+    def _page(self, request: web.Request, target: _Target, fields_of: str,
+              objects: Iterable[JSON]) -> Page:
+        """The chunk of the list that `limit` and `continue` ask for, in key order, after the
+        label and field selectors."""
+        labels, fields = self._selectors(request, fields_of)
+        return self.pager.page(
+            f"{target.group}/{target.plural}", target.namespace, objects,
+            rv=self.state.resource_version, compacted_through=self.state.compacted_through,
+            query=request.query, filtered=bool(labels.requirements or fields.terms),
+            matches=lambda o: labels.matches(o["metadata"].get("labels", {}))
+            and fields.matches(o))
+
+    def _table(self, request: web.Request, resource: str, objects: Iterable[JSON],
+               page: Page | None = None) -> web.Response:
         return _json_response(table(resource, objects, self.state.resource_version,
                                     self.state.wall(),
-                                    include=request.query.get("includeObject", "Metadata")))
+                                    include=request.query.get("includeObject", "Metadata"),
+                                    list_meta=page.list_meta() if page else None))
 
     def _object(self, request: web.Request, resource: str, obj: JSON) -> web.Response:
         """One object, or a one-row Table when kubectl asks for one."""
@@ -661,10 +677,9 @@ class _KubeApi:
     # -- core/v1 -----------------------------------------------------------------------------
 
     async def list_namespaces(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request, "namespaces")
-        items = [self.state.namespace_json(n) for n in self.state.namespaces()]
-        items = [o for o in items if labels.matches(o["metadata"]["labels"]) and fields.matches(o)]
-        return _json_response(_list("Namespace", "v1", self.state.resource_version, items))
+        page = self._page(request, target, "namespaces",
+                          [self.state.namespace_json(n) for n in self.state.namespaces()])
+        return _json_response(_list("Namespace", "v1", page))
 
     async def get_namespace(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return _json_response(self.state.namespace_json(_name(target)))
@@ -717,12 +732,9 @@ class _KubeApi:
         return _json_response(self.state.event_json(event), status=201)
 
     async def list_events_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        labels, fields = self._selectors(request, "events")
-        items = [self.state.event_v1_json(e) for e in self.state.events(target.namespace)]
-        items = [o for o in items
-                 if labels.matches(o["metadata"].get("labels", {})) and fields.matches(o)]
-        return _json_response(_list("Event", "events.k8s.io/v1", self.state.resource_version,
-                                    items))
+        events = self.state.events(target.namespace)
+        page = self._page(request, target, "events", map(self.state.event_v1_json, events))
+        return _json_response(_list("Event", "events.k8s.io/v1", page))
 
     async def get_event_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return _json_response(self.state.event_v1_json(self.state.event(_ns(target),
@@ -854,7 +866,7 @@ class _KubeApi:
                 for p in self.state.pod_metrics(ns, labels)]
         items = [o for o in map(self.state.pod_metrics_json, pods) if fields.matches(o)]
         return _json_response(_list("PodMetrics", "metrics.k8s.io/v1beta1",
-                                    self.state.resource_version, items))
+                                    Page(items, self.state.resource_version)))
 
     async def get_pod_metrics(self, request: web.Request,
                               target: _Target) -> web.StreamResponse:

@@ -16,7 +16,8 @@ What it imitates, and how far:
   is replaced at once; pods are deleted immediately (no graceful termination);
 - the Eviction API with PodDisruptionBudgets (`minAvailable`, the default
   `IfHealthyBudget` policy for unhealthy pods);
-- watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`;
+- watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`
+  (and so does a list's continue token, see `paging.py`);
 - fault injection per (verb, resource), consumed by the HTTP server and the in-memory adapter.
 """
 
@@ -118,14 +119,16 @@ class ApiError(Exception):
     reason = "InternalError"
 
     def __init__(self, message: str, *, details: JSON | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, list_meta: JSON | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
         self.retry_after = retry_after
+        self.list_meta = list_meta
 
     def status(self) -> JSON:
-        body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": dict(self.list_meta or {}),
+                      "status": "Failure",
                       "message": self.message, "reason": self.reason}
         details = dict(self.details or {})
         if self.retry_after is not None:
@@ -699,6 +702,12 @@ class KubeState:
                 self._subscriptions.remove(sub)
 
         return unsubscribe
+
+    @property
+    def compacted_through(self) -> int:
+        """The newest resourceVersion compacted away: a watch or a list's continue token from
+        before it gets `GoneError`."""
+        return self._compacted_through
 
     def compact(self) -> None:
         """Forget the watch history, as etcd compaction does: older watches get `GoneError`."""
