@@ -4,7 +4,8 @@
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
 preconditions), Pods (list/watch/delete, label and field selectors), the Eviction subresource,
 Events (core/v1, and events.k8s.io/v1 read-only), Leases, PodDisruptionBudgets, HPAs
-(autoscaling/v2), KEDA ScaledObjects (when "installed") and metrics.k8s.io PodMetrics. Errors are
+(autoscaling/v2), KEDA ScaledObjects (when "installed"), the one Node, and metrics.k8s.io PodMetrics
+and NodeMetrics. Errors are
 real `Status` objects. `kubectl get` gets server-side Tables (its usual columns) for pods,
 deployments, events, leases and HPAs, plain JSON for the rest. Lists come in the apiserver's key
 order and in chunks when asked (`limit` and `continue`, see `paging.py`).
@@ -54,14 +55,14 @@ KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
 
 #: Served group-versions and their resources (subresources as `plural/sub`), in discovery order.
-_CORE_RESOURCES = (ks.NAMESPACES, ks.PODS, ks.EVICTION, ks.EVENTS)
+_CORE_RESOURCES = (ks.NAMESPACES, ks.NODES, ks.PODS, ks.EVICTION, ks.EVENTS)
 _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE, ks.REPLICA_SETS)),
     "events.k8s.io": ("v1", (ks.EVENTS_V1,)),
     "autoscaling": ("v2", (ks.HPAS,)),
     "policy": ("v1", (ks.PDBS,)),
     "coordination.k8s.io": ("v1", (ks.LEASES,)),
-    "metrics.k8s.io": ("v1beta1", (ks.POD_METRICS,)),
+    "metrics.k8s.io": ("v1beta1", (ks.NODE_METRICS, ks.POD_METRICS)),
     "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
 }
 #: `kubectl get all`: the kinds in the "all" category, by (group, plural).
@@ -92,7 +93,8 @@ class _Target:
 
     @property
     def fault_resource(self) -> str:
-        return "podmetrics" if self.group == "metrics.k8s.io" else self.resource
+        # "podmetrics" or "nodemetrics": the metrics group's plurals are the core group's
+        return f"{self.plural[:-1]}metrics" if self.group == "metrics.k8s.io" else self.resource
 
 
 Handler = Callable[[web.Request, _Target], Awaitable[web.StreamResponse]]
@@ -298,6 +300,21 @@ def _event_cells(ev: JSON, now: float) -> list[Any]:
             f"{involved.get('kind', '').lower()}/{involved.get('name', '')}", ev["message"]]
 
 
+def _node_cells(node: JSON, now: float) -> list[Any]:
+    status, labels = node["status"], node["metadata"].get("labels", {})
+    ready = next((c["status"] for c in status["conditions"] if c["type"] == "Ready"), "Unknown")
+    state = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+    if node["spec"].get("unschedulable"):
+        state += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    addresses = {a["type"]: a["address"] for a in status.get("addresses", [])}
+    info = status["nodeInfo"]
+    return [node["metadata"]["name"], state, ",".join(roles) or "<none>", _age(node, now),
+            info["kubeletVersion"], addresses.get("InternalIP", "<none>"),
+            addresses.get("ExternalIP", "<none>"), info["osImage"], info["kernelVersion"],
+            info["containerRuntimeVersion"]]
+
+
 def _hpa_cells(hpa: JSON, now: float) -> list[Any]:
     spec = hpa["spec"]
     target = spec["metrics"][0]["resource"]["target"].get("averageUtilization", "")
@@ -321,6 +338,11 @@ _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]
                      ("Images", "string", 1), ("Selector", "string", 1)), _replica_set_cells),
     "events": ((("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
                 ("Object", "string", 0), ("Message", "string", 0)), _event_cells),
+    "nodes": ((("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0),
+               ("Age", "string", 0), ("Version", "string", 0), ("Internal-IP", "string", 1),
+               ("External-IP", "string", 1), ("OS-Image", "string", 1),
+               ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)),
+              _node_cells),
     "leases": ((("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)),
                lambda le, now: [le["metadata"]["name"], le["spec"].get("holderIdentity", ""),
                                 _age(le, now)]),
@@ -376,6 +398,9 @@ class _KubeApi:
         self.handlers: dict[tuple[str, str, str], Handler] = {
             ("", "namespaces", "list"): self.list_namespaces,
             ("", "namespaces", "get"): self.get_namespace,
+            ("", "nodes", "list"): self.list_generic,
+            ("", "nodes", "watch"): self.watch_generic,
+            ("", "nodes", "get"): self.get_node,
             ("", "pods", "list"): self.list_generic,
             ("", "pods", "watch"): self.watch_generic,
             ("", "pods", "get"): self.get_pod,
@@ -414,6 +439,8 @@ class _KubeApi:
             ("keda.sh", "scaledobjects", "get"): self.get_scaled_object,
             ("metrics.k8s.io", "pods", "list"): self.list_pod_metrics,
             ("metrics.k8s.io", "pods", "get"): self.get_pod_metrics,
+            ("metrics.k8s.io", "nodes", "list"): self.list_node_metrics,
+            ("metrics.k8s.io", "nodes", "get"): self.get_node_metrics,
         }
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -684,6 +711,9 @@ class _KubeApi:
     async def get_namespace(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return _json_response(self.state.namespace_json(_name(target)))
 
+    async def get_node(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        return self._object(request, "nodes", self.state.node_json(_name(target)))
+
     async def get_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return self._object(request, "pods",
                             self.state.pod_json(self.state.pod(_ns(target), _name(target))))
@@ -876,6 +906,17 @@ class _KubeApi:
                 return _json_response(self.state.pod_metrics_json(pod))
         raise NotFoundError(f'podmetrics.metrics.k8s.io "{name}" not found',
                             details={"name": name, "group": "metrics.k8s.io", "kind": "pods"})
+
+
+    async def list_node_metrics(self, request: web.Request,
+                                target: _Target) -> web.StreamResponse:
+        page = self._page(request, target, "nodes.metrics.k8s.io",
+                          [self.state.node_metrics_json()])
+        return _json_response(_list("NodeMetrics", "metrics.k8s.io/v1beta1", page))
+
+    async def get_node_metrics(self, request: web.Request,
+                               target: _Target) -> web.StreamResponse:
+        return _json_response(self.state.node_metrics_json(_name(target)))
 
 
 def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str) -> InvalidError:

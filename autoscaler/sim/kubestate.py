@@ -43,6 +43,14 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 NODE_NAME = "sim-node-1"
 NODE_IP = "10.0.0.10"
+#: The one node's capacity. The simulator has no scheduler: every pod runs on this node, so it
+#: is sized to hold any count the simulator asks for (the kubelet's max-pods can be set so).
+NODE_CAPACITY = {"cpu": "64", "memory": "257920Mi", "ephemeral-storage": "507944Mi",
+                 "pods": "5000"}
+NODE_RESERVED_MILLI = 500  # kube-reserved + system-reserved CPU: capacity - allocatable
+NODE_BASE_USAGE_MILLI = 350  # the kubelet, the runtime and the system, besides the pods
+NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
+NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
 WATCH_HISTORY = 1000
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
@@ -98,12 +106,16 @@ POD_METRICS = ResourceType("pods", "PodMetrics", "metrics.k8s.io", "v1beta1",
                            verbs=("get", "list"), singular="")
 NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",),
                           verbs=("get", "list"), singular="namespace")
+NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
+                     verbs=("get", "list", "watch"), singular="node")
+NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",
+                            namespaced=False, verbs=("get", "list"), singular="")
 
 #: Resource names used by fault plans, e.g. `faults.inject("update", "deployments/scale", ...)`.
 FAULT_RESOURCES = frozenset({
     "deployments", "deployments/scale", "pods", "pods/eviction", "events", "leases",
     "horizontalpodautoscalers", "poddisruptionbudgets", "scaledobjects", "podmetrics",
-    "namespaces",
+    "namespaces", "nodes", "nodemetrics",
 })
 FAULT_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 
@@ -441,6 +453,7 @@ FIELD_LABELS: dict[str, frozenset[str]] = {
                          "involvedObject.fieldPath", "reason", "reportingComponent", "source",
                          "type"}),
     "namespaces": frozenset({"status.phase"}),
+    "nodes": frozenset({"spec.unschedulable"}),
 }
 
 
@@ -644,6 +657,11 @@ class KubeState:
         self._scaled_objects: dict[tuple[str, str], ScaledObject] = {}
         self._pdbs: dict[tuple[str, str], Pdb] = {}
         self._namespaces: dict[str, float] = {"default": wall()}
+        self._node_created = wall()
+        self._namespaces[NODE_LEASE_NAMESPACE] = self._node_created
+        self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = Lease(
+            NODE_LEASE_NAMESPACE, NODE_NAME, str(uuid.uuid5(uuid.NAMESPACE_DNS, "lease")),
+            self._node_created, 1, LeaseSpec(holder=NODE_NAME, duration_seconds=40))
         self._history: deque[WatchEvent] = deque(maxlen=watch_history)
         self._compacted_through = 0
         self._subscriptions: list[_Subscription] = []
@@ -1425,8 +1443,13 @@ class KubeState:
             spec["leaseDurationSeconds"] = s.duration_seconds
         if s.acquire_time is not None:
             spec["acquireTime"] = format_micro_time(s.acquire_time)
-        if s.renew_time is not None:
-            spec["renewTime"] = format_micro_time(s.renew_time)
+        renew = s.renew_time
+        if (lease.namespace, lease.name) == (NODE_LEASE_NAMESPACE, NODE_NAME):
+            # the kubelet renews it every 10 s, as long as the node lives
+            now = self.wall()
+            renew = now - (now - lease.created_wall) % NODE_LEASE_RENEW_SECONDS
+        if renew is not None:
+            spec["renewTime"] = format_micro_time(renew)
         if s.transitions is not None:
             spec["leaseTransitions"] = s.transitions
         return {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
@@ -1495,6 +1518,64 @@ class KubeState:
                 "cpu": f"{(pod.cpu_usage_milli or 0) * 1_000_000}n", "memory": "262144Ki"}}],
         }
 
+    def node_json(self, name: str = NODE_NAME) -> JSON:
+        """The one node, Ready, as its kubelet reports it (`kubectl get/describe nodes`)."""
+        if name != NODE_NAME:
+            raise not_found(NODES, name)
+        now = format_time(self.wall())
+        created = format_time(self._node_created)
+        cpu = int(NODE_CAPACITY["cpu"]) * 1000 - NODE_RESERVED_MILLI
+        allocatable = {**NODE_CAPACITY, "cpu": f"{cpu}m", "memory": "253824Mi"}
+        conditions = [
+            ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+             "kubelet has sufficient memory available"),
+            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            ("PIDPressure", "False", "KubeletHasSufficientPID",
+             "kubelet has sufficient PID available"),
+            ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ]
+        return {
+            "kind": "Node", "apiVersion": "v1",
+            "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                         "resourceVersion": "1", "creationTimestamp": created,
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                                    "beta.kubernetes.io/arch": "amd64"},
+                         "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+            "spec": {"podCIDR": "10.1.0.0/16", "podCIDRs": ["10.1.0.0/16"]},
+            "status": {
+                "capacity": dict(NODE_CAPACITY), "allocatable": allocatable,
+                "conditions": [{"type": t, "status": st, "lastHeartbeatTime": now,
+                                "lastTransitionTime": created, "reason": r, "message": m}
+                               for t, st, r, m in conditions],
+                "addresses": [{"type": "InternalIP", "address": NODE_IP},
+                              {"type": "Hostname", "address": name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {"machineID": "0" * 32, "systemUUID": str(uuid.UUID(int=1)),
+                             "bootID": str(uuid.UUID(int=2)), "kernelVersion": "6.1.0-sim",
+                             "osImage": "Debian GNU/Linux 12 (bookworm)",
+                             "containerRuntimeVersion": "containerd://1.7.24",
+                             "kubeletVersion": "v1.32.0-sim", "kubeProxyVersion": "v1.32.0-sim",
+                             "operatingSystem": "linux", "architecture": "amd64"},
+            },
+        }
+
+    def node_metrics_json(self, name: str = NODE_NAME) -> JSON:
+        """metrics-server's NodeMetrics: the node's own use plus every pod's."""
+        if name != NODE_NAME:
+            raise not_found(NODE_METRICS, name)
+        now = self.wall()
+        pods = [p for ns in self._namespaces for p in self.pod_metrics(ns)]
+        cpu = NODE_BASE_USAGE_MILLI + sum(p.cpu_usage_milli or 0 for p in pods)
+        return {
+            "kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {"name": name, "creationTimestamp": format_time(now),
+                         "labels": self.node_json(name)["metadata"]["labels"]},
+            "timestamp": format_time(now - 5), "window": "20s",
+            "usage": {"cpu": f"{cpu * 1_000_000}n",
+                      "memory": f"{1048576 + 262144 * len(pods)}Ki"},
+        }
+
     def namespace_json(self, name: str) -> JSON:
         created = self._namespaces.get(name)
         if created is None:
@@ -1523,4 +1604,6 @@ class KubeState:
             return [self.pdb_json(p) for p in self.pdbs(namespace)]
         if resource == "scaledobjects":
             return [self.scaled_object_json(s) for s in self.scaled_objects(namespace)]
+        if resource == "nodes":
+            return [self.node_json()]
         raise ValueError(f"not a watchable resource: {resource}")

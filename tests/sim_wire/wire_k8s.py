@@ -45,7 +45,8 @@ def validate(obj: dict[str, Any], *, kind: str | None = None) -> None:
     kind = kind or obj["kind"]
     if obj.get("apiVersion", "v1") != "v1" or kind in {"Pod", "PodList", "Event",
                                                                "EventList", "Namespace",
-                                                               "NamespaceList"}:
+                                                               "NamespaceList", "Node",
+                                                               "NodeList"}:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         return
     directory = f"kubernetes-json-schema/v{K8S_VERSION}-local-strict"
