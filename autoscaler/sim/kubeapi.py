@@ -32,6 +32,7 @@ from aiohttp.typedefs import Handler as AioHandler
 from aiohttp.typedefs import Middleware
 
 from autoscaler.sim import kubestate as ks
+from autoscaler.sim import protobuf
 from autoscaler.sim.kubestate import (
     JSON,
     ApiError,
@@ -50,6 +51,7 @@ from autoscaler.sim.kubestate import (
     WatchEvent,
 )
 from autoscaler.sim.paging import Page, Pager
+from autoscaler.sim.rbac import Grant
 
 KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
@@ -64,6 +66,7 @@ _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "coordination.k8s.io": ("v1", (ks.LEASES,)),
     "metrics.k8s.io": ("v1beta1", (ks.NODE_METRICS, ks.POD_METRICS)),
     "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
+    "authorization.k8s.io": ("v1", (ks.SELF_SUBJECT_ACCESS_REVIEWS,)),
 }
 #: `kubectl get all`: the kinds in the "all" category, by (group, plural).
 _CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
@@ -389,10 +392,17 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
 # The server.
 
 
+_GRANT_KEY = web.RequestKey("grant", Grant)
+#: Paths every user may read (`system:public-info-viewer`, `system:discovery`).
+_PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis"})
+
+
 class _KubeApi:
-    def __init__(self, state: KubeState, token: str | None) -> None:
+    def __init__(self, state: KubeState, token: str | None,
+                 grants: Mapping[str, Grant]) -> None:
         self.state = state
         self.token = token
+        self.grants = grants  # read at each request: a test may change a Role meanwhile
         self.watches: set[asyncio.Queue[JSON | None]] = set()
         self.pager = Pager()
         self.handlers: dict[tuple[str, str, str], Handler] = {
@@ -441,6 +451,8 @@ class _KubeApi:
             ("metrics.k8s.io", "pods", "get"): self.get_pod_metrics,
             ("metrics.k8s.io", "nodes", "list"): self.list_node_metrics,
             ("metrics.k8s.io", "nodes", "get"): self.get_node_metrics,
+            ("authorization.k8s.io", "selfsubjectaccessreviews", "create"):
+                self.create_self_subject_access_review,
         }
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -453,11 +465,24 @@ class _KubeApi:
             return _error_response(err)
 
     def _authenticate(self, request: web.Request) -> None:
-        if self.token is None:
-            return
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+        """The admin token, or a token bound to a Role (whose grant the request then carries);
+        without a server token, any request is the admin's. The admin may act as another user
+        (`Impersonate-User`, kubectl's `--as`: kubectl sends no token over plain HTTP), who then
+        has what its grant gives, or nothing."""
+        given = request.headers.get("Authorization", "").encode()
+        as_user = request.headers.get("Impersonate-User")
+        for token, grant in self.grants.items():
+            if hmac.compare_digest(given, f"Bearer {token}".encode()):
+                if as_user is not None:
+                    grant.check("impersonate", "", "users", None, as_user)
+                request[_GRANT_KEY] = grant
+                return
+        if self.token is not None and not hmac.compare_digest(
+                given, f"Bearer {self.token}".encode()):
             raise UnauthorizedError("Unauthorized")
+        if as_user is not None:
+            request[_GRANT_KEY] = next((g for g in self.grants.values() if g.user == as_user),
+                                       Grant.nothing(as_user))
 
     def _groups(self) -> dict[str, tuple[str, tuple[ResourceType, ...]]]:
         return {g: v for g, v in _GROUPS.items()
@@ -504,6 +529,9 @@ class _KubeApi:
 
     async def _serve(self, request: web.Request, target: _Target) -> web.StreamResponse:
         verb = self._verb(request, target)
+        grant = request.get(_GRANT_KEY)
+        if grant is not None:  # authorization comes first, as in the apiserver
+            grant.check(verb, target.group, target.resource, target.namespace, target.name)
         handler = self.handlers.get((target.group, target.resource, verb))
         if handler is None:
             if any(key[:2] == (target.group, target.resource) for key in self.handlers):
@@ -919,6 +947,36 @@ class _KubeApi:
         return _json_response(self.state.node_metrics_json(_name(target)))
 
 
+    async def create_self_subject_access_review(self, request: web.Request,
+                                                target: _Target) -> web.StreamResponse:
+        """What the caller may do: its Role's answer, or yes for the admin."""
+        body = (protobuf.self_subject_access_review(await request.read())
+                if request.content_type == protobuf.CONTENT_TYPE else await _body(request))
+        spec = body.get("spec")
+        if not isinstance(spec, dict) or not (
+                isinstance(spec.get("resourceAttributes"), dict)
+                or isinstance(spec.get("nonResourceAttributes"), dict)):
+            raise InvalidError(
+                'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.'
+                "resourceAttributes: Invalid value: \"null\": exactly one of "
+                "nonResourceAttributes or resourceAttributes must be specified",
+                details={"group": "authorization.k8s.io", "kind": "SelfSubjectAccessReview",
+                         "causes": [{"reason": "FieldValueInvalid", "field":
+                                     "spec.resourceAttributes"}]})
+        grant = request.get(_GRANT_KEY)
+        status: JSON
+        if grant is None:
+            status = {"allowed": True}
+        elif isinstance(spec.get("resourceAttributes"), dict):
+            status = grant.review(spec["resourceAttributes"])
+        else:
+            status = {"allowed": spec["nonResourceAttributes"].get("path") in _PUBLIC_PATHS}
+        return _json_response({"kind": "SelfSubjectAccessReview",
+                               "apiVersion": "authorization.k8s.io/v1",
+                               "metadata": {"creationTimestamp": None}, "spec": spec,
+                               "status": status}, status=201)
+
+
 def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str) -> InvalidError:
     """The 422 for a change the simulated cluster does not model, with a cause per field (kubectl
     prints them): refused rather than answered as done."""
@@ -971,6 +1029,12 @@ def _name(target: _Target) -> str:
 
 
 async def _body(request: web.Request, *, optional: bool = False) -> JSON:
+    if request.content_type == protobuf.CONTENT_TYPE:
+        # An apiserver that speaks JSON only (as an aggregated one may): client-go then sends
+        # JSON instead (`kubectl auth can-i` sends protobuf first).
+        raise UnsupportedMediaTypeError(
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/yaml")
     raw = await request.read()
     if not raw.strip() and optional:
         return {}
@@ -1005,11 +1069,14 @@ _API_KEY = web.AppKey("kube_api", _KubeApi)
 
 
 def create_app(state: KubeState, *, token: str | None = None,
+               grants: Mapping[str, Grant] | None = None,
                middlewares: Iterable[Middleware] = ()) -> web.Application:
     """The Kubernetes API over `state`; with `token`, requests need `Authorization: Bearer`.
+    `grants` binds more tokens to Roles (`rbac.py`): what their requests may do is checked,
+    against the mapping as it is at each request (a test may change a Role meanwhile).
     `middlewares` wrap every request (the fault tests record and partition clients with them);
     `drop_watches(app)` ends every open watch stream, as an apiserver restart does."""
-    api = _KubeApi(state, token)
+    api = _KubeApi(state, token, {} if grants is None else grants)
     app = web.Application(middlewares=list(middlewares))
     app[_API_KEY] = api
     app.on_shutdown.append(api.close_watches)

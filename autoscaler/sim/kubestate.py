@@ -106,6 +106,9 @@ POD_METRICS = ResourceType("pods", "PodMetrics", "metrics.k8s.io", "v1beta1",
                            verbs=("get", "list"), singular="")
 NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",),
                           verbs=("get", "list"), singular="namespace")
+SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
+    "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1",
+    namespaced=False, verbs=("create",))
 NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
                      verbs=("get", "list", "watch"), singular="node")
 NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",

@@ -1,0 +1,101 @@
+"""RBAC for the simulated Kubernetes API: a bearer token bound to a Role, as a ServiceAccount
+is bound by a RoleBinding.
+
+A request made with such a token is allowed when a rule of the Role matches its verb, API group,
+resource (`deployments/scale` for a subresource) and, where the rule names some, the object's
+name, in the RoleBinding's namespace; anything else gets the apiserver's 403. Creating a
+SelfSubjectAccessReview is always allowed: Kubernetes grants it to every authenticated user
+(the `system:basic-user` ClusterRole). The admin token (`create_app(token=...)`) and requests
+on a server without a token are not restricted; the admin may act as a bound user
+(`Impersonate-User`, which is how kubectl's `--as` asks, e.g. `kubectl auth can-i --as=...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autoscaler.sim.kubestate import JSON, ForbiddenError
+
+#: What every authenticated user may do (`system:basic-user`): ask what it may do.
+EVERY_USER = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews", "create")})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    groups: frozenset[str]
+    resources: frozenset[str]
+    verbs: frozenset[str]
+    names: frozenset[str] = frozenset()
+
+    def allows(self, verb: str, group: str, resource: str, name: str | None) -> bool:
+        return ((group in self.groups or "*" in self.groups)
+                and (resource in self.resources or "*" in self.resources)
+                and (verb in self.verbs or "*" in self.verbs)
+                and (not self.names or name in self.names))
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A Role bound to one user in one namespace."""
+
+    user: str
+    namespace: str
+    role: str
+    rules: tuple[Rule, ...]
+
+    @classmethod
+    def from_role(cls, role: Mapping[str, Any], *, namespace: str, service_account: str) -> Grant:
+        """The grant a RoleBinding gives the ServiceAccount `service_account` of `namespace`:
+        `role` is the Role manifest (`rules` as written in YAML)."""
+        rules = tuple(Rule(frozenset(r.get("apiGroups", ())), frozenset(r.get("resources", ())),
+                           frozenset(r.get("verbs", ())), frozenset(r.get("resourceNames", ())))
+                      for r in role.get("rules", ()))
+        return cls(f"system:serviceaccount:{namespace}:{service_account}", namespace,
+                   str(role["metadata"]["name"]), rules)
+
+    @classmethod
+    def nothing(cls, user: str) -> Grant:
+        """A user no RoleBinding names: it may only ask what it may do."""
+        return cls(user, "", "", ())
+
+    def allows(self, verb: str, group: str, resource: str, namespace: str | None,
+               name: str | None) -> bool:
+        if (group, resource, verb) in EVERY_USER:
+            return True
+        # A Role grants nothing outside its namespace, and nothing cluster-scoped.
+        return namespace == self.namespace and any(
+            r.allows(verb, group, resource, name) for r in self.rules)
+
+    def check(self, verb: str, group: str, resource: str, namespace: str | None,
+              name: str | None) -> None:
+        """ForbiddenError, worded as the apiserver's, unless the Role allows the request."""
+        if self.allows(verb, group, resource, namespace, name):
+            return
+        plural = resource.partition("/")[0]
+        qualified = f"{plural}.{group}" if group else plural
+        what = f'{qualified} "{name}"' if name else qualified
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        details: JSON = {"group": group, "kind": plural}
+        if name:
+            details = {"name": name, **details}
+        raise ForbiddenError(
+            f'{what} is forbidden: User "{self.user}" cannot {verb} resource "{resource}" in '
+            f'API group "{group}"{where}', details=details)
+
+    def review(self, attributes: Mapping[str, Any]) -> JSON:
+        """The `status` of a SelfSubjectAccessReview for its `resourceAttributes`."""
+        resource = str(attributes.get("resource", ""))
+        if attributes.get("subresource"):
+            resource += f"/{attributes['subresource']}"
+        allowed = self.allows(str(attributes.get("verb", "")), str(attributes.get("group", "")),
+                              resource, attributes.get("namespace") or None,
+                              attributes.get("name") or None)
+        if not allowed:
+            return {"allowed": False}
+        return {"allowed": True,
+                "reason": f'RBAC: allowed by RoleBinding "{self.role}/{self.namespace}" of Role '
+                          f'"{self.role}" to ServiceAccount "{self.user.rsplit(":", 1)[1]}/'
+                          f'{self.namespace}"'}
+
