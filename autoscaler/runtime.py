@@ -25,6 +25,7 @@ from aiohttp import web
 
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
+from autoscaler.kube.access import watch_access
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
@@ -153,8 +154,12 @@ async def serve_endpoints(daemon: Daemon, *, host: str, port: int) -> None:
 @contextlib.asynccontextmanager
 async def live_adapters(
     loaded: LoadedConfig, *, kubeconfig: str | None, identity: str, telemetry: Telemetry,
-    leader_election: bool = True,
+    leader_election: bool = True, current: Callable[[], LoadedConfig] | None = None,
+    dry_run: bool = False,
 ) -> AsyncIterator[tuple[Adapters, SessionPool]]:
+    """The live adapters for `loaded`. With `current` (the config in force, which a reload
+    changes), a task asks the apiserver whether the daemon may make the calls it needs
+    (`kube/access.py`)."""
     clock = LoopClock()
     api = await connect(kubeconfig)
     pool = SessionPool()
@@ -181,6 +186,10 @@ async def live_adapters(
         extra["leader-elector"] = elector.run
     else:
         telemetry.leader.set(1)
+    if current is not None:
+        extra["access-check"] = lambda: watch_access(
+            api, current, dry_run=dry_run, leader_election=leader_election, telemetry=telemetry,
+            clock=clock)
     try:
         yield adapters, pool
     finally:
@@ -215,8 +224,14 @@ async def live_daemon(
     telemetry = Telemetry()
     telemetry.config_last_reload_ok.set(1)
     overrides = dict(probe_overrides or {})
+    daemon: Daemon | None = None
+
+    def current() -> LoadedConfig:
+        return loaded if daemon is None else daemon.loaded
+
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity=identity,
-                             telemetry=telemetry, leader_election=leader_election) as (a, pool):
+                             telemetry=telemetry, leader_election=leader_election,
+                             current=current, dry_run=dry_run) as (a, pool):
         a.probes = {**a.probes, **{k: v for k, v in overrides.items() if k in a.probes}}
         if pod_prober is not None:
             if a.pod_prober is not None:

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO, cast
 
 import structlog
@@ -186,6 +186,20 @@ class Telemetry:
         self.conflicts = Gauge(p + "conflicting_autoscaler",
                                "1 while another HPA or ScaledObject targets the workload",
                                WL, registry=r)
+        self.access_missing = Gauge(
+            p + "access_missing",
+            "1 while the apiserver says the daemon may not make this call (its Role lacks it)",
+            ("namespace", "verb", "group", "resource"), registry=r)
+        self._access: set[tuple[str, str, str, str]] = set()
+
+    def set_access_missing(self, lacking: Mapping[tuple[str, str, str, str], bool]) -> None:
+        """The last access check: each permission the config needs (namespace, verb, group,
+        resource), 1 if missing; permissions no longer needed after a reload are dropped."""
+        for labels in self._access - lacking.keys():
+            self.access_missing.remove(*labels)
+        for labels, missing in lacking.items():
+            self.access_missing.labels(*labels).set(1 if missing else 0)
+        self._access = set(lacking)
 
     def init_workload(self, namespace: str, workload: str, *, minimum: int,
                       maximum: int) -> None:

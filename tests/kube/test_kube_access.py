@@ -1,0 +1,173 @@
+"""The daemon's access check against the simulated API with the shipped Role enforced: the
+permissions a config needs, which of them the apiserver refuses, and how the daemon reports
+them (logs and `tracardi_autoscaler_access_missing`)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import yaml
+from kube_fixtures import RealClock
+
+from autoscaler.config import LoadedConfig, load_config, parse_config
+from autoscaler.kube.access import Permission, missing, needed, watch_access
+from autoscaler.kube.connect import connect
+from autoscaler.sim.kubeapi import create_app, serve, write_kubeconfig
+from autoscaler.sim.kubestate import KubeState
+from autoscaler.sim.rbac import Grant
+from autoscaler.telemetry import Telemetry
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "policies" / "tracardi.yaml"
+ROLE = yaml.safe_load((REPO / "deploy" / "base" / "role.yaml").read_text())
+ADMIN, DAEMON = "admin-token", "daemon-token"
+
+
+def shipped_grant(role: dict[str, Any] | None = None) -> Grant:
+    return Grant.from_role(role or ROLE, namespace="tracardi",
+                           service_account="tracardi-autoscaler")
+
+
+def without(resource: str, verb: str) -> dict[str, Any]:
+    """The shipped Role with `verb` on `resource` taken out."""
+    role = copy.deepcopy(ROLE)
+    for rule in role["rules"]:
+        if rule["resources"] == [resource] and verb in rule["verbs"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    return role
+
+
+@dataclasses.dataclass
+class Daemonside:
+    grants: dict[str, Grant]
+    kubeconfig: Path
+
+
+@pytest.fixture
+async def daemonside(tmp_path: Path) -> AsyncIterator[Daemonside]:
+    """The simulated API with the daemon's token bound to the shipped Role."""
+    grants = {DAEMON: shipped_grant()}
+    server = await serve(create_app(KubeState(clock=time.monotonic, wall=time.time),
+                                    token=ADMIN, grants=grants))
+    try:
+        yield Daemonside(grants, write_kubeconfig(tmp_path / "kubeconfig", server.url, DAEMON))
+    finally:
+        await server.stop()
+
+
+async def missing_for(side: Daemonside, wanted: list[Permission]) -> list[Permission]:
+    api = await connect(side.kubeconfig)
+    try:
+        return await missing(api, wanted)
+    finally:
+        await api.close()
+
+
+def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+            for r in rule["resources"] for v in rule["verbs"]}
+
+
+def every_feature() -> LoadedConfig:
+    """The shipped config with a CPU (hpa) workload and allow_delete: every call there is."""
+    raw = yaml.safe_load(POLICIES.read_text())
+    raw["workloads"]["wk-pl-background"]["healing"]["allow_delete"] = True
+    raw["workloads"]["cpu"] = {"min": 1, "max": 3, "requires": ["redis"], "policies": [{
+        "name": "hpa", "metric": {"type": "Resource", "resource": "cpu",
+                                  "target": {"type": "Utilization", "average_utilization": 70}}}]}
+    return parse_config(yaml.safe_dump(raw))
+
+
+def test_the_shipped_role_grants_exactly_what_a_config_with_every_feature_needs() -> None:
+    wanted = needed(every_feature(), dry_run=False, leader_election=True)
+    assert {(p.group, p.resource, p.verb) for p in wanted} == granted(ROLE)
+    [lease] = {p.name for p in wanted if p.name}
+    assert lease == load_config(POLICIES).config.daemon.lease.name
+
+
+def test_a_dry_run_needs_no_write() -> None:
+    wanted = needed(load_config(POLICIES), dry_run=True, leader_election=False)
+    assert wanted and all(p.verb in ("get", "list", "watch") for p in wanted)
+
+
+async def test_the_shipped_role_lacks_nothing_the_shipped_config_needs(
+        daemonside: Daemonside) -> None:
+    wanted = needed(load_config(POLICIES), dry_run=False, leader_election=True)
+    assert await missing_for(daemonside, wanted) == []
+
+
+async def test_a_rule_taken_out_of_the_role_is_missing(daemonside: Daemonside) -> None:
+    daemonside.grants[DAEMON] = shipped_grant(without("deployments/scale", "update"))
+    wanted = needed(load_config(POLICIES), dry_run=False, leader_election=True)
+    lacking = await missing_for(daemonside, wanted)
+    assert [str(p) for p in lacking] == ["update deployments.apps/scale in namespace tracardi"]
+    assert lacking[0].why == "scale"
+
+
+async def test_the_daemon_reports_what_is_missing_and_when_it_is_granted(
+        daemonside: Daemonside) -> None:
+    daemonside.grants[DAEMON] = shipped_grant(without("pods/eviction", "create"))
+    loaded = load_config(POLICIES)
+    telemetry = Telemetry()
+    api = await connect(daemonside.kubeconfig)
+
+    def gauge(resource: str, verb: str, group: str = "") -> float | None:
+        return telemetry.registry.get_sample_value(
+            "tracardi_autoscaler_access_missing",
+            {"namespace": "tracardi", "verb": verb, "group": group, "resource": resource})
+
+    async def until(done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not done():
+                await asyncio.sleep(0.02)
+
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(watch_access(
+            api, lambda: loaded, dry_run=False, leader_election=True, telemetry=telemetry,
+            clock=RealClock(), period=0.2))
+        try:
+            await until(lambda: gauge("pods/eviction", "create") == 1)
+            assert gauge("deployments/scale", "update", "apps") == 0
+            [event] = [e for e in logs if e["event"] == "access_missing"]
+            assert event["permission"] == "create pods/eviction in namespace tracardi"
+            assert event["needed_to"] == "restart unhealthy pods"
+            assert event["log_level"] == "error"
+
+            await asyncio.sleep(0.5)  # checked again: still missing, not logged again
+            assert len([e for e in logs if e["event"] == "access_missing"]) == 1
+            daemonside.grants[DAEMON] = shipped_grant()
+            await until(lambda: gauge("pods/eviction", "create") == 0)
+            assert [e["permission"] for e in logs if e["event"] == "access_granted"] == [
+                "create pods/eviction in namespace tracardi"]
+        finally:
+            task.cancel()
+            await api.close()
+
+
+async def test_a_failing_review_is_logged_once_and_changes_nothing(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9", DAEMON)
+    api = await connect(kubeconfig)
+    telemetry = Telemetry()
+    loaded = load_config(POLICIES)
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(watch_access(
+            api, lambda: loaded, dry_run=False, leader_election=True, telemetry=telemetry,
+            clock=RealClock(), period=0.05))
+        try:
+            async with asyncio.timeout(10):
+                while sum(1 for e in logs if e["event"] == "access_check_failed") < 1:
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # several more failed checks
+        finally:
+            task.cancel()
+            await api.close()
+    assert [e["event"] for e in logs] == ["access_check_failed"]
+    assert b"access_missing{" not in telemetry.render()
