@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import socket
 import tempfile
 import time
@@ -28,6 +29,7 @@ import yaml
 
 from autoscaler.config import HttpProbeSettings, LoadedConfig, load_config
 from autoscaler.daemon import Daemon
+from autoscaler.kube.access import needed
 from autoscaler.model import PodInfo, Signal, WorkloadStatus
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.ports import CheckResult, Probe
@@ -42,6 +44,7 @@ from autoscaler.sim.prometheus_api import PrometheusState
 from autoscaler.sim.prometheus_api import create_app as prometheus_app
 from autoscaler.sim.pulsar_admin import Consumer, PulsarState
 from autoscaler.sim.pulsar_admin import create_app as pulsar_app
+from autoscaler.sim.rbac import Grant, Rule
 from autoscaler.sim.traces import Trace
 
 log = structlog.get_logger("tracardi_autoscaler.demo")
@@ -49,6 +52,7 @@ log = structlog.get_logger("tracardi_autoscaler.demo")
 DRIVER_SECONDS = 0.2  # real seconds between two driver steps
 OUTAGE_AFTER_SECONDS = 60.0  # real seconds into the demo when Elasticsearch goes down
 OUTAGE_SECONDS = 45.0  # real seconds it stays down
+DAEMON_ACCOUNT = "tracardi-autoscaler"  # the ServiceAccount of deploy/, which the daemon runs as
 
 
 class HealthyPods:
@@ -276,6 +280,18 @@ class DemoResult:
     failure: str | None = None
 
 
+def daemon_grant(loaded: LoadedConfig) -> Grant:
+    """The daemon's ServiceAccount with a Role of the calls its config needs, in its namespace
+    (the shipped workloads' one)."""
+    namespace = loaded.config.daemon.namespace
+    rules = tuple(Rule(frozenset({p.group}), frozenset({p.resource}), frozenset({p.verb}),
+                       frozenset({p.name}) if p.name else frozenset())
+                  for p in needed(loaded, dry_run=False, leader_election=True)
+                  if p.namespace == namespace)
+    return Grant(Grant.service_account(namespace, DAEMON_ACCOUNT), namespace, DAEMON_ACCOUNT,
+                 rules)
+
+
 async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float,
                    metrics_port: int, kubeconfig_out: Path | None, peak_replicas: int,
                    seed: int, show: Any, stop: asyncio.Event | None = None) -> DemoResult:
@@ -291,14 +307,18 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
         shipped_loaded = load_config(shipped)
         cluster = build_cluster(shipped_loaded, trace, speed=speed,
                                 peak_replicas=peak_replicas, seed=seed)
+        # The daemon runs as its ServiceAccount, bound to a Role of exactly what it needs (as
+        # deploy/base/role.yaml is); kubectl, without a token, is the admin.
+        token, grant = secrets.token_urlsafe(16), daemon_grant(shipped_loaded)
         servers: list[ServedApp] = [
-            await serve(kube_app(cluster.kube)),
+            await serve(kube_app(cluster.kube, grants={token: grant})),
             await serve(pulsar_app(cluster.pulsar)),
             await serve(es_app(cluster.es)),
             await serve(prometheus_app(cluster.prometheus)),
         ]
         kube_url, pulsar_url, es_url, prom_url = (s.url for s in servers)
         kubeconfig = write_kubeconfig(kubeconfig_out or folder / "kubeconfig", kube_url)
+        daemon_kubeconfig = write_kubeconfig(folder / "daemon-kubeconfig", kube_url, token)
         config = demo_config(shipped, es=es_url, pulsar=pulsar_url, prometheus=prom_url,
                              real_redis=real_redis, real_mysql=real_mysql, folder=folder)
         overrides: dict[str, Probe] = {}
@@ -308,6 +328,7 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
                 overrides[name] = SimulatedProbe(name)
         info = {
             "kubeconfig": str(kubeconfig),
+            "account": grant.user,
             "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
             "config": str(config),
             "redis": "real (127.0.0.1:6379)" if real_redis else "simulated",
@@ -315,7 +336,7 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
             "speed": speed,
         }
         try:
-            async with live_daemon(config, kubeconfig=str(kubeconfig), dry_run=False,
+            async with live_daemon(config, kubeconfig=str(daemon_kubeconfig), dry_run=False,
                                    metrics_host="127.0.0.1", metrics_port=metrics_port,
                                    identity="demo-daemon", probe_overrides=overrides,
                                    pod_prober=HealthyPods()) as daemon:
@@ -392,7 +413,7 @@ def plain_view() -> Any:
             return
         if not last[0]:
             print(f"kubeconfig {info['kubeconfig']}   redis {info['redis']}   "
-                  f"mysql {info['mysql']}", flush=True)
+                  f"mysql {info['mysql']}   daemon runs as {info['account']}", flush=True)
         last[0] = now
         deps = " ".join(f"{n}={'up' if s.health.value == 'up' else s.health.value}"
                         for n, s in sorted(daemon.store.dependencies.items()))

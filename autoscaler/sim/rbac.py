@@ -52,8 +52,13 @@ class Grant:
         rules = tuple(Rule(frozenset(r.get("apiGroups", ())), frozenset(r.get("resources", ())),
                            frozenset(r.get("verbs", ())), frozenset(r.get("resourceNames", ())))
                       for r in role.get("rules", ()))
-        return cls(f"system:serviceaccount:{namespace}:{service_account}", namespace,
+        return cls(cls.service_account(namespace, service_account), namespace,
                    str(role["metadata"]["name"]), rules)
+
+    @classmethod
+    def service_account(cls, namespace: str, name: str) -> str:
+        """The user a ServiceAccount's token authenticates as."""
+        return f"system:serviceaccount:{namespace}:{name}"
 
     @classmethod
     def nothing(cls, user: str) -> Grant:

@@ -18,6 +18,7 @@ import yaml
 from kube_fixtures import RealClock
 
 from autoscaler.config import LoadedConfig, load_config, parse_config
+from autoscaler.demo import daemon_grant
 from autoscaler.kube.access import Permission, missing, needed, watch_access
 from autoscaler.kube.connect import connect
 from autoscaler.sim.kubeapi import create_app, serve, write_kubeconfig
@@ -29,6 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies" / "tracardi.yaml"
 ROLE = yaml.safe_load((REPO / "deploy" / "base" / "role.yaml").read_text())
 ADMIN, DAEMON = "admin-token", "daemon-token"
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {within} s")
 
 
 def shipped_grant(role: dict[str, Any] | None = None) -> Grant:
@@ -124,17 +134,12 @@ async def test_the_daemon_reports_what_is_missing_and_when_it_is_granted(
             "tracardi_autoscaler_access_missing",
             {"namespace": "tracardi", "verb": verb, "group": group, "resource": resource})
 
-    async def until(done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(10):
-            while not done():
-                await asyncio.sleep(0.02)
-
     with structlog.testing.capture_logs() as logs:
         task = asyncio.create_task(watch_access(
             api, lambda: loaded, dry_run=False, leader_election=True, telemetry=telemetry,
             clock=RealClock(), period=0.2))
         try:
-            await until(lambda: gauge("pods/eviction", "create") == 1)
+            await eventually(lambda: gauge("pods/eviction", "create") == 1)
             assert gauge("deployments/scale", "update", "apps") == 0
             [event] = [e for e in logs if e["event"] == "access_missing"]
             assert event["permission"] == "create pods/eviction in namespace tracardi"
@@ -144,7 +149,7 @@ async def test_the_daemon_reports_what_is_missing_and_when_it_is_granted(
             await asyncio.sleep(0.5)  # checked again: still missing, not logged again
             assert len([e for e in logs if e["event"] == "access_missing"]) == 1
             daemonside.grants[DAEMON] = shipped_grant()
-            await until(lambda: gauge("pods/eviction", "create") == 0)
+            await eventually(lambda: gauge("pods/eviction", "create") == 0)
             assert [e["permission"] for e in logs if e["event"] == "access_granted"] == [
                 "create pods/eviction in namespace tracardi"]
         finally:
@@ -162,12 +167,22 @@ async def test_a_failing_review_is_logged_once_and_changes_nothing(tmp_path: Pat
             api, lambda: loaded, dry_run=False, leader_election=True, telemetry=telemetry,
             clock=RealClock(), period=0.05))
         try:
-            async with asyncio.timeout(10):
-                while sum(1 for e in logs if e["event"] == "access_check_failed") < 1:
-                    await asyncio.sleep(0.02)
+            await eventually(lambda: any(e["event"] == "access_check_failed" for e in logs))
             await asyncio.sleep(0.3)  # several more failed checks
         finally:
             task.cancel()
             await api.close()
     assert [e["event"] for e in logs] == ["access_check_failed"]
     assert b"access_missing{" not in telemetry.render()
+
+
+def test_the_demos_daemon_runs_with_what_it_needs_and_no_more() -> None:
+    loaded = load_config(POLICIES)
+    grant = daemon_grant(loaded)
+    assert grant.user == "system:serviceaccount:tracardi:tracardi-autoscaler"
+    for p in needed(loaded, dry_run=False, leader_election=True):
+        assert grant.allows(p.verb, p.group, p.resource, p.namespace, p.name), p
+    assert {(r, v) for rule in grant.rules for r in rule.resources for v in rule.verbs} <= {
+        (r, v) for _, r, v in granted(ROLE)}
+    assert not grant.allows("update", "apps", "deployments", "tracardi", "be-fa-public")
+    assert not grant.allows("update", "coordination.k8s.io", "leases", "tracardi", "other")
