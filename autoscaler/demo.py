@@ -52,6 +52,9 @@ log = structlog.get_logger("tracardi_autoscaler.demo")
 DRIVER_SECONDS = 0.2  # real seconds between two driver steps
 OUTAGE_AFTER_SECONDS = 60.0  # real seconds into the demo when Elasticsearch goes down
 OUTAGE_SECONDS = 45.0  # real seconds it stays down
+#: How long a deleted pod terminates, in trace seconds: an API pod finishing its requests, a
+#: worker its messages, before the container exits (`kubectl get pods` shows it Terminating).
+TERMINATION_TRACE_SECONDS = 20.0
 DAEMON_ACCOUNT = "tracardi-autoscaler"  # the ServiceAccount of deploy/, which the daemon runs as
 
 
@@ -139,6 +142,7 @@ class DemoCluster:
         return self.start_offset + (time.monotonic() - self.started) * self.speed
 
     def step(self) -> None:
+        self.kube.reap()  # pods whose termination is over
         t = self.trace_time()
         es_down = any(o.dependency == "elasticsearch" and o.covers(t)
                       for s in self.scaled for o in s.model.outages)
@@ -149,6 +153,8 @@ class DemoCluster:
             self._sync(s, t)
         for name in self.fixed:
             for pod in self.kube.workload_pods(self.namespace, name):
+                if pod.deleting:
+                    continue
                 if not pod.ready:
                     self.kube.mark_ready(self.namespace, pod.name, True)
                 self.kube.set_cpu_usage(self.namespace, pod.name, pod.cpu_request_milli // 10)
@@ -170,8 +176,8 @@ class DemoCluster:
         else:
             s.crossed_at = None
         ready = sum(p.ready for p in model.deployment.pods)
-        pods = sorted(self.kube.workload_pods(self.namespace, s.name),
-                      key=lambda p: p.created_wall)
+        pods = sorted((p for p in self.kube.workload_pods(self.namespace, s.name)
+                       if not p.deleting), key=lambda p: p.created_wall)
         # What metrics-server would report (`kubectl top pods`): a tenth of the request idle,
         # the rest in proportion to the share of the pods' capacity in use.
         busy = (min(1.0, model.out_rate() / (ready * model.deployment.capacity))
@@ -226,7 +232,8 @@ def demo_config(shipped: Path, *, es: str, pulsar: str, prometheus: str, real_re
 def build_cluster(loaded: LoadedConfig, trace: Trace, *, speed: float, peak_replicas: int,
                   seed: int) -> DemoCluster:
     namespace = loaded.config.daemon.namespace
-    kube = KubeState(clock=time.monotonic, wall=time.time)
+    kube = KubeState(clock=time.monotonic, wall=time.time,
+                     termination_seconds=TERMINATION_TRACE_SECONDS / speed)
     pulsar = PulsarState()
     prometheus = PrometheusState()
     es = ElasticsearchState()

@@ -41,7 +41,7 @@ def pod_info(pod: Pod) -> PodInfo:
     """Like `kube.cluster.pod_info`: `started_at` is the pod's `status.startTime` in epoch
     seconds of the state's `wall` clock, whole seconds as on the wire."""
     return PodInfo(name=pod.name, ready=pod.ready, phase=pod.phase, ip=pod.ip,
-                   started_at=float(int(pod.created_wall)), deleting=False,
+                   started_at=float(int(pod.created_wall)), deleting=pod.deleting,
                    restarts=pod.restarts,
                    waiting_reason=pod.waiting_reason, cpu_request_milli=pod.cpu_request_milli)
 

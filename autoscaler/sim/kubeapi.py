@@ -275,9 +275,11 @@ def _pod_cells(pod: JSON, now: float) -> list[Any]:
                 if "terminated" in c.get("lastState", {})]
     restart_text = f"{restarts} ({human_age(now - ks.parse_time(finished[0]))} ago)" \
         if restarts and finished else str(restarts)
-    return [pod["metadata"]["name"], f"{ready}/{len(statuses)}",
-            waiting or pod["status"]["phase"], restart_text, _age(pod, now),
-            pod["status"].get("podIP", "<none>"), pod["spec"].get("nodeName", "<none>")]
+    reason = "Terminating" if "deletionTimestamp" in pod["metadata"] else \
+        waiting or pod["status"]["phase"]
+    return [pod["metadata"]["name"], f"{ready}/{len(statuses)}", reason, restart_text,
+            _age(pod, now), pod["status"].get("podIP", "<none>"),
+            pod["spec"].get("nodeName", "<none>")]
 
 
 def _deployment_cells(d: JSON, now: float) -> list[Any]:
@@ -754,7 +756,13 @@ class _KubeApi:
             raise ks.conflict(ks.PODS, pod.name)
         body = self.state.pod_json(pod)
         if not _dry_run(request, options):
-            self.state.delete_pod(pod.namespace, pod.name)
+            # `--grace-period=0 --force`: gone at once; else the pod terminates first, and the
+            # answer shows it so (its deletionTimestamp set).
+            grace = (options or {}).get("gracePeriodSeconds",
+                                        request.query.get("gracePeriodSeconds"))
+            self.state.delete_pod(pod.namespace, pod.name, force=str(grace) == "0")
+            if pod.deleting and self.state.has_pod(pod.namespace, pod.name):
+                body = self.state.pod_json(pod)
         return _json_response(body)
 
     async def patch_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:

@@ -13,7 +13,9 @@ What it imitates, and how far:
 - the Deployment + ReplicaSet controllers: a replica change creates Pending pods at once or
   deletes pods in the ReplicaSet controller's order (Pending before Running, not-ready before
   ready, most recently ready first, more restarts first, newest first); a deleted or evicted pod
-  is replaced at once; pods are deleted immediately (no graceful termination);
+  is replaced at once; with `termination_seconds`, a deleted pod terminates for that long (its
+  deletionTimestamp set, `Terminating` in kubectl, counted by no controller) until `reap()`
+  removes it, as the kubelet does once the container exits; without, it is gone at once;
 - the Eviction API with PodDisruptionBudgets (`minAvailable`, the default
   `IfHealthyBudget` policy for unhealthy pods);
 - watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`
@@ -49,6 +51,7 @@ NODE_CAPACITY = {"cpu": "64", "memory": "257920Mi", "ephemeral-storage": "507944
                  "pods": "5000"}
 NODE_RESERVED_MILLI = 500  # kube-reserved + system-reserved CPU: capacity - allocatable
 NODE_BASE_USAGE_MILLI = 350  # the kubelet, the runtime and the system, besides the pods
+POD_GRACE_SECONDS = 30  # the pods' terminationGracePeriodSeconds (the default)
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
 NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
 WATCH_HISTORY = 1000
@@ -516,10 +519,17 @@ class Pod:
     last_exit_wall: float | None = None
     cpu_usage_milli: int | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    #: When the pod was deleted (wall, and clock for `reap`), while it terminates.
+    deleted_wall: float | None = None
+    deleted_at: float | None = None
 
     @property
     def container(self) -> str:
         return self.owner or self.name
+
+    @property
+    def deleting(self) -> bool:
+        return self.deleted_wall is not None
 
 
 @dataclass(slots=True)
@@ -644,9 +654,11 @@ class KubeState:
     """
 
     def __init__(self, *, clock: Callable[[], float], wall: Callable[[], float],
-                 keda_installed: bool = False, watch_history: int = WATCH_HISTORY) -> None:
+                 keda_installed: bool = False, watch_history: int = WATCH_HISTORY,
+                 termination_seconds: float = 0.0) -> None:
         self.clock = clock
         self.wall = wall
+        self.termination_seconds = termination_seconds
         self.keda_installed = keda_installed
         self.faults = FaultPlan()
         self._rv = 1
@@ -837,8 +849,9 @@ class KubeState:
                    self.deployment_json(d))
 
     def _deployment_pods(self, d: Deployment) -> list[Pod]:
+        """The pods the ReplicaSet controller counts: not those terminating."""
         return [p for p in self._pods.values()
-                if p.namespace == d.namespace and p.owner == d.name]
+                if p.namespace == d.namespace and p.owner == d.name and not p.deleting]
 
     def _reconcile(self, d: Deployment) -> None:
         """The ReplicaSet controller: create or delete pods until the count matches."""
@@ -878,17 +891,39 @@ class KubeState:
         self._emit("ADDED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
         return pod
 
-    def _remove_pod(self, pod: Pod) -> None:
+    def _remove_pod(self, pod: Pod, *, force: bool = False) -> None:
+        """Delete `pod`: it terminates for `termination_seconds` unless `force` (a grace period
+        of 0) or there is none to wait; a pod already terminating is left to finish."""
+        if self.termination_seconds > 0 and not force:
+            if not pod.deleting:
+                pod.deleted_wall, pod.deleted_at = self.wall(), self.clock()
+                pod.resource_version = self._next_rv()
+                self._emit("MODIFIED", "pods", pod.namespace, pod.resource_version,
+                           self.pod_json(pod))
+            return
         del self._pods[(pod.namespace, pod.name)]
         rv = self._next_rv()
         pod.resource_version = rv
         self._emit("DELETED", "pods", pod.namespace, rv, self.pod_json(pod))
+
+    def reap(self) -> list[Pod]:
+        """Remove the pods whose termination is over (the kubelet saw their container exit);
+        the model calls it as time passes. Returns them."""
+        now = self.clock()
+        done = [p for p in self._pods.values()
+                if p.deleted_at is not None and p.deleted_at + self.termination_seconds <= now]
+        for pod in done:
+            self._remove_pod(pod, force=True)
+        return done
 
     def pod(self, namespace: str, name: str) -> Pod:
         try:
             return self._pods[(namespace, name)]
         except KeyError:
             raise not_found(PODS, name) from None
+
+    def has_pod(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._pods
 
     def pods(self, namespace: str | None = None, *,
              selector: Mapping[str, str] | None = None) -> list[Pod]:
@@ -967,10 +1002,11 @@ class KubeState:
         self._ips += 1
         return f"10.244.{self._ips // 250}.{self._ips % 250 + 1}"
 
-    def delete_pod(self, namespace: str, name: str) -> Pod:
-        """Delete a pod; its Deployment's controller replaces it at once."""
+    def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> Pod:
+        """Delete a pod (at once with `force`, else it terminates first, see `_remove_pod`);
+        its Deployment's controller replaces it at once."""
         pod = self.pod(namespace, name)
-        self._remove_pod(pod)
+        self._remove_pod(pod, force=force)
         owner = self._deployments.get((namespace, pod.owner))
         if owner is not None:
             self._reconcile(owner)
@@ -980,6 +1016,8 @@ class KubeState:
         """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it. A dry
         run checks the budgets and deletes nothing."""
         pod = self.pod(namespace, name)
+        if pod.deleting:  # already on its way out: the eviction has nothing to check
+            return pod
         for pdb in self.pdbs(namespace):
             if not all(pod.labels.get(k) == v for k, v in pdb.selector.items()):
                 continue
@@ -1017,7 +1055,9 @@ class KubeState:
             raise not_found(PDBS, name) from None
 
     def _healthy(self, pdb: Pdb) -> int:
-        return sum(1 for p in self.pods(pdb.namespace, selector=pdb.selector) if p.ready)
+        """Ready pods that are not terminating, as the disruption controller counts them."""
+        return sum(1 for p in self.pods(pdb.namespace, selector=pdb.selector)
+                   if p.ready and not p.deleting)
 
     def add_hpa(self, namespace: str, name: str, *, target: str, min_replicas: int = 1,
                 max_replicas: int = 10, cpu_utilization: int = 80,
@@ -1298,7 +1338,8 @@ class KubeState:
                     "metadata": {"labels": {**d.selector,
                                             INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "")}},
                     "spec": {"containers": [container], "restartPolicy": "Always",
-                             "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                             "terminationGracePeriodSeconds": POD_GRACE_SECONDS,
+                             "dnsPolicy": "ClusterFirst",
                              "schedulerName": "default-scheduler", "securityContext": {}},
                 },
                 "strategy": {"type": "RollingUpdate",
@@ -1381,6 +1422,9 @@ class KubeState:
                           generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-")
         if owner_refs:
             meta["ownerReferences"] = owner_refs
+        if pod.deleted_wall is not None:  # the time by which the kubelet would kill it
+            meta["deletionTimestamp"] = format_time(pod.deleted_wall + POD_GRACE_SECONDS)
+            meta["deletionGracePeriodSeconds"] = POD_GRACE_SECONDS
         return {
             "kind": "Pod", "apiVersion": "v1",
             "metadata": meta,
@@ -1391,7 +1435,7 @@ class KubeState:
                     "terminationMessagePath": "/dev/termination-log",
                     "terminationMessagePolicy": "File",
                 }],
-                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": POD_GRACE_SECONDS,
                 "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
                 "serviceAccountName": "default", "nodeName": NODE_NAME,
                 "securityContext": {}, "priority": 0, "enableServiceLinks": True,
