@@ -2,13 +2,14 @@
 
 `kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
-preconditions), Pods (list/watch/delete, label and field selectors), the Eviction subresource,
-Events (core/v1, and events.k8s.io/v1 read-only), Leases, PodDisruptionBudgets, HPAs
-(autoscaling/v2), KEDA ScaledObjects (when "installed"), the one Node, and metrics.k8s.io PodMetrics
-and NodeMetrics. Errors are
-real `Status` objects. `kubectl get` gets server-side Tables (its usual columns) for pods,
-deployments, events, leases and HPAs, plain JSON for the rest. Lists come in the apiserver's key
-order and in chunks when asked (`limit` and `continue`, see `paging.py`).
+preconditions) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
+selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 read-only), Leases,
+PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one Node,
+metrics.k8s.io PodMetrics and NodeMetrics, and SelfSubjectAccessReviews. Errors are real `Status`
+objects. `kubectl get` gets server-side Tables (its usual columns) for pods, deployments, events,
+nodes, leases and HPAs, plain JSON for the rest. Lists come in the apiserver's key order and in
+chunks when asked (`limit` and `continue`, see `paging.py`). Tokens bound to a Role are authorized
+as RBAC would (`rbac.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -943,7 +944,6 @@ class _KubeApi:
         raise NotFoundError(f'podmetrics.metrics.k8s.io "{name}" not found',
                             details={"name": name, "group": "metrics.k8s.io", "kind": "pods"})
 
-
     async def list_node_metrics(self, request: web.Request,
                                 target: _Target) -> web.StreamResponse:
         page = self._page(request, target, "nodes.metrics.k8s.io",
@@ -953,7 +953,6 @@ class _KubeApi:
     async def get_node_metrics(self, request: web.Request,
                                target: _Target) -> web.StreamResponse:
         return _json_response(self.state.node_metrics_json(_name(target)))
-
 
     async def create_self_subject_access_review(self, request: web.Request,
                                                 target: _Target) -> web.StreamResponse:
@@ -1038,8 +1037,8 @@ def _name(target: _Target) -> str:
 
 async def _body(request: web.Request, *, optional: bool = False) -> JSON:
     if request.content_type == protobuf.CONTENT_TYPE:
-        # An apiserver that speaks JSON only (as an aggregated one may): client-go then sends
-        # JSON instead (`kubectl auth can-i` sends protobuf first).
+        # Read only where kubectl sends nothing else (a SelfSubjectAccessReview); elsewhere the
+        # 415 an apiserver answers to a body it cannot decode.
         raise UnsupportedMediaTypeError(
             "the body of the request was in an unknown format - accepted media types include: "
             "application/json, application/yaml")
