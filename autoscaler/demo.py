@@ -29,7 +29,7 @@ import yaml
 
 from autoscaler.config import HttpProbeSettings, LoadedConfig, load_config
 from autoscaler.daemon import Daemon
-from autoscaler.kube.access import needed
+from autoscaler.kube.access import lease_of, needed
 from autoscaler.model import PodInfo, Signal, WorkloadStatus
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.ports import CheckResult, Probe
@@ -143,6 +143,7 @@ class DemoCluster:
 
     def step(self) -> None:
         self.kube.reap()  # pods whose termination is over
+        self.kube.renew_node()  # the kubelet's heartbeats
         t = self.trace_time()
         es_down = any(o.dependency == "elasticsearch" and o.covers(t)
                       for s in self.scaled for o in s.model.outages)
@@ -293,7 +294,7 @@ def daemon_grant(loaded: LoadedConfig) -> Grant:
     namespace = loaded.config.daemon.namespace
     rules = tuple(Rule(frozenset({p.group}), frozenset({p.resource}), frozenset({p.verb}),
                        frozenset({p.name}) if p.name else frozenset())
-                  for p in needed(loaded, dry_run=False, leader_election=True)
+                  for p in needed(loaded, dry_run=False, lease=lease_of(loaded))
                   if p.namespace == namespace)
     return Grant(Grant.service_account(namespace, DAEMON_ACCOUNT), namespace, DAEMON_ACCOUNT,
                  rules)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
-from autoscaler.kube.access import watch_access
+from autoscaler.kube.access import lease_of, watch_access
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
@@ -187,9 +187,10 @@ async def live_adapters(
     else:
         telemetry.leader.set(1)
     if current is not None:
+        # The Lease of the election built above: a reload does not move it.
+        lease = lease_of(loaded) if leader_election else None
         extra["access-check"] = lambda: watch_access(
-            api, current, dry_run=dry_run, leader_election=leader_election, telemetry=telemetry,
-            clock=clock)
+            api, current, dry_run=dry_run, lease=lease, telemetry=telemetry, clock=clock)
     try:
         yield adapters, pool
     finally:
@@ -240,6 +241,12 @@ async def live_daemon(
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=dry_run)
 
         def on_change(new: LoadedConfig) -> None:
+            # The Lease and the metrics port are set up at start, and stay as they were.
+            fixed = [f"daemon.{key}" for key in ("lease", "metrics_port")
+                     if getattr(new.config.daemon, key) != getattr(loaded.config.daemon, key)]
+            if fixed:
+                log.warning("restart_needed", settings=fixed,
+                            hint="set up at start: restart the daemon to apply them")
             readers = build_readers(new, now=a.clock.now, pool=pool)
             probes = {**readers.probes,
                       **{k: v for k, v in overrides.items() if k in readers.probes}}

@@ -4,10 +4,11 @@ A Role that lacks a rule shows only when its call is first made: a scale-up hour
 start, in the middle of a flash crowd, gets a 403. So the daemon asks at start, after each
 config reload and every `ACCESS_CHECK_SECONDS`: one SelfSubjectAccessReview (which every
 authenticated user may create) per permission its config needs, the same list the shipped Role
-(deploy/base/role.yaml) grants. Each missing one is logged once as `access_missing`, naming the
-call it is for, and exported as `tracardi_autoscaler_access_missing`; the daemon runs on (what
-it may do still works, and a write that is refused is counted as `forbidden`). A review that
-fails (the API unreachable) is logged as `access_check_failed` and asked again next time.
+(deploy/base/role.yaml) grants, a few at a time. Each missing one is logged once as
+`access_missing`, naming the call it is for and how to grant it, and exported as
+`tracardi_autoscaler_access_missing`; the daemon runs on (what it may do still works, and a write
+that is refused is counted as `forbidden`). Reviews that fail (the API unreachable) are logged
+once as `access_check_failed` and asked again after 5 s, then 10, 20, ... up to the period.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ log = structlog.get_logger("autoscaler.kube.access")
 ACCESS_CHECK_SECONDS = 600.0
 #: How often it looks whether the config was reloaded (a reload is checked at once).
 RELOAD_LOOK_SECONDS = 5.0
+#: After a check in which some reviews failed, the next comes this long after, doubling up to
+#: ACCESS_CHECK_SECONDS.
+RETRY_SECONDS = 5.0
+#: Reviews in flight at once: the daemon's client also carries the lease renewals and writes.
+CONCURRENT_REVIEWS = 4
+#: The Lease name the shipped Role (deploy/base/role.yaml) lists in its resourceNames.
+SHIPPED_LEASE = "tracardi-autoscaler"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -57,9 +65,16 @@ class Permission:
         what += f" {self.name}" if self.name else ""
         return f"{self.verb} {what} in namespace {self.namespace}"
 
+    @property
+    def labels(self) -> tuple[str, str, str, str]:
+        """Its `tracardi_autoscaler_access_missing` labels (the name is not one)."""
+        return self.namespace, self.verb, self.group, self.resource
 
-def needed(loaded: LoadedConfig, *, dry_run: bool, leader_election: bool) -> list[Permission]:
-    """Every permission the daemon needs for `loaded`, once each, with what it is for."""
+
+def needed(loaded: LoadedConfig, *, dry_run: bool,
+           lease: tuple[str, str] | None) -> list[Permission]:
+    """Every permission the daemon needs for `loaded`, once each, with what it is for. `lease`
+    is the (namespace, name) of the Lease the leader election holds, None without one."""
     out: dict[Permission, Permission] = {}
 
     def need(ns: str, verb: str, group: str, resource: str, name: str | None = None, *,
@@ -90,69 +105,118 @@ def needed(loaded: LoadedConfig, *, dry_run: bool, leader_election: bool) -> lis
             if healing.allow_delete:
                 need(ns, "delete", "", "pods",
                      why="restart a pod whose eviction a PDB keeps refusing (allow_delete)")
-    if leader_election:
-        daemon = loaded.config.daemon
-        ns, lease = daemon.lease.namespace or daemon.namespace, daemon.lease.name
+    if lease is not None:
+        ns, name = lease
         need(ns, "create", "coordination.k8s.io", "leases", why="create the leader Lease")
         for verb in ("get", "update"):
-            need(ns, verb, "coordination.k8s.io", "leases", lease,
+            need(ns, verb, "coordination.k8s.io", "leases", name,
                  why="hold and renew the leader Lease")
     return sorted(out)
 
 
-async def missing(api: ApiClient, wanted: Iterable[Permission], *,
-                  request_timeout: float = 10.0) -> list[Permission]:
-    """The permissions of `wanted` that the apiserver says the daemon does not have. Raises
-    what the reviews raise (ApiException, transport errors)."""
+def lease_of(loaded: LoadedConfig) -> tuple[str, str]:
+    """The (namespace, name) of the Lease that leader election under `loaded` holds."""
+    daemon = loaded.config.daemon
+    return daemon.lease.namespace or daemon.namespace, daemon.lease.name
+
+
+def hint(p: Permission, role_namespace: str) -> str:
+    """How to grant `p`, given that deploy/ binds its Role in `role_namespace`."""
+    if p.namespace != role_namespace:
+        return (f"deploy/ binds its Role in namespace {role_namespace} only: add a Role and "
+                f"RoleBinding in {p.namespace} for the daemon's ServiceAccount")
+    if p.name is not None and p.name != SHIPPED_LEASE:
+        return (f"add {p.name!r} to the resourceNames of the Role's leases rule "
+                f"(deploy/base/role.yaml lists {SHIPPED_LEASE!r})")
+    return "deploy/base/role.yaml grants it: kubectl apply -k deploy/"
+
+
+async def review(api: ApiClient, wanted: Iterable[Permission], *,
+                 request_timeout: float = 10.0) -> tuple[dict[Permission, bool], list[Exception]]:
+    """Ask the apiserver about each permission, `CONCURRENT_REVIEWS` at a time: the answers
+    that came back (True: allowed), and the errors of the reviews that failed."""
     authz = AuthorizationV1Api(api)
+    gate = asyncio.Semaphore(CONCURRENT_REVIEWS)
 
     async def allowed(p: Permission) -> bool:
         plural, _, sub = p.resource.partition("/")
-        review = V1SelfSubjectAccessReview(spec=V1SelfSubjectAccessReviewSpec(
+        request = V1SelfSubjectAccessReview(spec=V1SelfSubjectAccessReviewSpec(
             resource_attributes=V1ResourceAttributes(
                 namespace=p.namespace, verb=p.verb, group=p.group, resource=plural,
                 subresource=sub or None, name=p.name)))
-        answer = await authz.create_self_subject_access_review(
-            review, _request_timeout=request_timeout)
+        async with gate:
+            answer = await authz.create_self_subject_access_review(
+                request, _request_timeout=request_timeout)
         return bool(answer.status and answer.status.allowed)
 
     wanted = list(wanted)
-    answers = await asyncio.gather(*(allowed(p) for p in wanted))
-    return [p for p, ok in zip(wanted, answers, strict=True) if not ok]
+    results = await asyncio.gather(*(allowed(p) for p in wanted), return_exceptions=True)
+    answers: dict[Permission, bool] = {}
+    errors: list[Exception] = []
+    for p, result in zip(wanted, results, strict=True):
+        if isinstance(result, bool):
+            answers[p] = result
+        elif isinstance(result, (ApiException, *CALL_ERRORS)):
+            errors.append(result)
+        else:
+            raise result  # a bug or a cancellation: not an answer
+    return answers, errors
+
+
+async def missing(api: ApiClient, wanted: Iterable[Permission], *,
+                  request_timeout: float = 10.0) -> list[Permission]:
+    """The permissions of `wanted` that the apiserver says the daemon does not have; raises the
+    first failed review's error."""
+    answers, errors = await review(api, wanted, request_timeout=request_timeout)
+    if errors:
+        raise errors[0]
+    return sorted(p for p, ok in answers.items() if not ok)
 
 
 async def watch_access(api: ApiClient, config: Callable[[], LoadedConfig], *, dry_run: bool,
-                       leader_election: bool, telemetry: Telemetry, clock: Clock,
-                       period: float = ACCESS_CHECK_SECONDS) -> None:
-    """The daemon's task: check, report what changed, and check again after a reload or
-    `period`."""
-    reported: set[Permission] = set()
-    failing, first = False, True
+                       lease: tuple[str, str] | None, telemetry: Telemetry, clock: Clock,
+                       period: float = ACCESS_CHECK_SECONDS, retry: float = RETRY_SECONDS,
+                       look: float = RELOAD_LOOK_SECONDS) -> None:
+    """The daemon's task: check, report what changed, and check again after a reload (looked
+    for every `look` seconds), after `period`, or after `retry` (doubling) when reviews failed.
+
+    What a permission last was (allowed or not) is kept while the config needs it: a failed
+    review leaves it as it was, and a permission a reload no longer needs is forgotten without a
+    word (its series is dropped).
+    """
+    known: dict[Permission, bool] = {}
+    failing, told_ok = False, False
+    first_retry = retry
     while True:
         checked = config()
-        wanted = needed(checked, dry_run=dry_run, leader_election=leader_election)
-        try:
-            lacking = set(await missing(api, wanted))
-        except (ApiException, *CALL_ERRORS) as exc:
-            if not failing:
-                log.warning("access_check_failed", error=f"{type(exc).__name__}: {exc}"[:300],
-                            hint="the daemon runs on; a refused write is counted as forbidden")
-            failing = True
-        else:
-            failing = False
-            for p in sorted(lacking - reported):
+        wanted = needed(checked, dry_run=dry_run, lease=lease)
+        answers, errors = await review(api, wanted)
+        if config() is not checked:
+            continue  # reloaded meanwhile: these answers were for the old config
+        role_namespace = checked.config.daemon.namespace
+        for p in wanted:
+            now = answers.get(p)
+            if now is False and known.get(p) is not False:
                 log.error("access_missing", permission=str(p), needed_to=p.why,
-                          hint="deploy/base/role.yaml grants it: kubectl apply -k deploy/")
-            for p in sorted(reported - lacking):
+                          hint=hint(p, role_namespace))
+            elif now is True and known.get(p) is False:
                 log.info("access_granted", permission=str(p))
-            if first and not lacking:
-                log.info("access_ok", permissions=len(wanted))
-            state: dict[tuple[str, str, str, str], bool] = {}
-            for p in wanted:
-                labels = (p.namespace, p.verb, p.group, p.resource)
-                state[labels] = state.get(labels, False) or p in lacking
-            telemetry.set_access_missing(state)
-            reported, first = lacking, False
-        deadline = clock.now() + period
+        known = {p: answers[p] if p in answers else known[p] for p in wanted
+                 if p in answers or p in known}
+        if errors and not failing:
+            log.warning("access_check_failed", failed=len(errors), of=len(wanted),
+                        error=f"{type(errors[0]).__name__}: {errors[0]}"[:300],
+                        hint="the daemon runs on; a refused write is counted as forbidden")
+        failing = bool(errors)
+        if not errors and not told_ok and all(known.values()):
+            log.info("access_ok", permissions=len(wanted))
+            told_ok = True
+        state: dict[tuple[str, str, str, str], bool] = {}
+        for p, ok in known.items():
+            state[p.labels] = state.get(p.labels, False) or not ok
+        telemetry.set_access_missing(state)
+        wait = min(retry, period) if errors else period
+        retry = min(period, retry * 2) if errors else first_retry
+        deadline = clock.now() + wait
         while clock.now() < deadline and config() is checked:
-            await clock.sleep(min(RELOAD_LOOK_SECONDS, deadline - clock.now()))
+            await clock.sleep(min(look, deadline - clock.now()))

@@ -398,6 +398,7 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
 _GRANT_KEY = web.RequestKey("grant", Grant)
 #: Paths every user may read (`system:public-info-viewer`, `system:discovery`).
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis"})
+_PUBLIC_PREFIXES = ("/api/", "/apis/", "/openapi/")
 
 
 class _KubeApi:
@@ -483,7 +484,8 @@ class _KubeApi:
         if self.token is not None and not hmac.compare_digest(
                 given, f"Bearer {self.token}".encode()):
             raise UnauthorizedError("Unauthorized")
-        if as_user is not None:
+        groups = request.headers.getall("Impersonate-Group", [])
+        if as_user is not None and "system:masters" not in groups:
             request[_GRANT_KEY] = next((g for g in self.grants.values() if g.user == as_user),
                                        Grant.nothing(as_user))
 
@@ -504,7 +506,29 @@ class _KubeApi:
                 raise MethodNotAllowedError(
                     "the server does not allow this method on the requested resource")
             return self._discovery(request, parts, groups)
-        return await self._serve(request, self._target(parts, groups))
+        try:
+            target = self._target(parts, groups)
+        except NotFoundError:
+            # As the apiserver, authorization comes before finding out that nothing is there.
+            self._authorize_unserved(request, parts)
+            raise
+        return await self._serve(request, target)
+
+    def _authorize_unserved(self, request: web.Request, parts: list[str]) -> None:
+        """The 403 a restricted caller gets for a path the server does not serve, when its
+        Role does not allow what the path asks (read as the apiserver reads any path)."""
+        grant = request.get(_GRANT_KEY)
+        if grant is None or parts[:1] not in (["api"], ["apis"]):
+            return
+        group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest:
+            return
+        target = _Target(group, "", namespace, rest[0], rest[1] if len(rest) > 1 else None,
+                         rest[2] if len(rest) > 2 else None)
+        grant.check(self._verb(request, target), group, target.resource, namespace, target.name)
 
     def _discovery(self, request: web.Request, parts: list[str],
                    groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> web.Response:
@@ -534,7 +558,9 @@ class _KubeApi:
         verb = self._verb(request, target)
         grant = request.get(_GRANT_KEY)
         if grant is not None:  # authorization comes first, as in the apiserver
-            grant.check(verb, target.group, target.resource, target.namespace, target.name)
+            # A namespace's own object is in that namespace, for a Role to grant it.
+            namespace = target.name if target.plural == "namespaces" else target.namespace
+            grant.check(verb, target.group, target.resource, namespace, target.name)
         handler = self.handlers.get((target.group, target.resource, verb))
         if handler is None:
             if any(key[:2] == (target.group, target.resource) for key in self.handlers):
@@ -579,6 +605,8 @@ class _KubeApi:
                 return "get"
             watch = request.query.get("watch", "").lower() in ("1", "true")
             return "watch" if watch else "list"
+        if request.method == "DELETE" and target.name is None:
+            return "deletecollection"
         return {"POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}.get(request.method, request.method.lower())
 
@@ -977,7 +1005,10 @@ class _KubeApi:
         elif isinstance(spec.get("resourceAttributes"), dict):
             status = grant.review(spec["resourceAttributes"])
         else:
-            status = {"allowed": spec["nonResourceAttributes"].get("path") in _PUBLIC_PATHS}
+            attributes = spec["nonResourceAttributes"]
+            path = str(attributes.get("path", ""))
+            status = {"allowed": attributes.get("verb") == "get" and (
+                path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES))}
         return _json_response({"kind": "SelfSubjectAccessReview",
                                "apiVersion": "authorization.k8s.io/v1",
                                "metadata": {"creationTimestamp": None}, "spec": spec,

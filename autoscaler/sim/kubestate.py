@@ -25,6 +25,7 @@ What it imitates, and how far:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -54,6 +55,7 @@ NODE_BASE_USAGE_MILLI = 350  # the kubelet, the runtime and the system, besides 
 POD_GRACE_SECONDS = 30  # the pods' terminationGracePeriodSeconds (the default)
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
 NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
+NODE_STATUS_SECONDS = 300  # the kubelet's nodeStatusReportFrequency, when nothing changes
 WATCH_HISTORY = 1000
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
@@ -121,7 +123,7 @@ NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",
 FAULT_RESOURCES = frozenset({
     "deployments", "deployments/scale", "pods", "pods/eviction", "events", "leases",
     "horizontalpodautoscalers", "poddisruptionbudgets", "scaledobjects", "podmetrics",
-    "namespaces", "nodes", "nodemetrics",
+    "namespaces", "nodes", "nodemetrics", "selfsubjectaccessreviews",
 })
 FAULT_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 
@@ -676,7 +678,10 @@ class KubeState:
         self._namespaces[NODE_LEASE_NAMESPACE] = self._node_created
         self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = Lease(
             NODE_LEASE_NAMESPACE, NODE_NAME, str(uuid.uuid5(uuid.NAMESPACE_DNS, "lease")),
-            self._node_created, 1, LeaseSpec(holder=NODE_NAME, duration_seconds=40))
+            self._node_created, 1, LeaseSpec(holder=NODE_NAME, duration_seconds=40,
+                                             renew_time=self._node_created))
+        self._node_rv = 1
+        self._node_heartbeat = self._node_created
         self._history: deque[WatchEvent] = deque(maxlen=watch_history)
         self._compacted_through = 0
         self._subscriptions: list[_Subscription] = []
@@ -1490,13 +1495,8 @@ class KubeState:
             spec["leaseDurationSeconds"] = s.duration_seconds
         if s.acquire_time is not None:
             spec["acquireTime"] = format_micro_time(s.acquire_time)
-        renew = s.renew_time
-        if (lease.namespace, lease.name) == (NODE_LEASE_NAMESPACE, NODE_NAME):
-            # the kubelet renews it every 10 s, as long as the node lives
-            now = self.wall()
-            renew = now - (now - lease.created_wall) % NODE_LEASE_RENEW_SECONDS
-        if renew is not None:
-            spec["renewTime"] = format_micro_time(renew)
+        if s.renew_time is not None:
+            spec["renewTime"] = format_micro_time(s.renew_time)
         if s.transitions is not None:
             spec["leaseTransitions"] = s.transitions
         return {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
@@ -1565,11 +1565,25 @@ class KubeState:
                 "cpu": f"{(pod.cpu_usage_milli or 0) * 1_000_000}n", "memory": "262144Ki"}}],
         }
 
+    def renew_node(self) -> None:
+        """The kubelet's heartbeats, as time passes (the model calls it): the node's Lease
+        every 10 s, the Node's status every 5 minutes, each a new resourceVersion."""
+        now = self.wall()
+        lease = self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)]
+        if now - (lease.spec.renew_time or 0.0) >= NODE_LEASE_RENEW_SECONDS:
+            lease.spec = dataclasses.replace(lease.spec, renew_time=now)
+            lease.resource_version = self._next_rv()
+            self._emit("MODIFIED", "leases", NODE_LEASE_NAMESPACE, lease.resource_version,
+                       self.lease_json(lease))
+        if now - self._node_heartbeat >= NODE_STATUS_SECONDS:
+            self._node_heartbeat, self._node_rv = now, self._next_rv()
+            self._emit("MODIFIED", "nodes", "", self._node_rv, self.node_json())
+
     def node_json(self, name: str = NODE_NAME) -> JSON:
         """The one node, Ready, as its kubelet reports it (`kubectl get/describe nodes`)."""
         if name != NODE_NAME:
             raise not_found(NODES, name)
-        now = format_time(self.wall())
+        now = format_time(self._node_heartbeat)
         created = format_time(self._node_created)
         cpu = int(NODE_CAPACITY["cpu"]) * 1000 - NODE_RESERVED_MILLI
         allocatable = {**NODE_CAPACITY, "cpu": f"{cpu}m", "memory": "253824Mi"}
@@ -1584,7 +1598,7 @@ class KubeState:
         return {
             "kind": "Node", "apiVersion": "v1",
             "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
-                         "resourceVersion": "1", "creationTimestamp": created,
+                         "resourceVersion": str(self._node_rv), "creationTimestamp": created,
                          "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
                                     "beta.kubernetes.io/arch": "amd64"},

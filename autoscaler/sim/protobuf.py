@@ -53,6 +53,8 @@ def fields(data: bytes) -> Iterator[tuple[int, bytes | int]]:
             at += length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
+            if at + size > len(data):
+                raise ValueError("truncated field")
             yield number, int.from_bytes(data[at:at + size], "little")
             at += size
         else:

@@ -30,8 +30,10 @@ class Rule:
     names: frozenset[str] = frozenset()
 
     def allows(self, verb: str, group: str, resource: str, name: str | None) -> bool:
+        sub = resource.partition("/")[2]
         return ((group in self.groups or "*" in self.groups)
-                and (resource in self.resources or "*" in self.resources)
+                and (resource in self.resources or "*" in self.resources
+                     or (sub != "" and f"*/{sub}" in self.resources))
                 and (verb in self.verbs or "*" in self.verbs)
                 and (not self.names or name in self.names))
 

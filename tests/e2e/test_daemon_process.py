@@ -21,17 +21,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState, WatchEvent
 from autoscaler.sim.pulsar_admin import PulsarState
 from autoscaler.sim.pulsar_admin import create_app as pulsar_app
+from autoscaler.sim.rbac import Grant
 
 NS = "tracardi"
 TOPIC = "persistent://tracardi/system/functions"
 SUB = "tracardi-function-subscription"
 LEASE_SECONDS = 4.0
+ROLE_YAML = (Path(__file__).resolve().parents[2] / "deploy" / "base" / "role.yaml").read_text()
 
 CONFIG = """
 daemon:
@@ -70,6 +73,8 @@ class Cluster:
     config: Path
     kubeconfig: Path
     pulsar_url: str
+    kube_url: str = ""
+    grants: dict[str, Grant] = field(default_factory=dict)  # tokens bound to a Role
     replicas_seen: list[int] = field(default_factory=list)
     sick: set[str] = field(default_factory=set)  # pods the test's kubelet leaves not ready
 
@@ -89,11 +94,14 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     kube.add_deployment(NS, "wk-pl-background", replicas=1)
     pulsar = PulsarState()
     pulsar.add_topic(TOPIC, partitions=2, subscriptions=(SUB,))
-    servers: list[ServedApp] = [await serve(kube_app(kube)), await serve(pulsar_app(pulsar))]
+    grants: dict[str, Grant] = {}
+    servers: list[ServedApp] = [await serve(kube_app(kube, grants=grants)),
+                                await serve(pulsar_app(pulsar))]
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", servers[0].url)
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG.format(lease=LEASE_SECONDS, pulsar=servers[1].url, sub=SUB))
-    c = Cluster(kube, pulsar, config, kubeconfig, servers[1].url, replicas_seen=[1])
+    c = Cluster(kube, pulsar, config, kubeconfig, servers[1].url, servers[0].url, grants,
+                replicas_seen=[1])
 
     def on_deployment(event: WatchEvent) -> None:
         replicas = event.object["spec"]["replicas"]
@@ -379,3 +387,34 @@ async def test_dry_run_decides_and_reports_but_writes_nothing(
     assert cluster.replicas_seen == [1]
     assert await daemon.writes() == 0
     assert not cluster.rescale_events()
+
+
+async def test_a_permission_the_role_lacks_is_exported_and_the_rest_works(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]],
+        tmp_path: Path) -> None:
+    """The daemon runs with a token bound to the shipped Role without its eviction rule."""
+    role = yaml.safe_load(ROLE_YAML)
+    role["rules"] = [r for r in role["rules"] if r["resources"] != ["pods/eviction"]]
+    cluster.grants["daemon-token"] = Grant.from_role(role, namespace=NS,
+                                                     service_account="tracardi-autoscaler")
+    cluster.kubeconfig = write_kubeconfig(tmp_path / "restricted", cluster.kube_url,
+                                          "daemon-token")
+    daemon = await start("a")
+
+    def gauge(text: str, verb: str, group: str, resource: str) -> float | None:
+        found = re.search(
+            rf'tracardi_autoscaler_access_missing{{group="{group}",namespace="{NS}",'
+            rf'resource="{re.escape(resource)}",verb="{verb}"}} ([0-9.]+)', text)
+        return float(found.group(1)) if found else None
+
+    async def exported() -> bool:
+        return gauge(await daemon.metrics(), "create", "", "pods/eviction") == 1.0
+
+    await eventually(exported, what="the missing eviction permission exported")
+    text = await daemon.metrics()
+    assert gauge(text, "update", "apps", "deployments/scale") == 0.0
+    assert gauge(text, "get", "coordination.k8s.io", "leases") == 0.0
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease under the Role")
+    cluster.backlog(600)
+    await eventually(lambda: cluster.replicas() == 6, what="scaled to 6 under the Role")
+

@@ -11,7 +11,13 @@ from kubernetes_asyncio.client import CoreV1Api
 from wire_k8s import NS, Kubectl, Served, kubectl_binary, validate
 
 from autoscaler.kube.connect import connect
-from autoscaler.sim.kubestate import NODE_BASE_USAGE_MILLI, NODE_IP, NODE_NAME
+from autoscaler.sim.kubestate import (
+    NODE_BASE_USAGE_MILLI,
+    NODE_IP,
+    NODE_NAME,
+    KubeState,
+    WatchEvent,
+)
 
 pytestmark = pytest.mark.real
 
@@ -74,3 +80,30 @@ async def test_kubernetes_asyncio_reads_the_node(served: Served) -> None:
     [node] = nodes.items
     assert node.metadata.name == NODE_NAME
     assert node.status.allocatable["cpu"] == "63500m"
+
+
+def test_the_kubelets_heartbeats_are_changes_with_their_own_resource_versions() -> None:
+    now = [1_700_000_000.0]
+    state = KubeState(clock=lambda: now[0], wall=lambda: now[0])
+    events: list[WatchEvent] = []
+    state.subscribe("leases", None, events.append)
+    state.subscribe("nodes", None, events.append)
+    lease_rv = state.get_lease("kube-node-lease", NODE_NAME).resource_version
+    node = state.node_json()
+
+    now[0] += 9
+    state.renew_node()
+    assert events == []  # the Lease is renewed every 10 s
+    now[0] += 1
+    state.renew_node()
+    [renewed] = events
+    assert (renewed.type, renewed.resource) == ("MODIFIED", "leases")
+    assert int(renewed.object["metadata"]["resourceVersion"]) > lease_rv
+    assert renewed.object["spec"]["renewTime"].startswith("2023-11-14T22:13:30")
+    assert state.node_json() == node  # the Node's status only every 5 minutes
+
+    now[0] += 300
+    state.renew_node()
+    assert [e.resource for e in events] == ["leases", "leases", "nodes"]
+    assert int(state.node_json()["metadata"]["resourceVersion"]) > int(
+        node["metadata"]["resourceVersion"])

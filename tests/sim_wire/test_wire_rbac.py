@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -103,3 +104,59 @@ async def test_a_request_the_role_does_not_allow_is_the_apiservers_403(server: S
     assert (response.status, body["message"]) == (403, (
         f'users "admin" is forbidden: User "{USER}" cannot impersonate resource "users" in API '
         'group "" at the cluster scope'))
+
+
+async def raw(server: ServedApp, method: str, path: str,
+              headers: dict[str, str] | None = None, body: object = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, server.url + path, headers={"Authorization": f"Bearer {DAEMON}",
+                                                **(headers or {})}, json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_rbac_reads_a_request_as_the_apiserver_does(server: ServedApp) -> None:
+    # A DELETE of a collection is `deletecollection`, which the Role does not grant.
+    status, body = await raw(server, "DELETE", f"/api/v1/namespaces/{NS}/pods")
+    assert status == 403 and 'cannot deletecollection resource "pods"' in body["message"]
+    # A group the server does not serve: the Role's answer (403) before the 404.
+    status, body = await raw(server, "GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
+    assert status == 403 and 'cannot list resource "jobs" in API group "batch"' in body["message"]
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{server.url}/apis/batch/v1/namespaces/{NS}/jobs") as response:
+        assert response.status == 404  # the admin: nothing there
+    # A namespace's own object is in that namespace: the Role does not grant it either.
+    status, body = await raw(server, "GET", f"/api/v1/namespaces/{NS}")
+    assert status == 403 and f'in the namespace "{NS}"' in body["message"]
+
+
+def test_a_wildcard_rule_matches_a_subresource_and_a_namespace_its_own_object() -> None:
+    role = {"metadata": {"name": "r"}, "rules": [
+        {"apiGroups": ["apps"], "resources": ["*/scale"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]}
+    grant = Grant.from_role(role, namespace=NS, service_account="sa")
+    assert grant.allows("update", "apps", "deployments/scale", NS, "x")
+    assert not grant.allows("update", "apps", "deployments", NS, "x")
+    assert grant.allows("get", "", "namespaces", NS, NS)
+
+
+@pytest.mark.parametrize(("attributes", "headers", "allowed"), [
+    pytest.param({"nonResourceAttributes": {"path": "/version", "verb": "get"}}, {}, True,
+                 id="get-version"),
+    pytest.param({"nonResourceAttributes": {"path": "/version", "verb": "post"}}, {}, False,
+                 id="post-version"),
+    pytest.param({"nonResourceAttributes": {"path": "/apis/apps/v1", "verb": "get"}}, {}, True,
+                 id="discovery"),
+    pytest.param({"resourceAttributes": {"verb": "delete", "resource": "nodes"}},
+                 {"Impersonate-Group": "system:masters"}, True, id="as-masters"),
+    pytest.param({"resourceAttributes": {"verb": "delete", "resource": "nodes"}}, {}, False,
+                 id="as-the-account"),
+])
+async def test_reviews_of_paths_and_groups(server: ServedApp, attributes: dict[str, Any],
+                                           headers: dict[str, str], allowed: bool) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{server.url}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            headers={"Impersonate-User": USER, **headers},
+            json={"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                  "spec": attributes}) as response:
+        body = await response.json()
+    assert response.status == 201 and body["status"]["allowed"] is allowed
