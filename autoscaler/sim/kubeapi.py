@@ -22,6 +22,7 @@ import contextlib
 import copy
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,6 +416,7 @@ class _KubeApi:
             ("", "nodes", "list"): self.list_generic,
             ("", "nodes", "watch"): self.watch_generic,
             ("", "nodes", "get"): self.get_node,
+            ("", "nodes", "patch"): self.patch_node,
             ("", "pods", "list"): self.list_generic,
             ("", "pods", "watch"): self.watch_generic,
             ("", "pods", "get"): self.get_pod,
@@ -467,6 +469,12 @@ class _KubeApi:
             return await self._route(request)
         except ApiError as err:
             return _error_response(err)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # A field of another type than its schema's (a string where an object belongs):
+            # the apiserver's decoder refuses the body with a 400, it never answers 500.
+            return _error_response(BadRequestError(
+                f"the body of the request does not match its schema: {type(exc).__name__}: "
+                f"{exc}"))
 
     def _authenticate(self, request: web.Request) -> None:
         """The admin token, or a token bound to a Role (whose grant the request then carries);
@@ -773,6 +781,18 @@ class _KubeApi:
     async def get_node(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return self._object(request, "nodes", self.state.node_json(_name(target)))
 
+    async def patch_node(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        """Refused: the one node is not cordoned or drained (its pods would have nowhere to
+        go), so `kubectl cordon` and `drain` fail here instead of seeming to work."""
+        current = self.state.node_json(_name(target))
+        patched = apply_patch(current, await _body(request), request.content_type)
+        changed = sorted(f"{part}.{k}" for part in ("metadata", "spec")
+                         for k in {*current.get(part, {}), *patched.get(part, {})}
+                         if current.get(part, {}).get(k) != patched.get(part, {}).get(k))
+        raise _unmodelled("Node", "", current["metadata"]["name"], changed or ["spec"],
+                          message="Forbidden: the simulated cluster's one node is never "
+                                  "cordoned or changed")
+
     async def get_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return self._object(request, "pods",
                             self.state.pod_json(self.state.pod(_ns(target), _name(target))))
@@ -787,9 +807,14 @@ class _KubeApi:
         if not _dry_run(request, options):
             # `--grace-period=0 --force`: gone at once; else the pod terminates first, and the
             # answer shows it so (its deletionTimestamp set).
-            grace = (options or {}).get("gracePeriodSeconds",
+            given = (options or {}).get("gracePeriodSeconds",
                                         request.query.get("gracePeriodSeconds"))
-            self.state.delete_pod(pod.namespace, pod.name, force=str(grace) == "0")
+            try:
+                grace = None if given is None else int(given)
+            except (TypeError, ValueError):
+                raise BadRequestError(f"invalid gracePeriodSeconds: {given!r}") from None
+            self.state.delete_pod(pod.namespace, pod.name, force=grace is not None and grace <= 0,
+                                  grace=grace)
             if pod.deleting and self.state.has_pod(pod.namespace, pod.name):
                 body = self.state.pod_json(pod)
         return _json_response(body)
@@ -798,7 +823,7 @@ class _KubeApi:
         pod = self.state.pod(_ns(target), _name(target))
         current = self.state.pod_json(pod)
         patched = apply_patch(current, await _body(request), request.content_type)
-        meta = patched.get("metadata") or {}
+        meta = _metadata("Pod", "", pod.name, patched)
         if patched.get("spec") != current.get("spec"):
             raise _unmodelled("Pod", "", pod.name, ["spec"], "a pod's labels and annotations")
         if _dry_run(request):
@@ -850,7 +875,7 @@ class _KubeApi:
         d = self.state.deployment(_ns(target), _name(target))
         current = self.state.deployment_json(d)
         patched = apply_patch(current, await _body(request), request.content_type)
-        meta, spec = patched.get("metadata") or {}, patched.get("spec") or {}
+        meta, spec = _metadata("Deployment", "apps", d.name, patched), patched.get("spec") or {}
         replicas = spec.get("replicas", d.replicas)
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise InvalidError(f'Deployment.apps "{d.name}" is invalid: spec.replicas: '
@@ -1015,10 +1040,68 @@ class _KubeApi:
                                "status": status}, status=201)
 
 
-def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str) -> InvalidError:
+#: A label value, and the name part of a label or annotation key (IsQualifiedName).
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAME_RULE = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
+              "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+              "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?"
+              "[A-Za-z0-9]')")
+
+
+def _key_problem(key: str) -> str | None:
+    """Why `key` is not a qualified name (a label or annotation key), or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix:
+        return "a qualified name must consist of an optional prefix and a name"
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return "prefix part must be a lowercase RFC 1123 subdomain"
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return "name part must be no more than 63 characters"
+    return None if _LABEL_NAME.fullmatch(name) else _NAME_RULE
+
+
+def _metadata(kind: str, group: str, name: str, obj: JSON) -> JSON:
+    """`obj`'s metadata, with labels and annotations checked as the apiserver checks them: a
+    value of another type is a 400 (the decoder), a bad key or label value a 422."""
+    meta = obj.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise BadRequestError(f"json: cannot unmarshal {type(meta).__name__} into Go struct field "
+                              f"{kind}.metadata of type v1.ObjectMeta")
+    causes: list[JSON] = []
+    for field in ("labels", "annotations"):
+        values = meta.get(field) or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise BadRequestError(f"json: cannot unmarshal into Go struct field ObjectMeta."
+                                  f"metadata.{field} of type map[string]string")
+        for key, value in values.items():
+            shown, problem = key, _key_problem(key)
+            if problem is None and field == "labels" and value and (
+                    len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
+                shown, problem = value, ("a valid label must be an empty string or consist of "
+                                         "alphanumeric characters, '-', '_' or '.', and must "
+                                         "start and end with an alphanumeric character")
+            if problem is not None:
+                causes.append({"reason": "FieldValueInvalid", "field": f"metadata.{field}",
+                               "message": f'Invalid value: "{shown}": {problem}'})
+    if causes:
+        title = f"{kind}.{group}" if group else kind
+        details: JSON = {"name": name, "kind": kind, "causes": causes}
+        if group:
+            details["group"] = group
+        raise InvalidError(f'{title} "{name}" is invalid: ' + ", ".join(
+            f"{c['field']}: {c['message']}" for c in causes), details=details)
+    return meta
+
+
+def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str = "", *,
+                message: str = "") -> InvalidError:
     """The 422 for a change the simulated cluster does not model, with a cause per field (kubectl
-    prints them): refused rather than answered as done."""
-    message = f"Forbidden: the simulated cluster changes {what} only"
+    prints them): refused rather than answered as done. `message` says why, or `what` the
+    simulated cluster changes instead."""
+    message = message or f"Forbidden: the simulated cluster changes {what} only"
     title = f"{kind}.{group}" if group else kind
     details: JSON = {"name": name, "kind": kind,
                      "causes": [{"reason": "FieldValueForbidden", "message": message,

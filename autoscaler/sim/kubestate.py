@@ -52,6 +52,7 @@ NODE_CAPACITY = {"cpu": "64", "memory": "257920Mi", "ephemeral-storage": "507944
                  "pods": "5000"}
 NODE_RESERVED_MILLI = 500  # kube-reserved + system-reserved CPU: capacity - allocatable
 NODE_BASE_USAGE_MILLI = 350  # the kubelet, the runtime and the system, besides the pods
+MAX_REPLICAS = 1000  # per Deployment: past it, a scale is refused (see check_replicas)
 POD_GRACE_SECONDS = 30  # the pods' terminationGracePeriodSeconds (the default)
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
 NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
@@ -115,7 +116,7 @@ SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
     "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1",
     namespaced=False, verbs=("create",))
 NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
-                     verbs=("get", "list", "watch"), singular="node")
+                     verbs=("get", "list", "patch", "watch"), singular="node")
 NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",
                             namespaced=False, verbs=("get", "list"), singular="")
 
@@ -210,9 +211,16 @@ def _available(replicas: int, ready: int) -> bool:
 
 
 def check_replicas(name: str, replicas: int) -> None:
-    """The apiserver's validation of a scale: `InvalidError` with its cause below 0."""
+    """The apiserver's validation of a scale: `InvalidError` with its cause below 0; and above
+    `MAX_REPLICAS`, which the simulated cluster does not model (each of its pods is an object it
+    keeps and drives, where a real cluster would leave most of them Pending)."""
+    message = None
     if replicas < 0:
         message = f"Invalid value: {replicas}: must be greater than or equal to 0"
+    elif replicas > MAX_REPLICAS:
+        message = (f"Invalid value: {replicas}: the simulated cluster runs at most "
+                   f"{MAX_REPLICAS} pods per Deployment")
+    if message is not None:
         raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: {message}',
                            details={"name": name, "group": "autoscaling", "kind": "Scale",
                                     "causes": [{"reason": "FieldValueInvalid",
@@ -524,6 +532,7 @@ class Pod:
     #: When the pod was deleted (wall, and clock for `reap`), while it terminates.
     deleted_wall: float | None = None
     deleted_at: float | None = None
+    grace_seconds: int = 30  # the deletion's grace period: the kubelet kills it after that
 
     @property
     def container(self) -> str:
@@ -896,12 +905,14 @@ class KubeState:
         self._emit("ADDED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
         return pod
 
-    def _remove_pod(self, pod: Pod, *, force: bool = False) -> None:
-        """Delete `pod`: it terminates for `termination_seconds` unless `force` (a grace period
-        of 0) or there is none to wait; a pod already terminating is left to finish."""
+    def _remove_pod(self, pod: Pod, *, force: bool = False, grace: int | None = None) -> None:
+        """Delete `pod`: it terminates for `termination_seconds`, or its `grace` period when
+        that is shorter, unless `force` (a grace period of 0) or there is none to wait; a pod
+        already terminating is left to finish."""
         if self.termination_seconds > 0 and not force:
             if not pod.deleting:
                 pod.deleted_wall, pod.deleted_at = self.wall(), self.clock()
+                pod.grace_seconds = POD_GRACE_SECONDS if grace is None else grace
                 pod.resource_version = self._next_rv()
                 self._emit("MODIFIED", "pods", pod.namespace, pod.resource_version,
                            self.pod_json(pod))
@@ -915,8 +926,8 @@ class KubeState:
         """Remove the pods whose termination is over (the kubelet saw their container exit);
         the model calls it as time passes. Returns them."""
         now = self.clock()
-        done = [p for p in self._pods.values()
-                if p.deleted_at is not None and p.deleted_at + self.termination_seconds <= now]
+        done = [p for p in self._pods.values() if p.deleted_at is not None
+                and p.deleted_at + min(self.termination_seconds, p.grace_seconds) <= now]
         for pod in done:
             self._remove_pod(pod, force=True)
         return done
@@ -1007,11 +1018,12 @@ class KubeState:
         self._ips += 1
         return f"10.244.{self._ips // 250}.{self._ips % 250 + 1}"
 
-    def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> Pod:
-        """Delete a pod (at once with `force`, else it terminates first, see `_remove_pod`);
-        its Deployment's controller replaces it at once."""
+    def delete_pod(self, namespace: str, name: str, *, force: bool = False,
+                   grace: int | None = None) -> Pod:
+        """Delete a pod (at once with `force`, else it terminates first within `grace`, see
+        `_remove_pod`); its Deployment's controller replaces it at once."""
         pod = self.pod(namespace, name)
-        self._remove_pod(pod, force=force)
+        self._remove_pod(pod, force=force, grace=grace)
         owner = self._deployments.get((namespace, pod.owner))
         if owner is not None:
             self._reconcile(owner)
@@ -1428,8 +1440,8 @@ class KubeState:
         if owner_refs:
             meta["ownerReferences"] = owner_refs
         if pod.deleted_wall is not None:  # the time by which the kubelet would kill it
-            meta["deletionTimestamp"] = format_time(pod.deleted_wall + POD_GRACE_SECONDS)
-            meta["deletionGracePeriodSeconds"] = POD_GRACE_SECONDS
+            meta["deletionTimestamp"] = format_time(pod.deleted_wall + pod.grace_seconds)
+            meta["deletionGracePeriodSeconds"] = pod.grace_seconds
         return {
             "kind": "Pod", "apiVersion": "v1",
             "metadata": meta,

@@ -84,9 +84,10 @@ class Grant:
         qualified = f"{plural}.{group}" if group else plural
         what = f'{qualified} "{name}"' if name else qualified
         where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
-        details: JSON = {"group": group, "kind": plural}
-        if name:
-            details = {"name": name, **details}
+        details: JSON = {"name": name} if name else {}
+        if group:  # the core group's is left out
+            details["group"] = group
+        details["kind"] = plural
         raise ForbiddenError(
             f'{what} is forbidden: User "{self.user}" cannot {verb} resource "{resource}" in '
             f'API group "{group}"{where}', details=details)

@@ -118,6 +118,7 @@ async def test_rbac_reads_a_request_as_the_apiserver_does(server: ServedApp) -> 
     # A DELETE of a collection is `deletecollection`, which the Role does not grant.
     status, body = await raw(server, "DELETE", f"/api/v1/namespaces/{NS}/pods")
     assert status == 403 and 'cannot deletecollection resource "pods"' in body["message"]
+    assert body["details"] == {"kind": "pods"}  # no group: the core group's is left out
     # A group the server does not serve: the Role's answer (403) before the 404.
     status, body = await raw(server, "GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
     assert status == 403 and 'cannot list resource "jobs" in API group "batch"' in body["message"]

@@ -76,6 +76,15 @@ def test_a_deleted_pod_is_replaced_while_it_terminates() -> None:
     assert victim.name not in {p.name for p in state.workload_pods(NS, API)}
 
 
+def test_a_short_grace_period_ends_the_termination_sooner() -> None:
+    ticks = Ticks()
+    state = terminating_state(ticks)
+    victim = state.workload_pods(NS, API)[0]
+    state.delete_pod(NS, victim.name, grace=2)
+    ticks.t += 2
+    assert state.reap() == [victim]
+
+
 def test_a_terminating_pod_counts_for_no_disruption_budget() -> None:
     ticks = Ticks()
     state = terminating_state(ticks)
@@ -118,3 +127,8 @@ async def test_kubectl_shows_a_deleted_pod_terminating_and_can_force_it(
     async with asyncio.timeout(30):
         await kubectl("delete", "pod", victim, "--grace-period=0", "--force")
     assert victim not in {p.name for p in state.pods(NS)}
+
+    other = next(p.name for p in state.workload_pods(NS, API) if not p.deleting)
+    await kubectl("delete", "pod", other, "--grace-period=5", "--wait=false")
+    shorter = json.loads(await kubectl("get", "pod", other, "-o", "json"))
+    assert shorter["metadata"]["deletionGracePeriodSeconds"] == 5  # killed after 5 s, not 60
