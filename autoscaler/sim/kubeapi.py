@@ -5,11 +5,11 @@ discovery, Deployments with the `scale` subresource (get/put/patch with resource
 preconditions) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
 selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 read-only), Leases,
 PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one Node,
-metrics.k8s.io PodMetrics and NodeMetrics, and SelfSubjectAccessReviews. Errors are real `Status`
-objects. `kubectl get` gets server-side Tables (its usual columns) for pods, deployments, events,
-nodes, leases and HPAs, plain JSON for the rest. Lists come in the apiserver's key order and in
-chunks when asked (`limit` and `continue`, see `paging.py`). Tokens bound to a Role are authorized
-as RBAC would (`rbac.py`).
+metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who it is
+(`kubectl auth can-i [--list]`, `auth whoami`). Errors are real `Status` objects. `kubectl get`
+gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases and HPAs,
+plain JSON for the rest. Lists come in the apiserver's key order and in chunks when asked (`limit`
+and `continue`, see `paging.py`). Tokens bound to a Role are authorized as RBAC would (`rbac.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -68,7 +68,9 @@ _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "coordination.k8s.io": ("v1", (ks.LEASES,)),
     "metrics.k8s.io": ("v1beta1", (ks.NODE_METRICS, ks.POD_METRICS)),
     "keda.sh": ("v1alpha1", (ks.SCALED_OBJECTS,)),
-    "authorization.k8s.io": ("v1", (ks.SELF_SUBJECT_ACCESS_REVIEWS,)),
+    "authorization.k8s.io": ("v1", (ks.SELF_SUBJECT_ACCESS_REVIEWS,
+                                    ks.SELF_SUBJECT_RULES_REVIEWS)),
+    "authentication.k8s.io": ("v1", (ks.SELF_SUBJECT_REVIEWS,)),
 }
 #: `kubectl get all`: the kinds in the "all" category, by (group, plural).
 _CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
@@ -397,6 +399,7 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
 
 
 _GRANT_KEY = web.RequestKey("grant", Grant)
+ADMIN_USER = "kubernetes-admin"  # who the admin token (or no token) authenticates as
 #: Paths every user may read (`system:public-info-viewer`, `system:discovery`).
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis"})
 _PUBLIC_PREFIXES = ("/api/", "/apis/", "/openapi/")
@@ -459,6 +462,10 @@ class _KubeApi:
             ("metrics.k8s.io", "nodes", "get"): self.get_node_metrics,
             ("authorization.k8s.io", "selfsubjectaccessreviews", "create"):
                 self.create_self_subject_access_review,
+            ("authorization.k8s.io", "selfsubjectrulesreviews", "create"):
+                self.create_self_subject_rules_review,
+            ("authentication.k8s.io", "selfsubjectreviews", "create"):
+                self.create_self_subject_review,
         }
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -1038,6 +1045,35 @@ class _KubeApi:
                                "apiVersion": "authorization.k8s.io/v1",
                                "metadata": {"creationTimestamp": None}, "spec": spec,
                                "status": status}, status=201)
+
+    async def create_self_subject_rules_review(self, request: web.Request,
+                                               target: _Target) -> web.StreamResponse:
+        """What the caller may do in a namespace (`kubectl auth can-i --list`)."""
+        body = (protobuf.self_subject_rules_review(await request.read())
+                if request.content_type == protobuf.CONTENT_TYPE else await _body(request))
+        spec = body.get("spec") or {}
+        namespace = str(spec.get("namespace") or "")
+        grant = request.get(_GRANT_KEY)
+        status = grant.rules_review(namespace) if grant is not None else {
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": False}
+        return _json_response({"kind": "SelfSubjectRulesReview",
+                               "apiVersion": "authorization.k8s.io/v1",
+                               "metadata": {"creationTimestamp": None},
+                               "spec": {"namespace": namespace}, "status": status}, status=201)
+
+    async def create_self_subject_review(self, request: web.Request,
+                                         target: _Target) -> web.StreamResponse:
+        """Who the caller is (`kubectl auth whoami`): the body asks nothing."""
+        await request.read()
+        grant = request.get(_GRANT_KEY)
+        user = ({"username": grant.user, "groups": grant.groups} if grant is not None else
+                {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]})
+        return _json_response({"kind": "SelfSubjectReview",
+                               "apiVersion": "authentication.k8s.io/v1",
+                               "metadata": {"creationTimestamp": None},
+                               "status": {"userInfo": user}}, status=201)
 
 
 #: A label value, and the name part of a label or annotation key (IsQualifiedName).

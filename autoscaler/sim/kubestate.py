@@ -115,6 +115,12 @@ NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_nam
 SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
     "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1",
     namespaced=False, verbs=("create",))
+SELF_SUBJECT_RULES_REVIEWS = ResourceType(
+    "selfsubjectrulesreviews", "SelfSubjectRulesReview", "authorization.k8s.io", "v1",
+    namespaced=False, verbs=("create",))
+SELF_SUBJECT_REVIEWS = ResourceType(
+    "selfsubjectreviews", "SelfSubjectReview", "authentication.k8s.io", "v1",
+    namespaced=False, verbs=("create",))
 NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
                      verbs=("get", "list", "patch", "watch"), singular="node")
 NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",

@@ -87,3 +87,20 @@ def self_subject_access_review(body: bytes) -> JSON:
         raise BadRequestError(f"unable to decode the protobuf body: {exc}") from None
     return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
             "spec": spec}
+
+
+def self_subject_rules_review(body: bytes) -> JSON:
+    """The JSON form of a protobuf SelfSubjectRulesReview (its spec's namespace)."""
+    try:
+        if not body.startswith(MAGIC):
+            raise ValueError("no k8s protobuf magic")
+        raw = next((v for n, v in fields(body[len(MAGIC):])  # Unknown.raw
+                    if n == 2 and isinstance(v, bytes)), b"")
+        spec: JSON = {}
+        for n, v in fields(raw):
+            if n == 2 and isinstance(v, bytes):  # SelfSubjectRulesReview.spec
+                spec.update(_strings(v, {1: "namespace"}))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"unable to decode the protobuf body: {exc}") from None
+    return {"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
+            "spec": spec}

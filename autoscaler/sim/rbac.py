@@ -18,8 +18,13 @@ from typing import Any
 
 from autoscaler.sim.kubestate import JSON, ForbiddenError
 
-#: What every authenticated user may do (`system:basic-user`): ask what it may do.
-EVERY_USER = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews", "create")})
+#: What every authenticated user may do (`system:basic-user`): ask what it may do and who it is.
+EVERY_USER = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
+                        ("authorization.k8s.io", "selfsubjectrulesreviews", "create"),
+                        ("authentication.k8s.io", "selfsubjectreviews", "create")})
+#: The paths every user may get (`system:discovery`, `system:public-info-viewer`).
+PUBLIC_PATHS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
+                "/openapi/*", "/readyz", "/version", "/version/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,25 @@ class Grant:
         raise ForbiddenError(
             f'{what} is forbidden: User "{self.user}" cannot {verb} resource "{resource}" in '
             f'API group "{group}"{where}', details=details)
+
+    @property
+    def groups(self) -> list[str]:
+        """The groups its token authenticates in (a ServiceAccount's)."""
+        return ["system:serviceaccounts", f"system:serviceaccounts:{self.namespace}",
+                "system:authenticated"] if self.namespace else ["system:authenticated"]
+
+    def rules_review(self, namespace: str) -> JSON:
+        """The `status` of a SelfSubjectRulesReview in `namespace` (`kubectl auth can-i
+        --list`): the Role's rules there, and what every user may do."""
+        own = [{"verbs": sorted(r.verbs), "apiGroups": sorted(r.groups),
+                "resources": sorted(r.resources),
+                **({"resourceNames": sorted(r.names)} if r.names else {})}
+               for r in self.rules if namespace == self.namespace]
+        every = [{"verbs": ["create"], "apiGroups": [group], "resources": [resource]}
+                 for group, resource, _ in sorted(EVERY_USER)]
+        return {"resourceRules": [*every, *own],
+                "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": list(PUBLIC_PATHS)}],
+                "incomplete": False}
 
     def review(self, attributes: Mapping[str, Any]) -> JSON:
         """The `status` of a SelfSubjectAccessReview for its `resourceAttributes`."""

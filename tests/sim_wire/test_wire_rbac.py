@@ -161,3 +161,41 @@ async def test_reviews_of_paths_and_groups(server: ServedApp, attributes: dict[s
                   "spec": attributes}) as response:
         body = await response.json()
     assert response.status == 201 and body["status"]["allowed"] is allowed
+
+
+async def kubectl_out(kubeconfig: Path, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(), f"--kubeconfig={kubeconfig}", f"--cache-dir={kubeconfig}.cache", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_kubectl_lists_what_the_account_may_do_and_who_it_is(server: ServedApp,
+                                                                     tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+    rows = {tuple(line.split()) for line in
+            (await kubectl_out(kubeconfig, "auth", "can-i", "--list", f"--as={USER}",
+                               "-n", NS)).splitlines()}
+    assert ("deployments.apps/scale", "[]", "[]", "[get", "update]") in rows
+    assert ("leases.coordination.k8s.io", "[]", "[tracardi-autoscaler]", "[get",
+            "update]") in rows
+    elsewhere = await kubectl_out(kubeconfig, "auth", "can-i", "--list", f"--as={USER}",
+                                  "-n", "other")
+    assert "deployments.apps" not in elsewhere and "selfsubjectaccessreviews" in elsewhere
+    whoami = await kubectl_out(kubeconfig, "auth", "whoami", f"--as={USER}")
+    assert f"Username    {USER}" in whoami
+    assert "system:serviceaccounts:tracardi" in whoami
+    assert "Username    kubernetes-admin" in await kubectl_out(kubeconfig, "auth", "whoami")
+
+
+async def test_a_rules_review_in_json_answers_from_the_role(server: ServedApp) -> None:
+    status, body = await raw(server, "POST",
+                             "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                             body={"kind": "SelfSubjectRulesReview",
+                                   "apiVersion": "authorization.k8s.io/v1",
+                                   "spec": {"namespace": NS}})
+    assert status == 201 and body["status"]["incomplete"] is False
+    assert {"verbs": ["create"], "apiGroups": [""], "resources": ["pods/eviction"]} in (
+        body["status"]["resourceRules"])
