@@ -416,6 +416,7 @@ class _KubeApi:
         self.handlers: dict[tuple[str, str, str], Handler] = {
             ("", "namespaces", "list"): self.list_namespaces,
             ("", "namespaces", "get"): self.get_namespace,
+            ("", "namespaces", "watch"): self.watch_generic,
             ("", "nodes", "list"): self.list_generic,
             ("", "nodes", "watch"): self.watch_generic,
             ("", "nodes", "get"): self.get_node,
@@ -436,6 +437,7 @@ class _KubeApi:
             ("apps", "deployments", "patch"): self.patch_deployment,
             ("apps", "replicasets", "list"): self.list_generic,
             ("apps", "replicasets", "get"): self.get_replica_set,
+            ("apps", "replicasets", "watch"): self.watch_generic,
             ("apps", "deployments/scale", "get"): self.get_scale,
             ("apps", "deployments/scale", "update"): self.update_scale,
             ("apps", "deployments/scale", "patch"): self.patch_scale,

@@ -91,7 +91,7 @@ DEPLOYMENTS = ResourceType("deployments", "Deployment", "apps", short_names=("de
 SCALE = ResourceType("deployments/scale", "Scale", "autoscaling", "v1",
                      verbs=("get", "patch", "update"))
 REPLICA_SETS = ResourceType("replicasets", "ReplicaSet", "apps", short_names=("rs",),
-                            verbs=("get", "list"), singular="replicaset")
+                            verbs=("get", "list", "watch"), singular="replicaset")
 PODS = ResourceType("pods", "Pod", short_names=("po",),
                     verbs=("delete", "get", "list", "patch", "watch"), singular="pod")
 EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("create",))
@@ -111,7 +111,7 @@ SCALED_OBJECTS = ResourceType("scaledobjects", "ScaledObject", "keda.sh", "v1alp
 POD_METRICS = ResourceType("pods", "PodMetrics", "metrics.k8s.io", "v1beta1",
                            verbs=("get", "list"), singular="")
 NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",),
-                          verbs=("get", "list"), singular="namespace")
+                          verbs=("get", "list", "watch"), singular="namespace")
 SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
     "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1",
     namespaced=False, verbs=("create",))
@@ -690,6 +690,7 @@ class KubeState:
         self._pdbs: dict[tuple[str, str], Pdb] = {}
         self._namespaces: dict[str, float] = {"default": wall()}
         self._node_created = wall()
+        self._namespace_rv: dict[str, int] = {}
         self._namespaces[NODE_LEASE_NAMESPACE] = self._node_created
         self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = Lease(
             NODE_LEASE_NAMESPACE, NODE_NAME, str(uuid.uuid5(uuid.NAMESPACE_DNS, "lease")),
@@ -723,7 +724,10 @@ class KubeState:
         return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
 
     def _touch_namespace(self, namespace: str) -> None:
-        self._namespaces.setdefault(namespace, self.wall())
+        if namespace not in self._namespaces:
+            self._namespaces[namespace] = self.wall()
+            rv = self._namespace_rv[namespace] = self._next_rv()
+            self._emit("ADDED", "namespaces", namespace, rv, self.namespace_json(namespace))
 
     def _emit(self, type_: str, resource: str, namespace: str, rv: int, obj: JSON) -> None:
         event = WatchEvent(type_, resource, namespace, rv, obj)
@@ -791,8 +795,7 @@ class KubeState:
                        uid=self._uid(), created_wall=self.wall(), resource_version=self._next_rv(),
                        status_changed_wall=self.wall())
         self._deployments[(namespace, name)] = d
-        self._emit("ADDED", "deployments", namespace, d.resource_version,
-                   self.deployment_json(d))
+        self._emit_deployment("ADDED", d, d.resource_version)
         self._reconcile(d)
         return d
 
@@ -844,7 +847,7 @@ class KubeState:
         for pod in self._deployment_pods(d):
             self._remove_pod(pod)
         del self._deployments[(namespace, name)]
-        self._emit("DELETED", "deployments", namespace, self._next_rv(), self.deployment_json(d))
+        self._emit_deployment("DELETED", d, self._next_rv())
         return d
 
     def set_paused(self, namespace: str, name: str, paused: bool) -> None:
@@ -865,8 +868,12 @@ class KubeState:
 
     def _modified_deployment(self, d: Deployment) -> None:
         d.resource_version = self._next_rv()
-        self._emit("MODIFIED", "deployments", d.namespace, d.resource_version,
-                   self.deployment_json(d))
+        self._emit_deployment("MODIFIED", d, d.resource_version)
+
+    def _emit_deployment(self, type_: str, d: Deployment, rv: int) -> None:
+        """A change of the Deployment, and of its one ReplicaSet (whose status is its)."""
+        self._emit(type_, "deployments", d.namespace, rv, self.deployment_json(d))
+        self._emit(type_, "replicasets", d.namespace, rv, self.replica_set_json(d))
 
     def _deployment_pods(self, d: Deployment) -> list[Pod]:
         """The pods the ReplicaSet controller counts: not those terminating."""
@@ -1661,7 +1668,8 @@ class KubeState:
             raise not_found(NAMESPACES, name)
         return {"kind": "Namespace", "apiVersion": "v1",
                 "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
-                             "resourceVersion": "1", "creationTimestamp": format_time(created),
+                             "resourceVersion": str(self._namespace_rv.get(name, 1)),
+                             "creationTimestamp": format_time(created),
                              "labels": {"kubernetes.io/metadata.name": name}},
                 "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
@@ -1685,4 +1693,6 @@ class KubeState:
             return [self.scaled_object_json(s) for s in self.scaled_objects(namespace)]
         if resource == "nodes":
             return [self.node_json()]
+        if resource == "namespaces":
+            return [self.namespace_json(n) for n in self.namespaces()]
         raise ValueError(f"not a watchable resource: {resource}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary
 
@@ -149,3 +151,28 @@ async def test_get_all_lists_the_all_category_and_no_metrics(kubectl: Kubectl) -
     assert {"pod", "deployment.apps", "replicaset.apps"} <= kinds
     assert kinds <= {"pod", "deployment.apps", "replicaset.apps",
                      "horizontalpodautoscaler.autoscaling"}, kinds
+
+
+async def test_replicasets_and_namespaces_can_be_watched(served: Served) -> None:
+    async def watch(path: str, change: Callable[[], object]) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{served.server.url}{path}", params={"watch": "true",
+                                                     "timeoutSeconds": "1"}) as response:
+            assert response.status == 200
+            first = True
+            async for line in response.content:
+                event = json.loads(line)
+                seen.append((event["type"], event["object"]["metadata"]["name"]))
+                if first:
+                    change()
+                    first = False
+        return seen
+
+    rs = served.state.replica_set_json(served.state.deployment(NS, API))["metadata"]["name"]
+    seen = await watch(f"/apis/apps/v1/namespaces/{NS}/replicasets",
+                       lambda: served.state.set_replicas(NS, API, 4))
+    assert ("MODIFIED", rs) in seen
+    seen = await watch("/api/v1/namespaces",
+                       lambda: served.state.add_deployment("fresh", "x", replicas=0))
+    assert ("ADDED", NS) in seen and ("ADDED", "fresh") in seen
