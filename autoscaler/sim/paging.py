@@ -46,13 +46,19 @@ def encode(rv: int, start: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def _clean(start: str) -> bool:
+    """A start key that names a key below the list's prefix, as the apiserver requires: not
+    empty, and no `..`, `.` or empty path segment (no way out of the prefix)."""
+    return bool(start) and all(part not in ("", ".", "..") for part in start.split("/"))
+
+
 def decode(token: str) -> tuple[int, str]:
     """A continue token's (resourceVersion, start key); BadRequestError if it is not one."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         rv, start = raw["rv"], raw["start"]
         valid = (raw.get("v") == TOKEN_VERSION and type(rv) is int and isinstance(start, str)
-                 and (rv > 0 or rv == -1))
+                 and (rv > 0 or rv == -1) and _clean(start))
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, KeyError):
         valid = False
     if not valid:
@@ -66,9 +72,12 @@ def limit_of(query: Mapping[str, str]) -> int:
     if not text:
         return 0
     try:
-        return max(0, int(text))
+        limit = int(text)
     except ValueError:
-        raise BadRequestError(f'invalid limit "{text}": must be an integer') from None
+        limit = None
+    if limit is None or limit > 2**63 - 1:
+        raise BadRequestError(f'invalid limit "{text}": must be a 64-bit integer')
+    return max(0, limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from kubernetes_asyncio.client import CoreV1Api
 from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary, validate
 
 from autoscaler.kube.connect import connect
+from autoscaler.sim import paging
 
 pytestmark = pytest.mark.real
 
@@ -92,6 +93,11 @@ async def test_a_compacted_token_is_expired_with_a_token_for_the_rest(served: Se
 @pytest.mark.parametrize(("query", "message"), [
     pytest.param({"continue": "not-a-token"}, "invalid continue token", id="token"),
     pytest.param({"limit": "two"}, 'invalid limit "two"', id="limit"),
+    pytest.param({"limit": str(2**64)}, f'invalid limit "{2**64}"', id="limit-overflow"),
+    pytest.param({"continue": paging.encode(5, "../../x")}, "invalid continue token",
+                 id="token-out-of-prefix"),
+    pytest.param({"continue": paging.encode(-1, "")}, "invalid continue token",
+                 id="token-no-start"),
 ])
 async def test_a_bad_token_or_limit_is_a_bad_request(served: Served, query: dict[str, str],
                                                      message: str) -> None:
