@@ -538,7 +538,7 @@ class Pod:
     #: When the pod was deleted (wall, and clock for `reap`), while it terminates.
     deleted_wall: float | None = None
     deleted_at: float | None = None
-    grace_seconds: int = 30  # the deletion's grace period: the kubelet kills it after that
+    grace_seconds: int = POD_GRACE_SECONDS  # the deletion's: the kubelet kills it after that
 
     @property
     def container(self) -> str:
