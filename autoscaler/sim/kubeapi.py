@@ -3,13 +3,14 @@
 `kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
 preconditions) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
-selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 read-only), Leases,
-PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one Node,
-metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who it is
-(`kubectl auth can-i [--list]`, `auth whoami`). Errors are real `Status` objects. `kubectl get`
-gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases and HPAs,
-plain JSON for the rest. Lists come in the apiserver's key order and in chunks when asked (`limit`
-and `continue`, see `paging.py`). Tokens bound to a Role are authorized as RBAC would (`rbac.py`).
+selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and watch),
+Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one
+Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who
+it is (`kubectl auth can-i [--list]`, `auth whoami`). Errors are real `Status` objects. `kubectl
+get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases and
+HPAs, plain JSON for the rest. Lists come in the apiserver's key order and in chunks when asked
+(`limit` and `continue`, see `paging.py`). Tokens bound to a Role are authorized as RBAC would
+(`rbac.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -443,6 +444,7 @@ class _KubeApi:
             ("apps", "deployments/scale", "patch"): self.patch_scale,
             ("events.k8s.io", "events", "list"): self.list_events_v1,
             ("events.k8s.io", "events", "get"): self.get_event_v1,
+            ("events.k8s.io", "events", "watch"): self.watch_generic,
             ("coordination.k8s.io", "leases", "list"): self.list_generic,
             ("coordination.k8s.io", "leases", "watch"): self.watch_generic,
             ("coordination.k8s.io", "leases", "get"): self.get_lease,
@@ -723,13 +725,17 @@ class _KubeApi:
         except ValueError as exc:
             raise BadRequestError(f"invalid watch parameter: {exc}") from None
         queue: asyncio.Queue[JSON | None] = asyncio.Queue()
-        as_table = wants_table(request, target.plural)
+        v1_events = target.group == "events.k8s.io"  # the core Events, in their newer form
+        as_table = wants_table(request, target.plural) and not v1_events
         include = request.query.get("includeObject", "Metadata")
 
         def wanted(obj: JSON) -> bool:
             return labels.matches(obj["metadata"].get("labels", {})) and fields.matches(obj)
 
         def send(type_: str, obj: JSON) -> None:
+            if v1_events:
+                meta = obj["metadata"]
+                obj = self.state.event_v1_json(self.state.event(meta["namespace"], meta["name"]))
             # kubectl get -w asks for Tables: each event then carries a one-row Table.
             shown = table(target.plural, [obj], self.state.resource_version,
                           self.state.wall(), include=include) if as_table else obj

@@ -98,7 +98,7 @@ EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("cre
 EVENTS = ResourceType("events", "Event", short_names=("ev",),
                       verbs=("create", "get", "list", "watch"), singular="event")
 EVENTS_V1 = ResourceType("events", "Event", "events.k8s.io", short_names=("ev",),
-                         verbs=("get", "list"), singular="event")
+                         verbs=("get", "list", "watch"), singular="event")
 LEASES = ResourceType("leases", "Lease", "coordination.k8s.io",
                       verbs=("create", "delete", "get", "list", "update", "watch"),
                       singular="lease")

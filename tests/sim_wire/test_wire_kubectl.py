@@ -153,7 +153,9 @@ async def test_get_all_lists_the_all_category_and_no_metrics(kubectl: Kubectl) -
                      "horizontalpodautoscaler.autoscaling"}, kinds
 
 
-async def test_replicasets_and_namespaces_can_be_watched(served: Served) -> None:
+async def test_replicasets_namespaces_and_newer_events_can_be_watched(served: Served) -> None:
+    objects: list[dict[str, object]] = []
+
     async def watch(path: str, change: Callable[[], object]) -> list[tuple[str, str]]:
         seen: list[tuple[str, str]] = []
         async with aiohttp.ClientSession() as session, session.get(
@@ -164,6 +166,7 @@ async def test_replicasets_and_namespaces_can_be_watched(served: Served) -> None
             async for line in response.content:
                 event = json.loads(line)
                 seen.append((event["type"], event["object"]["metadata"]["name"]))
+                objects.append(event["object"])
                 if first:
                     change()
                     first = False
@@ -176,3 +179,10 @@ async def test_replicasets_and_namespaces_can_be_watched(served: Served) -> None
     seen = await watch("/api/v1/namespaces",
                        lambda: served.state.add_deployment("fresh", "x", replicas=0))
     assert ("ADDED", NS) in seen and ("ADDED", "fresh") in seen
+    objects.clear()
+    seen = await watch(f"/apis/events.k8s.io/v1/namespaces/{NS}/events", lambda: (
+        served.state.record_event(NS, kind="Deployment", name=API, reason="Watched",
+                                  message="seen by a watch")))
+    assert [e for e, _ in seen] == ["ADDED", "ADDED"]
+    assert objects[-1]["reason"] == "Watched" and "regarding" in objects[-1]
+    assert objects[-1]["apiVersion"] == "events.k8s.io/v1"
