@@ -54,7 +54,7 @@ from autoscaler.sim.kubestate import (
     WatchEvent,
 )
 from autoscaler.sim.paging import Page, Pager
-from autoscaler.sim.rbac import Grant
+from autoscaler.sim.rbac import Grant, public
 
 KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
@@ -401,9 +401,6 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
 
 _GRANT_KEY = web.RequestKey("grant", Grant)
 ADMIN_USER = "kubernetes-admin"  # who the admin token (or no token) authenticates as
-#: Paths every user may read (`system:public-info-viewer`, `system:discovery`).
-_PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis"})
-_PUBLIC_PREFIXES = ("/api/", "/apis/", "/openapi/")
 
 
 class _KubeApi:
@@ -1046,9 +1043,8 @@ class _KubeApi:
             status = grant.review(spec["resourceAttributes"])
         else:
             attributes = spec["nonResourceAttributes"]
-            path = str(attributes.get("path", ""))
-            status = {"allowed": attributes.get("verb") == "get" and (
-                path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES))}
+            status = {"allowed": public(str(attributes.get("verb", "")),
+                                        str(attributes.get("path", "")))}
         return _json_response({"kind": "SelfSubjectAccessReview",
                                "apiVersion": "authorization.k8s.io/v1",
                                "metadata": {"creationTimestamp": None}, "spec": spec,

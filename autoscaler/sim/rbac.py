@@ -3,9 +3,10 @@ is bound by a RoleBinding.
 
 A request made with such a token is allowed when a rule of the Role matches its verb, API group,
 resource (`deployments/scale` for a subresource) and, where the rule names some, the object's
-name, in the RoleBinding's namespace; anything else gets the apiserver's 403. Creating a
-SelfSubjectAccessReview is always allowed: Kubernetes grants it to every authenticated user
-(the `system:basic-user` ClusterRole). The admin token (`create_app(token=...)`) and requests
+name, in the RoleBinding's namespace; anything else gets the apiserver's 403. Asking what one
+may do and who one is (SelfSubjectAccessReviews, SelfSubjectRulesReviews, SelfSubjectReviews) is
+always allowed, as Kubernetes grants it to every authenticated user (`system:basic-user`), and
+so is getting the discovery and health paths. The admin token (`create_app(token=...)`) and requests
 on a server without a token are not restricted; the admin may act as a bound user
 (`Impersonate-User`, which is how kubectl's `--as` asks, e.g. `kubectl auth can-i --as=...`).
 """
@@ -25,6 +26,12 @@ EVERY_USER = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews", "cr
 #: The paths every user may get (`system:discovery`, `system:public-info-viewer`).
 PUBLIC_PATHS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
                 "/openapi/*", "/readyz", "/version", "/version/")
+
+
+def public(verb: str, path: str) -> bool:
+    """Whether every user may `verb` the non-resource `path`: get only, on `PUBLIC_PATHS`."""
+    return verb == "get" and any(
+        path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in PUBLIC_PATHS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,10 @@ class Grant:
                               attributes.get("name") or None)
         if not allowed:
             return {"allowed": False}
+        if (attributes.get("group", ""), resource, attributes.get("verb")) in EVERY_USER:
+            return {"allowed": True,
+                    "reason": 'RBAC: allowed by ClusterRoleBinding "system:basic-user" of '
+                              'ClusterRole "system:basic-user" to Group "system:authenticated"'}
         return {"allowed": True,
                 "reason": f'RBAC: allowed by RoleBinding "{self.role}/{self.namespace}" of Role '
                           f'"{self.role}" to ServiceAccount "{self.user.rsplit(":", 1)[1]}/'
