@@ -66,23 +66,25 @@ def _strings(data: bytes, names: Mapping[int, str]) -> JSON:
             if n in names and isinstance(v, bytes) and v}
 
 
+def _spec(body: bytes) -> bytes:
+    """The object's `spec` (field 2 of the object in `runtime.Unknown.raw`, field 2)."""
+    if not body.startswith(MAGIC):
+        raise ValueError("no k8s protobuf magic")
+    raw = next((v for n, v in fields(body[len(MAGIC):]) if n == 2 and isinstance(v, bytes)),
+               b"")
+    return next((v for n, v in fields(raw) if n == 2 and isinstance(v, bytes)), b"")
+
+
 def self_subject_access_review(body: bytes) -> JSON:
     """The JSON form of a protobuf SelfSubjectAccessReview (its spec); BadRequestError if the
     body is not one."""
+    spec: JSON = {}
     try:
-        if not body.startswith(MAGIC):
-            raise ValueError("no k8s protobuf magic")
-        raw = next((v for n, v in fields(body[len(MAGIC):])  # Unknown.raw
-                    if n == 2 and isinstance(v, bytes)), b"")
-        spec: JSON = {}
-        for n, v in fields(raw):
-            if n == 2 and isinstance(v, bytes):  # SelfSubjectAccessReview.spec
-                for m, attributes in fields(v):
-                    if m == 1 and isinstance(attributes, bytes):
-                        spec["resourceAttributes"] = _strings(attributes, _RESOURCE_ATTRIBUTES)
-                    elif m == 2 and isinstance(attributes, bytes):
-                        spec["nonResourceAttributes"] = _strings(attributes,
-                                                                 _NON_RESOURCE_ATTRIBUTES)
+        for m, attributes in fields(_spec(body)):
+            if m == 1 and isinstance(attributes, bytes):
+                spec["resourceAttributes"] = _strings(attributes, _RESOURCE_ATTRIBUTES)
+            elif m == 2 and isinstance(attributes, bytes):
+                spec["nonResourceAttributes"] = _strings(attributes, _NON_RESOURCE_ATTRIBUTES)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"unable to decode the protobuf body: {exc}") from None
     return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
@@ -92,14 +94,7 @@ def self_subject_access_review(body: bytes) -> JSON:
 def self_subject_rules_review(body: bytes) -> JSON:
     """The JSON form of a protobuf SelfSubjectRulesReview (its spec's namespace)."""
     try:
-        if not body.startswith(MAGIC):
-            raise ValueError("no k8s protobuf magic")
-        raw = next((v for n, v in fields(body[len(MAGIC):])  # Unknown.raw
-                    if n == 2 and isinstance(v, bytes)), b"")
-        spec: JSON = {}
-        for n, v in fields(raw):
-            if n == 2 and isinstance(v, bytes):  # SelfSubjectRulesReview.spec
-                spec.update(_strings(v, {1: "namespace"}))
+        spec = _strings(_spec(body), {1: "namespace"})
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"unable to decode the protobuf body: {exc}") from None
     return {"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
