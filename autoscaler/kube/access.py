@@ -163,16 +163,6 @@ async def review(api: ApiClient, wanted: Iterable[Permission], *,
     return answers, errors
 
 
-async def missing(api: ApiClient, wanted: Iterable[Permission], *,
-                  request_timeout: float = 10.0) -> list[Permission]:
-    """The permissions of `wanted` that the apiserver says the daemon does not have; raises the
-    first failed review's error."""
-    answers, errors = await review(api, wanted, request_timeout=request_timeout)
-    if errors:
-        raise errors[0]
-    return sorted(p for p, ok in answers.items() if not ok)
-
-
 async def watch_access(api: ApiClient, config: Callable[[], LoadedConfig], *, dry_run: bool,
                        lease: tuple[str, str] | None, telemetry: Telemetry, clock: Clock,
                        period: float = ACCESS_CHECK_SECONDS, retry: float = RETRY_SECONDS,

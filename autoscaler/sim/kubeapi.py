@@ -105,6 +105,18 @@ class _Target:
         return f"{self.plural[:-1]}metrics" if self.group == "metrics.k8s.io" else self.resource
 
 
+def _read_path(version: str, rest: list[str], *, group: str = "") -> _Target | None:
+    """What the part of a path after its group version names (`[namespaces/NS/]plural[/name
+    [/sub]]`), as the apiserver reads any path; None when it names no resource."""
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        return None
+    return _Target(group, version, namespace, rest[0], rest[1] if len(rest) > 1 else None,
+                   rest[2] if len(rest) > 2 else None)
+
+
 Handler = Callable[[web.Request, _Target], Awaitable[web.StreamResponse]]
 
 
@@ -536,15 +548,11 @@ class _KubeApi:
         grant = request.get(_GRANT_KEY)
         if grant is None or parts[:1] not in (["api"], ["apis"]):
             return
-        group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
-        namespace = None
-        if len(rest) >= 3 and rest[0] == "namespaces":
-            namespace, rest = rest[1], rest[2:]
-        if not rest:
-            return
-        target = _Target(group, "", namespace, rest[0], rest[1] if len(rest) > 1 else None,
-                         rest[2] if len(rest) > 2 else None)
-        grant.check(self._verb(request, target), group, target.resource, namespace, target.name)
+        target = _read_path(parts[1], parts[2:]) if parts[0] == "api" else \
+            _read_path(parts[1], parts[3:], group=parts[1])
+        if target is not None:
+            grant.check(self._verb(request, target), target.group, target.resource,
+                        target.namespace, target.name)
 
     def _discovery(self, request: web.Request, parts: list[str],
                    groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> web.Response:
@@ -599,20 +607,15 @@ class _KubeApi:
     def _target(parts: list[str],
                 groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> _Target:
         """The resource a path names."""
+        target = None
         if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
-            group, version, rest = "", "v1", parts[2:]
+            target = _read_path("v1", parts[2:])
         elif (len(parts) >= 3 and parts[0] == "apis" and parts[1] in groups
               and groups[parts[1]][0] == parts[2]):
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
+            target = _read_path(parts[2], parts[3:], group=parts[1])
+        if target is None:
             raise NotFoundError("the server could not find the requested resource")
-        namespace = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        if len(rest) > 3:
-            raise NotFoundError("the server could not find the requested resource")
-        return _Target(group, version, namespace, rest[0], rest[1] if len(rest) > 1 else None,
-                       rest[2] if len(rest) > 2 else None)
+        return target
 
     @staticmethod
     def _verb(request: web.Request, target: _Target) -> str:

@@ -20,7 +20,7 @@ from kube_fixtures import RealClock
 
 from autoscaler.config import LoadedConfig, load_config, parse_config
 from autoscaler.demo import daemon_grant
-from autoscaler.kube.access import Permission, hint, lease_of, missing, needed, watch_access
+from autoscaler.kube.access import Permission, hint, lease_of, needed, review, watch_access
 from autoscaler.kube.connect import connect
 from autoscaler.sim.kubeapi import create_app, serve, write_kubeconfig
 from autoscaler.sim.kubestate import KubeState
@@ -80,9 +80,11 @@ async def daemonside(tmp_path: Path) -> AsyncIterator[Daemonside]:
 async def missing_for(side: Daemonside, wanted: list[Permission]) -> list[Permission]:
     api = await connect(side.kubeconfig)
     try:
-        return await missing(api, wanted)
+        answers, errors = await review(api, wanted)
     finally:
         await api.close()
+    assert errors == []
+    return sorted(p for p, ok in answers.items() if not ok)
 
 
 def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
