@@ -28,7 +28,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from autoscaler.localport import free_port
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState
@@ -241,13 +241,6 @@ def tcp_connections(pid: int) -> int:
                 if len(cols) > 9 and cols[3] == "01" and cols[9] in inodes:
                     count += 1
     return count
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- metrics

@@ -30,12 +30,13 @@ from deploy_support import (
     REPO,
     RULES,
     dashboard_exprs,
-    free_port,
     promql_metric_names,
     require_tool,
     rule_exprs,
     run,
 )
+
+from autoscaler.localport import free_port
 
 pytestmark = pytest.mark.real
 

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ import aiohttp
 import pytest
 import yaml
 
+from autoscaler.localport import free_port
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState, WatchEvent
@@ -58,12 +58,6 @@ workloads:
       scale_up: {{policies: [{{type: Pods, value: 10, period_seconds: 15}}]}}
       scale_down: {{stabilization_window_seconds: 600}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

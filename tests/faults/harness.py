@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -41,6 +40,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from autoscaler.daemon import Daemon
+from autoscaler.localport import free_port
 from autoscaler.runtime import live_daemon
 from autoscaler.sim.elasticsearch_api import ElasticsearchState
 from autoscaler.sim.elasticsearch_api import create_app as es_app
@@ -111,12 +111,6 @@ workloads:
                    policies: [{{type: Percent, value: 100, period_seconds: 1}}]}}
     healing: {{enabled: false}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def eventually(check: Callable[[], object], *, what: str, within: float = 45.0) -> None:

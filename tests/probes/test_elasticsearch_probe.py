@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from wire_fakes import Canned, FakeHttp, free_port, sample
+from wire_fakes import Canned, FakeHttp, sample
 
 from autoscaler.config import ElasticsearchDependency, SecretRefs
+from autoscaler.localport import free_port
 from autoscaler.ports import CheckResult
 from autoscaler.probes.elasticsearch import ElasticsearchProbe
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from wire_fakes import Canned, FakeHttp, free_port
+from wire_fakes import Canned, FakeHttp
 
 from autoscaler import config
+from autoscaler.localport import free_port
 from autoscaler.ports import CheckResult
 from autoscaler.probes import (
     ElasticsearchProbe,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from wire_fakes import Canned, FakeHttp, free_port, sample
+from wire_fakes import Canned, FakeHttp, sample
 
 from autoscaler.config import PulsarDependency
+from autoscaler.localport import free_port
 from autoscaler.ports import CheckResult
 from autoscaler.probes.pulsar import PulsarProbe
 

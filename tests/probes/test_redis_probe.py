@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from wire_fakes import free_port, require_binary, wait_for_port
+from wire_fakes import require_binary, wait_for_port
 
 from autoscaler.config import RedisDependency, SecretRefs
 from autoscaler.engine.hysteresis import Hysteresis
+from autoscaler.localport import free_port
 from autoscaler.model import Health
 from autoscaler.ports import CheckResult
 from autoscaler.probes.redis import RedisProbe

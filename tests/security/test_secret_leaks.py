@@ -26,8 +26,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from security_support import Recorder, forms, free_port, leaks, require_binary, serving
+from security_support import Recorder, forms, leaks, require_binary, serving
 
+from autoscaler.localport import free_port
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState

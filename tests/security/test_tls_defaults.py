@@ -21,13 +21,14 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from security_support import Pki, Recorder, free_port, require_binary, serving
+from security_support import Pki, Recorder, require_binary, serving
 
 from autoscaler import config
 from autoscaler.config import SecretRefs, TlsSettings
 from autoscaler.daemon import LoopClock
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import connect, disconnect
+from autoscaler.localport import free_port
 from autoscaler.model import PodInfo
 from autoscaler.ports import CheckResult
 from autoscaler.probes import build_probe

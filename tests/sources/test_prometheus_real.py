@@ -19,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from wire_fakes import free_port, require_binary, sample
+from wire_fakes import require_binary, sample
 
 from autoscaler.config import PrometheusSource as PrometheusSettings
+from autoscaler.localport import free_port
 from autoscaler.model import Signal
 from autoscaler.sources.http import Reply, SessionPool
 from autoscaler.sources.prometheus import PrometheusBatches, PrometheusSource

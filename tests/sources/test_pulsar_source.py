@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wire_fakes import Canned, FakeHttp, free_port, sample
+from wire_fakes import Canned, FakeHttp, sample
 
 from autoscaler.config import PulsarSource, SecretRefs
+from autoscaler.localport import free_port
 from autoscaler.model import ConsumerStat, Signal
 from autoscaler.sources.http import SessionPool
 from autoscaler.sources.pulsar import PulsarBacklogSource
