@@ -16,6 +16,9 @@ What it imitates, and how far:
   is replaced at once; with `termination_seconds`, a deleted pod terminates for that long (its
   deletionTimestamp set, `Terminating` in kubectl, counted by no controller) until `reap()`
   removes it, as the kubelet does once the container exits; without, it is gone at once;
+- the Events those controllers, the scheduler and the kubelet record (`ScalingReplicaSet`,
+  `SuccessfulCreate`/`SuccessfulDelete`, `Scheduled`, `Pulled`/`Created`/`Started`, `Killing`,
+  `BackOff`), each gone an hour after it is made, as with the apiserver's `--event-ttl`;
 - the Eviction API with PodDisruptionBudgets (`minAvailable`, the default
   `IfHealthyBudget` policy for unhealthy pods);
 - watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`
@@ -54,6 +57,7 @@ NODE_RESERVED_MILLI = 500  # kube-reserved + system-reserved CPU: capacity - all
 NODE_BASE_USAGE_MILLI = 350  # the kubelet, the runtime and the system, besides the pods
 MAX_REPLICAS = 1000  # per Deployment: past it, a scale is refused (see check_replicas)
 POD_GRACE_SECONDS = 30  # the pods' terminationGracePeriodSeconds (the default)
+EVENT_TTL_SECONDS = 3600  # the apiserver's --event-ttl: an Event is gone an hour after it is made
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
 NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
 NODE_STATUS_SECONDS = 300  # the kubelet's nodeStatusReportFrequency, when nothing changes
@@ -450,7 +454,8 @@ class FieldSelector:
         return cls(tuple(terms))
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
-        return all((_field(obj, path) == value) == equal for path, equal, value in self.terms)
+        return all((_field(obj, FIELD_PATHS.get(path, path)) == value) == equal
+                   for path, equal, value in self.terms)
 
     def supported_by(self, resource: str) -> FieldSelector:
         """Itself, when each field is one the apiserver selects `resource` by; else the 400 it
@@ -462,6 +467,9 @@ class FieldSelector:
                 raise BadRequestError(f"field label not supported: {path}")
         return self
 
+
+#: Field labels that are not the path of their value (an Event's `source` is its component).
+FIELD_PATHS = {"source": "source.component"}
 
 #: The fields besides metadata.name and metadata.namespace that the apiserver selects each
 #: resource by (its `GetAttrs` / field label conversion funcs); the others take none.
@@ -796,6 +804,9 @@ class KubeState:
                        status_changed_wall=self.wall())
         self._deployments[(namespace, name)] = d
         self._emit_deployment("ADDED", d, d.resource_version)
+        if replicas:
+            self._deployment_event(d, "ScalingReplicaSet", f"Scaled up replica set "
+                                   f"{d.name}-{d.template_hash} to {replicas} from 0")
         self._reconcile(d)
         return d
 
@@ -820,9 +831,12 @@ class KubeState:
         self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
         check_replicas(name, replicas)
         if replicas != d.replicas:
-            d.replicas = replicas
+            old, d.replicas = d.replicas, replicas
             d.generation += 1
             self._modified_deployment(d)
+            self._deployment_event(d, "ScalingReplicaSet",
+                                   f"Scaled {'up' if replicas > old else 'down'} replica set "
+                                   f"{d.name}-{d.template_hash} to {replicas} from {old}")
             self._reconcile(d)
         return d
 
@@ -889,6 +903,7 @@ class KubeState:
         elif len(pods) > d.replicas:
             for pod in sorted(pods, key=_deletion_order)[: len(pods) - d.replicas]:
                 self._remove_pod(pod)
+                self._replica_set_event(d, "SuccessfulDelete", f"Deleted pod: {pod.name}")
         self._refresh_status(d)
 
     def _refresh_status(self, d: Deployment) -> None:
@@ -916,12 +931,20 @@ class KubeState:
                   resource_version=self._next_rv())
         self._pods[(d.namespace, name)] = pod
         self._emit("ADDED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
+        self._replica_set_event(d, "SuccessfulCreate", f"Created pod: {pod.name}")
+        self.record_event(pod.namespace, kind="Pod", name=pod.name, uid=pod.uid,
+                          api_version="v1", reason="Scheduled",
+                          message=f"Successfully assigned {pod.namespace}/{pod.name} to "
+                                  f"{NODE_NAME}",
+                          component="default-scheduler", action="Binding")
         return pod
 
     def _remove_pod(self, pod: Pod, *, force: bool = False, grace: int | None = None) -> None:
         """Delete `pod`: it terminates for `termination_seconds`, or its `grace` period when
         that is shorter, unless `force` (a grace period of 0) or there is none to wait; a pod
         already terminating is left to finish."""
+        if not pod.deleting and pod.phase == "Running":  # a container to stop
+            self._kubelet_event(pod, "Killing", f"Stopping container {pod.container}")
         if self.termination_seconds > 0 and not force:
             if not pod.deleting:
                 pod.deleted_wall, pod.deleted_at = self.wall(), self.clock()
@@ -992,6 +1015,7 @@ class KubeState:
         if pod.phase != "Running":
             pod.phase = "Running"
             pod.running_since_wall = now
+            self._container_started(pod)
         if not pod.ip:
             pod.ip = self._next_ip()
         if ready and not pod.ready:
@@ -1020,6 +1044,9 @@ class KubeState:
         pod.waiting_reason = "CrashLoopBackOff"
         pod.last_exit_wall = self.wall()
         self._modified_pod(pod)
+        self._kubelet_event(pod, "BackOff",
+                            f"Back-off restarting failed container {pod.container} in pod "
+                            f"{pod.name}_{pod.namespace}({pod.uid})", type_="Warning")
         return pod
 
     def set_cpu_usage(self, namespace: str, name: str, milli: int) -> None:
@@ -1162,6 +1189,7 @@ class KubeState:
             raise AlreadyExistsError(f'events "{name}" already exists',
                                      details=_details(EVENTS, name))
         now = self.wall()
+        self._expire_events(now)
         source = body.get("source") or {}
         try:
             first = parse_time(body["firstTimestamp"]) if body.get("firstTimestamp") else now
@@ -1187,23 +1215,63 @@ class KubeState:
 
     def record_event(self, namespace: str, *, kind: str, name: str, reason: str, message: str,
                      type_: str = "Normal", component: str = "tracardi-autoscaler",
-                     api_version: str = "apps/v1") -> Event:
-        """An Event about an object, as client-go's recorder would create it."""
-        uid = ""
-        if kind == "Deployment" and (namespace, name) in self._deployments:
-            uid = self._deployments[(namespace, name)].uid
+                     api_version: str = "apps/v1", uid: str | None = None, host: str = "",
+                     field_path: str = "", action: str = "") -> Event:
+        """An Event about an object, as client-go's recorder would create it (`action`: as the
+        events.k8s.io recorder, with an eventTime, as the scheduler's)."""
+        if uid is None:
+            known = self._deployments.get((namespace, name)) if kind == "Deployment" else None
+            uid = known.uid if known is not None else ""
         now = self.wall()
-        body = {
+        involved = {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
+                    "apiVersion": api_version}
+        if field_path:
+            involved["fieldPath"] = field_path
+        body: JSON = {
             "metadata": {"name": f"{name}.{int(now * 1e9):x}{self._suffix(3)}",
                          "namespace": namespace},
-            "involvedObject": {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
-                               "apiVersion": api_version},
+            "involvedObject": involved,
             "reason": reason, "message": message, "type": type_,
-            "source": {"component": component}, "count": 1,
+            "source": {"component": component, "host": host}, "count": 1,
             "firstTimestamp": format_time(now), "lastTimestamp": format_time(now),
             "reportingComponent": component,
         }
+        if action:
+            body |= {"action": action, "eventTime": format_micro_time(now),
+                     "reportingInstance": f"{component}-{NODE_NAME}"}
         return self.create_event(namespace, body)
+
+    def _deployment_event(self, d: Deployment, reason: str, message: str) -> None:
+        self.record_event(d.namespace, kind="Deployment", name=d.name, uid=d.uid,
+                          reason=reason, message=message, component="deployment-controller")
+
+    def _replica_set_event(self, d: Deployment, reason: str, message: str) -> None:
+        self.record_event(d.namespace, kind="ReplicaSet", name=f"{d.name}-{d.template_hash}",
+                          uid=str(uuid.uuid5(uuid.NAMESPACE_OID, d.uid)), reason=reason,
+                          message=message, component="replicaset-controller")
+
+    def _kubelet_event(self, pod: Pod, reason: str, message: str, *,
+                       type_: str = "Normal") -> None:
+        self.record_event(pod.namespace, kind="Pod", name=pod.name, uid=pod.uid,
+                          api_version="v1", reason=reason, message=message, type_=type_,
+                          component="kubelet", host=NODE_NAME,
+                          field_path=f"spec.containers{{{pod.container}}}")
+
+    def _container_started(self, pod: Pod) -> None:
+        """What the kubelet reports as it first starts the pod's container."""
+        self._kubelet_event(pod, "Pulled", f'Container image "{pod.image}" already present on '
+                                           "machine")
+        self._kubelet_event(pod, "Created", f"Created container: {pod.container}")
+        self._kubelet_event(pod, "Started", f"Started container {pod.container}")
+
+    def _expire_events(self, now: float) -> None:
+        """Drop the Events older than the TTL (the oldest come first: dicts keep their order)."""
+        while self._events:
+            key, ev = next(iter(self._events.items()))
+            if ev.created_wall > now - EVENT_TTL_SECONDS:
+                return
+            del self._events[key]
+            self._emit("DELETED", "events", ev.namespace, self._next_rv(), self.event_json(ev))
 
     def events(self, namespace: str | None = None) -> list[Event]:
         """Events in creation order."""

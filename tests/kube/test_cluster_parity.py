@@ -111,7 +111,8 @@ async def test_events(served: Served, adapter: Cluster) -> None:
     state = served.state
     _ready_deployment(state, 1)
     await adapter.emit_event(NS, API, reason="SuccessfulRescale", message="New size: 1")
-    [event] = state.events(NS)
+    [event] = [e for e in state.events(NS)  # not the controllers' and kubelet's Events
+               if e.involved["kind"] == "Deployment" and e.reason != "ScalingReplicaSet"]
     assert (event.reason, event.message, event.type, event.source_component) == (
         "SuccessfulRescale", "New size: 1", "Normal", "tracardi-autoscaler")
     assert event.involved["uid"] == state.deployment(NS, API).uid

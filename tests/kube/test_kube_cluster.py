@@ -173,7 +173,8 @@ async def test_event_is_created_and_visible_through_the_api(served: Served,
     headers = {"Authorization": f"Bearer {TOKEN}"}
     url = f"{served.server.url}/api/v1/namespaces/{NS}/events"
     async with aiohttp.ClientSession() as session, session.get(
-            url, params={"fieldSelector": f"involvedObject.name={API}"},
+            url, params={"fieldSelector": f"involvedObject.name={API},"
+                                          "source=tracardi-autoscaler"},
             headers=headers) as response:
         events = (await response.json())["items"]
     assert len(events) == 1
@@ -190,7 +191,7 @@ async def test_event_failure_is_logged_not_raised(served: Served, cluster: KubeC
     served.state.faults.inject("create", "events", code=403)
     await cluster.emit_event(NS, API, reason="SuccessfulRescale", message="New size: 2",
                              warning=True)
-    assert served.state.events(NS) == []
+    assert [e for e in served.state.events(NS) if e.source_component == "tracardi-autoscaler"] == []
 
 
 @pytest.mark.parametrize(("setup", "expected"), [
