@@ -551,8 +551,9 @@ class _KubeApi:
         target = _read_path(parts[1], parts[2:]) if parts[0] == "api" else \
             _read_path(parts[1], parts[3:], group=parts[1])
         if target is not None:
-            grant.check(self._verb(request, target), target.group, target.resource,
-                        target.namespace, target.name)
+            verb = self._verb(request, target)
+            grant.check(verb, target.group, target.resource, target.namespace,
+                        self._named(request, target, verb))
 
     def _discovery(self, request: web.Request, parts: list[str],
                    groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]) -> web.Response:
@@ -584,7 +585,8 @@ class _KubeApi:
         if grant is not None:  # authorization comes first, as in the apiserver
             # A namespace's own object is in that namespace, for a Role to grant it.
             namespace = target.name if target.plural == "namespaces" else target.namespace
-            grant.check(verb, target.group, target.resource, namespace, target.name)
+            grant.check(verb, target.group, target.resource, namespace,
+                        self._named(request, target, verb))
         handler = self.handlers.get((target.group, target.resource, verb))
         if handler is None:
             if any(key[:2] == (target.group, target.resource) for key in self.handlers):
@@ -616,6 +618,20 @@ class _KubeApi:
         if target is None:
             raise NotFoundError("the server could not find the requested resource")
         return target
+
+    @staticmethod
+    def _named(request: web.Request, target: _Target, verb: str) -> str | None:
+        """The object's name as authorization sees it: a list or watch whose field selector
+        requires `metadata.name=X` asks for X, so a rule's `resourceNames` can allow it (as
+        the apiserver's RequestInfo reads it)."""
+        if target.name is not None or verb not in ("list", "watch"):
+            return target.name
+        try:
+            terms = FieldSelector.parse(request.query.get("fieldSelector")).terms
+        except ApiError:
+            return None  # a bad selector: the 400 comes after authorization
+        return next((value for path, equal, value in terms
+                     if path == "metadata.name" and equal), None)
 
     @staticmethod
     def _verb(request: web.Request, target: _Target) -> str:

@@ -199,3 +199,29 @@ async def test_a_rules_review_in_json_answers_from_the_role(server: ServedApp) -
     assert status == 201 and body["status"]["incomplete"] is False
     assert {"verbs": ["create"], "apiGroups": [""], "resources": ["pods/eviction"]} in (
         body["status"]["resourceRules"])
+
+
+async def test_a_list_or_watch_of_one_name_is_authorized_for_that_name() -> None:
+    state = KubeState(clock=time.monotonic, wall=time.time)
+    tracardi_cluster(state)
+    role = {"metadata": {"name": "lease-reader"},
+            "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                       "resourceNames": ["tracardi-autoscaler"], "verbs": ["list", "watch"]}]}
+    grant = Grant.from_role(role, namespace=NS, service_account="tracardi-autoscaler")
+    served = await serve(create_app(state, grants={DAEMON: grant}))
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+    try:
+        status, body = await raw(served, "GET", f"{leases}?fieldSelector=metadata.name%3D"
+                                                "tracardi-autoscaler")
+        assert status == 200
+        assert [i["metadata"]["name"] for i in body["items"]] == ["tracardi-autoscaler"]
+        status, _ = await raw(served, "GET", f"{leases}?fieldSelector=metadata.name%3D%3D"
+                                             "tracardi-autoscaler&watch=1&timeoutSeconds=1")
+        assert status == 200
+        for query in ("", "?fieldSelector=metadata.name%3Dsomeone-else",
+                      "?fieldSelector=metadata.name!%3Dsomeone-else"):
+            status, body = await raw(served, "GET", leases + query)
+            assert status == 403, query
+            assert 'cannot list resource "leases"' in body["message"]
+    finally:
+        await served.stop()
