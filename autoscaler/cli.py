@@ -312,7 +312,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from autoscaler.runtime import explain_live, format_explain  # noqa: PLC0415 (live stack)
 
     try:
-        report = asyncio.run(explain_live(args.config, kubeconfig=args.kubeconfig))
+        report = asyncio.run(explain_live(args.config, kubeconfig=args.kubeconfig,
+                                          as_user=args.as_user))
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
@@ -321,8 +322,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1) if args.json else format_explain(report))
-    # A workload whose Deployment could not be read was not explained: say so in the code too.
-    return 1 if any(w["decision"] is None for w in report["workloads"]) else 0
+    # A workload whose Deployment could not be read was not explained, and a permission the
+    # daemon would lack fails it later: say so in the code too.
+    unread = any(w["decision"] is None for w in report["workloads"])
+    return 1 if unread or report["access"]["missing"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -415,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="default: the shipped %(default)s; pass the one `run` uses")
     explain.add_argument("--kubeconfig")
     explain.add_argument("--json", action="store_true")
+    explain.add_argument("--as", dest="as_user", metavar="USER",
+                         help="act as USER (as kubectl --as), such as the daemon's "
+                              "system:serviceaccount:tracardi:tracardi-autoscaler, to check "
+                              "its permissions before it runs")
     explain.set_defaults(func=cmd_explain)
 
     demo = sub.add_parser("demo", help="the real daemon against the simulated cluster over HTTP")

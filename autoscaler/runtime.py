@@ -25,7 +25,7 @@ from aiohttp import web
 
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
-from autoscaler.kube.access import lease_of, watch_access
+from autoscaler.kube.access import access_report, lease_of, watch_access
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
@@ -155,13 +155,13 @@ async def serve_endpoints(daemon: Daemon, *, host: str, port: int) -> None:
 async def live_adapters(
     loaded: LoadedConfig, *, kubeconfig: str | None, identity: str, telemetry: Telemetry,
     leader_election: bool = True, current: Callable[[], LoadedConfig] | None = None,
-    dry_run: bool = False,
+    dry_run: bool = False, as_user: str | None = None,
 ) -> AsyncIterator[tuple[Adapters, SessionPool]]:
-    """The live adapters for `loaded`. With `current` (the config in force, which a reload
-    changes), a task asks the apiserver whether the daemon may make the calls it needs
-    (`kube/access.py`)."""
+    """The live adapters for `loaded`, acting in Kubernetes as the kubeconfig's user (or
+    `as_user`). With `current` (the config in force, which a reload changes), a task asks the
+    apiserver whether the daemon may make the calls it needs (`kube/access.py`)."""
     clock = LoopClock()
-    api = await connect(kubeconfig)
+    api = await connect(kubeconfig, as_user=as_user)
     pool = SessionPool()
     readers = build_readers(loaded, now=clock.now, pool=pool)
     cluster = KubeCluster(api, clock=clock, identity=identity)
@@ -298,14 +298,24 @@ async def run_live(config_path: Path, *, kubeconfig: str | None, dry_run: bool,
     return 0
 
 
-async def explain_live(config_path: Path, *, kubeconfig: str | None) -> dict[str, Any]:
+async def explain_live(config_path: Path, *, kubeconfig: str | None,
+                       as_user: str | None = None) -> dict[str, Any]:
+    """`explain`: the report of `explain_report`, and under "access" what a daemon with this
+    config could not do as the kubeconfig's user (or `as_user`)."""
     loaded = load_config(config_path)
     telemetry = Telemetry()
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity="explain",
-                             telemetry=telemetry, leader_election=False) as (a, _):
+                             telemetry=telemetry, leader_election=False,
+                             as_user=as_user) as (a, _):
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=True)
         await daemon.explain()
-        return explain_report(daemon)
+        report = explain_report(daemon)
+    api = await connect(kubeconfig, as_user=as_user)
+    try:
+        report["access"] = {"as": as_user, **await access_report(api, loaded)}
+    finally:
+        await disconnect(api)
+    return report
 
 
 def explain_report(daemon: Daemon) -> dict[str, Any]:
@@ -375,4 +385,15 @@ def format_explain(report: Mapping[str, Any]) -> str:
         else:
             lines.append("  decision    none: the Deployment could not be read: "
                          f"{w.get('error') or 'see the log'}")
+    access = report.get("access")
+    if access is not None:
+        who = access["as"] or "this kubeconfig's user"
+        lines.append(f"access as {who}: what a daemon with this config (writing, with leader "
+                     "election) needs")
+        for m in access["missing"]:
+            lines.append(f"  MISSING     {m['permission']}  to {m['needed_to']}: {m['hint']}")
+        if access["error"]:
+            lines.append(f"  not checked {access['error']}")
+        elif not access["missing"]:
+            lines.append(f"  allowed     all {access['checked']} calls")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from kubernetes_asyncio.client import (
@@ -161,6 +162,23 @@ async def review(api: ApiClient, wanted: Iterable[Permission], *,
         else:
             raise result  # a bug or a cancellation: not an answer
     return answers, errors
+
+
+async def access_report(api: ApiClient, loaded: LoadedConfig) -> dict[str, Any]:
+    """For `explain`: what a daemon running `loaded` (writing, with leader election) may not
+    do, as the client's user: `{"checked": N, "missing": [{"permission", "needed_to",
+    "hint"}], "error": str | None}` (`error`: some reviews failed; `missing` is from the
+    others)."""
+    wanted = needed(loaded, dry_run=False, lease=lease_of(loaded))
+    answers, errors = await review(api, wanted)
+    role_namespace = loaded.config.daemon.namespace
+    return {
+        "checked": len(answers),
+        "missing": [{"permission": str(p), "needed_to": p.why, "hint": hint(p, role_namespace)}
+                    for p in wanted if answers.get(p) is False],
+        "error": (f"{len(errors)} of {len(wanted)} reviews failed: "
+                  f"{type(errors[0]).__name__}: {errors[0]}"[:300]) if errors else None,
+    }
 
 
 async def watch_access(api: ApiClient, config: Callable[[], LoadedConfig], *, dry_run: bool,

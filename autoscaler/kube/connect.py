@@ -21,9 +21,12 @@ def in_cluster() -> bool:
 
 
 async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
-                  context: str | None = None) -> ApiClient:
+                  context: str | None = None, as_user: str | None = None) -> ApiClient:
     """An ApiClient for `--kubeconfig` if given, else `$KUBECONFIG` (a `:`-separated list is
     merged, as kubectl does), else the in-cluster service account, else `~/.kube/config`.
+
+    With `as_user`, every request acts as that user (`Impersonate-User`, as `kubectl --as`),
+    which the kubeconfig's user must be allowed to impersonate.
 
     Raises `KubeconfigError`, naming the file and what is wrong with it, when none is usable;
     the caller closes the client.
@@ -36,7 +39,7 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
             # rotate).
             load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration)
-            return ApiClient(configuration=configuration)
+            return _client(configuration, as_user)
         path = path or str(DEFAULT_KUBECONFIG)
         if not _any_file(path):
             raise KubeconfigError(f"kubeconfig {path}: no such file; pass --kubeconfig, set "
@@ -48,7 +51,14 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
     except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
         where = "in-cluster service account" if path is None else f"kubeconfig {path}"
         raise KubeconfigError(f"{where}: {type(exc).__name__}: {exc}") from exc
-    return ApiClient(configuration=configuration)
+    return _client(configuration, as_user)
+
+
+def _client(configuration: Configuration, as_user: str | None) -> ApiClient:
+    api = ApiClient(configuration=configuration)
+    if as_user:
+        api.set_default_header("Impersonate-User", as_user)
+    return api
 
 
 def _any_file(paths: str) -> bool:

@@ -316,6 +316,45 @@ async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Clu
     assert w["decision"] == {"action": "scale", "current": 1, "desired": 3,
                              "reasons": w["decision"]["reasons"]}
     assert cluster.replicas() == 1, "explain never writes"
+    access = report["access"]
+    assert (access["as"], access["missing"], access["error"]) == (None, [], None)
+    assert access["checked"] >= 10
+
+
+async def test_explain_as_the_daemon_names_the_permission_its_role_lacks(
+        cluster: Cluster) -> None:
+    role = yaml.safe_load(ROLE_YAML)
+    role["rules"] = [r for r in role["rules"] if r["resources"] != ["pods/eviction"]]
+    cluster.grants["daemon-token"] = Grant.from_role(role, namespace=NS,
+                                                     service_account="tracardi-autoscaler")
+    user = "system:serviceaccount:tracardi:tracardi-autoscaler"
+
+    async def explain(*flags: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "autoscaler.cli", "explain", "--config", str(cluster.config),
+            "--kubeconfig", str(cluster.kubeconfig), *flags,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode is not None, err.decode()
+        return proc.returncode, out.decode()
+
+    code, out = await explain("--as", user, "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["workloads"][0]["decision"] is not None  # the Role lets it read everything
+    assert report["access"]["as"] == user and report["access"]["error"] is None
+    assert report["access"]["missing"] == [{
+        "permission": f"create pods/eviction in namespace {NS}",
+        "needed_to": "restart unhealthy pods",
+        "hint": "deploy/base/role.yaml grants it: kubectl apply -k deploy/"}]
+    code, out = await explain("--as", user)
+    assert code == 1
+    assert f"  MISSING     create pods/eviction in namespace {NS}  to restart unhealthy pods" in out
+
+    code, out = await explain("--as", "system:serviceaccount:tracardi:nobody")
+    assert code == 1, out  # bound to nothing: it may not even read the Deployment
+    assert "decision    none: the Deployment could not be read" in out
+    assert out.count("\n  MISSING     ") >= 10
 
 
 HEALING_CONFIG = """
