@@ -323,9 +323,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report, indent=1) if args.json else format_explain(report))
     # A workload whose Deployment could not be read was not explained, and a permission the
-    # daemon would lack fails it later: say so in the code too.
+    # daemon would lack (or that could not be checked) fails it later: say so in the code too.
     unread = any(w["decision"] is None for w in report["workloads"])
-    return 1 if unread or report["access"]["missing"] else 0
+    access = report["access"]
+    return 1 if unread or access["missing"] or access["error"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from kubernetes_asyncio.client import (
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from autoscaler.config import RESOURCE_SIGNALS, LoadedConfig
-from autoscaler.kube.cluster import CALL_ERRORS
+from autoscaler.kube.cluster import CALL_ERRORS, kube_error
 from autoscaler.ports import Clock
 from autoscaler.telemetry import Telemetry
 
@@ -177,7 +177,7 @@ async def access_report(api: ApiClient, loaded: LoadedConfig) -> dict[str, Any]:
         "missing": [{"permission": str(p), "needed_to": p.why, "hint": hint(p, role_namespace)}
                     for p in wanted if answers.get(p) is False],
         "error": (f"{len(errors)} of {len(wanted)} reviews failed: "
-                  f"{type(errors[0]).__name__}: {errors[0]}"[:300]) if errors else None,
+                  f"{kube_error(errors[0])}"[:300]) if errors else None,
     }
 
 
@@ -213,7 +213,7 @@ async def watch_access(api: ApiClient, config: Callable[[], LoadedConfig], *, dr
                  if p in answers or p in known}
         if errors and not failing:
             log.warning("access_check_failed", failed=len(errors), of=len(wanted),
-                        error=f"{type(errors[0]).__name__}: {errors[0]}"[:300],
+                        error=str(kube_error(errors[0]))[:300],
                         hint="the daemon runs on; a refused write is counted as forbidden")
         failing = bool(errors)
         if not errors and not told_ok and all(known.values()):

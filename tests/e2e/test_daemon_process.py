@@ -322,17 +322,17 @@ async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Clu
 
 
 async def test_explain_as_the_daemon_names_the_permission_its_role_lacks(
-        cluster: Cluster) -> None:
+        cluster: Cluster, tmp_path: Path) -> None:
     role = yaml.safe_load(ROLE_YAML)
     role["rules"] = [r for r in role["rules"] if r["resources"] != ["pods/eviction"]]
     cluster.grants["daemon-token"] = Grant.from_role(role, namespace=NS,
                                                      service_account="tracardi-autoscaler")
     user = "system:serviceaccount:tracardi:tracardi-autoscaler"
 
-    async def explain(*flags: str) -> tuple[int, str]:
+    async def explain(*flags: str, kubeconfig: Path = cluster.kubeconfig) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "autoscaler.cli", "explain", "--config", str(cluster.config),
-            "--kubeconfig", str(cluster.kubeconfig), *flags,
+            "--kubeconfig", str(kubeconfig), *flags,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode is not None, err.decode()
@@ -355,6 +355,13 @@ async def test_explain_as_the_daemon_names_the_permission_its_role_lacks(
     assert code == 1, out  # bound to nothing: it may not even read the Deployment
     assert "decision    none: the Deployment could not be read" in out
     assert out.count("\n  MISSING     ") >= 10
+
+    # The daemon's own token may not act as anybody else: nothing is checked, and it says why.
+    own = write_kubeconfig(tmp_path / "own", cluster.kube_url, "daemon-token")
+    code, out = await explain("--as", "admin", kubeconfig=own)
+    assert code == 1 and "MISSING" not in out
+    assert (f'  not checked 14 of 14 reviews failed: 403 Forbidden: users "admin" is forbidden: '
+            f'User "{user}" cannot impersonate') in out
 
 
 HEALING_CONFIG = """

@@ -179,6 +179,7 @@ async def test_a_failing_review_is_logged_once_and_changes_nothing(tmp_path: Pat
             task.cancel()
             await api.close()
     assert [e["event"] for e in logs] == ["access_check_failed"]
+    assert logs[0]["error"].startswith("Unreachable: ClientConnectorError"), logs[0]["error"]
     assert b"access_missing{" not in telemetry.render()
 
 
