@@ -35,7 +35,7 @@ from autoscaler.bench.runner import (
     trace_for,
     write_json,
 )
-from autoscaler.bench.scenario import SCENARIOS, ScenarioError, check_scenario
+from autoscaler.bench.scenario import SCENARIOS, ReplayError, ScenarioError, check_scenario
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
@@ -124,8 +124,15 @@ def _quiet_logs() -> None:
     configure_logging(json=True, level=logging.WARNING)
 
 
+def _replay_logs() -> None:
+    """A replay's daemon logs nothing (it never logs at CRITICAL): what it did is in the
+    scores, and its lines (an open breaker in the healing scenario, say) would read as this
+    machine's. A task that fails stops the run with `ReplayError` instead."""
+    configure_logging(json=True, level=logging.CRITICAL)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
-    _quiet_logs()
+    _replay_logs()
     try:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
@@ -148,6 +155,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except ReplayError as exc:
+        print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
+        return 1
     for key, value in result.items():
         print(f"{key:>24}: {value}")
     return _write_json([result], args.json)
@@ -224,7 +234,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = jobs_for(str(args.config), traces, args.scenario or list(SCENARIOS),
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots)
     started = time.perf_counter()
-    results = summarize(run_jobs(jobs, workers=args.workers, progress=not args.no_progress))
+    _replay_logs()
+    try:
+        results = summarize(run_jobs(jobs, workers=args.workers, progress=not args.no_progress))
+    except ReplayError as exc:
+        print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
+        return 1
     print(table(results))
     print(f"{len(results)} runs in {time.perf_counter() - started:.1f}s on {args.workers} "
           f"worker process(es)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from autoscaler.bench.scenario import Setup
+from autoscaler.bench.scenario import ReplayError, Setup
 from autoscaler.config import LoadedConfig, PulsarSource, default_scale_down, default_scale_up
 from autoscaler.daemon import Adapters, Daemon
 from autoscaler.engine.behavior import apply_behavior, record_scale
@@ -74,7 +74,16 @@ def run_ours(loaded: LoadedConfig, setup: Setup, model: ClusterModel) -> Daemon:
 
     run_virtual(main())
     model.finish()
+    stopped_on_failure(daemon, setup)
     return daemon
+
+
+def stopped_on_failure(daemon: Daemon, setup: Setup) -> None:
+    """`ReplayError` when the replayed daemon stopped on a failed task: the rest of the trace
+    ran without it, so its scores would be wrong."""
+    if daemon.failure is not None:
+        raise ReplayError(f"{setup.trace.name} {setup.scenario}: the replayed daemon stopped "
+                           f"early: {daemon.failure}")
 
 
 def run_keda(setup: Setup, model: ClusterModel, target: float) -> None:

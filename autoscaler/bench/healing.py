@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.bench.contenders import model_adapters, only
+from autoscaler.bench.contenders import model_adapters, only, stopped_on_failure
 from autoscaler.bench.scenario import ScenarioError, Setup, build_setup
 from autoscaler.config import HttpProbeSettings, LoadedConfig, PulsarSource, WorkloadSpec
 from autoscaler.daemon import Daemon
@@ -267,6 +267,7 @@ def run_ours_healing(loaded: LoadedConfig, hs: HealingSetup,
 
     run_virtual(main())
     model.finish()
+    stopped_on_failure(daemon, hs.setup)
     return daemon, cluster
 
 

@@ -24,6 +24,10 @@ class ScenarioError(ValueError):
     """The config has no workload this scenario can run."""
 
 
+class ReplayError(RuntimeError):
+    """A replayed daemon stopped on a failed task: its run has no scores."""
+
+
 @dataclass(frozen=True, slots=True)
 class Setup:
     scenario: str

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from autoscaler.cli import main
+from autoscaler.ports import PodEvent
+from autoscaler.sim.adapters import ModelCluster
 
 
 def trace(folder: Path, name: str, rates: list[int]) -> str:
@@ -61,3 +64,32 @@ def test_simulate_shows_how_much_of_the_trace_is_done_and_changes_no_number(
 
     assert scores(shown) == scores(quiet)
     assert scores(shown)["duration_s"] == 300
+
+
+@pytest.mark.parametrize("command", ["simulate", "bench"])
+def test_a_replay_whose_daemon_fails_gives_no_scores_and_says_why(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken_watch(self: ModelCluster, namespace: str) -> AsyncIterator[PodEvent]:
+        raise RuntimeError("the pod watch broke")
+        yield  # an async generator, as the real one
+
+    monkeypatch.setattr(ModelCluster, "watch_pods", broken_watch)  # forked workers inherit it
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300])
+    out = tmp_path / "runs.json"
+    code = main([command, "--trace", a, "--scenario", "worker", "--json", str(out),
+                 "--no-progress"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "tracardi-autoscaler: rise worker: the replayed daemon stopped early: task "
+        "pod-watch:tracardi failed: RuntimeError: the pod watch broke"]
+    assert "replica_seconds" not in captured.out and not out.exists()
+
+
+def test_a_replay_prints_none_of_its_daemons_log_lines(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300])
+    assert main(["bench", "--trace", a, "--scenario", "healing", "--no-progress"]) == 0
+    err = capfd.readouterr().err
+    assert '"event"' not in err, err
