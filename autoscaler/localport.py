@@ -19,6 +19,9 @@ LOWEST = 10000
 ATTEMPTS = 200
 
 _handed_out: set[int] = set()
+#: Its own generator: a test that seeds the global one (Hypothesis does) must not make two
+#: processes draw the same ports.
+_rng = random.SystemRandom()
 
 
 def _ephemeral_start() -> int:
@@ -43,7 +46,7 @@ def free_port() -> int:
     top = _ephemeral_start()
     if top > LOWEST + ATTEMPTS:
         for _ in range(ATTEMPTS):
-            port = random.randrange(LOWEST, top)
+            port = _rng.randrange(LOWEST, top)
             if port not in _handed_out and _binds(port):
                 _handed_out.add(port)
                 return port

@@ -516,6 +516,15 @@ class Deployment:
         return self.annotations.get(PAUSE_ANNOTATION, "").lower() in {"true", "1", "yes"}
 
     @property
+    def replica_set_name(self) -> str:
+        """Its one ReplicaSet's name (`<deployment>-<pod-template-hash>`)."""
+        return f"{self.name}-{self.template_hash}"
+
+    @property
+    def replica_set_uid(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, self.uid))
+
+    @property
     def template_hash(self) -> str:
         digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).digest()
         return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
@@ -806,7 +815,7 @@ class KubeState:
         self._emit_deployment("ADDED", d, d.resource_version)
         if replicas:
             self._deployment_event(d, "ScalingReplicaSet", f"Scaled up replica set "
-                                   f"{d.name}-{d.template_hash} to {replicas} from 0")
+                                   f"{d.replica_set_name} to {replicas} from 0")
         self._reconcile(d)
         return d
 
@@ -836,7 +845,7 @@ class KubeState:
             self._modified_deployment(d)
             self._deployment_event(d, "ScalingReplicaSet",
                                    f"Scaled {'up' if replicas > old else 'down'} replica set "
-                                   f"{d.name}-{d.template_hash} to {replicas} from {old}")
+                                   f"{d.replica_set_name} to {replicas} from {old}")
             self._reconcile(d)
         return d
 
@@ -920,9 +929,9 @@ class KubeState:
     # -- pods --------------------------------------------------------------------------------
 
     def _create_pod(self, d: Deployment) -> Pod:
-        name = f"{d.name}-{d.template_hash}-{self._suffix()}"
+        name = f"{d.replica_set_name}-{self._suffix()}"
         while (d.namespace, name) in self._pods:
-            name = f"{d.name}-{d.template_hash}-{self._suffix()}"
+            name = f"{d.replica_set_name}-{self._suffix()}"
         labels = {**d.selector, POD_TEMPLATE_HASH: d.template_hash,
                   INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "tracardi")}
         pod = Pod(namespace=d.namespace, name=name, owner=d.name, labels=labels,
@@ -1246,9 +1255,9 @@ class KubeState:
                           reason=reason, message=message, component="deployment-controller")
 
     def _replica_set_event(self, d: Deployment, reason: str, message: str) -> None:
-        self.record_event(d.namespace, kind="ReplicaSet", name=f"{d.name}-{d.template_hash}",
-                          uid=str(uuid.uuid5(uuid.NAMESPACE_OID, d.uid)), reason=reason,
-                          message=message, component="replicaset-controller")
+        self.record_event(d.namespace, kind="ReplicaSet", name=d.replica_set_name,
+                          uid=d.replica_set_uid, reason=reason, message=message,
+                          component="replicaset-controller")
 
     def _kubelet_event(self, pod: Pod, reason: str, message: str, *,
                        type_: str = "Normal") -> None:
@@ -1355,7 +1364,7 @@ class KubeState:
     def replica_set(self, namespace: str, name: str) -> Deployment:
         """The Deployment whose one ReplicaSet is `name` (`<deployment>-<template hash>`)."""
         for d in self.deployments(namespace):
-            if f"{d.name}-{d.template_hash}" == name:
+            if d.replica_set_name == name:
                 return d
         raise not_found(REPLICA_SETS, name)
 
@@ -1379,8 +1388,8 @@ class KubeState:
                 status[key] = value
         surge = -(-d.replicas // 4)  # maxSurge 25 % rounds up
         meta = self._meta(
-            name=f"{d.name}-{d.template_hash}", namespace=d.namespace,
-            uid=str(uuid.uuid5(uuid.NAMESPACE_OID, d.uid)), rv=d.resource_version,
+            name=d.replica_set_name, namespace=d.namespace, uid=d.replica_set_uid,
+            rv=d.resource_version,
             created=d.created_wall, labels=labels,
             annotations={"deployment.kubernetes.io/desired-replicas": str(d.replicas),
                          "deployment.kubernetes.io/max-replicas": str(d.replicas + surge),
@@ -1415,7 +1424,7 @@ class KubeState:
              else "Deployment does not have minimum availability."},
             {"type": "Progressing", "status": "True", "lastUpdateTime": changed,
              "lastTransitionTime": format_time(d.created_wall), "reason": "NewReplicaSetAvailable",
-             "message": f'ReplicaSet "{d.name}-{d.template_hash}" has successfully progressed.'},
+             "message": f'ReplicaSet "{d.replica_set_name}" has successfully progressed.'},
         ]
         container: JSON = {
             "name": d.name, "image": d.image, "imagePullPolicy": "IfNotPresent",
@@ -1511,8 +1520,8 @@ class KubeState:
         owner_refs = []
         if owner is not None:
             owner_refs = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                           "name": f"{owner.name}-{owner.template_hash}",
-                           "uid": str(uuid.uuid5(uuid.NAMESPACE_OID, owner.uid)),
+                           "name": owner.replica_set_name,
+                           "uid": owner.replica_set_uid,
                            "controller": True, "blockOwnerDeletion": True}]
         meta = self._meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
                           rv=pod.resource_version, created=pod.created_wall, labels=pod.labels,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from wire_k8s import Kubectl, kubectl_binary, validate
+from wire_k8s import Kubectl, Ticks, kubectl_binary, validate
 
 from autoscaler.sim.kubeapi import ServedApp, create_app, serve, write_kubeconfig
 from autoscaler.sim.kubestate import EVENT_TTL_SECONDS, NODE_NAME, KubeState, WatchEvent
@@ -19,14 +19,6 @@ pytestmark = pytest.mark.real
 
 NS = "tracardi"
 API = "be-fa-public"
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from wire_k8s import Ticks
 
 from autoscaler.sim.kubeapi import apply_patch
 from autoscaler.sim.kubestate import (
@@ -22,16 +23,6 @@ from autoscaler.sim.kubestate import (
 
 NS = "tracardi"
 API = "be-fa-public"
-
-
-class Ticks:
-    """A clock the test moves by hand (both monotonic and wall)."""
-
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

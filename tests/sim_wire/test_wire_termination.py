@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from wire_k8s import Kubectl, kubectl_binary, validate
+from wire_k8s import Kubectl, Ticks, kubectl_binary, validate
 
 from autoscaler.sim.cluster import pod_info
 from autoscaler.sim.kubeapi import ServedApp, create_app, serve, write_kubeconfig
@@ -20,14 +20,6 @@ from autoscaler.sim.kubestate import KubeState, TooManyRequestsError, WatchEvent
 NS = "tracardi"
 API = "be-fa-public"
 GRACE = 5.0
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def terminating_state(ticks: Ticks) -> KubeState:

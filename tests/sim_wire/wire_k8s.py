@@ -126,3 +126,13 @@ class Kubectl:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): "
                                  f"{err.decode()}")
         return out.decode()
+
+
+class Ticks:
+    """A clock the test moves by hand (both monotonic and wall)."""
+
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t

@@ -7,6 +7,7 @@ import itertools
 import random
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -31,7 +32,8 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
         others = iter(lambda: rng.randrange(20000, 30000), None)
         picks = itertools.chain([taken, taken], others)
         monkeypatch.setattr(localport, "_ephemeral_start", lambda: 60000)
-        monkeypatch.setattr(random, "randrange", lambda low, high: next(picks))
+        monkeypatch.setattr(localport, "_rng", SimpleNamespace(
+            randrange=lambda low, high: next(picks)))
         assert free_port() != taken
 
 
