@@ -60,7 +60,7 @@ KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
 
 #: Served group-versions and their resources (subresources as `plural/sub`), in discovery order.
-_CORE_RESOURCES = (ks.NAMESPACES, ks.NODES, ks.PODS, ks.EVICTION, ks.EVENTS)
+_CORE_RESOURCES = (ks.NAMESPACES, ks.NODES, ks.PODS, ks.EVICTION, ks.POD_LOG, ks.EVENTS)
 _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE, ks.REPLICA_SETS)),
     "events.k8s.io": ("v1", (ks.EVENTS_V1,)),
@@ -437,6 +437,7 @@ class _KubeApi:
             ("", "pods", "delete"): self.delete_pod,
             ("", "pods", "patch"): self.patch_pod,
             ("", "pods/eviction", "create"): self.create_eviction,
+            ("", "pods/log", "get"): self.get_pod_log,
             ("", "events", "list"): self.list_generic,
             ("", "events", "watch"): self.watch_generic,
             ("", "events", "get"): self.get_event,
@@ -827,6 +828,22 @@ class _KubeApi:
     async def get_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return self._object(request, "pods",
                             self.state.pod_json(self.state.pod(_ns(target), _name(target))))
+
+    async def get_pod_log(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        """`kubectl logs`: the simulated containers write nothing, so a started one's log is
+        empty; the refusals are the kubelet's, worded as the apiserver relays them."""
+        pod = self.state.pod(_ns(target), _name(target))
+        container = request.query.get("container") or pod.container
+        if container != pod.container:
+            raise BadRequestError(f"container {container} is not valid for pod {pod.name}")
+        if request.query.get("previous", "").lower() in ("1", "true"):
+            if not pod.restarts:
+                raise BadRequestError(f'previous terminated container "{container}" in pod '
+                                      f'"{pod.name}" not found')
+        elif pod.phase != "Running":
+            raise BadRequestError(f'container "{container}" in pod "{pod.name}" is waiting to '
+                                  f"start: {pod.waiting_reason or 'ContainerCreating'}")
+        return web.Response(text="", content_type="text/plain")
 
     async def delete_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         pod = self.state.pod(_ns(target), _name(target))

@@ -99,6 +99,7 @@ REPLICA_SETS = ResourceType("replicasets", "ReplicaSet", "apps", short_names=("r
 PODS = ResourceType("pods", "Pod", short_names=("po",),
                     verbs=("delete", "get", "list", "patch", "watch"), singular="pod")
 EVICTION = ResourceType("pods/eviction", "Eviction", "policy", "v1", verbs=("create",))
+POD_LOG = ResourceType("pods/log", "Pod", verbs=("get",))
 EVENTS = ResourceType("events", "Event", short_names=("ev",),
                       verbs=("create", "get", "list", "watch"), singular="event")
 EVENTS_V1 = ResourceType("events", "Event", "events.k8s.io", short_names=("ev",),

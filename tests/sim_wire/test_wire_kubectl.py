@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -187,3 +188,24 @@ async def test_replicasets_namespaces_and_newer_events_can_be_watched(served: Se
     assert {e for e, _ in seen} == {"ADDED"} and len(seen) == len(served.state.events(NS))
     assert objects[-1]["reason"] == "Watched" and "regarding" in objects[-1]
     assert objects[-1]["apiVersion"] == "events.k8s.io/v1"
+
+
+async def test_logs_are_empty_for_a_started_container_and_refused_as_the_kubelet_does(
+        served: Served, kubectl: Kubectl) -> None:
+    running, _, pending = served.state.workload_pods(NS, API)
+    crashed = served.state.workload_pods(NS, WORKER)[0]
+    assert await kubectl("logs", running.name) == ""
+    assert await kubectl("logs", f"deploy/{API}") == ""
+    assert await kubectl("logs", crashed.name, "--previous") == ""
+    refusals = [
+        (("logs", pending.name), f'container "{API}" in pod "{pending.name}" is waiting to '
+                                 "start: ContainerCreating"),
+        (("logs", running.name, "--previous"),
+         f'previous terminated container "{API}" in pod "{running.name}" not found'),
+        (("logs", running.name, "-c", "sidecar"),
+         f"container sidecar is not valid for pod {running.name}"),
+        (("logs", "nope"), 'pods "nope" not found'),
+    ]
+    for args, message in refusals:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            await kubectl(*args)
