@@ -9,7 +9,8 @@ Expired, carrying a token for the rest of the list as it is now, which the clien
 inconsistent remainder. `kubectl get` asks in chunks of 500 (`--chunk-size`).
 
 The token is, as the apiserver's, base64url JSON: `{"v": "meta.k8s.io/v1", "rv": N, "start":
-key}`; `rv` -1 marks the inconsistent remainder.
+key}`; a negative `rv` (-1 where this server writes one) marks the inconsistent remainder,
+read from the latest state, as the apiserver's etcd store reads any `rv` under 0.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def decode(token: str) -> tuple[int, str]:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         rv, start = raw["rv"], raw["start"]
         valid = (raw.get("v") == TOKEN_VERSION and type(rv) is int and isinstance(start, str)
-                 and (rv > 0 or rv == -1) and _clean(start))
+                 and rv != 0 and _clean(start))
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, KeyError):
         valid = False
     if not valid:
@@ -114,7 +115,7 @@ class Pager:
         if token:
             start_rv, start = decode(token)
             kept = self._snapshots.get((resource, namespace, start_rv))
-            if start_rv == -1:
+            if start_rv < 0:
                 # the inconsistent remainder: the list as it is now, consistent from here on
                 kept, start_rv = sorted(objects, key=key), rv
             elif kept is None or start_rv < compacted_through:

@@ -88,6 +88,11 @@ async def test_a_compacted_token_is_expired_with_a_token_for_the_rest(served: Se
     now = sorted(p.name for p in served.state.pods(NS))
     assert names(rest) == [n for n in now if n > names(first)[-1]]
     assert last not in names(rest)
+    # Any negative resourceVersion continues from the latest state, as the apiserver's store.
+    _, start = paging.decode(expired["metadata"]["continue"])
+    status, also = await get(served, f"/api/v1/namespaces/{NS}/pods",
+                             **{"continue": paging.encode(-7, start)})
+    assert (status, names(also)) == (200, names(rest))
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -98,6 +103,8 @@ async def test_a_compacted_token_is_expired_with_a_token_for_the_rest(served: Se
                  id="token-out-of-prefix"),
     pytest.param({"continue": paging.encode(-1, "")}, "invalid continue token",
                  id="token-no-start"),
+    pytest.param({"continue": paging.encode(0, "x")}, "invalid continue token",
+                 id="token-rv-0"),
 ])
 async def test_a_bad_token_or_limit_is_a_bad_request(served: Served, query: dict[str, str],
                                                      message: str) -> None:
