@@ -27,7 +27,7 @@ from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
 from autoscaler.kube.access import access_report, lease_of, watch_access
 from autoscaler.kube.cluster import KubeCluster
-from autoscaler.kube.connect import connect, disconnect
+from autoscaler.kube.connect import KubeClient, connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
 from autoscaler.leader import LeaderElector
 from autoscaler.ports import PodProber, Probe, Source
@@ -156,10 +156,11 @@ async def live_adapters(
     loaded: LoadedConfig, *, kubeconfig: str | None, identity: str, telemetry: Telemetry,
     leader_election: bool = True, current: Callable[[], LoadedConfig] | None = None,
     dry_run: bool = False, as_user: str | None = None,
-) -> AsyncIterator[tuple[Adapters, SessionPool]]:
-    """The live adapters for `loaded`, acting in Kubernetes as the kubeconfig's user (or
-    `as_user`). With `current` (the config in force, which a reload changes), a task asks the
-    apiserver whether the daemon may make the calls it needs (`kube/access.py`)."""
+) -> AsyncIterator[tuple[Adapters, SessionPool, KubeClient]]:
+    """The live adapters for `loaded`, their session pool and their Kubernetes client, acting
+    as the kubeconfig's user (or `as_user`). With `current` (the config in force, which a
+    reload changes), a task asks the apiserver whether the daemon may make the calls it needs
+    (`kube/access.py`)."""
     clock = LoopClock()
     api = await connect(kubeconfig, as_user=as_user)
     pool = SessionPool()
@@ -192,7 +193,7 @@ async def live_adapters(
         extra["access-check"] = lambda: watch_access(
             api, current, dry_run=dry_run, lease=lease, telemetry=telemetry, clock=clock)
     try:
-        yield adapters, pool
+        yield adapters, pool, api
     finally:
         built: list[Source | Probe] = [*adapters.sources.values(), *adapters.probes.values()]
         for reader in built:
@@ -232,7 +233,7 @@ async def live_daemon(
 
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity=identity,
                              telemetry=telemetry, leader_election=leader_election,
-                             current=current, dry_run=dry_run) as (a, pool):
+                             current=current, dry_run=dry_run) as (a, pool, _):
         a.probes = {**a.probes, **{k: v for k, v in overrides.items() if k in a.probes}}
         if pod_prober is not None:
             if a.pod_prober is not None:
@@ -306,15 +307,11 @@ async def explain_live(config_path: Path, *, kubeconfig: str | None,
     telemetry = Telemetry()
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity="explain",
                              telemetry=telemetry, leader_election=False,
-                             as_user=as_user) as (a, _):
+                             as_user=as_user) as (a, _, api):
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=True)
         await daemon.explain()
         report = explain_report(daemon)
-    api = await connect(kubeconfig, as_user=as_user)
-    try:
         report["access"] = {"as": as_user, **await access_report(api, loaded)}
-    finally:
-        await disconnect(api)
     return report
 
 

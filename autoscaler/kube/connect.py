@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeAlias
 
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
 
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
+#: The client `connect` gives, by the name the code outside kube/ passes it around by.
+KubeClient: TypeAlias = ApiClient
 
 
 def in_cluster() -> bool:

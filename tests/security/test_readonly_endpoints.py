@@ -74,7 +74,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     telemetry = Telemetry()
     try:
         async with live_adapters(loaded, kubeconfig=str(kubeconfig), identity="readonly",
-                                 telemetry=telemetry, leader_election=False) as (adapters, _):
+                                 telemetry=telemetry, leader_election=False) as (adapters, _, _):
             daemon = Daemon(loaded, adapters, telemetry=telemetry)
             await daemon.explain()
             server = TestServer(endpoints(daemon), host="127.0.0.1")
