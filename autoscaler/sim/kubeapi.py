@@ -6,11 +6,13 @@ preconditions) and their read-only ReplicaSets, Pods (list/watch/delete/patch, l
 selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and watch),
 Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one
 Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who
-it is (`kubectl auth can-i [--list]`, `auth whoami`). Errors are real `Status` objects. `kubectl
-get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases and
-HPAs, plain JSON for the rest. Lists come in the apiserver's key order and in chunks when asked
-(`limit` and `continue`, see `paging.py`). Tokens bound to a Role are authorized as RBAC would
-(`rbac.py`).
+it is (`kubectl auth can-i [--list]`, `auth whoami`), read-only: ServiceAccounts, the Roles and
+RoleBindings of the tokens bound to Roles (as they authorize at that moment) and the apiserver's
+own `kubernetes` Service (`kubectl cluster-info`). Errors are real `Status` objects. `kubectl
+get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases,
+HPAs, services, service accounts, roles and role bindings, plain JSON for the rest. Lists come
+in the apiserver's key order and in chunks when asked (`limit` and `continue`, see `paging.py`).
+Tokens bound to a Role are authorized as RBAC would (`rbac.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -21,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import hmac
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +57,17 @@ from autoscaler.sim.kubestate import (
     UnsupportedMediaTypeError,
     WatchEvent,
 )
-from autoscaler.sim.paging import Page, Pager
-from autoscaler.sim.rbac import Grant, public
+from autoscaler.sim.paging import Page, Pager, limit_of
+from autoscaler.sim.rbac import RBAC_GROUP, Grant, public
 
 KUBE_VERSION = ("1", "32")
 DEFAULT_WATCH_SECONDS = 1800.0
+#: How long a list waits for a resourceVersion the server has not reached (the watch cache's 3 s).
+TOO_LARGE_WAIT_SECONDS = 3.0
 
 #: Served group-versions and their resources (subresources as `plural/sub`), in discovery order.
-_CORE_RESOURCES = (ks.NAMESPACES, ks.NODES, ks.PODS, ks.EVICTION, ks.POD_LOG, ks.EVENTS)
+_CORE_RESOURCES = (ks.NAMESPACES, ks.NODES, ks.PODS, ks.EVICTION, ks.POD_LOG, ks.EVENTS,
+                   ks.SERVICES, ks.SERVICE_ACCOUNTS)
 _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "apps": ("v1", (ks.DEPLOYMENTS, ks.SCALE, ks.REPLICA_SETS)),
     "events.k8s.io": ("v1", (ks.EVENTS_V1,)),
@@ -72,10 +79,11 @@ _GROUPS: dict[str, tuple[str, tuple[ResourceType, ...]]] = {
     "authorization.k8s.io": ("v1", (ks.SELF_SUBJECT_ACCESS_REVIEWS,
                                     ks.SELF_SUBJECT_RULES_REVIEWS)),
     "authentication.k8s.io": ("v1", (ks.SELF_SUBJECT_REVIEWS,)),
+    RBAC_GROUP: ("v1", (ks.ROLES, ks.ROLE_BINDINGS)),
 }
 #: `kubectl get all`: the kinds in the "all" category, by (group, plural).
 _CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
-               ("apps", "replicasets"): ["all"],
+               ("apps", "replicasets"): ["all"], ("", "services"): ["all"],
                ("autoscaling", "horizontalpodautoscalers"): ["all"]}
 
 _PATCH_TYPES = frozenset({
@@ -346,6 +354,27 @@ def _hpa_cells(hpa: JSON, now: float) -> list[Any]:
             hpa["status"].get("currentReplicas", 0), _age(hpa, now)]
 
 
+def _service_cells(svc: JSON, now: float) -> list[Any]:
+    spec = svc["spec"]
+    ports = ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
+    return [svc["metadata"]["name"], spec["type"], spec.get("clusterIP", "<none>"),
+            ",".join(spec.get("externalIPs", [])) or "<none>", ports or "<none>",
+            _age(svc, now), ks.selector_string(spec["selector"]) if spec.get("selector")
+            else "<none>"]
+
+
+def _role_binding_cells(binding: JSON, now: float) -> list[Any]:
+    subjects = binding.get("subjects", [])
+
+    def named(kind: str) -> str:
+        return ", ".join(f"{s['namespace']}/{s['name']}" if kind == "ServiceAccount"
+                         else s["name"] for s in subjects if s["kind"] == kind)
+
+    ref = binding["roleRef"]
+    return [binding["metadata"]["name"], f"{ref['kind']}/{ref['name']}", _age(binding, now),
+            named("User"), named("Group"), named("ServiceAccount")]
+
+
 _Column = tuple[str, str, int]
 _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]]] = {
     "pods": ((("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0),
@@ -368,6 +397,18 @@ _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]
     "leases": ((("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)),
                lambda le, now: [le["metadata"]["name"], le["spec"].get("holderIdentity", ""),
                                 _age(le, now)]),
+    "services": ((("Name", "string", 0), ("Type", "string", 0), ("Cluster-IP", "string", 0),
+                  ("External-IP", "string", 0), ("Port(s)", "string", 0), ("Age", "string", 0),
+                  ("Selector", "string", 1)), _service_cells),
+    "serviceaccounts": ((("Name", "string", 0), ("Secrets", "string", 0), ("Age", "string", 0)),
+                        lambda sa, now: [sa["metadata"]["name"], len(sa.get("secrets", [])),
+                                         _age(sa, now)]),
+    "roles": ((("Name", "string", 0), ("Created At", "date", 0)),
+              lambda role, now: [role["metadata"]["name"],
+                                 role["metadata"]["creationTimestamp"]]),
+    "rolebindings": ((("Name", "string", 0), ("Role", "string", 0), ("Age", "string", 0),
+                      ("Users", "string", 1), ("Groups", "string", 1),
+                      ("ServiceAccounts", "string", 1)), _role_binding_cells),
     "horizontalpodautoscalers": ((("Name", "string", 0), ("Reference", "string", 0),
                                   ("Targets", "string", 0), ("MinPods", "string", 0),
                                   ("MaxPods", "string", 0), ("Replicas", "string", 0),
@@ -421,6 +462,11 @@ class _KubeApi:
         self.state = state
         self.token = token
         self.grants = grants  # read at each request: a test may change a Role meanwhile
+        # The Roles and RoleBindings of the grants are made with the server.
+        self.rbac_created, self.rbac_rv = state.wall(), state.resource_version
+        for grant in grants.values():
+            if grant.namespace:
+                state.add_service_account(grant.namespace, grant.account)
         self.watches: set[asyncio.Queue[JSON | None]] = set()
         self.pager = Pager()
         self.handlers: dict[tuple[str, str, str], Handler] = {
@@ -442,6 +488,18 @@ class _KubeApi:
             ("", "events", "watch"): self.watch_generic,
             ("", "events", "get"): self.get_event,
             ("", "events", "create"): self.create_event,
+            ("", "services", "list"): self.list_generic,
+            ("", "services", "watch"): self.watch_generic,
+            ("", "services", "get"): self.get_generic,
+            ("", "serviceaccounts", "list"): self.list_generic,
+            ("", "serviceaccounts", "watch"): self.watch_generic,
+            ("", "serviceaccounts", "get"): self.get_generic,
+            (RBAC_GROUP, "roles", "list"): self.list_generic,
+            (RBAC_GROUP, "roles", "watch"): self.watch_generic,
+            (RBAC_GROUP, "roles", "get"): self.get_generic,
+            (RBAC_GROUP, "rolebindings", "list"): self.list_generic,
+            (RBAC_GROUP, "rolebindings", "watch"): self.watch_generic,
+            (RBAC_GROUP, "rolebindings", "get"): self.get_generic,
             ("apps", "deployments", "list"): self.list_generic,
             ("apps", "deployments", "watch"): self.watch_generic,
             ("apps", "deployments", "get"): self.get_deployment,
@@ -692,25 +750,109 @@ class _KubeApi:
         return (LabelSelector.parse(request.query.get("labelSelector")),
                 FieldSelector.parse(request.query.get("fieldSelector")).supported_by(resource))
 
+    def _objects(self, plural: str, namespace: str | None) -> list[JSON]:
+        """The wire objects of a listable resource in `namespace` (None: all), in key order:
+        the state's, or the Roles and RoleBindings of the grants as they are now."""
+        if plural not in ("roles", "rolebindings"):
+            return list(self.state.objects_json(plural, namespace))
+        grants = {(g.namespace, g.role): g for g in self.grants.values()
+                  if g.namespace and namespace in (None, g.namespace)}
+        out = []
+        for (ns, name), grant in sorted(grants.items()):
+            meta = {"name": name, "namespace": ns,
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{ns}.{plural}")),
+                    "resourceVersion": str(self.rbac_rv),
+                    "creationTimestamp": ks.format_time(self.rbac_created)}
+            out.append(grant.role_json(meta) if plural == "roles" else grant.binding_json(meta))
+        return out
+
+    async def get_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        name = _name(target)
+        for obj in self._objects(target.plural, _ns(target)):
+            if obj["metadata"]["name"] == name:
+                return self._object(request, target.plural, obj)
+        raise ks.not_found(self._resource_type(target), name)
+
     async def list_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
         rt = self._resource_type(target)
-        page = self._page(request, target, target.resource,
-                          self.state.objects_json(target.plural, target.namespace))
+        page = await self._page(request, target, target.resource,
+                                lambda: self._objects(target.plural, target.namespace))
         if wants_table(request, target.plural):
             return self._table(request, target.plural, page.items, page)
         return _json_response(_list(rt.kind, rt.api_version, page))
 
-    def _page(self, request: web.Request, target: _Target, fields_of: str,
-              objects: Iterable[JSON]) -> Page:
+    async def _page(self, request: web.Request, target: _Target, fields_of: str,
+                    objects: Callable[[], Iterable[JSON]], *, versioned: bool = True) -> Page:
         """The chunk of the list that `limit` and `continue` ask for, in key order, after the
-        label and field selectors."""
+        label and field selectors; of `objects()` as they are once the version asked for is
+        reached, or as they were at the resourceVersion an exact read asks for."""
         labels, fields = self._selectors(request, fields_of)
+        at = await self._list_version(request) if versioned else None
+        listed, rv = objects(), self.state.resource_version
+        if at is not None:
+            listed, rv = self.state.objects_at(target.plural, target.namespace, at, listed), at
         return self.pager.page(
-            f"{target.group}/{target.plural}", target.namespace, objects,
-            rv=self.state.resource_version, compacted_through=self.state.compacted_through,
+            f"{target.group}/{target.plural}", target.namespace, listed,
+            rv=rv, compacted_through=self.state.compacted_through,
             query=request.query, filtered=bool(labels.requirements or fields.terms),
             matches=lambda o: labels.matches(o["metadata"].get("labels", {}))
             and fields.matches(o))
+
+    async def _list_version(self, request: web.Request) -> int | None:
+        """The past resourceVersion a list reads at, as the apiserver reads `resourceVersion`
+        and `resourceVersionMatch`; None for the newest state. An exact read (`Exact`, or a
+        version with a `limit` and no match: the legacy one) of a version older than the newest
+        is at that version; any other is at the newest, once the server has reached the version
+        asked for: it waits up to `TOO_LARGE_WAIT_SECONDS` for that, then answers the 504
+        "Too large resource version", as the watch cache does."""
+        query = request.query
+        text, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
+        token = query.get("continue", "")
+        causes = []
+        if match:  # the apiserver's ValidateListOptions
+            if not text:
+                causes.append(("FieldValueForbidden", "Forbidden: resourceVersionMatch is "
+                                                      "forbidden unless resourceVersion is "
+                                                      "provided"))
+            if token:
+                causes.append(("FieldValueForbidden", "Forbidden: resourceVersionMatch is "
+                                                      "forbidden when continue is provided"))
+            if match not in ("Exact", "NotOlderThan"):
+                causes.append(("FieldValueNotSupported", f'Unsupported value: "{match}": '
+                               'supported values: "Exact", "NotOlderThan", ""'))
+            if match == "Exact" and text == "0":
+                causes.append(("FieldValueForbidden", 'Forbidden: resourceVersionMatch "exact" '
+                                                      'is forbidden for resourceVersion "0"'))
+        if causes:
+            errors = [f"resourceVersionMatch: {message}" for _, message in causes]
+            raise InvalidError(
+                'ListOptions.meta.k8s.io "" is invalid: '
+                + (errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"),
+                details={"group": "meta.k8s.io", "kind": "ListOptions",
+                         "causes": [{"reason": reason, "message": message,
+                                     "field": "resourceVersionMatch"}
+                                    for reason, message in causes]})
+        if text in ("", "0"):
+            return None
+        if token:
+            raise BadRequestError("specifying resource version is not allowed when using "
+                                  "continue")
+        if not text.isdigit():
+            raise BadRequestError(f'invalid resourceVersion "{text}": a list reads at a '
+                                  "non-negative integer, as this server hands them out")
+        rv = int(text)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TOO_LARGE_WAIT_SECONDS
+        while (current := self.state.resource_version) < rv:
+            if loop.time() >= deadline:
+                raise ks.GatewayTimeoutError(
+                    f"Timeout: Too large resource version: {rv}, current: {current}",
+                    details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                         "message": "Too large resource version"}]},
+                    retry_after=1)
+            await asyncio.sleep(0.05)
+        exact = match == "Exact" or (not match and limit_of(query) > 0)
+        return rv if exact and rv < self.state.resource_version else None
 
     def _table(self, request: web.Request, resource: str, objects: Iterable[JSON],
                page: Page | None = None) -> web.Response:
@@ -751,8 +893,7 @@ class _KubeApi:
 
         def send(type_: str, obj: JSON) -> None:
             if v1_events:
-                meta = obj["metadata"]
-                obj = self.state.event_v1_json(self.state.event(meta["namespace"], meta["name"]))
+                obj = ks.event_v1(obj)
             # kubectl get -w asks for Tables: each event then carries a one-row Table.
             shown = table(target.plural, [obj], self.state.resource_version,
                           self.state.wall(), include=include) if as_table else obj
@@ -763,7 +904,7 @@ class _KubeApi:
                 send(event.type, event.object)
 
         if since is None:
-            for obj in self.state.objects_json(target.plural, target.namespace):
+            for obj in self._objects(target.plural, target.namespace):
                 if wanted(obj):
                     send("ADDED", obj)
         try:
@@ -803,8 +944,8 @@ class _KubeApi:
     # -- core/v1 -----------------------------------------------------------------------------
 
     async def list_namespaces(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        page = self._page(request, target, "namespaces",
-                          [self.state.namespace_json(n) for n in self.state.namespaces()])
+        page = await self._page(request, target, "namespaces", lambda: [
+            self.state.namespace_json(n) for n in self.state.namespaces()])
         return _json_response(_list("Namespace", "v1", page))
 
     async def get_namespace(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -900,13 +1041,14 @@ class _KubeApi:
         return _json_response(self.state.event_json(event), status=201)
 
     async def list_events_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        events = self.state.events(target.namespace)
-        page = self._page(request, target, "events", map(self.state.event_v1_json, events))
+        page = await self._page(request, target, "events",
+                                lambda: self.state.objects_json("events", target.namespace))
+        page = dataclasses.replace(page, items=[ks.event_v1(e) for e in page.items])
         return _json_response(_list("Event", "events.k8s.io/v1", page))
 
     async def get_event_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        return _json_response(self.state.event_v1_json(self.state.event(_ns(target),
-                                                                        _name(target))))
+        return _json_response(ks.event_v1(self.state.event_json(
+            self.state.event(_ns(target), _name(target)))))
 
     # -- apps/v1 -----------------------------------------------------------------------------
 
@@ -1047,8 +1189,9 @@ class _KubeApi:
 
     async def list_node_metrics(self, request: web.Request,
                                 target: _Target) -> web.StreamResponse:
-        page = self._page(request, target, "nodes.metrics.k8s.io",
-                          [self.state.node_metrics_json()])
+        # metrics-server keeps no versions: it reads every list as of now
+        page = await self._page(request, target, "nodes.metrics.k8s.io",
+                                lambda: [self.state.node_metrics_json()], versioned=False)
         return _json_response(_list("NodeMetrics", "metrics.k8s.io/v1beta1", page))
 
     async def get_node_metrics(self, request: web.Request,

@@ -19,6 +19,8 @@ What it imitates, and how far:
 - the Events those controllers, the scheduler and the kubelet record (`ScalingReplicaSet`,
   `SuccessfulCreate`/`SuccessfulDelete`, `Scheduled`, `Pulled`/`Created`/`Started`, `Killing`,
   `BackOff`), each gone an hour after it is made, as with the apiserver's `--event-ttl`;
+- a `default` ServiceAccount in every namespace, made with it (as the ServiceAccount controller
+  does), and the apiserver's `kubernetes` Service in `default`;
 - the Eviction API with PodDisruptionBudgets (`minAvailable`, the default
   `IfHealthyBudget` policy for unhealthy pods);
 - watches: a bounded event history, so a watch from a compacted resourceVersion gets `GoneError`
@@ -61,6 +63,10 @@ EVENT_TTL_SECONDS = 3600  # the apiserver's --event-ttl: an Event is gone an hou
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each kubelet renews its node's Lease
 NODE_LEASE_RENEW_SECONDS = 10  # the kubelet's renew interval (a quarter of the 40 s duration)
 NODE_STATUS_SECONDS = 300  # the kubelet's nodeStatusReportFrequency, when nothing changes
+#: The `kubernetes` Service in `default`: the apiserver, at the first address of the service CIDR.
+API_SERVICE_IP = "10.96.0.1"
+API_SECURE_PORT = 6443  # the apiserver's --secure-port, which the Service's port 443 leads to
+DEFAULT_SERVICE_ACCOUNT = "default"  # made in every namespace by the ServiceAccount controller
 WATCH_HISTORY = 1000
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
@@ -130,6 +136,14 @@ NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
                      verbs=("get", "list", "patch", "watch"), singular="node")
 NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",
                             namespaced=False, verbs=("get", "list"), singular="")
+SERVICES = ResourceType("services", "Service", short_names=("svc",),
+                        verbs=("get", "list", "watch"), singular="service")
+SERVICE_ACCOUNTS = ResourceType("serviceaccounts", "ServiceAccount", short_names=("sa",),
+                                verbs=("get", "list", "watch"), singular="serviceaccount")
+ROLES = ResourceType("roles", "Role", "rbac.authorization.k8s.io",
+                     verbs=("get", "list", "watch"), singular="role")
+ROLE_BINDINGS = ResourceType("rolebindings", "RoleBinding", "rbac.authorization.k8s.io",
+                             verbs=("get", "list", "watch"), singular="rolebinding")
 
 #: Resource names used by fault plans, e.g. `faults.inject("update", "deployments/scale", ...)`.
 FAULT_RESOURCES = frozenset({
@@ -681,8 +695,37 @@ def _deletion_order(pod: Pod) -> tuple[int, bool, float, int, float]:
             -pod.created_wall)
 
 
+def event_v1(core: JSON) -> JSON:
+    """A core/v1 Event as `events.k8s.io/v1` serves the same object (renamed fields,
+    deprecated*): a function of the wire object, so an Event already gone (a DELETED watch
+    event) or as it was (a list at a past resourceVersion) converts too."""
+    out: JSON = {
+        "kind": "Event", "apiVersion": "events.k8s.io/v1", "metadata": core["metadata"],
+        "eventTime": core.get("eventTime"),
+        "reportingController": core.get("reportingComponent", ""),
+        "reportingInstance": core.get("reportingInstance", ""),
+        "regarding": core["involvedObject"], "reason": core["reason"], "note": core["message"],
+        "type": core["type"], "deprecatedSource": core.get("source", {}),
+        "deprecatedFirstTimestamp": core["firstTimestamp"],
+        "deprecatedLastTimestamp": core["lastTimestamp"], "deprecatedCount": core["count"],
+    }
+    if "action" in core:
+        out["action"] = core["action"]
+    return out
+
+
+def _object_key(obj: JSON) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+#: The 410 of a list at a resourceVersion that is no longer kept (etcd's compacted revision).
+LIST_EXPIRED = "The resourceVersion for the provided list is too old."
+
+
 class KubeState:
-    """Deployments, pods, events, leases, HPAs, ScaledObjects and PDBs of a simulated cluster.
+    """Deployments, pods, events, leases, HPAs, ScaledObjects, PDBs and ServiceAccounts of a
+    simulated cluster.
 
     All mutators are synchronous and emit watch events; reads return live objects the caller
     must not mutate (use the mutators).
@@ -716,6 +759,9 @@ class KubeState:
                                              renew_time=self._node_created))
         self._node_rv = 1
         self._node_heartbeat = self._node_created
+        # name -> (creation time, resourceVersion); a namespace's `default` one comes with it
+        self._service_accounts: dict[tuple[str, str], tuple[float, int]] = {
+            (ns, DEFAULT_SERVICE_ACCOUNT): (created, 1) for ns, created in self._namespaces.items()}
         self._history: deque[WatchEvent] = deque(maxlen=watch_history)
         self._compacted_through = 0
         self._subscriptions: list[_Subscription] = []
@@ -746,6 +792,7 @@ class KubeState:
             self._namespaces[namespace] = self.wall()
             rv = self._namespace_rv[namespace] = self._next_rv()
             self._emit("ADDED", "namespaces", namespace, rv, self.namespace_json(namespace))
+            self.add_service_account(namespace, DEFAULT_SERVICE_ACCOUNT)
 
     def _emit(self, type_: str, resource: str, namespace: str, rv: int, obj: JSON) -> None:
         event = WatchEvent(type_, resource, namespace, rv, obj)
@@ -778,6 +825,37 @@ class KubeState:
 
         return unsubscribe
 
+    def objects_at(self, resource: str, namespace: str | None, rv: int,
+                   current: Iterable[JSON]) -> list[JSON]:
+        """`current`, the objects of `resource` in `namespace` (None: all) now, as they were at
+        resourceVersion `rv`: what a list with `resourceVersionMatch=Exact` reads (etcd's
+        range at a past revision), rebuilt from the watch history. An object's version at `rv`
+        is its last change up to `rv`; with none retained, its version now if it has not changed
+        since, or nothing if it was made after. `GoneError` (etcd's compacted revision) when
+        `rv` is older than the history, or when an object changed after `rv` and its version
+        at `rv` is older than the history."""
+        too_old = GoneError(LIST_EXPIRED)
+        if rv < self._compacted_through:
+            raise too_old
+        changes: dict[tuple[str, str], list[WatchEvent]] = {}
+        for event in self._history:
+            if event.resource == resource and namespace in (None, event.namespace):
+                changes.setdefault(_object_key(event.object), []).append(event)
+        out = {}
+        for obj in current:
+            if _object_key(obj) not in changes:
+                if int(obj["metadata"]["resourceVersion"]) > rv:
+                    raise too_old  # changed after rv with no change retained
+                out[_object_key(obj)] = obj
+        for key_, events in changes.items():
+            before = [e for e in events if e.resource_version <= rv]
+            if before:
+                if before[-1].type != "DELETED":
+                    out[key_] = before[-1].object
+            elif events[0].type != "ADDED":
+                raise too_old  # its version at rv is older than the history
+        return [out[k] for k in sorted(out)]
+
     @property
     def compacted_through(self) -> int:
         """The newest resourceVersion compacted away: a watch or a list's continue token from
@@ -788,6 +866,21 @@ class KubeState:
         """Forget the watch history, as etcd compaction does: older watches get `GoneError`."""
         self._history.clear()
         self._compacted_through = self._rv
+
+    def add_service_account(self, namespace: str, name: str) -> None:
+        """The ServiceAccount `name` in `namespace`, made now unless it exists (a Role's
+        binding names it: `create_app` adds those of its grants)."""
+        self._touch_namespace(namespace)
+        if (namespace, name) in self._service_accounts:
+            return
+        rv = self._next_rv()
+        self._service_accounts[(namespace, name)] = (self.wall(), rv)
+        self._emit("ADDED", "serviceaccounts", namespace, rv,
+                   self.service_account_json(namespace, name))
+
+    def service_accounts(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """(namespace, name) of each ServiceAccount, in key order."""
+        return sorted(k for k in self._service_accounts if namespace in (None, k[0]))
 
     def namespaces(self) -> dict[str, float]:
         """Namespace name -> creation time (epoch); namespaces exist once something is in them."""
@@ -1571,24 +1664,6 @@ class KubeState:
             out["action"] = ev.action
         return out
 
-    def event_v1_json(self, ev: Event) -> JSON:
-        """The same Event as `events.k8s.io/v1` serves it (renamed fields, deprecated*)."""
-        return {
-            "kind": "Event", "apiVersion": "events.k8s.io/v1",
-            "metadata": self._meta(name=ev.name, namespace=ev.namespace, uid=ev.uid,
-                                   rv=ev.resource_version, created=ev.created_wall),
-            "eventTime": None if ev.event_time is None else format_micro_time(ev.event_time),
-            "reportingController": ev.reporting_component,
-            "reportingInstance": ev.reporting_instance,
-            "regarding": dict(ev.involved), "reason": ev.reason, "note": ev.message,
-            "type": ev.type,
-            "deprecatedSource": {k: v for k, v in (("component", ev.source_component),
-                                                   ("host", ev.source_host)) if v},
-            "deprecatedFirstTimestamp": format_time(ev.first_wall),
-            "deprecatedLastTimestamp": format_time(ev.last_wall),
-            "deprecatedCount": ev.count,
-        }
-
     def lease_json(self, lease: Lease) -> JSON:
         spec: JSON = {}
         s = lease.spec
@@ -1751,6 +1826,37 @@ class KubeState:
                              "labels": {"kubernetes.io/metadata.name": name}},
                 "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
+    def service_account_json(self, namespace: str, name: str) -> JSON:
+        """A ServiceAccount as 1.24 and later serve it: no token Secrets (tokens are bound and
+        short-lived, requested through the TokenRequest API)."""
+        try:
+            created, rv = self._service_accounts[(namespace, name)]
+        except KeyError:
+            raise not_found(SERVICE_ACCOUNTS, name) from None
+        return {"kind": "ServiceAccount", "apiVersion": "v1",
+                "metadata": self._meta(name=name, namespace=namespace, rv=rv, created=created,
+                                       uid=str(uuid.uuid5(uuid.NAMESPACE_DNS,
+                                                          f"{name}.{namespace}.sa")))}
+
+    def service_json(self, namespace: str, name: str) -> JSON:
+        """The one Service: `kubernetes` in `default`, the apiserver's own, which `kubectl
+        cluster-info` starts from. The simulated cluster models no other networking."""
+        if (namespace, name) != ("default", "kubernetes"):
+            raise not_found(SERVICES, name)
+        return {
+            "kind": "Service", "apiVersion": "v1",
+            "metadata": self._meta(name=name, namespace=namespace, rv=1,
+                                   created=self._node_created,
+                                   uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, "kubernetes.svc")),
+                                   labels={"component": "apiserver", "provider": "kubernetes"}),
+            "spec": {"ports": [{"name": "https", "protocol": "TCP", "port": 443,
+                                "targetPort": API_SECURE_PORT}],
+                     "clusterIP": API_SERVICE_IP, "clusterIPs": [API_SERVICE_IP],
+                     "type": "ClusterIP", "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
+            "status": {"loadBalancer": {}},
+        }
+
     def objects_json(self, resource: str, namespace: str | None) -> Iterable[JSON]:
         """The wire objects of a watchable resource, for a list or a watch's initial state."""
         if resource == "deployments":
@@ -1773,4 +1879,9 @@ class KubeState:
             return [self.node_json()]
         if resource == "namespaces":
             return [self.namespace_json(n) for n in self.namespaces()]
+        if resource == "serviceaccounts":
+            return [self.service_account_json(*k) for k in self.service_accounts(namespace)]
+        if resource == "services":
+            return [self.service_json("default", "kubernetes")] \
+                if namespace in (None, "default") else []
         raise ValueError(f"not a watchable resource: {resource}")

@@ -23,6 +23,7 @@ from autoscaler.sim.kubestate import JSON, ForbiddenError
 EVERY_USER = frozenset({("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
                         ("authorization.k8s.io", "selfsubjectrulesreviews", "create"),
                         ("authentication.k8s.io", "selfsubjectreviews", "create")})
+RBAC_GROUP = "rbac.authorization.k8s.io"
 #: The paths every user may get (`system:discovery`, `system:public-info-viewer`).
 PUBLIC_PATHS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
                 "/openapi/*", "/readyz", "/version", "/version/")
@@ -48,6 +49,12 @@ class Rule:
                      or (sub != "" and f"*/{sub}" in self.resources))
                 and (verb in self.verbs or "*" in self.verbs)
                 and (not self.names or name in self.names))
+
+    def as_json(self) -> JSON:
+        """The rule as a Role and a rules review write it (PolicyRule)."""
+        return {"verbs": sorted(self.verbs), "apiGroups": sorted(self.groups),
+                "resources": sorted(self.resources),
+                **({"resourceNames": sorted(self.names)} if self.names else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,24 @@ class Grant:
             f'API group "{group}"{where}', details=details)
 
     @property
+    def account(self) -> str:
+        """The ServiceAccount's own name (the last part of its user name)."""
+        return self.user.rsplit(":", 1)[1]
+
+    def role_json(self, meta: JSON) -> JSON:
+        """The Role, as `kubectl get role -o yaml` shows it; `meta` is its metadata."""
+        return {"kind": "Role", "apiVersion": f"{RBAC_GROUP}/v1", "metadata": meta,
+                "rules": [r.as_json() for r in self.rules]}
+
+    def binding_json(self, meta: JSON) -> JSON:
+        """The RoleBinding of the Role to the ServiceAccount (named as the Role, as
+        deploy/base's is); `meta` is its metadata."""
+        return {"kind": "RoleBinding", "apiVersion": f"{RBAC_GROUP}/v1", "metadata": meta,
+                "subjects": [{"kind": "ServiceAccount", "name": self.account,
+                              "namespace": self.namespace}],
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": self.role}}
+
+    @property
     def groups(self) -> list[str]:
         """The groups its token authenticates in (a ServiceAccount's)."""
         return ["system:serviceaccounts", f"system:serviceaccounts:{self.namespace}",
@@ -113,10 +138,7 @@ class Grant:
     def rules_review(self, namespace: str) -> JSON:
         """The `status` of a SelfSubjectRulesReview in `namespace` (`kubectl auth can-i
         --list`): the Role's rules there, and what every user may do."""
-        own = [{"verbs": sorted(r.verbs), "apiGroups": sorted(r.groups),
-                "resources": sorted(r.resources),
-                **({"resourceNames": sorted(r.names)} if r.names else {})}
-               for r in self.rules if namespace == self.namespace]
+        own = [r.as_json() for r in self.rules if namespace == self.namespace]
         every = [{"verbs": ["create"], "apiGroups": [group], "resources": [resource]}
                  for group, resource, _ in sorted(EVERY_USER)]
         return {"resourceRules": [*every, *own],
@@ -139,6 +161,5 @@ class Grant:
                               'ClusterRole "system:basic-user" to Group "system:authenticated"'}
         return {"allowed": True,
                 "reason": f'RBAC: allowed by RoleBinding "{self.role}/{self.namespace}" of Role '
-                          f'"{self.role}" to ServiceAccount "{self.user.rsplit(":", 1)[1]}/'
-                          f'{self.namespace}"'}
+                          f'"{self.role}" to ServiceAccount "{self.account}/{self.namespace}"'}
 

@@ -4,11 +4,13 @@ own Events, and the apiserver's one-hour Event TTL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from wire_k8s import Kubectl, Ticks, kubectl_binary, validate
 
@@ -129,3 +131,24 @@ async def test_events_are_gone_an_hour_after_they_are_made(cluster: Cluster) -> 
     assert {e.object["metadata"]["name"] for e in seen if e.type == "DELETED"} == old
     got = json.loads(await cluster.kubectl("get", "events", "-o", "json"))
     assert {item["metadata"]["name"] for item in got["items"]} == names
+
+
+async def test_a_watch_of_events_k8s_io_sees_an_expired_event_deleted(cluster: Cluster) -> None:
+    state = cluster.state
+    old = {e.name for e in state.events(NS)}
+    url = (f"{cluster.server.url}/apis/events.k8s.io/v1/namespaces/{NS}/events?watch=1&"
+           f"resourceVersion={state.resource_version}&timeoutSeconds=5")
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        await asyncio.sleep(0.1)  # the watch is open
+        cluster.ticks.t += EVENT_TTL_SECONDS
+        # The Event that expires the old ones is recorded (its maker is not failed by the watch)
+        state.record_event(NS, kind="Deployment", name=API, reason="SuccessfulRescale",
+                           message="New size: 3")
+        lines = [json.loads(await response.content.readline()) for _ in range(len(old) + 1)]
+    deleted = [line["object"] for line in lines if line["type"] == "DELETED"]
+    assert {o["metadata"]["name"] for o in deleted} == old
+    for line in lines:
+        validate(line["object"])
+        assert line["object"]["apiVersion"] == "events.k8s.io/v1"
+    added = [line["object"] for line in lines if line["type"] == "ADDED"]
+    assert [(o["reason"], o["note"]) for o in added] == [("SuccessfulRescale", "New size: 3")]

@@ -230,3 +230,18 @@ def test_the_available_condition_moves_its_transition_time_only_when_it_flips(
     down = available()
     assert down["status"] == "False"
     assert down["lastTransitionTime"] == down["lastUpdateTime"] != up["lastTransitionTime"]
+
+
+def test_a_namespace_comes_with_its_default_service_account(state: KubeState) -> None:
+    seen: list[WatchEvent] = []
+    state.subscribe("serviceaccounts", None, seen.append)
+    assert state.service_accounts() == [("default", "default"), ("kube-node-lease", "default")]
+    state.add_deployment(NS, API, replicas=1)
+    assert [(e.type, e.namespace, e.object["metadata"]["name"]) for e in seen] == [
+        ("ADDED", NS, "default")]
+    namespace_rv = int(state.namespace_json(NS)["metadata"]["resourceVersion"])
+    assert int(seen[0].object["metadata"]["resourceVersion"]) > namespace_rv
+    state.add_service_account(NS, "tracardi-autoscaler")
+    state.add_service_account(NS, "tracardi-autoscaler")  # made once
+    assert state.service_accounts(NS) == [(NS, "default"), (NS, "tracardi-autoscaler")]
+    assert len(seen) == 2

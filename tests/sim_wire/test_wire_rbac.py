@@ -225,3 +225,91 @@ async def test_a_list_or_watch_of_one_name_is_authorized_for_that_name() -> None
             assert 'cannot list resource "leases"' in body["message"]
     finally:
         await served.stop()
+
+
+def _canonical(rules: list[dict[str, Any]]) -> set[tuple[tuple[str, ...], ...]]:
+    return {tuple(tuple(sorted(r.get(k, ()))) for k in ("apiGroups", "resources",
+                                                         "resourceNames", "verbs"))
+            for r in rules}
+
+
+async def test_the_role_its_binding_and_account_are_served_as_the_server_enforces_them(
+        tmp_path: Path) -> None:
+    state = KubeState(clock=time.monotonic, wall=time.time)
+    tracardi_cluster(state)
+    role = yaml.safe_load((REPO / "deploy" / "base" / "role.yaml").read_text())
+    grants = {DAEMON: Grant.from_role(role, namespace=NS, service_account="tracardi-autoscaler")}
+    served = await serve(create_app(state, grants=grants))
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}"
+    admin = {"Authorization": ""}
+    try:
+        status, listed = await raw(served, "GET", f"{rbac}/roles", admin)
+        assert status == 200
+        validate(listed)
+        [served_role] = listed["items"]
+        assert served_role["metadata"]["name"] == "tracardi-autoscaler"
+        assert _canonical(served_role["rules"]) == _canonical(role["rules"])
+        status, binding = await raw(served, "GET", f"{rbac}/rolebindings/tracardi-autoscaler",
+                                    admin)
+        assert status == 200
+        validate(binding)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "tracardi-autoscaler"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tracardi-autoscaler",
+                                        "namespace": NS}]
+        status, accounts = await raw(served, "GET", f"/api/v1/namespaces/{NS}/serviceaccounts",
+                                     admin)
+        assert status == 200
+        validate(accounts)
+        assert [a["metadata"]["name"] for a in accounts["items"]] == [
+            "default", "tracardi-autoscaler"]
+
+        # What is served is what authorizes: a Role changed meanwhile is served as changed.
+        grants[DAEMON] = Grant.from_role(
+            {"metadata": {"name": "tracardi-autoscaler"},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+            namespace=NS, service_account="tracardi-autoscaler")
+        _, changed = await raw(served, "GET", f"{rbac}/roles/tracardi-autoscaler", admin)
+        assert changed["rules"] == [{"verbs": ["get"], "apiGroups": [""],
+                                     "resources": ["pods"]}]
+        status, _ = await raw(served, "GET", f"{rbac}/roles/nope", admin)
+        assert status == 404
+        # The account may not read Roles (its Role grants none); nobody may write them here.
+        status, body = await raw(served, "GET", f"{rbac}/roles")
+        assert status == 403 and 'cannot list resource "roles" in API group ' \
+            '"rbac.authorization.k8s.io"' in body["message"]
+        status, _ = await raw(served, "POST", f"{rbac}/roles", admin, body=role)
+        assert status == 405
+
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", served.url)
+        rows = [line.split() for line in (await kubectl_out(
+            kubeconfig, "get", "rolebindings", "-o", "wide", "-n", NS)).splitlines()]
+        assert rows[1] == ["tracardi-autoscaler", "Role/tracardi-autoscaler", rows[1][2],
+                           f"{NS}/tracardi-autoscaler"]
+        described = await kubectl_out(kubeconfig, "describe", "role", "tracardi-autoscaler",
+                                      "-n", NS)
+        assert ["pods", "[]", "[]", "[get]"] in [line.split() for line in described.splitlines()]
+        sa_rows = (await kubectl_out(kubeconfig, "get", "sa", "-n", NS)).splitlines()
+        assert [r.split()[:2] for r in sa_rows] == [["NAME", "SECRETS"], ["default", "0"],
+                                                   ["tracardi-autoscaler", "0"]]
+    finally:
+        await served.stop()
+
+
+async def test_kubectl_cluster_info_and_the_apiservers_service(server: ServedApp,
+                                                               tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+    info = await kubectl_out(kubeconfig, "cluster-info")
+    assert f"Kubernetes control plane is running at {server.url}" in info
+    rows = [line.split() for line in
+            (await kubectl_out(kubeconfig, "get", "svc", "-A")).splitlines()]
+    assert rows == [["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+                    ["default", "kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP",
+                     rows[1][-1]]]
+    status, svc = await raw(server, "GET", "/api/v1/namespaces/default/services/kubernetes",
+                            {"Authorization": ""})
+    assert status == 200
+    validate(svc)
+    status, _ = await raw(server, "GET", f"/api/v1/namespaces/{NS}/services/kubernetes",
+                          {"Authorization": ""})
+    assert status == 404

@@ -46,7 +46,9 @@ def validate(obj: dict[str, Any], *, kind: str | None = None) -> None:
     if obj.get("apiVersion", "v1") != "v1" or kind in {"Pod", "PodList", "Event",
                                                                "EventList", "Namespace",
                                                                "NamespaceList", "Node",
-                                                               "NodeList"}:
+                                                               "NodeList", "Service",
+                                                               "ServiceList", "ServiceAccount",
+                                                               "ServiceAccountList"}:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         return
     directory = f"kubernetes-json-schema/v{K8S_VERSION}-local-strict"
