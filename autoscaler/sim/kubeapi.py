@@ -12,7 +12,8 @@ own `kubernetes` Service (`kubectl cluster-info`). Errors are real `Status` obje
 get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases,
 HPAs, services, service accounts, roles and role bindings, plain JSON for the rest. Lists come
 in the apiserver's key order and in chunks when asked (`limit` and `continue`, see `paging.py`).
-Tokens bound to a Role are authorized as RBAC would (`rbac.py`).
+Tokens bound to a Role are authorized as RBAC would (`rbac.py`). `/openapi/v3` serves the
+documents kubectl reads before it writes (`openapi.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -39,7 +40,7 @@ from aiohttp.typedefs import Handler as AioHandler
 from aiohttp.typedefs import Middleware
 
 from autoscaler.sim import kubestate as ks
-from autoscaler.sim import protobuf
+from autoscaler.sim import openapi, protobuf
 from autoscaler.sim.kubestate import (
     JSON,
     ApiError,
@@ -586,6 +587,8 @@ class _KubeApi:
             # The apiserver's health endpoints: plain "ok" (`kubectl get --raw /readyz`).
             return web.Response(text="ok", content_type="text/plain")
         groups = self._groups()
+        if parts[:2] == ["openapi", "v3"] and request.method == "GET":
+            return self._openapi("/".join(parts[2:]), groups)
         discovery = (parts in (["version"], ["api"], ["api", "v1"], ["apis"])
                      or (parts[:1] == ["apis"] and len(parts) in (2, 3)))
         if discovery:
@@ -705,6 +708,22 @@ class _KubeApi:
                 "DELETE": "delete"}.get(request.method, request.method.lower())
 
     # -- discovery ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _openapi(path: str, groups: Mapping[str, tuple[str, tuple[ResourceType, ...]]]
+                 ) -> web.Response:
+        """`/openapi/v3` (the index), or the document of the group-version at `path`
+        (whatever `hash` the query carries: the index names the current one)."""
+        documents = {openapi.group_version_path("", "v1"):
+                     openapi.document("", "v1", _CORE_RESOURCES)}
+        for group, (version, resources) in groups.items():
+            documents[openapi.group_version_path(group, version)] = \
+                openapi.document(group, version, resources)
+        if not path:
+            return _json_response(openapi.index(documents))
+        if path not in documents:
+            raise NotFoundError("the server could not find the requested resource")
+        return _json_response(documents[path])
 
     @staticmethod
     def _version() -> JSON:

@@ -4,6 +4,7 @@ names its field as the apiserver does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -136,3 +137,67 @@ async def test_a_scale_past_what_the_simulated_cluster_runs_is_refused(
             "per Deployment")):
         await kubectl("scale", f"deploy/{API}", "--replicas=50000")
     assert served.state.deployment(NS, API).replicas == 3
+
+
+async def _kubectl_raw(served: Served, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """kubectl's exit code, stdout and stderr (`diff` exits 1 when it finds a difference)."""
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(), f"--kubeconfig={served.kubeconfig}",
+        f"--cache-dir={tmp_path / 'kube-cache'}", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_kubectl_apply_and_diff_a_manifest_validated_by_the_server(
+        served: Served, kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = tmp_path / "api.yaml"
+    manifest.write_text(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {API}\n"
+                        f"  namespace: {NS}\nspec:\n  replicas: 5\n")
+    code, out, _ = await _kubectl_raw(served, tmp_path, "diff", "-f", str(manifest))
+    assert code == 1 and "-  replicas: 3\n+  replicas: 5" in out
+    assert served.state.deployment(NS, API).replicas == 3
+
+    # kubectl reads the OpenAPI documents, finds that the server validates fields and asks it to
+    code, out, err = await _kubectl_raw(served, tmp_path, "apply", "-f", str(manifest), "-v=6")
+    assert code == 0 and f"deployment.apps/{API} configured" in out
+    assert re.search(r"PATCH \S+/deployments/be-fa-public\?\S*fieldValidation=Strict\S* 200",
+                     err)
+    assert served.state.deployment(NS, API).replicas == 5
+    assert "kubectl.kubernetes.io/last-applied-configuration" in \
+        served.state.deployment(NS, API).annotations
+    code, out, _ = await _kubectl_raw(served, tmp_path, "diff", "-f", str(manifest))
+    assert (code, out) == (0, "")
+
+    manifest.write_text(manifest.read_text() + "  template:\n    spec:\n      containers:\n"
+                        f"      - name: {API}\n        image: tracardi/tracardi-api:9.9.9\n")
+    with pytest.raises(AssertionError, match=r"spec.template: Forbidden"):
+        await kubectl("apply", "-f", str(manifest))
+    assert served.state.deployment(NS, API).replicas == 5
+
+
+async def test_the_openapi_documents_name_each_served_operation(served: Served) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{served.server.url}/openapi/v3") as response:
+            paths = (await response.json())["paths"]
+        assert {"api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1",
+                "apis/rbac.authorization.k8s.io/v1"} <= set(paths)
+        docs = {}
+        for name, ref in paths.items():
+            async with session.get(served.server.url + ref["serverRelativeURL"]) as response:
+                assert response.status == 200, name
+                docs[name] = await response.json()
+    assert {d["openapi"] for d in docs.values()} == {"3.0.0"}
+    apps = docs["apis/apps/v1"]["paths"]
+    scale = apps["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]
+    assert scale["patch"]["x-kubernetes-group-version-kind"] == {
+        "group": "autoscaling", "version": "v1", "kind": "Scale"}
+    assert scale["put"]["operationId"] == "replaceAppsV1NamespacedDeploymentScale"
+    assert {"name": "fieldValidation", "in": "query",
+            "schema": {"type": "string", "uniqueItems": True}} in scale["patch"]["parameters"]
+    assert "patch" not in apps["/apis/apps/v1/namespaces/{namespace}/replicasets/{name}"]
+    assert "get" in apps["/apis/apps/v1/deployments"]  # the list across namespaces
+    core = docs["api/v1"]["paths"]
+    eviction = core["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"]
+    assert eviction["x-kubernetes-group-version-kind"]["kind"] == "Eviction"
+    assert core["/api/v1/nodes/{name}"]["patch"]["operationId"] == "patchCoreV1Node"

@@ -1,0 +1,133 @@
+"""The OpenAPI v3 documents of the simulated Kubernetes API: the index at `/openapi/v3` and one
+document per served group-version, with the paths and operations of each resource it serves
+(its verbs), as the apiserver publishes them, and no schemas.
+
+kubectl reads them before it writes (`apply`, `create`, `replace`, `edit`, `diff`): a PATCH
+operation of the object's kind that takes the `fieldValidation` query parameter tells it that
+the server validates fields itself, so it asks for that (`fieldValidation=Strict`) instead of
+downloading schemas to validate against. Without these documents kubectl refuses such a write
+("failed to download openapi"). The schemas are left out (`components.schemas` is empty): the
+simulated cluster models a few fields of each kind and refuses a change to any other (see
+`kubeapi.py`), so `kubectl explain`, which reads them, finds nothing to explain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+from autoscaler.sim.kubestate import JSON, ResourceType
+
+OPENAPI_VERSION = "3.0.0"
+
+#: Each verb's HTTP method, operation id prefix and `x-kubernetes-action`, as the apiserver's.
+_VERBS = {"list": ("get", "list", "list"), "get": ("get", "read", "get"),
+          "create": ("post", "create", "post"), "update": ("put", "replace", "put"),
+          "patch": ("patch", "patch", "patch"), "delete": ("delete", "delete", "delete"),
+          "deletecollection": ("delete", "deleteCollection", "deletecollection")}
+_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+                "application/strategic-merge-patch+json")
+
+
+def _query(name: str, type_: str = "string") -> JSON:
+    return {"name": name, "in": "query", "schema": {"type": type_, "uniqueItems": True}}
+
+
+def _path_parameter(name: str) -> JSON:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "uniqueItems": True}}
+
+
+_WRITE = [_query("dryRun"), _query("fieldManager"), _query("fieldValidation")]
+_PARAMETERS: dict[str, list[JSON]] = {
+    "list": [_query("allowWatchBookmarks", "boolean"), _query("continue"),
+             _query("fieldSelector"), _query("labelSelector"), _query("limit", "integer"),
+             _query("resourceVersion"), _query("resourceVersionMatch"),
+             _query("sendInitialEvents", "boolean"), _query("timeoutSeconds", "integer"),
+             _query("watch", "boolean")],
+    "get": [],
+    "create": _WRITE, "update": _WRITE, "patch": [*_WRITE, _query("force", "boolean")],
+    "delete": [_query("dryRun"), _query("gracePeriodSeconds", "integer"),
+               _query("propagationPolicy")],
+    "deletecollection": [_query("dryRun"), _query("labelSelector"), _query("fieldSelector")],
+}
+
+
+def group_version_path(group: str, version: str) -> str:
+    """The index's key of a group-version: `api/v1`, or `apis/<group>/<version>`."""
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _camel(group: str, version: str) -> str:
+    """`AppsV1`, `CoreV1`, `RbacAuthorizationV1`: a group-version in operation ids."""
+    name = group.removesuffix(".k8s.io") if group else "core"
+    return "".join(part.capitalize() for part in name.split(".")) + version.capitalize()
+
+
+def _operation(rt: ResourceType, verb: str, served_as: str, namespaced: bool) -> JSON:
+    _, prefix, action = _VERBS[verb]
+    plural, _, sub = rt.plural.partition("/")
+    kind = rt.kind if not sub else ""
+    owner = {"pods": "Pod", "deployments": "Deployment"}.get(plural, rt.kind) if sub else kind
+    scope = "Namespaced" if namespaced and rt.namespaced else ""
+    every = "ForAllNamespaces" if rt.namespaced and not namespaced else ""
+    operation: JSON = {
+        "operationId": f"{prefix}{served_as}{scope}{owner}{sub.capitalize()}{every}",
+        "parameters": list(_PARAMETERS[verb]),
+        "responses": {"200": {"description": "OK"}, "401": {"description": "Unauthorized"}},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": rt.group, "version": rt.version,
+                                            "kind": rt.kind},
+    }
+    if verb == "patch":
+        operation["requestBody"] = {"content": {t: {} for t in _PATCH_TYPES}, "required": True}
+    elif verb in ("create", "update"):
+        operation["requestBody"] = {"content": {"application/json": {}}, "required": True}
+    return operation
+
+
+def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
+    root = f"/{group_version_path(group, version)}"
+    served_as = _camel(group, version)
+    paths: dict[str, JSON] = {}
+
+    def add(path: str, verb: str, rt: ResourceType, namespaced: bool, names: list[str]) -> None:
+        entry = paths.setdefault(path, {"parameters": [_path_parameter(n) for n in names]})
+        entry[_VERBS[verb][0]] = _operation(rt, verb, served_as, namespaced)
+
+    for rt in resources:
+        plural, _, sub = rt.plural.partition("/")
+        scoped = [f"{root}/namespaces/{{namespace}}", ["namespace"]] if rt.namespaced \
+            else [root, []]
+        base, names = f"{scoped[0]}/{plural}", list(scoped[1])
+        item = f"{base}/{{name}}" + (f"/{sub}" if sub else "")
+        for verb in rt.verbs:
+            if verb == "watch":
+                continue  # a list with `watch=true`
+            if verb in ("get", "update", "patch", "delete") or (verb == "create" and sub):
+                add(item, verb, rt, True, [*names, "name"])
+            elif verb in ("list", "create", "deletecollection"):
+                add(base, verb, rt, True, names)
+                if verb == "list" and rt.namespaced:
+                    add(f"{root}/{plural}", verb, rt, False, [])
+    return paths
+
+
+def document(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
+    """The OpenAPI v3 document of one group-version."""
+    return {"openapi": OPENAPI_VERSION,
+            "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "paths": _paths(group, version, resources),
+            "components": {"schemas": {}}}
+
+
+def digest(doc: JSON) -> str:
+    """A document's `hash`, as the apiserver's: SHA-512 of its bytes, upper-case hex."""
+    return hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest().upper()
+
+
+def index(documents: Mapping[str, JSON]) -> JSON:
+    """`/openapi/v3`: each group-version's document by its path, with its hash."""
+    return {"paths": {path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest(doc)}"}
+                      for path, doc in documents.items()}}
