@@ -23,7 +23,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from autoscaler.config import RESOURCE_SIGNALS, SOURCE_FIELDS, LoadedConfig, WorkloadSpec
+from autoscaler.config import (
+    PAUSE_ANNOTATION,
+    RESOURCE_SIGNALS,
+    SOURCE_FIELDS,
+    LoadedConfig,
+    WorkloadSpec,
+)
 from autoscaler.engine.behavior import first_recommendation, record_scale, remember
 from autoscaler.engine.evaluate import DEFAULT_STALE_SECONDS, evaluate
 from autoscaler.engine.gate import dependency_reasons
@@ -164,6 +170,10 @@ class WorkloadState:
     watched: tuple[str, ...] | None = None
     #: The proposal and time of the last skipped evaluation, not yet in `history`.
     skipped: tuple[int, float] | None = None
+    #: The replica count this daemon set, or last saw (`_check_kept`); the Deployment's
+    #: generation then (a read of that generation or older predates it); and whether this
+    #: replica led then (a count known only as a standby may be the old leader's last write).
+    kept: tuple[int, int, bool] | None = None
     #: While quiet (`Daemon._tick_keys`): the count of ticks when it became so. Each tick
     #: since skipped it without touching it; `Daemon._unquiet` records those skips.
     quiet_since: int | None = None
@@ -811,6 +821,7 @@ class Daemon:
             state.read_error = f"{reason}: {exc}"
             return None
         state.read_error = None
+        self._check_kept(state, status)
         now = clock.now()
         if self._skip(state, status, now):
             return state.decision
@@ -1032,6 +1043,7 @@ class Daemon:
         self.telemetry.scale_writes.labels(spec.namespace, spec.name, result.outcome.value).inc()
         now = clock.now()
         if result.outcome is WriteOutcome.DONE:
+            state.kept = (decision.desired, status.generation, True)
             state.history = record_scale(state.history, now=now, old=decision.current,
                                          new=decision.desired)
             if woken_at is not None:
@@ -1050,6 +1062,39 @@ class Daemon:
                     message=result.message, retry_in_s=delay)
         self._emit(spec, reason="FailedRescale", warning=True,
                    message=f"New size: {decision.desired}; error: {result.message}")
+
+    def _check_kept(self, state: WorkloadState, status: WorkloadStatus) -> None:
+        """Whether the Deployment still has the replica count this daemon set (or last saw).
+        When another writer changed it (a manual scale, a GitOps sync of a manifest that sets
+        `replicas`, another controller), say so once per change: a warning, a
+        `ReplicasChangedElsewhere` Event and `replicas_changed_elsewhere_total`; the policies
+        then decide as ever, so a writer that keeps setting it is fought, and now seen. A read
+        of the generation the count was set at, or older, predates it (a lagging watch) and
+        is passed over. Only a leader that writes reports: a standby, a dry run and a paused
+        workload follow the count. So does a new leader, until a newer generation than it knew
+        as a standby: that one may be the old leader's last write, which its watch had not yet
+        shown."""
+        kept = state.kept
+        if not status.generation or (kept is not None and status.generation <= kept[1]):
+            return
+        leading = self.a.leadership.is_leader()
+        state.kept = (status.replicas, status.generation, leading)
+        if kept is None:  # exported from 0, so that its first increase shows
+            self.telemetry.replicas_changed_elsewhere.labels(state.spec.namespace,
+                                                             state.spec.name)
+        if (kept is None or not kept[2] or kept[0] == status.replicas or status.paused
+                or self.dry_run or not leading):
+            return
+        spec = state.spec
+        log.warning("replicas_changed_elsewhere", workload=spec.key, kept=kept[0],
+                    found=status.replicas)
+        self.telemetry.replicas_changed_elsewhere.labels(spec.namespace, spec.name).inc()
+        self._emit(spec, reason="ReplicasChangedElsewhere", warning=True,
+                   message=f"spec.replicas is {status.replicas}, not the {kept[0]} this "
+                           "autoscaler left it at: another writer changed it (a manual scale, "
+                           "a GitOps sync of a manifest with replicas, another controller). Its "
+                           "policies scale it as before; to keep the count, pause it "
+                           f"({PAUSE_ANNOTATION}=true) or leave replicas out of the manifests")
 
     def _emit(self, spec: WorkloadSpec, *, reason: str, message: str,
               warning: bool = False) -> None:

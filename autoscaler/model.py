@@ -102,6 +102,9 @@ class WorkloadStatus:
     paused: bool = False
     resource_version: str = ""
     pods: tuple[PodInfo, ...] = ()
+    #: metadata.generation: it grows with every change of the spec, replicas included; 0 when
+    #: not known (the replayed cluster's in-memory adapter does not keep it).
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)

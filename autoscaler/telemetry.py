@@ -183,6 +183,9 @@ class Telemetry:
         self.config_last_reload_ok = Gauge(p + "config_last_reload_success",
                                            "1 if the last config (re)load succeeded",
                                            registry=r)
+        self.replicas_changed_elsewhere = Counter(
+            p + "replicas_changed_elsewhere",
+            "Times another writer changed the replicas this daemon had set", WL, registry=r)
         self.conflicts = Gauge(p + "conflicting_autoscaler",
                                "1 while another HPA or ScaledObject targets the workload",
                                WL, registry=r)

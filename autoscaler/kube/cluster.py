@@ -271,6 +271,7 @@ class _CachedDeployment:
     ready: int
     paused: bool
     resource_version: str
+    generation: int
     #: The selector's matchLabels, which name the component label the pod watch selects on.
     match_labels: dict[str, str]
     selector: str
@@ -302,6 +303,7 @@ def _cached_deployment(obj: Mapping[str, Any], *, now: float) -> _CachedDeployme
         paused=str(annotations.get(PAUSE_ANNOTATION, "")).strip().lower() in {
             "true", "1", "yes"},
         resource_version=str(meta.get("resourceVersion") or ""),
+        generation=count_of(meta.get("generation"), "metadata.generation"),
         match_labels=labels,
         selector=_selector_text(labels, ()),
         uid=str(meta.get("uid") or ""),
@@ -389,7 +391,7 @@ class _Informer:
         status = WorkloadStatus(
             name=deployment, namespace=namespace, replicas=dep.replicas,
             ready_replicas=dep.ready, paused=dep.paused,
-            resource_version=dep.resource_version,
+            resource_version=dep.resource_version, generation=dep.generation,
             pods=tuple(sorted(pods, key=lambda p: p.name)))
         self.built[deployment] = (dep, key, status)
         return status
@@ -514,6 +516,7 @@ class KubeCluster:
             paused=annotations.get(PAUSE_ANNOTATION, "").strip().lower() in {"true", "1", "yes"},
             resource_version=str(scale.metadata.resource_version or ""),
             pods=tuple(sorted((pod_info(p) for p in pods.items or []), key=lambda p: p.name)),
+            generation=int(dep.metadata.generation or 0),
         )
 
     async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:

@@ -85,6 +85,7 @@ class SimCluster:
             ready_replicas=sum(p.ready for p in pods), paused=d.paused,
             resource_version=str(d.resource_version),
             pods=tuple(sorted((pod_info(p) for p in pods), key=lambda p: p.name)),
+            generation=d.generation,
         )
 
     async def scale(self, namespace: str, deployment: str, *, replicas: int,

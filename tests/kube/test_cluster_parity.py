@@ -52,7 +52,8 @@ async def test_conflict_then_reread(served: Served, adapter: Cluster) -> None:
     fresh = await adapter.get_workload(NS, API)
     result = await adapter.scale(NS, API, replicas=4, resource_version=fresh.resource_version)
     assert result.outcome is WriteOutcome.DONE
-    assert (await adapter.get_workload(NS, API)).replicas == 4
+    scaled = await adapter.get_workload(NS, API)
+    assert scaled.replicas == 4 and scaled.generation == fresh.generation + 1
 
 
 @pytest.mark.parametrize(("verb", "resource", "code", "outcome"), [

@@ -153,6 +153,7 @@ async def test_listed_pods_read_as_a_direct_read_reads_them(watched: Watched,
         await client.close()
         await server.stop()
     assert cached.pods == read.pods and len(read.pods) == 2
+    assert cached.generation == read.generation == w.state.deployment(NS, API).generation > 0
     assert all(p.phase == "Pending" and p.waiting_reason == "ContainerCreating"
                and p.started_at > 0 and p.cpu_request_milli == 250 for p in read.pods)
 

@@ -1,0 +1,143 @@
+"""Another writer's replica count is seen and reported, once per change: a manual scale or a
+GitOps sync that sets `replicas` is otherwise fought without a word. A read that predates the
+daemon's own write (a lagging watch) is no such change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import structlog
+from daemon_support import bench_daemon
+
+from autoscaler.daemon import Daemon
+from autoscaler.model import Health, Signal, WorkloadStatus
+from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
+
+WORKLOAD = "tracardi/wk-0000"
+
+
+class _Cluster:
+    """The Deployment as the test sets it (`replicas`, `generation`, `paused`); writes and
+    Events recorded."""
+
+    def __init__(self) -> None:
+        self.replicas, self.generation, self.paused = 1, 1, False
+        self.writes: list[int] = []
+        self.events: list[tuple[str, str, bool]] = []
+
+    async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
+        return WorkloadStatus(deployment, namespace, replicas=self.replicas,
+                              ready_replicas=self.replicas, paused=self.paused,
+                              resource_version=str(self.generation), generation=self.generation)
+
+    async def scale(self, namespace: str, deployment: str, *, replicas: int,
+                    resource_version: str = "") -> WriteResult:
+        self.writes.append(replicas)
+        return WriteResult(WriteOutcome.DONE)
+
+    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        return None
+
+    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
+                         warning: bool = False) -> None:
+        self.events.append((reason, message, warning))
+
+
+class _Pulsar:
+    name = "pulsar"
+
+    async def check(self) -> CheckResult:
+        return CheckResult(ok=True)
+
+    async def close(self) -> None:
+        return None
+
+
+async def _daemon(tmp_path: Path) -> tuple[Daemon, _Cluster]:
+    """A daemon whose worker wants more than one replica (a backlog it must drain)."""
+    cluster, pulsar = _Cluster(), _Pulsar()
+    daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar})
+    while daemon.store.dependencies.get("pulsar") is None \
+            or daemon.store.dependencies["pulsar"].health is not Health.UP:
+        await daemon._check(pulsar)
+    now = daemon.a.clock.now()
+    daemon._take_signals([Signal("wk-0000.backlog", 5000.0, now),
+                          Signal("wk-0000.in_rate", 100.0, now)])
+    return daemon, cluster
+
+
+def _reported(daemon: Daemon, cluster: _Cluster) -> tuple[int, list[str]]:
+    counted = daemon.telemetry.registry.get_sample_value(
+        "tracardi_autoscaler_replicas_changed_elsewhere_total",
+        {"namespace": "tracardi", "workload": "wk-0000"}) or 0
+    return int(counted), [m for r, m, _ in cluster.events if r == "ReplicasChangedElsewhere"]
+
+
+async def test_a_count_another_writer_set_is_reported_once(tmp_path: Path) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    await daemon.evaluate_workload(state)
+    [wanted] = cluster.writes
+    assert wanted > 1
+    await daemon.evaluate_workload(state)  # the write not seen yet: the read predates it
+    cluster.replicas, cluster.generation = wanted, 2  # now it is
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster) == (0, [])
+
+    cluster.replicas, cluster.generation = 3, 3  # a GitOps sync sets its manifest's count
+    with structlog.testing.capture_logs() as logs:
+        await daemon.evaluate_workload(state)
+        await daemon.evaluate_workload(state)  # the same read again: one report
+        await asyncio.sleep(0)  # the Event is posted in the background
+    assert [(e["kept"], e["found"]) for e in logs
+            if e["event"] == "replicas_changed_elsewhere"] == [(wanted, 3)]
+    counted, messages = _reported(daemon, cluster)
+    assert counted == 1
+    assert messages == [f"spec.replicas is 3, not the {wanted} this autoscaler left it at: "
+                        "another writer changed it (a manual scale, a GitOps sync of a manifest "
+                        "with replicas, another controller). Its policies scale it as before; "
+                        "to keep the count, pause it (autoscaler.tracardi.com/paused=true) or "
+                        "leave replicas out of the manifests"]
+    cluster.generation = 4  # another change of the spec (its image), not of the count
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster)[0] == 1
+
+
+@pytest.mark.parametrize("why", ["paused", "dry_run", "standby"])
+async def test_a_daemon_that_does_not_write_follows_the_count(tmp_path: Path, why: str) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    await daemon.evaluate_workload(state)
+    cluster.replicas, cluster.generation = cluster.writes[-1], 2
+    await daemon.evaluate_workload(state)
+    if why == "paused":
+        cluster.paused = True
+    elif why == "dry_run":
+        daemon.dry_run = True
+    else:
+        daemon.a.leadership.is_leader = lambda: False  # type: ignore[method-assign]
+    cluster.replicas, cluster.generation = 2, 3  # an operator's count, which it follows
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster) == (0, [])
+    cluster.paused, daemon.dry_run = False, False
+    daemon.a.leadership.is_leader = lambda: True  # type: ignore[method-assign]
+    await daemon.evaluate_workload(state)  # the same count: nothing changed since
+    assert _reported(daemon, cluster) == (0, [])
+
+
+async def test_a_new_leader_takes_the_old_leaders_last_write_as_its_own(tmp_path: Path) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    daemon.a.leadership.is_leader = lambda: False  # type: ignore[method-assign]
+    cluster.replicas, cluster.generation = 7, 5  # what the policy wants
+    await daemon.evaluate_workload(state)  # a standby follows the leader's count
+    daemon.a.leadership.is_leader = lambda: True  # type: ignore[method-assign]
+    await daemon.evaluate_workload(state)
+    cluster.replicas, cluster.generation = 8, 6  # the old leader's last write, seen late
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster) == (0, [])
+    cluster.replicas, cluster.generation = 1, 7  # then someone else's
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster)[0] == 1
