@@ -1092,9 +1092,12 @@ class Daemon:
         self._emit(spec, reason="ReplicasChangedElsewhere", warning=True,
                    message=f"spec.replicas is {status.replicas}, not the {kept[0]} this "
                            "autoscaler left it at: another writer changed it (a manual scale, "
-                           "a GitOps sync of a manifest with replicas, another controller). Its "
-                           "policies scale it as before; to keep the count, pause it "
-                           f"({PAUSE_ANNOTATION}=true) or leave replicas out of the manifests")
+                           "a GitOps sync of a manifest with replicas, another controller). "
+                           + ("At 0 it stays at 0 until someone scales it up (as with the HPA)"
+                              if not status.replicas else
+                              "Its policies scale it as before; to keep the count, pause it "
+                              f"({PAUSE_ANNOTATION}=true) or leave replicas out of the "
+                              "manifests"))
 
     def _emit(self, spec: WorkloadSpec, *, reason: str, message: str,
               warning: bool = False) -> None:

@@ -141,3 +141,15 @@ async def test_a_new_leader_takes_the_old_leaders_last_write_as_its_own(tmp_path
     cluster.replicas, cluster.generation = 1, 7  # then someone else's
     await daemon.evaluate_workload(state)
     assert _reported(daemon, cluster)[0] == 1
+
+
+async def test_a_count_of_0_set_elsewhere_is_reported_as_held(tmp_path: Path) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    await daemon.evaluate_workload(state)
+    cluster.replicas, cluster.generation = 0, 5  # scaled to 0 by hand: the HPA's "disabled"
+    decision = await daemon.evaluate_workload(state)
+    await asyncio.sleep(0)
+    assert decision is not None and decision.desired == 0
+    assert _reported(daemon, cluster)[1][0].endswith(
+        "At 0 it stays at 0 until someone scales it up (as with the HPA)")
