@@ -12,6 +12,7 @@ import yaml
 from autoscaler.bench.scale import bench_config, generate
 from autoscaler.config import load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
+from autoscaler.model import Health, Signal
 from autoscaler.ports import Clock, Probe
 from autoscaler.telemetry import Telemetry
 
@@ -24,3 +25,15 @@ def bench_daemon(tmp_path: Path, cluster: object, *, workloads: int = 1,
     adapters = Adapters(clock=clock or LoopClock(), cluster=cast(Any, cluster), sources={},
                         probes=dict(probes or {}))
     return Daemon(load_config(path), adapters, telemetry=Telemetry())
+
+
+async def wanting_more(daemon: Daemon, pulsar: Probe, workloads: int = 1) -> None:
+    """Make the workers of `daemon` want more replicas: Pulsar checked up (as often as its
+    success threshold asks), then a backlog read for each."""
+    while daemon.store.dependencies.get("pulsar") is None \
+            or daemon.store.dependencies["pulsar"].health is not Health.UP:
+        await daemon._check(pulsar)
+    now = daemon.a.clock.now()
+    for i in range(workloads):
+        daemon._take_signals([Signal(f"wk-{i:04d}.backlog", 5000.0, now),
+                              Signal(f"wk-{i:04d}.in_rate", 100.0, now)])

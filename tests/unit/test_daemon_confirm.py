@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from daemon_support import bench_daemon
+from daemon_support import bench_daemon, wanting_more
 
 from autoscaler.daemon import Daemon
-from autoscaler.model import Action, Health, Signal, WorkloadStatus
+from autoscaler.model import Action, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, Clock, WriteOutcome, WriteResult
 
 WORKLOAD = "tracardi/wk-0000"
@@ -65,13 +65,7 @@ async def _ready(tmp_path: Path, workloads: int = 1,
     cluster, pulsar = _Cluster(), _Pulsar()
     daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar}, workloads=workloads,
                           clock=clock)
-    while daemon.store.dependencies.get("pulsar") is None \
-            or daemon.store.dependencies["pulsar"].health is not Health.UP:
-        await daemon._check(pulsar)
-    now = daemon.a.clock.now()
-    for i in range(workloads):
-        daemon._take_signals([Signal(f"wk-{i:04d}.backlog", 5000.0, now),
-                              Signal(f"wk-{i:04d}.in_rate", 100.0, now)])
+    await wanting_more(daemon, pulsar, workloads)
     return daemon, cluster, pulsar
 
 

@@ -9,36 +9,29 @@ from pathlib import Path
 
 import pytest
 import structlog
-from daemon_support import bench_daemon
+from daemon_support import bench_daemon, wanting_more
+from test_daemon_confirm import _Cluster as _ConfirmCluster
 
 from autoscaler.daemon import Daemon
-from autoscaler.model import Health, Signal, WorkloadStatus
-from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
+from autoscaler.model import WorkloadStatus
+from autoscaler.ports import CheckResult
 
 WORKLOAD = "tracardi/wk-0000"
 
 
-class _Cluster:
-    """The Deployment as the test sets it (`replicas`, `generation`, `paused`); writes and
+class _Cluster(_ConfirmCluster):
+    """The confirm tests' cluster, with the count, `generation` and `paused` as set and the
     Events recorded."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.replicas, self.generation, self.paused = 1, 1, False
-        self.writes: list[int] = []
         self.events: list[tuple[str, str, bool]] = []
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         return WorkloadStatus(deployment, namespace, replicas=self.replicas,
                               ready_replicas=self.replicas, paused=self.paused,
                               resource_version=str(self.generation), generation=self.generation)
-
-    async def scale(self, namespace: str, deployment: str, *, replicas: int,
-                    resource_version: str = "") -> WriteResult:
-        self.writes.append(replicas)
-        return WriteResult(WriteOutcome.DONE)
-
-    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
-        return None
 
     async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
                          warning: bool = False) -> None:
@@ -59,12 +52,7 @@ async def _daemon(tmp_path: Path) -> tuple[Daemon, _Cluster]:
     """A daemon whose worker wants more than one replica (a backlog it must drain)."""
     cluster, pulsar = _Cluster(), _Pulsar()
     daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar})
-    while daemon.store.dependencies.get("pulsar") is None \
-            or daemon.store.dependencies["pulsar"].health is not Health.UP:
-        await daemon._check(pulsar)
-    now = daemon.a.clock.now()
-    daemon._take_signals([Signal("wk-0000.backlog", 5000.0, now),
-                          Signal("wk-0000.in_rate", 100.0, now)])
+    await wanting_more(daemon, pulsar)
     return daemon, cluster
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from daemon_support import bench_daemon
+from daemon_support import bench_daemon, wanting_more
 from test_daemon_confirm import _Cluster as _ConfirmCluster
 
 from autoscaler.config import parse_config
@@ -91,12 +91,7 @@ async def _ready(tmp_path: Path, cluster: _Cluster | None = None,
     cluster, pulsar, lease = cluster or _Cluster(), _Pulsar(), _Lease()
     daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar})
     daemon.a.leadership = lease
-    while daemon.store.dependencies.get("pulsar") is None \
-            or daemon.store.dependencies["pulsar"].health is not Health.UP:
-        await daemon._check(pulsar)
-    now = daemon.a.clock.now()
-    daemon._take_signals([Signal("wk-0000.backlog", 5000.0, now),
-                          Signal("wk-0000.in_rate", 100.0, now)])
+    await wanting_more(daemon, pulsar)
     return daemon, cluster, pulsar, lease
 
 
