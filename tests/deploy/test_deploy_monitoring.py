@@ -128,7 +128,8 @@ def test_panels_filter_by_the_workload_variables(dashboard: dict[str, Any]) -> N
     per_workload = re.compile(
         rf"{PREFIX}(current_replicas|ready_replicas|desired_replicas|min_replicas|max_replicas|"
         rf"recommended_replicas|decisions_total|frozen|paused|scale_writes_total|restarts_total|"
-        rf"unhealthy_pods|breaker_open|conflicting_autoscaler)(\{{[^}}]*\}})?")
+        rf"unhealthy_pods|breaker_open|conflicting_autoscaler|replicas_changed_elsewhere_total)"
+        rf"(\{{[^}}]*\}})?")
     for where, expr in dashboard_exprs(dashboard):
         for match in per_workload.finditer(expr):
             selector = match.group(2) or ""
