@@ -1070,8 +1070,9 @@ class Daemon:
         `ReplicasChangedElsewhere` Event and `replicas_changed_elsewhere_total`; the policies
         then decide as ever, so a writer that keeps setting it is fought, and now seen. A read
         of the generation the count was set at, or older, predates it (a lagging watch) and
-        is passed over. Only a leader that writes reports: a standby, a dry run and a paused
-        workload follow the count. So does a new leader, until a newer generation than it knew
+        is passed over. Only a leader that writes reports: a standby, a dry run, a paused
+        workload and one that an HPA or ScaledObject also targets (held, and reported as such)
+        follow the count. So does a new leader, until a newer generation than it knew
         as a standby: that one may be the old leader's last write, which its watch had not yet
         shown."""
         kept = state.kept
@@ -1083,7 +1084,7 @@ class Daemon:
             self.telemetry.replicas_changed_elsewhere.labels(state.spec.namespace,
                                                              state.spec.name)
         if (kept is None or not kept[2] or kept[0] == status.replicas or status.paused
-                or self.dry_run or not leading):
+                or self.dry_run or not leading or state.conflict):
             return
         spec = state.spec
         log.warning("replicas_changed_elsewhere", workload=spec.key, kept=kept[0],

@@ -27,6 +27,10 @@ class _Cluster(_ConfirmCluster):
         super().__init__()
         self.replicas, self.generation, self.paused = 1, 1, False
         self.events: list[tuple[str, str, bool]] = []
+        self.hpa: str | None = None
+
+    async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        return self.hpa
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         return WorkloadStatus(deployment, namespace, replicas=self.replicas,
@@ -93,7 +97,7 @@ async def test_a_count_another_writer_set_is_reported_once(tmp_path: Path) -> No
     assert _reported(daemon, cluster)[0] == 1
 
 
-@pytest.mark.parametrize("why", ["paused", "dry_run", "standby"])
+@pytest.mark.parametrize("why", ["paused", "dry_run", "standby", "hpa"])
 async def test_a_daemon_that_does_not_write_follows_the_count(tmp_path: Path, why: str) -> None:
     daemon, cluster = await _daemon(tmp_path)
     state = daemon.workloads[WORKLOAD]
@@ -104,6 +108,10 @@ async def test_a_daemon_that_does_not_write_follows_the_count(tmp_path: Path, wh
         cluster.paused = True
     elif why == "dry_run":
         daemon.dry_run = True
+    elif why == "hpa":  # found by the conflict check, which then holds the workload
+        cluster.hpa = "HorizontalPodAutoscaler/tracardi-api"
+        state.conflict_checked_at = float("-inf")
+        assert await daemon._conflict(state, daemon.a.clock.now()) == cluster.hpa
     else:
         daemon.a.leadership.is_leader = lambda: False  # type: ignore[method-assign]
     cluster.replicas, cluster.generation = 2, 3  # an operator's count, which it follows
