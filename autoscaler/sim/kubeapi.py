@@ -714,11 +714,12 @@ class _KubeApi:
                  ) -> web.Response:
         """`/openapi/v3` (the index), or the document of the group-version at `path`
         (whatever `hash` the query carries: the index names the current one)."""
+        server = _KubeApi._version()["gitVersion"]
         documents = {openapi.group_version_path("", "v1"):
-                     openapi.document("", "v1", _CORE_RESOURCES)}
+                     openapi.document("", "v1", _CORE_RESOURCES, server_version=server)}
         for group, (version, resources) in groups.items():
             documents[openapi.group_version_path(group, version)] = \
-                openapi.document(group, version, resources)
+                openapi.document(group, version, resources, server_version=server)
         if not path:
             return _json_response(openapi.index(documents))
         if path not in documents:

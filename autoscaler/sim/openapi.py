@@ -114,10 +114,11 @@ def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
     return paths
 
 
-def document(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
-    """The OpenAPI v3 document of one group-version."""
+def document(group: str, version: str, resources: Iterable[ResourceType], *,
+             server_version: str) -> JSON:
+    """The OpenAPI v3 document of one group-version of a server of `server_version`."""
     return {"openapi": OPENAPI_VERSION,
-            "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "info": {"title": "Kubernetes", "version": server_version},
             "paths": _paths(group, version, resources),
             "components": {"schemas": {}}}
 
