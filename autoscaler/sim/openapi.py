@@ -28,6 +28,8 @@ _VERBS = {"list": ("get", "list", "list"), "get": ("get", "read", "get"),
           "deletecollection": ("delete", "deleteCollection", "deletecollection")}
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                 "application/strategic-merge-patch+json")
+#: The kind a subresource belongs to, as its operation ids name it (`...NamespacedPodEviction`).
+_OWNERS = {"pods": "Pod", "deployments": "Deployment"}
 
 
 def _query(name: str, type_: str = "string") -> JSON:
@@ -68,8 +70,7 @@ def _camel(group: str, version: str) -> str:
 def _operation(rt: ResourceType, verb: str, served_as: str, namespaced: bool) -> JSON:
     _, prefix, action = _VERBS[verb]
     plural, _, sub = rt.plural.partition("/")
-    kind = rt.kind if not sub else ""
-    owner = {"pods": "Pod", "deployments": "Deployment"}.get(plural, rt.kind) if sub else kind
+    owner = _OWNERS.get(plural, rt.kind) if sub else rt.kind
     scope = "Namespaced" if namespaced and rt.namespaced else ""
     every = "ForAllNamespaces" if rt.namespaced and not namespaced else ""
     operation: JSON = {
@@ -98,9 +99,9 @@ def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
 
     for rt in resources:
         plural, _, sub = rt.plural.partition("/")
-        scoped = [f"{root}/namespaces/{{namespace}}", ["namespace"]] if rt.namespaced \
-            else [root, []]
-        base, names = f"{scoped[0]}/{plural}", list(scoped[1])
+        parent, names = (f"{root}/namespaces/{{namespace}}", ["namespace"]) if rt.namespaced \
+            else (root, [])
+        base = f"{parent}/{plural}"
         item = f"{base}/{{name}}" + (f"/{sub}" if sub else "")
         for verb in rt.verbs:
             if verb == "watch":
