@@ -779,10 +779,9 @@ class _KubeApi:
                   if g.namespace and namespace in (None, g.namespace)}
         out = []
         for (ns, name), grant in sorted(grants.items()):
-            meta = {"name": name, "namespace": ns,
-                    "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{ns}.{plural}")),
-                    "resourceVersion": str(self.rbac_rv),
-                    "creationTimestamp": ks.format_time(self.rbac_created)}
+            meta = ks.object_meta(
+                name=name, namespace=ns, rv=self.rbac_rv, created=self.rbac_created,
+                uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{ns}.{plural}")))
             out.append(grant.role_json(meta) if plural == "roles" else grant.binding_json(meta))
         return out
 

@@ -714,6 +714,23 @@ def event_v1(core: JSON) -> JSON:
     return out
 
 
+def object_meta(*, name: str, namespace: str | None, uid: str, rv: int, created: float,
+                labels: Mapping[str, str] | None = None,
+                annotations: Mapping[str, str] | None = None, **extra: Any) -> JSON:
+    """An object's `metadata` as the apiserver writes it (`extra`: generation, ...)."""
+    meta: JSON = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta.update({"uid": uid, "resourceVersion": str(rv),
+                 "creationTimestamp": format_time(created)})
+    meta.update(extra)
+    if labels:
+        meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
 def _object_key(obj: JSON) -> tuple[str, str]:
     meta = obj["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -1440,21 +1457,6 @@ class KubeState:
 
     # -- wire objects ------------------------------------------------------------------------
 
-    def _meta(self, *, name: str, namespace: str | None, uid: str, rv: int, created: float,
-              labels: Mapping[str, str] | None = None,
-              annotations: Mapping[str, str] | None = None, **extra: Any) -> JSON:
-        meta: JSON = {"name": name}
-        if namespace is not None:
-            meta["namespace"] = namespace
-        meta.update({"uid": uid, "resourceVersion": str(rv),
-                     "creationTimestamp": format_time(created)})
-        meta.update(extra)
-        if labels:
-            meta["labels"] = dict(labels)
-        if annotations:
-            meta["annotations"] = dict(annotations)
-        return meta
-
     def replica_set(self, namespace: str, name: str) -> Deployment:
         """The Deployment whose one ReplicaSet is `name` (`<deployment>-<template hash>`)."""
         for d in self.deployments(namespace):
@@ -1481,7 +1483,7 @@ class KubeState:
             if value:
                 status[key] = value
         surge = -(-d.replicas // 4)  # maxSurge 25 % rounds up
-        meta = self._meta(
+        meta = object_meta(
             name=d.replica_set_name, namespace=d.namespace, uid=d.replica_set_uid,
             rv=d.resource_version,
             created=d.created_wall, labels=labels,
@@ -1528,7 +1530,7 @@ class KubeState:
         }
         return {
             "kind": "Deployment", "apiVersion": "apps/v1",
-            "metadata": self._meta(name=d.name, namespace=d.namespace, uid=d.uid,
+            "metadata": object_meta(name=d.name, namespace=d.namespace, uid=d.uid,
                                    rv=d.resource_version, created=d.created_wall,
                                    labels=d.labels, annotations=d.annotations,
                                    generation=d.generation),
@@ -1554,7 +1556,7 @@ class KubeState:
     def scale_json(self, d: Deployment) -> JSON:
         return {
             "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": self._meta(name=d.name, namespace=d.namespace, uid=d.uid,
+            "metadata": object_meta(name=d.name, namespace=d.namespace, uid=d.uid,
                                    rv=d.resource_version, created=d.created_wall),
             "spec": {"replicas": d.replicas},
             "status": {"replicas": len(self._deployment_pods(d)),
@@ -1617,7 +1619,7 @@ class KubeState:
                            "name": owner.replica_set_name,
                            "uid": owner.replica_set_uid,
                            "controller": True, "blockOwnerDeletion": True}]
-        meta = self._meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
+        meta = object_meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
                           rv=pod.resource_version, created=pod.created_wall, labels=pod.labels,
                           annotations=pod.annotations,
                           generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-")
@@ -1647,7 +1649,7 @@ class KubeState:
     def event_json(self, ev: Event) -> JSON:
         out: JSON = {
             "kind": "Event", "apiVersion": "v1",
-            "metadata": self._meta(name=ev.name, namespace=ev.namespace, uid=ev.uid,
+            "metadata": object_meta(name=ev.name, namespace=ev.namespace, uid=ev.uid,
                                    rv=ev.resource_version, created=ev.created_wall),
             "involvedObject": dict(ev.involved),
             "reason": ev.reason, "message": ev.message,
@@ -1678,7 +1680,7 @@ class KubeState:
         if s.transitions is not None:
             spec["leaseTransitions"] = s.transitions
         return {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
-                "metadata": self._meta(name=lease.name, namespace=lease.namespace, uid=lease.uid,
+                "metadata": object_meta(name=lease.name, namespace=lease.namespace, uid=lease.uid,
                                        rv=lease.resource_version, created=lease.created_wall,
                                        labels=lease.labels),
                 "spec": spec}
@@ -1690,7 +1692,7 @@ class KubeState:
             current = self._deployments[(hpa.namespace, hpa.target_name)].replicas
         return {
             "kind": "HorizontalPodAutoscaler", "apiVersion": "autoscaling/v2",
-            "metadata": self._meta(name=hpa.name, namespace=hpa.namespace, uid=hpa.uid,
+            "metadata": object_meta(name=hpa.name, namespace=hpa.namespace, uid=hpa.uid,
                                    rv=hpa.resource_version, created=hpa.created_wall),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": hpa.target_kind,
@@ -1706,7 +1708,7 @@ class KubeState:
     def scaled_object_json(self, so: ScaledObject) -> JSON:
         return {
             "kind": "ScaledObject", "apiVersion": "keda.sh/v1alpha1",
-            "metadata": self._meta(name=so.name, namespace=so.namespace, uid=so.uid,
+            "metadata": object_meta(name=so.name, namespace=so.namespace, uid=so.uid,
                                    rv=so.resource_version, created=so.created_wall),
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": so.target_kind,
                                         "name": so.target_name},
@@ -1720,7 +1722,7 @@ class KubeState:
         expected = len(self.pods(pdb.namespace, selector=pdb.selector))
         return {
             "kind": "PodDisruptionBudget", "apiVersion": "policy/v1",
-            "metadata": self._meta(name=pdb.name, namespace=pdb.namespace, uid=pdb.uid,
+            "metadata": object_meta(name=pdb.name, namespace=pdb.namespace, uid=pdb.uid,
                                    rv=pdb.resource_version, created=pdb.created_wall,
                                    generation=1),
             "spec": {"minAvailable": pdb.min_available,
@@ -1834,7 +1836,7 @@ class KubeState:
         except KeyError:
             raise not_found(SERVICE_ACCOUNTS, name) from None
         return {"kind": "ServiceAccount", "apiVersion": "v1",
-                "metadata": self._meta(name=name, namespace=namespace, rv=rv, created=created,
+                "metadata": object_meta(name=name, namespace=namespace, rv=rv, created=created,
                                        uid=str(uuid.uuid5(uuid.NAMESPACE_DNS,
                                                           f"{name}.{namespace}.sa")))}
 
@@ -1845,7 +1847,7 @@ class KubeState:
             raise not_found(SERVICES, name)
         return {
             "kind": "Service", "apiVersion": "v1",
-            "metadata": self._meta(name=name, namespace=namespace, rv=1,
+            "metadata": object_meta(name=name, namespace=namespace, rv=1,
                                    created=self._node_created,
                                    uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, "kubernetes.svc")),
                                    labels={"component": "apiserver", "provider": "kubernetes"}),
