@@ -40,7 +40,7 @@ from aiohttp.typedefs import Handler as AioHandler
 from aiohttp.typedefs import Middleware
 
 from autoscaler.sim import kubestate as ks
-from autoscaler.sim import openapi, protobuf
+from autoscaler.sim import managed, openapi, protobuf
 from autoscaler.sim.kubestate import (
     JSON,
     ApiError,
@@ -1103,7 +1103,7 @@ class _KubeApi:
         self.state.update_deployment_metadata(
             d.namespace, d.name, labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {}, replicas=replicas,
-            resource_version=meta.get("resourceVersion"))
+            resource_version=meta.get("resourceVersion"), manager=_manager(request))
         return _json_response(self.state.deployment_json(d))
 
     async def get_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -1111,15 +1111,18 @@ class _KubeApi:
                                                                           _name(target))))
 
     async def update_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        return self._write_scale(target, await _body(request), dry_run=_dry_run(request))
+        return self._write_scale(target, await _body(request), dry_run=_dry_run(request),
+                                 manager=_manager(request))
 
     async def patch_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
         d = self.state.deployment(_ns(target), _name(target))
         patched = apply_patch(self.state.scale_json(d), await _body(request),
                               request.content_type)
-        return self._write_scale(target, patched, dry_run=_dry_run(request))
+        return self._write_scale(target, patched, dry_run=_dry_run(request),
+                                 manager=_manager(request))
 
-    def _write_scale(self, target: _Target, body: JSON, *, dry_run: bool = False) -> web.Response:
+    def _write_scale(self, target: _Target, body: JSON, *, manager: str,
+                     dry_run: bool = False) -> web.Response:
         name = _name(target)
         meta, spec = body.get("metadata") or {}, body.get("spec") or {}
         if meta.get("name", name) != name:
@@ -1136,7 +1139,7 @@ class _KubeApi:
             scale["spec"]["replicas"] = replicas
             return _json_response(scale)
         d = self.state.set_replicas(_ns(target), name, replicas,
-                                    resource_version=meta.get("resourceVersion"))
+                                    resource_version=meta.get("resourceVersion"), manager=manager)
         return _json_response(self.state.scale_json(d))
 
     # -- coordination.k8s.io/v1 --------------------------------------------------------------
@@ -1348,6 +1351,12 @@ def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str =
         details["group"] = group
     return InvalidError(f'{title} "{name}" is invalid: {", ".join(fields)}: {message}',
                         details=details)
+
+
+def _manager(request: web.Request) -> str:
+    """The field manager a write is recorded under (`metadata.managedFields`)."""
+    return managed.manager_of(request.query.get("fieldManager", ""),
+                              request.headers.get("User-Agent", ""))
 
 
 def _dry_run(request: web.Request, options: JSON | None = None) -> bool:

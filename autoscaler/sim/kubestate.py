@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.config import PAUSE_ANNOTATION
+from autoscaler.sim import managed
+from autoscaler.sim.managed import ManagedEntry
 
 JSON = dict[str, Any]
 
@@ -68,6 +70,12 @@ API_SERVICE_IP = "10.96.0.1"
 API_SECURE_PORT = 6443  # the apiserver's --secure-port, which the Service's port 443 leads to
 DEFAULT_SERVICE_ACCOUNT = "default"  # made in every namespace by the ServiceAccount controller
 WATCH_HISTORY = 1000
+#: Who made the Deployments (Tracardi installs with Helm), who keeps their status, and whom a
+#: direct change of the state is recorded as: `kubectl scale` and `kubectl annotate`.
+CREATOR = "helm"
+CONTROLLER_MANAGER = "kube-controller-manager"
+SCALE_MANAGER = "kubectl"
+ANNOTATE_MANAGER = "kubectl-annotate"
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -525,6 +533,8 @@ class Deployment:
     #: The Available condition: its status, and when it last flipped (lastTransitionTime).
     available: bool | None = None
     available_since_wall: float = 0.0
+    #: Who set which fields (`metadata.managedFields`), but for the status, made when served.
+    managed: list[ManagedEntry] = field(default_factory=list)
 
     @property
     def paused(self) -> bool:
@@ -909,8 +919,9 @@ class KubeState:
                        cpu_request_milli: int = 500, image: str = "tracardi/com-tracardi-api",
                        labels: Mapping[str, str] | None = None,
                        annotations: Mapping[str, str] | None = None,
-                       instance: str = "tracardi") -> Deployment:
-        """A Deployment labelled like Tracardi's chart, with its pods created (Pending)."""
+                       instance: str = "tracardi", manager: str = CREATOR) -> Deployment:
+        """A Deployment labelled like Tracardi's chart, with its pods created (Pending), made
+        by `manager`."""
         if (namespace, name) in self._deployments:
             raise AlreadyExistsError(f'{DEPLOYMENTS.qualified} "{name}" already exists',
                                 details=_details(DEPLOYMENTS, name))
@@ -922,6 +933,16 @@ class KubeState:
                        selector=selector, cpu_request_milli=cpu_request_milli, image=image,
                        uid=self._uid(), created_wall=self.wall(), resource_version=self._next_rv(),
                        status_changed_wall=self.wall())
+        # The creator set the spec, labels and annotations; the controller its revision.
+        own = {"labels": d.labels, "annotations": {
+            k: v for k, v in d.annotations.items() if k != REVISION_ANNOTATION}}
+        d.managed = [
+            ManagedEntry(manager, d.created_wall,
+                         managed.paths_of(self.deployment_json(d)["spec"], ("f:spec",))
+                         | managed.paths_of({k: v for k, v in own.items() if v},
+                                            ("f:metadata",))),
+            ManagedEntry(CONTROLLER_MANAGER, d.created_wall,
+                         frozenset({("f:metadata", "f:annotations", f"f:{REVISION_ANNOTATION}")}))]
         self._deployments[(namespace, name)] = d
         self._emit_deployment("ADDED", d, d.resource_version)
         if replicas:
@@ -941,8 +962,10 @@ class KubeState:
                 if namespace in (None, ns)]
 
     def set_replicas(self, namespace: str, name: str, replicas: int, *,
-                     resource_version: str | int | None = None) -> Deployment:
-        """Change spec.replicas (what a scale write does); the controller acts at once.
+                     resource_version: str | int | None = None, manager: str = SCALE_MANAGER,
+                     subresource: str = "scale") -> Deployment:
+        """Change spec.replicas (what a scale write does, by `manager` through `subresource`);
+        the controller acts at once.
 
         A non-empty `resource_version` is a precondition: a stale one raises `ConflictError`.
         """
@@ -953,6 +976,8 @@ class KubeState:
         if replicas != d.replicas:
             old, d.replicas = d.replicas, replicas
             d.generation += 1
+            d.managed = managed.claim(d.managed, manager, frozenset({managed.REPLICAS}),
+                                      now=self.wall(), subresource=subresource)
             self._modified_deployment(d)
             self._deployment_event(d, "ScalingReplicaSet",
                                    f"Scaled {'up' if replicas > old else 'down'} replica set "
@@ -963,14 +988,23 @@ class KubeState:
     def update_deployment_metadata(self, namespace: str, name: str, *,
                                    labels: Mapping[str, str], annotations: Mapping[str, str],
                                    replicas: int,
-                                   resource_version: str | int | None = None) -> Deployment:
-        """A metadata/replicas patch of the Deployment itself (kubectl annotate, scale)."""
+                                   resource_version: str | int | None = None,
+                                   manager: str = ANNOTATE_MANAGER) -> Deployment:
+        """A metadata/replicas patch of the Deployment itself by `manager` (kubectl annotate,
+        label, scale)."""
         d = self.deployment(namespace, name)
         self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
         changed = dict(labels) != d.labels or dict(annotations) != d.annotations
+        for kind, old, new in (("labels", d.labels, labels), ("annotations", d.annotations,
+                                                              annotations)):
+            at = ("f:metadata", f"f:{kind}")
+            d.managed = managed.claim(d.managed, manager, frozenset(
+                (*at, f"f:{k}") for k, v in new.items() if old.get(k) != v), now=self.wall())
+            d.managed = managed.disown(d.managed, frozenset(
+                (*at, f"f:{k}") for k in old if k not in new))
         d.labels, d.annotations = dict(labels), dict(annotations)
         if replicas != d.replicas:
-            self.set_replicas(namespace, name, replicas)
+            self.set_replicas(namespace, name, replicas, manager=manager, subresource="")
         elif changed:
             self._modified_deployment(d)
         return d
@@ -985,12 +1019,18 @@ class KubeState:
         return d
 
     def set_paused(self, namespace: str, name: str, paused: bool) -> None:
-        """Set or clear the `autoscaler.tracardi.com/paused` annotation."""
+        """Set or clear the `autoscaler.tracardi.com/paused` annotation, as `kubectl annotate`
+        records it. Unlike a PATCH that changes nothing, it is a change (a new resourceVersion)
+        even when the annotation already is so: tests touch a Deployment with it."""
         d = self.deployment(namespace, name)
+        path = ("f:metadata", "f:annotations", f"f:{PAUSE_ANNOTATION}")
         if paused:
             d.annotations[PAUSE_ANNOTATION] = "true"
+            d.managed = managed.claim(d.managed, ANNOTATE_MANAGER, frozenset({path}),
+                                      now=self.wall())
         else:
             d.annotations.pop(PAUSE_ANNOTATION, None)
+            d.managed = managed.disown(d.managed, frozenset({path}))
         self._modified_deployment(d)
 
     def _check_rv(self, rt: ResourceType, name: str, current: int,
@@ -1533,7 +1573,11 @@ class KubeState:
             "metadata": object_meta(name=d.name, namespace=d.namespace, uid=d.uid,
                                    rv=d.resource_version, created=d.created_wall,
                                    labels=d.labels, annotations=d.annotations,
-                                   generation=d.generation),
+                                   generation=d.generation, managedFields=managed.managed_fields(
+                                       [*d.managed, ManagedEntry(
+                                           CONTROLLER_MANAGER, d.status_changed_wall,
+                                           managed.paths_of(status, ("f:status",)),
+                                           subresource="status")], format_time)),
             "spec": {
                 "replicas": d.replicas,
                 "selector": {"matchLabels": dict(d.selector)},
