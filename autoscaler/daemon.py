@@ -1067,7 +1067,9 @@ class Daemon:
         """Whether the Deployment still has the replica count this daemon set (or last saw).
         When another writer changed it (a manual scale, a GitOps sync of a manifest that sets
         `replicas`, another controller), say so once per change: a warning, a
-        `ReplicasChangedElsewhere` Event and `replicas_changed_elsewhere_total`; the policies
+        `ReplicasChangedElsewhere` Event (both name the writer's field manager, from
+        metadata.managedFields, when the cluster reports it) and
+        `replicas_changed_elsewhere_total`; the policies
         then decide as ever, so a writer that keeps setting it is fought, and now seen. A read
         of the generation the count was set at, or older, predates it (a lagging watch) and
         is passed over. Only a leader that writes reports: a standby, a dry run, a paused
@@ -1087,13 +1089,15 @@ class Daemon:
                 or self.dry_run or not leading or state.conflict):
             return
         spec = state.spec
+        writer = status.replicas_set_by
         log.warning("replicas_changed_elsewhere", workload=spec.key, kept=kept[0],
-                    found=status.replicas)
+                    found=status.replicas, set_by=writer or "unknown")
         self.telemetry.replicas_changed_elsewhere.labels(spec.namespace, spec.name).inc()
+        by = (f'field manager "{writer}" set it' if writer else "another writer changed it")
         self._emit(spec, reason="ReplicasChangedElsewhere", warning=True,
                    message=f"spec.replicas is {status.replicas}, not the {kept[0]} this "
-                           "autoscaler left it at: another writer changed it (a manual scale, "
-                           "a GitOps sync of a manifest with replicas, another controller). "
+                           f"autoscaler left it at: {by} (a manual scale, a GitOps sync of a "
+                           "manifest with replicas, another controller). "
                            + ("At 0 it stays at 0 until someone scales it up (as with the HPA)"
                               if not status.replicas else
                               "Its policies scale it as before; to keep the count, pause it "

@@ -105,6 +105,9 @@ class WorkloadStatus:
     #: metadata.generation: it grows with every change of the spec, replicas included; 0 when
     #: not known (the replayed cluster's in-memory adapter does not keep it).
     generation: int = 0
+    #: The field manager that last set spec.replicas (metadata.managedFields): `kubectl` for
+    #: `kubectl scale`, this autoscaler's own name after its writes; empty when not known.
+    replicas_set_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

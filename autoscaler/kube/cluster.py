@@ -59,6 +59,9 @@ log = structlog.get_logger(__name__)
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
+#: The name this autoscaler's writes are recorded under in `metadata.managedFields`, so that
+#: `kubectl get -o yaml --show-managed-fields` names it as the owner of spec.replicas.
+FIELD_MANAGER = "tracardi-autoscaler"
 #: How long one list of a watched namespace's HPAs and ScaledObjects answers conflict checks.
 AUTOSCALER_LIST_SECONDS = 10.0
 #: How long a read Deployment answers `get_workload` while its pods do not change and the
@@ -141,6 +144,20 @@ def _entries(value: object, where: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
         raise MalformedObjectError(f"{where}: expected a list of objects")
     return value
+
+
+def replicas_set_by(managed_fields: object) -> str:
+    """The field manager that last set `spec.replicas`, from `metadata.managedFields` as JSON:
+    the newest entry that holds it (an Update takes a field from its former holder, so there is
+    one, unless server-side apply shares it); empty when none does."""
+    found, newest = "", -1.0
+    for entry in _entries(managed_fields, "metadata.managedFields"):
+        spec = _fields(_fields(entry.get("fieldsV1"), "managedFields.fieldsV1").get("f:spec"),
+                       "managedFields.fieldsV1.f:spec")
+        at = epoch_of(entry.get("time"), "managedFields.time")
+        if "f:replicas" in spec and at >= newest:
+            found, newest = str(entry.get("manager") or ""), at
+    return found
 
 
 def _status_body(exc: ApiException) -> Mapping[str, Any]:
@@ -272,6 +289,7 @@ class _CachedDeployment:
     paused: bool
     resource_version: str
     generation: int
+    replicas_set_by: str
     #: The selector's matchLabels, which name the component label the pod watch selects on.
     match_labels: dict[str, str]
     selector: str
@@ -304,6 +322,7 @@ def _cached_deployment(obj: Mapping[str, Any], *, now: float) -> _CachedDeployme
             "true", "1", "yes"},
         resource_version=str(meta.get("resourceVersion") or ""),
         generation=count_of(meta.get("generation"), "metadata.generation"),
+        replicas_set_by=replicas_set_by(meta.get("managedFields")),
         match_labels=labels,
         selector=_selector_text(labels, ()),
         uid=str(meta.get("uid") or ""),
@@ -392,7 +411,7 @@ class _Informer:
             name=deployment, namespace=namespace, replicas=dep.replicas,
             ready_replicas=dep.ready, paused=dep.paused,
             resource_version=dep.resource_version, generation=dep.generation,
-            pods=tuple(sorted(pods, key=lambda p: p.name)))
+            replicas_set_by=dep.replicas_set_by, pods=tuple(sorted(pods, key=lambda p: p.name)))
         self.built[deployment] = (dep, key, status)
         return status
 
@@ -517,6 +536,8 @@ class KubeCluster:
             resource_version=str(scale.metadata.resource_version or ""),
             pods=tuple(sorted((pod_info(p) for p in pods.items or []), key=lambda p: p.name)),
             generation=int(dep.metadata.generation or 0),
+            replicas_set_by=replicas_set_by(
+                self._api.sanitize_for_serialization(dep.metadata.managed_fields)),
         )
 
     async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
@@ -640,12 +661,14 @@ class KubeCluster:
 
         async def put() -> None:
             written = await self._apps.replace_namespaced_deployment_scale(
-                deployment, namespace, body, _request_timeout=self._timeout)
+                deployment, namespace, body, field_manager=FIELD_MANAGER,
+                _request_timeout=self._timeout)
             # The cache learns our own write now, not only when its watch event arrives.
             dep = self._informers.get(namespace, _Informer()).deployments.get(deployment)
             if dep is not None and isinstance(written, V1Scale) and written.metadata:
                 dep.replicas = int((written.spec.replicas if written.spec else None) or 0)
                 dep.resource_version = str(written.metadata.resource_version or "")
+                dep.replicas_set_by = FIELD_MANAGER
 
         result = await self._write("scale", namespace, deployment, put(), replicas=replicas)
         if result.outcome is not WriteOutcome.DONE and namespace in self._informers:
@@ -660,6 +683,7 @@ class KubeCluster:
         return await self._write(
             "evict", namespace, pod,
             self._core.create_namespaced_pod_eviction(pod, namespace, body,
+                                                      field_manager=FIELD_MANAGER,
                                                       _request_timeout=self._timeout))
 
     async def delete_pod(self, namespace: str, pod: str) -> WriteResult:
@@ -704,6 +728,7 @@ class KubeCluster:
         )
         try:
             await self._core.create_namespaced_event(namespace, body,
+                                                     field_manager=FIELD_MANAGER,
                                                      _request_timeout=self._timeout)
         except (ApiException, *CALL_ERRORS) as exc:
             err = kube_error(exc)

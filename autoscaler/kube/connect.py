@@ -13,6 +13,8 @@ import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
 
+from autoscaler import __version__
+
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
 #: The client `connect` gives, by the name the code outside kube/ passes it around by.
 KubeClient: TypeAlias = ApiClient
@@ -59,6 +61,9 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
 
 def _client(configuration: Configuration, as_user: str | None) -> ApiClient:
     api = ApiClient(configuration=configuration)
+    # The apiserver's audit log names the client by it, and so does `metadata.managedFields`
+    # for a write that names no field manager (the prefix before the first "/").
+    api.user_agent = f"tracardi-autoscaler/{__version__}"
     if as_user:
         api.set_default_header("Impersonate-User", as_user)
     return api

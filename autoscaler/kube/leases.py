@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from autoscaler.kube.cluster import (
     CALL_ERRORS,
+    FIELD_MANAGER,
     MalformedObjectError,
     count_of,
     epoch_of,
@@ -101,9 +102,11 @@ class KubeLeaseStore:
         try:
             if op == "create":
                 await self._api.create_namespaced_lease(namespace, body,
+                                                        field_manager=FIELD_MANAGER,
                                                         _request_timeout=self._timeout)
             else:
                 await self._api.replace_namespaced_lease(name, namespace, body,
+                                                         field_manager=FIELD_MANAGER,
                                                          _request_timeout=self._timeout)
         except (ApiException, *CALL_ERRORS) as exc:
             err = kube_error(exc)

@@ -26,11 +26,13 @@ from autoscaler.sim.kubestate import (
     Pod,
     WatchEvent,
 )
+from autoscaler.sim.managed import REPLICAS, owners
 
 log = structlog.get_logger(__name__)
 
 CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
+FIELD_MANAGER = "tracardi-autoscaler"  # what its writes are recorded under, as KubeCluster's
 
 
 def _kube_error(err: ApiError) -> KubeError:
@@ -86,6 +88,7 @@ class SimCluster:
             resource_version=str(d.resource_version),
             pods=tuple(sorted((pod_info(p) for p in pods), key=lambda p: p.name)),
             generation=d.generation,
+            replicas_set_by=(owners(d.managed, REPLICAS) or [""])[-1],
         )
 
     async def scale(self, namespace: str, deployment: str, *, replicas: int,
@@ -94,7 +97,8 @@ class SimCluster:
             return WriteResult(WriteOutcome.FAILED,
                                "refusing an unconditional scale: read the workload first")
         return await self._write("update", "deployments/scale", lambda: self._state.set_replicas(
-            namespace, deployment, replicas, resource_version=resource_version))
+            namespace, deployment, replicas, resource_version=resource_version,
+            manager=FIELD_MANAGER))
 
     async def evict(self, namespace: str, pod: str) -> WriteResult:
         return await self._write("create", "pods/eviction",

@@ -168,6 +168,16 @@ async def test_deployment_watch_brings_changes_no_pod_shows(watched: Watched) ->
     assert len(w.deployment_gets) == gets
 
 
+async def test_the_watch_brings_who_set_the_count(watched: Watched) -> None:
+    w = watched
+    assert (await _from_cache(w)).replicas_set_by == "helm"
+    gets = len(w.deployment_gets)
+    w.state.set_replicas(NS, API, 3)  # as `kubectl scale` records it
+    status = await _until(w, lambda s: s.replicas == 3)
+    assert status.replicas_set_by == "kubectl"
+    assert len(w.deployment_gets) == gets  # from the watch, not a read
+
+
 async def test_conflict_checks_asked_together_share_one_list(watched: Watched) -> None:
     w = watched
     w.state.add_hpa(NS, "api-hpa", target=API)

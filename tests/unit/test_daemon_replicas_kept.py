@@ -28,6 +28,7 @@ class _Cluster(_ConfirmCluster):
         self.replicas, self.generation, self.paused = 1, 1, False
         self.events: list[tuple[str, str, bool]] = []
         self.hpa: str | None = None
+        self.set_by = ""
 
     async def conflicting_autoscaler(self, namespace: str, deployment: str) -> str | None:
         return self.hpa
@@ -35,7 +36,8 @@ class _Cluster(_ConfirmCluster):
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
         return WorkloadStatus(deployment, namespace, replicas=self.replicas,
                               ready_replicas=self.replicas, paused=self.paused,
-                              resource_version=str(self.generation), generation=self.generation)
+                              resource_version=str(self.generation), generation=self.generation,
+                              replicas_set_by=self.set_by)
 
     async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
                          warning: bool = False) -> None:
@@ -95,6 +97,24 @@ async def test_a_count_another_writer_set_is_reported_once(tmp_path: Path) -> No
     cluster.generation = 4  # another change of the spec (its image), not of the count
     await daemon.evaluate_workload(state)
     assert _reported(daemon, cluster)[0] == 1
+
+
+async def test_the_report_names_the_writer_the_cluster_records(tmp_path: Path) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    await daemon.evaluate_workload(state)
+    [wanted] = cluster.writes
+    cluster.replicas, cluster.generation, cluster.set_by = wanted, 2, "tracardi-autoscaler"
+    await daemon.evaluate_workload(state)
+    cluster.replicas, cluster.generation, cluster.set_by = 3, 3, "argocd-controller"
+    with structlog.testing.capture_logs() as logs:
+        await daemon.evaluate_workload(state)
+        await asyncio.sleep(0)
+    assert [e["set_by"] for e in logs
+            if e["event"] == "replicas_changed_elsewhere"] == ["argocd-controller"]
+    [message] = _reported(daemon, cluster)[1]
+    assert message.startswith(f"spec.replicas is 3, not the {wanted} this autoscaler left it "
+                              'at: field manager "argocd-controller" set it (a manual scale, ')
 
 
 @pytest.mark.parametrize("why", ["paused", "dry_run", "standby", "hpa"])

@@ -1,0 +1,61 @@
+"""The autoscaler's writes are recorded under its own name in `metadata.managedFields`, and it
+reads from them who last set spec.replicas."""
+
+from __future__ import annotations
+
+import pytest
+from kube_fixtures import NS, Served
+from kubernetes_asyncio.client import ApiClient, AppsV1Api
+
+from autoscaler.kube.cluster import (
+    FIELD_MANAGER,
+    KubeCluster,
+    MalformedObjectError,
+    replicas_set_by,
+)
+from autoscaler.ports import WriteOutcome
+from autoscaler.sim.managed import REPLICAS
+
+API = "be-fa-public"
+
+
+def _replicas_held_by(served: Served) -> list[tuple[str, str]]:
+    return [(e.manager, e.subresource) for e in served.state.deployment(NS, API).managed
+            if REPLICAS in e.fields]
+
+
+async def test_a_scale_is_recorded_under_the_autoscalers_name(served: Served,
+                                                              cluster: KubeCluster) -> None:
+    served.state.add_deployment(NS, API, replicas=2)
+    status = await cluster.get_workload(NS, API)
+    assert status.replicas_set_by == "helm"  # whoever made it
+    result = await cluster.scale(NS, API, replicas=4, resource_version=status.resource_version)
+    assert result.outcome is WriteOutcome.DONE
+    assert _replicas_held_by(served) == [(FIELD_MANAGER, "scale")]
+    assert (await cluster.get_workload(NS, API)).replicas_set_by == FIELD_MANAGER
+    served.state.set_replicas(NS, API, 3)  # as `kubectl scale` records it
+    assert (await cluster.get_workload(NS, API)).replicas_set_by == "kubectl"
+
+
+async def test_a_write_naming_no_manager_is_recorded_by_the_user_agent(served: Served,
+                                                                       api: ApiClient) -> None:
+    served.state.add_deployment(NS, API, replicas=2)
+    await AppsV1Api(api).patch_namespaced_deployment(API, NS, {"spec": {"replicas": 5}})
+    assert _replicas_held_by(served) == [(FIELD_MANAGER, "")]
+
+
+def _entry(manager: str, time: str, fields: object) -> dict[str, object]:
+    return {"manager": manager, "operation": "Update", "time": time, "fieldsV1": fields}
+
+
+def test_the_newest_holder_of_the_count_set_it() -> None:
+    replicas = {"f:spec": {"f:replicas": {}}}
+    assert replicas_set_by([
+        _entry("argocd-controller", "2026-12-06T10:00:05Z", replicas),
+        _entry("helm", "2026-12-06T10:00:00Z", replicas),  # shared by an apply: older
+        _entry("kubectl-annotate", "2026-12-06T11:00:00Z", {"f:metadata": {}}),
+    ]) == "argocd-controller"
+    assert replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", {"f:spec": {}})]) == ""
+    assert replicas_set_by(None) == ""  # a cluster that reports none
+    with pytest.raises(MalformedObjectError, match="managedFields"):
+        replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", ["f:spec"])])
