@@ -2,7 +2,8 @@
 
 `kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
-preconditions) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
+preconditions, each write recorded in `managedFields` under its field manager) and their
+read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
 selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and watch),
 Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one
 Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who

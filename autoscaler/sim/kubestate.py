@@ -10,6 +10,8 @@ What it imitates, and how far:
 - a global resourceVersion counter; every write bumps it and stamps the object; a write that
   names a stale resourceVersion raises `ConflictError`, exactly like the apiserver's optimistic
   concurrency;
+- a Deployment's `managedFields` (see `managed.py`): its creator, the controller, and each
+  writer of its replicas, labels and annotations;
 - the Deployment + ReplicaSet controllers: a replica change creates Pending pods at once or
   deletes pods in the ReplicaSet controller's order (Pending before Running, not-ready before
   ready, most recently ready first, more restarts first, newest first); a deleted or evicted pod
