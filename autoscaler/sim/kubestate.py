@@ -537,6 +537,9 @@ class Deployment:
     available_since_wall: float = 0.0
     #: Who set which fields (`metadata.managedFields`), but for the status, made when served.
     managed: list[ManagedEntry] = field(default_factory=list)
+    #: Its JSON at a resourceVersion: every change stores a new one, so at the same version
+    #: it is the same object (served, watched and read back by the ReplicaSet alike).
+    rendered: tuple[int, JSON] | None = field(default=None, repr=False)
 
     @property
     def paused(self) -> bool:
@@ -940,7 +943,7 @@ class KubeState:
             k: v for k, v in d.annotations.items() if k != REVISION_ANNOTATION}}
         d.managed = [
             ManagedEntry(manager, d.created_wall,
-                         managed.paths_of(self.deployment_json(d)["spec"], ("f:spec",))
+                         managed.paths_of(self._deployment_spec(d), ("f:spec",))
                          | managed.paths_of({k: v for k, v in own.items() if v},
                                             ("f:metadata",))),
             ManagedEntry(CONTROLLER_MANAGER, d.created_wall,
@@ -1542,6 +1545,8 @@ class KubeState:
                 "status": status}
 
     def deployment_json(self, d: Deployment) -> JSON:
+        if d.rendered is not None and d.rendered[0] == d.resource_version:
+            return d.rendered[1]
         pods = self._deployment_pods(d)
         ready = sum(p.ready for p in pods)
         status: JSON = {"observedGeneration": d.generation}
@@ -1564,13 +1569,7 @@ class KubeState:
              "lastTransitionTime": format_time(d.created_wall), "reason": "NewReplicaSetAvailable",
              "message": f'ReplicaSet "{d.replica_set_name}" has successfully progressed.'},
         ]
-        container: JSON = {
-            "name": d.name, "image": d.image, "imagePullPolicy": "IfNotPresent",
-            "resources": {"requests": {"cpu": f"{d.cpu_request_milli}m"}},
-            "terminationMessagePath": "/dev/termination-log",
-            "terminationMessagePolicy": "File",
-        }
-        return {
+        rendered: JSON = {
             "kind": "Deployment", "apiVersion": "apps/v1",
             "metadata": object_meta(name=d.name, namespace=d.namespace, uid=d.uid,
                                    rv=d.resource_version, created=d.created_wall,
@@ -1580,23 +1579,35 @@ class KubeState:
                                            CONTROLLER_MANAGER, d.status_changed_wall,
                                            managed.paths_of(status, ("f:status",)),
                                            subresource="status")], format_time)),
-            "spec": {
-                "replicas": d.replicas,
-                "selector": {"matchLabels": dict(d.selector)},
-                "template": {
-                    "metadata": {"labels": {**d.selector,
-                                            INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "")}},
-                    "spec": {"containers": [container], "restartPolicy": "Always",
-                             "terminationGracePeriodSeconds": POD_GRACE_SECONDS,
-                             "dnsPolicy": "ClusterFirst",
-                             "schedulerName": "default-scheduler", "securityContext": {}},
-                },
-                "strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-                "revisionHistoryLimit": 10,
-                "progressDeadlineSeconds": 600,
-            },
+            "spec": self._deployment_spec(d),
             "status": status,
+        }
+        d.rendered = (d.resource_version, rendered)
+        return rendered
+
+    @staticmethod
+    def _deployment_spec(d: Deployment) -> JSON:
+        container: JSON = {
+            "name": d.name, "image": d.image, "imagePullPolicy": "IfNotPresent",
+            "resources": {"requests": {"cpu": f"{d.cpu_request_milli}m"}},
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+        }
+        return {
+            "replicas": d.replicas,
+            "selector": {"matchLabels": dict(d.selector)},
+            "template": {
+                "metadata": {"labels": {**d.selector,
+                                        INSTANCE_LABEL: d.labels.get(INSTANCE_LABEL, "")}},
+                "spec": {"containers": [container], "restartPolicy": "Always",
+                         "terminationGracePeriodSeconds": POD_GRACE_SECONDS,
+                         "dnsPolicy": "ClusterFirst",
+                         "schedulerName": "default-scheduler", "securityContext": {}},
+            },
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
         }
 
     def scale_json(self, d: Deployment) -> JSON:
