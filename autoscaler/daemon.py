@@ -58,6 +58,7 @@ from autoscaler.model import (
 )
 from autoscaler.policies.base import LooksBack
 from autoscaler.ports import (
+    FIELD_MANAGER,
     CheckResult,
     Clock,
     Cluster,
@@ -1076,7 +1077,7 @@ class Daemon:
         workload and one that an HPA or ScaledObject also targets (held, and reported as such)
         follow the count. So does a new leader, until a newer generation than it knew
         as a standby: that one may be the old leader's last write, which its watch had not yet
-        shown."""
+        shown, unless the cluster names another writer of the count than this autoscaler."""
         kept = state.kept
         if not status.generation or (kept is not None and status.generation <= kept[1]):
             return
@@ -1085,11 +1086,12 @@ class Daemon:
         if kept is None:  # exported from 0, so that its first increase shows
             self.telemetry.replicas_changed_elsewhere.labels(state.spec.namespace,
                                                              state.spec.name)
-        if (kept is None or not kept[2] or kept[0] == status.replicas or status.paused
+        writer = status.replicas_set_by
+        inherited = kept is not None and not kept[2] and writer in ("", FIELD_MANAGER)
+        if (kept is None or inherited or kept[0] == status.replicas or status.paused
                 or self.dry_run or not leading or state.conflict):
             return
         spec = state.spec
-        writer = status.replicas_set_by
         log.warning("replicas_changed_elsewhere", workload=spec.key, kept=kept[0],
                     found=status.replicas, set_by=writer or "unknown")
         self.telemetry.replicas_changed_elsewhere.labels(spec.namespace, spec.name).inc()

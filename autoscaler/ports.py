@@ -14,6 +14,11 @@ from typing import Protocol
 from autoscaler.config import HttpProbeSettings
 from autoscaler.model import PodInfo, Signal, WorkloadStatus
 
+#: The field manager a `Cluster` records this autoscaler's writes under (in the objects'
+#: `metadata.managedFields`), whichever instance made them; `WorkloadStatus.replicas_set_by`
+#: names it after they set the replicas.
+FIELD_MANAGER = "tracardi-autoscaler"
+
 
 class Clock(Protocol):
     def now(self) -> float:

@@ -52,16 +52,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from autoscaler.config import PAUSE_ANNOTATION
 from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for, retry_after
 from autoscaler.model import PodInfo, PodSample, Signal, WorkloadStatus
-from autoscaler.ports import Clock, PodEvent, WriteOutcome, WriteResult
+from autoscaler.ports import FIELD_MANAGER, Clock, PodEvent, WriteOutcome, WriteResult
 
 log = structlog.get_logger(__name__)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
-#: The name this autoscaler's writes are recorded under in `metadata.managedFields`, so that
-#: `kubectl get -o yaml --show-managed-fields` names it as the owner of spec.replicas.
-FIELD_MANAGER = "tracardi-autoscaler"
 #: How long one list of a watched namespace's HPAs and ScaledObjects answers conflict checks.
 AUTOSCALER_LIST_SECONDS = 10.0
 #: How long a read Deployment answers `get_workload` while its pods do not change and the

@@ -18,14 +18,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from autoscaler.kube.cluster import (
     CALL_ERRORS,
-    FIELD_MANAGER,
     MalformedObjectError,
     count_of,
     epoch_of,
     kube_error,
 )
 from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for
-from autoscaler.ports import LeaseRecord, WriteOutcome, WriteResult
+from autoscaler.ports import FIELD_MANAGER, LeaseRecord, WriteOutcome, WriteResult
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import structlog
 
 from autoscaler.kube.errors import KubeError, outcome_for
 from autoscaler.model import PodInfo, PodSample, Signal, WorkloadStatus
-from autoscaler.ports import Clock, PodEvent, WriteOutcome, WriteResult
+from autoscaler.ports import FIELD_MANAGER, Clock, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.kubestate import (
     COMPONENT_LABEL,
     ApiError,
@@ -32,7 +32,6 @@ log = structlog.get_logger(__name__)
 
 CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
-FIELD_MANAGER = "tracardi-autoscaler"  # what its writes are recorded under, as KubeCluster's
 
 
 def _kube_error(err: ApiError) -> KubeError:

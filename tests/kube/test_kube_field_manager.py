@@ -8,12 +8,11 @@ from kube_fixtures import NS, Served
 from kubernetes_asyncio.client import ApiClient, AppsV1Api
 
 from autoscaler.kube.cluster import (
-    FIELD_MANAGER,
     KubeCluster,
     MalformedObjectError,
     replicas_set_by,
 )
-from autoscaler.ports import WriteOutcome
+from autoscaler.ports import FIELD_MANAGER, WriteOutcome
 from autoscaler.sim.managed import REPLICAS
 
 API = "be-fa-public"

@@ -159,6 +159,22 @@ async def test_a_new_leader_takes_the_old_leaders_last_write_as_its_own(tmp_path
     assert _reported(daemon, cluster)[0] == 1
 
 
+@pytest.mark.parametrize(("writer", "reported"), [("tracardi-autoscaler", 0),
+                                                  ("argocd-controller", 1)])
+async def test_a_new_leader_reports_a_first_change_the_cluster_says_another_made(
+        tmp_path: Path, writer: str, reported: int) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    state = daemon.workloads[WORKLOAD]
+    daemon.a.leadership.is_leader = lambda: False  # type: ignore[method-assign]
+    cluster.replicas, cluster.generation = 7, 5
+    await daemon.evaluate_workload(state)  # a standby follows the leader's count
+    daemon.a.leadership.is_leader = lambda: True  # type: ignore[method-assign]
+    await daemon.evaluate_workload(state)
+    cluster.replicas, cluster.generation, cluster.set_by = 3, 6, writer  # at the handover
+    await daemon.evaluate_workload(state)
+    assert _reported(daemon, cluster)[0] == reported
+
+
 async def test_a_count_of_0_set_elsewhere_is_reported_as_held(tmp_path: Path) -> None:
     daemon, cluster = await _daemon(tmp_path)
     state = daemon.workloads[WORKLOAD]
