@@ -2,19 +2,19 @@
 
 `kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
-preconditions, each write recorded in `managedFields` under its field manager) and their
-read-only ReplicaSets, Pods (list/watch/delete/patch, label and field
-selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and watch),
-Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"), the one
-Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do and who
-it is (`kubectl auth can-i [--list]`, `auth whoami`), read-only: ServiceAccounts, the Roles and
-RoleBindings of the tokens bound to Roles (as they authorize at that moment) and the apiserver's
-own `kubernetes` Service (`kubectl cluster-info`). Errors are real `Status` objects. `kubectl
-get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes, leases,
-HPAs, services, service accounts, roles and role bindings, plain JSON for the rest. Lists come
-in the apiserver's key order and in chunks when asked (`limit` and `continue`, see `paging.py`).
-Tokens bound to a Role are authorized as RBAC would (`rbac.py`). `/openapi/v3` serves the
-documents kubectl reads before it writes (`openapi.py`).
+preconditions, each write recorded in `managedFields` under its field manager, and server-side
+apply of a Deployment) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and
+field selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and
+watch), Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"),
+the one Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do
+and who it is (`kubectl auth can-i [--list]`, `auth whoami`), read-only: ServiceAccounts, the Roles
+and RoleBindings of the tokens bound to Roles (as they authorize at that moment) and the
+apiserver's own `kubernetes` Service (`kubectl cluster-info`). Errors are real `Status` objects.
+`kubectl get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes,
+leases, HPAs, services, service accounts, roles and role bindings, plain JSON for the rest. Lists
+come in the apiserver's key order and in chunks when asked (`limit` and `continue`, see
+`paging.py`). Tokens bound to a Role are authorized as RBAC would (`rbac.py`). `/openapi/v3` serves
+the documents kubectl reads before it writes (`openapi.py`).
 
 `serve()` runs any aiohttp app of the simulator on loopback (shared by the Pulsar,
 Elasticsearch and Prometheus fakes); `write_kubeconfig()` points kubectl at this server.
@@ -88,6 +88,7 @@ _CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
                ("apps", "replicasets"): ["all"], ("", "services"): ["all"],
                ("autoscaling", "horizontalpodautoscalers"): ["all"]}
 
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: Deployments only
 _PATCH_TYPES = frozenset({
     "application/json-patch+json", "application/merge-patch+json",
     "application/strategic-merge-patch+json",
@@ -1082,6 +1083,8 @@ class _KubeApi:
 
     async def patch_deployment(self, request: web.Request,
                                target: _Target) -> web.StreamResponse:
+        if request.content_type == APPLY_PATCH:
+            return await self._apply_deployment(request, target)
         d = self.state.deployment(_ns(target), _name(target))
         current = self.state.deployment_json(d)
         patched = apply_patch(current, await _body(request), request.content_type)
@@ -1106,6 +1109,48 @@ class _KubeApi:
             annotations=meta.get("annotations") or {}, replicas=replicas,
             resource_version=meta.get("resourceVersion"), manager=_manager(request))
         return _json_response(self.state.deployment_json(d))
+
+    async def _apply_deployment(self, request: web.Request,
+                                target: _Target) -> web.StreamResponse:
+        """Server-side apply (`kubectl apply --server-side`) of a Deployment that exists: its
+        replicas, labels and annotations, and other spec fields as they are (a change of those
+        is the 422 of a change not modelled). Ownership and conflicts: `apply_deployment`."""
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise InvalidError('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required '
+                               "value: is required for apply patch")
+        force = request.query.get("force", "false").lower() == "true"
+        try:
+            config = yaml.safe_load(await request.read())
+        except yaml.YAMLError as exc:
+            raise BadRequestError(f"error decoding YAML: {exc}") from None
+        if not isinstance(config, dict):
+            raise BadRequestError("the body of the request must be a YAML or JSON object")
+        d = self.state.deployment(_ns(target), _name(target))
+        if (config.get("apiVersion"), config.get("kind")) != ("apps/v1", "Deployment"):
+            raise BadRequestError(f"the object of kind {config.get('kind')!r} in "
+                                  f"{config.get('apiVersion')!r} is not a apps/v1 Deployment")
+        meta = _metadata("Deployment", "apps", d.name, config)
+        if meta.get("name") != d.name:
+            raise BadRequestError(f"the name of the object ({meta.get('name')}) does not match "
+                                  f"the name on the URL ({d.name})")
+        spec = config.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise BadRequestError("spec: expected an object")
+        replicas = spec.get("replicas")
+        if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)):
+            raise InvalidError(f'Deployment.apps "{d.name}" is invalid: spec.replicas: '
+                               "Invalid value: must be an integer")
+        rest = {k: v for k, v in spec.items() if k != "replicas"}
+        differ = _differences(rest, self.state.deployment_json(d)["spec"], "spec")
+        if differ:
+            raise _unmodelled("Deployment", "apps", d.name, differ,
+                              "replicas, labels and annotations")
+        return _json_response(self.state.apply_deployment(
+            d.namespace, d.name, manager=manager, replicas=replicas,
+            labels=meta.get("labels") or {}, annotations=meta.get("annotations") or {},
+            spec=managed.paths_of(rest, ("f:spec",)) if rest else frozenset(), force=force,
+            dry_run=_dry_run(request)))
 
     async def get_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return _json_response(self.state.scale_json(self.state.deployment(_ns(target),
@@ -1352,6 +1397,21 @@ def _unmodelled(kind: str, group: str, name: str, fields: list[str], what: str =
         details["group"] = group
     return InvalidError(f'{title} "{name}" is invalid: {", ".join(fields)}: {message}',
                         details=details)
+
+
+def _differences(applied: Any, live: Any, where: str) -> list[str]:
+    """The fields `applied` sets to other values than `live` has, by their paths: a keyed list
+    (containers) item by item, any other list whole."""
+    if isinstance(applied, dict) and isinstance(live, dict):
+        return [f for k, v in applied.items()
+                for f in (_differences(v, live[k], f"{where}.{k}") if k in live else [
+                    f"{where}.{k}"])]
+    if isinstance(applied, list) and isinstance(live, list) and where.endswith(".containers"):
+        by_name = {c.get("name"): c for c in live if isinstance(c, dict)}
+        return [f for i, c in enumerate(applied) for f in (
+            _differences(c, by_name[c.get("name")], f"{where}[{i}]")
+            if isinstance(c, dict) and c.get("name") in by_name else [f"{where}[{i}]"])]
+    return [] if applied == live else [where]
 
 
 def _manager(request: web.Request) -> str:

@@ -44,7 +44,7 @@ from typing import Any
 
 from autoscaler.config import PAUSE_ANNOTATION
 from autoscaler.sim import managed
-from autoscaler.sim.managed import ManagedEntry
+from autoscaler.sim.managed import FieldPath, ManagedEntry
 
 JSON = dict[str, Any]
 
@@ -77,6 +77,7 @@ WATCH_HISTORY = 1000
 CREATOR = "helm"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCALE_MANAGER = "kubectl"
+DEFAULT_REPLICAS = 1  # what the apiserver defaults a Deployment's spec.replicas to
 ANNOTATE_MANAGER = "kubectl-annotate"
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
@@ -729,6 +730,11 @@ def event_v1(core: JSON) -> JSON:
     return out
 
 
+def _ownership(entry: ManagedEntry) -> tuple[str, str, str, tuple[FieldPath, ...]]:
+    """What an entry says, but for when: an apply that changes only the time changes nothing."""
+    return entry.manager, entry.operation, entry.subresource, tuple(sorted(entry.fields))
+
+
 def object_meta(*, name: str, namespace: str | None, uid: str, rv: int, created: float,
                 labels: Mapping[str, str] | None = None,
                 annotations: Mapping[str, str] | None = None, **extra: Any) -> JSON:
@@ -979,16 +985,72 @@ class KubeState:
         self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
         check_replicas(name, replicas)
         if replicas != d.replicas:
-            old, d.replicas = d.replicas, replicas
-            d.generation += 1
             d.managed = managed.claim(d.managed, manager, frozenset({managed.REPLICAS}),
                                       now=self.wall(), subresource=subresource)
-            self._modified_deployment(d)
-            self._deployment_event(d, "ScalingReplicaSet",
-                                   f"Scaled {'up' if replicas > old else 'down'} replica set "
-                                   f"{d.replica_set_name} to {replicas} from {old}")
-            self._reconcile(d)
+            self._change_replicas(d, replicas)
         return d
+
+    def _change_replicas(self, d: Deployment, replicas: int) -> None:
+        old, d.replicas = d.replicas, replicas
+        d.generation += 1
+        self._modified_deployment(d)
+        self._deployment_event(d, "ScalingReplicaSet",
+                               f"Scaled {'up' if replicas > old else 'down'} replica set "
+                               f"{d.replica_set_name} to {replicas} from {old}")
+        self._reconcile(d)
+
+    def apply_deployment(self, namespace: str, name: str, *, manager: str,
+                         replicas: int | None, labels: Mapping[str, str],
+                         annotations: Mapping[str, str], spec: frozenset[FieldPath],
+                         force: bool = False, dry_run: bool = False) -> JSON:
+        """A server-side apply by `manager` of a configuration that sets `replicas` (None: not
+        at all), `labels`, `annotations` and the other spec fields `spec` (with the values they
+        have: the caller checks). What the manager applied before and no longer does, and no
+        other manager holds, is removed: a label, or the replicas, which then default to 1.
+        `ConflictError` (409) names each field another manager holds that it would change,
+        unless `force`, which takes them. Returns the Deployment as it is, or on a dry run
+        would be, after it."""
+        d = self.deployment(namespace, name)
+        maps = {"labels": labels, "annotations": annotations}
+        applied = spec | managed.paths_of({k: v for k, v in maps.items() if v}, ("f:metadata",))
+        changed: set[FieldPath] = {("f:metadata", f"f:{kind}", f"f:{k}") for kind, live in (
+            ("labels", d.labels), ("annotations", d.annotations))
+            for k, v in maps[kind].items() if live.get(k) != v}
+        if replicas is not None:
+            applied |= {managed.REPLICAS}
+            if replicas != d.replicas:
+                changed.add(managed.REPLICAS)
+        before = next((e.fields for e in d.managed
+                       if (e.manager, e.operation) == (manager, managed.APPLY)), frozenset())
+        held = frozenset().union(*(e.fields for e in d.managed
+                                   if (e.manager, e.operation) != (manager, managed.APPLY)))
+        dropped = before - applied - held
+        entries, conflicts = managed.apply(d.managed, manager, applied, frozenset(changed),
+                                           now=self.wall(), force=force)
+        if conflicts and not force:
+            raise ConflictError(managed.conflict_message(conflicts, format_time), details={
+                "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),
+                            "message": f"conflict with {c.holder.describe(format_time)}"}
+                           for c in conflicts]})
+        kept = {kind: {k: v for k, v in live.items()
+                       if ("f:metadata", f"f:{kind}", f"f:{k}") not in dropped} | dict(maps[kind])
+                for kind, live in (("labels", d.labels), ("annotations", d.annotations))}
+        count = replicas if replicas is not None else (
+            DEFAULT_REPLICAS if managed.REPLICAS in dropped else d.replicas)
+        check_replicas(name, count)
+        if dry_run:
+            return self.deployment_json(dataclasses.replace(
+                d, labels=kept["labels"], annotations=kept["annotations"], replicas=count,
+                generation=d.generation + (count != d.replicas), managed=entries,
+                rendered=None))
+        moved = sorted(map(_ownership, entries)) != sorted(map(_ownership, d.managed))
+        touched = moved or kept["labels"] != d.labels or kept["annotations"] != d.annotations
+        d.managed, d.labels, d.annotations = entries, kept["labels"], kept["annotations"]
+        if count != d.replicas:
+            self._change_replicas(d, count)
+        elif touched:
+            self._modified_deployment(d)
+        return self.deployment_json(d)
 
     def update_deployment_metadata(self, namespace: str, name: str, *,
                                    labels: Mapping[str, str], annotations: Mapping[str, str],

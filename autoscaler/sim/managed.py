@@ -4,21 +4,21 @@ The apiserver records, for every write, the manager that made it (the request's 
 else its User-Agent up to the first `/`: `kubectl scale` is `kubectl`, kubernetes_asyncio
 unconfigured is `OpenAPI-Generator`) and the fields it changed, in FieldsV1 form
 (`{"f:spec": {"f:replicas": {}}}`). An Update takes each field it changes from whichever manager
-held it. A write through a subresource (`scale`, `status`) is its own entry. The simulated API
-serves these for Deployments, the one kind whose ownership the autoscaler reads: who last set
-`spec.replicas`.
+held it. A write through a subresource (`scale`, `status`) is its own entry. A server-side
+apply holds every field of its configuration; one that would change a field another manager
+holds is refused with a conflict unless forced. The simulated API serves these for Deployments,
+the one kind whose ownership the autoscaler reads: who last set `spec.replicas`.
 
-How far it goes: Update operations only (no server-side apply, which the simulated API refuses);
-a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a list item (a
-container by name, a condition by type) is marked owned itself (`.`) beside its members, and
-`spec.selector` is atomic, as in the apiserver's schema.
+How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
+list item (a container by name, a condition by type) is marked owned itself (`.`) beside its
+members, and `spec.selector` is atomic, as in the apiserver's schema.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +27,7 @@ JSON = dict[str, Any]
 FieldPath = tuple[str, ...]
 
 UPDATE = "Update"
+APPLY = "Apply"
 #: The apiserver's FieldManagerMaxLength: a manager name is at most this many bytes.
 MANAGER_MAX_BYTES = 128
 REPLICAS: FieldPath = ("f:spec", "f:replicas")
@@ -96,43 +97,113 @@ def _sorted(node: JSON) -> JSON:
     return {k: _sorted(v) for k, v in sorted(node.items())}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ManagedEntry:
     """One manager's fields, set by one kind of write (an Update of the object or of one of
-    its subresources), and when it last changed any of them (epoch seconds)."""
+    its subresources, or an Apply), and when it last changed any of them (epoch seconds)."""
 
     manager: str
     time_wall: float
     fields: frozenset[FieldPath] = frozenset()
     subresource: str = ""
+    operation: str = UPDATE
     api_version: str = "apps/v1"
 
     def as_json(self, format_time: Callable[[float], str]) -> JSON:
-        entry: JSON = {"manager": self.manager, "operation": UPDATE,
+        entry: JSON = {"manager": self.manager, "operation": self.operation,
                        "apiVersion": self.api_version, "time": format_time(self.time_wall),
                        "fieldsType": "FieldsV1", "fieldsV1": fields_v1(self.fields)}
         if self.subresource:
             entry["subresource"] = self.subresource
         return entry
 
+    def describe(self, format_time: Callable[[float], str]) -> str:
+        """The manager as an apply conflict names it: `"kubectl"` for an Apply, `"kubectl"
+        with subresource "scale" using apps/v1 at <time>` for an Update."""
+        text = json.dumps(self.manager)
+        if self.subresource:
+            text += f" with subresource {json.dumps(self.subresource)}"
+        if self.operation == UPDATE:
+            text += f" using {self.api_version} at {format_time(self.time_wall)}"
+        return text
+
+
+def _without(entries: Iterable[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
+    """`entries` with none holding `paths`; a manager left holding nothing is dropped."""
+    kept = (replace(e, fields=e.fields - paths) if e.fields & paths else e for e in entries)
+    return [e for e in kept if e.fields]
+
 
 def claim(entries: list[ManagedEntry], manager: str, paths: frozenset[FieldPath], *,
           now: float, subresource: str = "") -> list[ManagedEntry]:
-    """`entries` after `manager` changed `paths` with an Update: it holds them now, no other
-    manager does, and a manager left holding nothing is dropped."""
+    """`entries` after `manager` changed `paths` with an Update: it holds them now and no other
+    manager does."""
     if not paths:
         return entries
-    mine = next((e for e in entries if (e.manager, e.subresource) == (manager, subresource)),
-                None)
-    for entry in entries:
-        if entry is not mine and entry.fields & paths:
-            entry.fields -= paths
-    if mine is None:
-        mine = ManagedEntry(manager, now, subresource=subresource)
-        entries = [*entries, mine]
-    mine.fields |= paths
-    mine.time_wall = now
-    return [e for e in entries if e.fields]
+    key = (manager, UPDATE, subresource)
+    mine = next((e for e in entries if (e.manager, e.operation, e.subresource) == key), None)
+    held = mine.fields if mine is not None else frozenset()
+    return [*_without((e for e in entries if e is not mine), paths),
+            ManagedEntry(manager, now, held | paths, subresource)]
+
+
+def disown(entries: list[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
+    """`entries` once `paths` are gone from the object (a removed label): nobody holds them."""
+    return _without(entries, paths)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A field an apply would change that another manager holds."""
+
+    holder: ManagedEntry
+    path: FieldPath
+
+
+def apply(entries: list[ManagedEntry], manager: str, applied: frozenset[FieldPath],
+          changed: frozenset[FieldPath], *, now: float,
+          force: bool) -> tuple[list[ManagedEntry], list[Conflict]]:
+    """`entries` after `manager` applied a configuration of the fields `applied`, of which
+    `changed` take a new value, and the conflicts: the changed fields other managers hold.
+    With conflicts and without `force` nothing changes; with `force` the applier takes them.
+    Fields it applies with the value they have are held with their other holders."""
+    mine = next((e for e in entries if (e.manager, e.operation) == (manager, APPLY)), None)
+    others = [e for e in entries if e is not mine]
+    conflicts = [Conflict(e, p) for e in others for p in sorted(e.fields & changed)]
+    if conflicts and not force:
+        return entries, conflicts
+    kept = _without(others, changed)
+    if not applied:
+        return kept, conflicts
+    return [*kept, ManagedEntry(manager, now, applied, operation=APPLY)], conflicts
+
+
+def path_text(path: FieldPath) -> str:
+    """A field as conflicts name it: `.spec.replicas`, `.spec.containers[name="api"].image`."""
+    text = ""
+    for step in path:
+        if step.startswith("k:"):
+            key = json.loads(step[2:])
+            text += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in key.items()) + "]"
+        else:
+            text += "." + step[2:]
+    return text
+
+
+def conflict_message(conflicts: list[Conflict], format_time: Callable[[float], str]) -> str:
+    """The apiserver's message for an apply refused on `conflicts`."""
+    if len(conflicts) == 1:
+        only = conflicts[0]
+        return (f"Apply failed with 1 conflict: conflict with "
+                f"{only.holder.describe(format_time)}: {path_text(only.path)}")
+    by_holder: dict[str, list[FieldPath]] = {}
+    for c in conflicts:
+        by_holder.setdefault(c.holder.describe(format_time), []).append(c.path)
+    lines = []
+    for holder in sorted(by_holder):
+        lines.append(f"conflicts with {holder}:")
+        lines.extend(f"- {path_text(p)}" for p in by_holder[holder])
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
 
 
 def owners(entries: Iterable[ManagedEntry], path: FieldPath) -> list[str]:
@@ -140,18 +211,10 @@ def owners(entries: Iterable[ManagedEntry], path: FieldPath) -> list[str]:
     return [e.manager for e in sorted(entries, key=lambda e: e.time_wall) if path in e.fields]
 
 
-def disown(entries: list[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
-    """`entries` once `paths` are gone from the object (a removed label): nobody holds them."""
-    for entry in entries:
-        if entry.fields & paths:
-            entry.fields -= paths
-    return [e for e in entries if e.fields]
-
-
 def managed_fields(entries: Iterable[ManagedEntry],
                    format_time: Callable[[float], str]) -> list[JSON]:
     """The entries as the apiserver lists them: by operation, then time (whole seconds), then
     manager, then apiVersion, then subresource."""
-    ordered = sorted(entries, key=lambda e: (UPDATE, int(e.time_wall), e.manager,
+    ordered = sorted(entries, key=lambda e: (e.operation, int(e.time_wall), e.manager,
                                              e.api_version, e.subresource))
     return [e.as_json(format_time) for e in ordered]

@@ -13,6 +13,7 @@ from autoscaler.kube.cluster import (
     replicas_set_by,
 )
 from autoscaler.ports import FIELD_MANAGER, WriteOutcome
+from autoscaler.sim.kubestate import ConflictError
 from autoscaler.sim.managed import REPLICAS
 
 API = "be-fa-public"
@@ -58,3 +59,24 @@ def test_the_newest_holder_of_the_count_set_it() -> None:
     assert replicas_set_by(None) == ""  # a cluster that reports none
     with pytest.raises(MalformedObjectError, match="managedFields"):
         replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", ["f:spec"])])
+
+
+async def test_a_forced_server_side_apply_names_the_gitops_tool(served: Served,
+                                                                cluster: KubeCluster) -> None:
+    state = served.state
+    state.add_deployment(NS, API, replicas=2)
+    status = await cluster.get_workload(NS, API)
+    await cluster.scale(NS, API, replicas=6, resource_version=status.resource_version)
+
+    def sync(*, force: bool) -> None:  # Flux applies its manifest's count, server-side
+        state.apply_deployment(NS, API, manager="kustomize-controller", replicas=2, labels={},
+                               annotations={}, spec=frozenset(), force=force)
+
+    with pytest.raises(ConflictError, match=r'conflict with "tracardi-autoscaler" with '
+                                            r'subresource "scale" using apps/v1 at .*: '
+                                            r"\.spec\.replicas"):
+        sync(force=False)
+    assert (await cluster.get_workload(NS, API)).replicas == 6
+    sync(force=True)
+    synced = await cluster.get_workload(NS, API)
+    assert (synced.replicas, synced.replicas_set_by) == (2, "kustomize-controller")

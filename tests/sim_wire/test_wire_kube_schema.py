@@ -145,7 +145,7 @@ async def test_eviction_against_the_budget_is_the_429_status(served: Served) -> 
                  id="patch-with-stale-rv"),
     pytest.param("PATCH", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": 4}},
                  "application/apply-patch+yaml", 415, "UnsupportedMediaType",
-                 id="server-side-apply-unsupported"),
+                 id="server-side-apply-of-scale-unsupported"),
     pytest.param("PUT", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": "four"}},
                  "application/json", 422, "Invalid", id="replicas-not-a-number"),
     pytest.param("DELETE", f"{APPS}/deployments/{API}", {}, "application/json", 405,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from wire_k8s import API, NS, Kubectl, Served, kubectl_binary, validate
 
@@ -81,3 +82,87 @@ def test_fields_render_as_fields_v1() -> None:
     assert fields_v1(paths) == {
         "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
         "f:spec": {"f:replicas": {}, "f:selector": {}}}
+
+
+def _manifest(served: Served, path: Path, *, replicas: int | None = 3,
+              labels: dict[str, str] | None = None, image: str | None = None) -> Path:
+    """A GitOps manifest of the API Deployment as it runs: its selector and template, with
+    `replicas` (None: left out) and `labels` besides its own."""
+    live = served.state.deployment_json(served.state.deployment(NS, API))
+    template = live["spec"]["template"]
+    container = {"name": API, "image": image or template["spec"]["containers"][0]["image"]}
+    spec: dict[str, Any] = {"selector": live["spec"]["selector"], "template": {
+        "metadata": template["metadata"], "spec": {"containers": [container]}}}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    path.write_text(json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": API, "namespace": NS, "labels": labels or {}}, "spec": spec}))
+    return path
+
+
+@pytest.mark.real
+async def test_server_side_apply_holds_what_it_sets_and_conflicts_over_what_others_changed(
+        served: Served, kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = _manifest(served, tmp_path / "api.json", labels={"team": "crm"})
+    out = await kubectl("apply", "--server-side", "-f", str(manifest))
+    assert "serverside-applied" in out
+    applied = await _deployment(kubectl)
+    # The same count as it has: held by both, no conflict.
+    assert _holders(applied, "f:spec", "f:replicas") == [("kubectl", ""), ("helm", "")]
+    assert _holders(applied, "f:metadata", "f:labels", "f:team") == [("kubectl", "")]
+    served.state.set_replicas(NS, API, 5, manager="tracardi-autoscaler")  # it scales
+    with pytest.raises(AssertionError) as refused:
+        await kubectl("apply", "--server-side", "-f", str(manifest))
+    assert ('Apply failed with 1 conflict: conflict with "tracardi-autoscaler" with subresource '
+            '"scale" using apps/v1 at ') in str(refused.value)
+    assert str(refused.value).count(": .spec.replicas") == 1
+    assert served.state.deployment(NS, API).replicas == 5
+    await kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
+    forced = await _deployment(kubectl)
+    assert forced["spec"]["replicas"] == 3
+    assert _holders(forced, "f:spec", "f:replicas") == [("kubectl", "")]
+
+
+@pytest.mark.real
+async def test_a_field_an_apply_drops_goes_unless_another_manager_holds_it(
+        served: Served, kubectl: Kubectl, tmp_path: Path) -> None:
+    served.state.set_replicas(NS, API, 5, manager="tracardi-autoscaler")
+    await kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                  str(_manifest(served, tmp_path / "a.json", replicas=4,
+                                labels={"team": "crm"})))
+    await kubectl("apply", "--server-side", "-f",
+                  str(_manifest(served, tmp_path / "b.json", replicas=None)))
+    after = await _deployment(kubectl)
+    assert "team" not in after["metadata"]["labels"]
+    # The one holder of the count dropped it: it is gone, and defaults to 1 (an HPA's
+    # or this autoscaler's count is lost this way, unless they hold it).
+    assert after["spec"]["replicas"] == 1
+    assert after["metadata"]["labels"]["app.kubernetes.io/component"] == API  # helm's stays
+
+
+@pytest.mark.real
+async def test_an_apply_dry_run_stores_nothing_and_a_rollout_is_refused(
+        served: Served, kubectl: Kubectl, tmp_path: Path) -> None:
+    out = await kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                        "-o", "json", "-f", str(_manifest(served, tmp_path / "a.json",
+                                                          replicas=9)))
+    assert json.loads(out)["spec"]["replicas"] == 9
+    assert served.state.deployment(NS, API).replicas == 3
+    with pytest.raises(AssertionError, match=r"spec.template.spec.containers\[0\].image: "
+                                             r"Forbidden"):
+        await kubectl("apply", "--server-side", "-f",
+                      str(_manifest(served, tmp_path / "b.json", image="tracardi/api:9.9")))
+
+
+async def test_an_apply_names_its_field_manager(served: Served) -> None:
+    url = f"{served.server.url}/apis/apps/v1/namespaces/{NS}/deployments/{API}"
+    async with aiohttp.ClientSession() as session, session.patch(
+            url, data=json.dumps({"apiVersion": "apps/v1", "kind": "Deployment",
+                                  "metadata": {"name": API}, "spec": {"replicas": 4}}),
+            headers={"Content-Type": "application/apply-patch+yaml"}) as response:
+        status = await response.json()
+    assert (response.status, status["reason"]) == (422, "Invalid")
+    assert status["message"].endswith("fieldManager: Required value: is required for apply "
+                                      "patch")
+    assert served.state.deployment(NS, API).replicas == 3
