@@ -1129,7 +1129,7 @@ class _KubeApi:
         d = self.state.deployment(_ns(target), _name(target))
         if (config.get("apiVersion"), config.get("kind")) != ("apps/v1", "Deployment"):
             raise BadRequestError(f"the object of kind {config.get('kind')!r} in "
-                                  f"{config.get('apiVersion')!r} is not a apps/v1 Deployment")
+                                  f"{config.get('apiVersion')!r} is not an apps/v1 Deployment")
         meta = _metadata("Deployment", "apps", d.name, config)
         if meta.get("name") != d.name:
             raise BadRequestError(f"the name of the object ({meta.get('name')}) does not match "

@@ -77,8 +77,8 @@ WATCH_HISTORY = 1000
 CREATOR = "helm"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCALE_MANAGER = "kubectl"
-DEFAULT_REPLICAS = 1  # what the apiserver defaults a Deployment's spec.replicas to
 ANNOTATE_MANAGER = "kubectl-annotate"
+DEFAULT_REPLICAS = 1  # what the apiserver defaults a Deployment's spec.replicas to
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -1020,23 +1020,20 @@ class KubeState:
             applied |= {managed.REPLICAS}
             if replicas != d.replicas:
                 changed.add(managed.REPLICAS)
-        before = next((e.fields for e in d.managed
-                       if (e.manager, e.operation) == (manager, managed.APPLY)), frozenset())
-        held = frozenset().union(*(e.fields for e in d.managed
-                                   if (e.manager, e.operation) != (manager, managed.APPLY)))
-        dropped = before - applied - held
-        entries, conflicts = managed.apply(d.managed, manager, applied, frozenset(changed),
-                                           now=self.wall(), force=force)
-        if conflicts and not force:
-            raise ConflictError(managed.conflict_message(conflicts, format_time), details={
+        done = managed.apply(d.managed, manager, applied, frozenset(changed), now=self.wall(),
+                             force=force)
+        if done.conflicts and not force:
+            raise ConflictError(managed.conflict_message(done.conflicts, format_time), details={
                 "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),
                             "message": f"conflict with {c.holder.describe(format_time)}"}
-                           for c in conflicts]})
+                           for c in done.conflicts]})
+        entries = done.entries
         kept = {kind: {k: v for k, v in live.items()
-                       if ("f:metadata", f"f:{kind}", f"f:{k}") not in dropped} | dict(maps[kind])
+                       if ("f:metadata", f"f:{kind}", f"f:{k}") not in done.dropped}
+                | dict(maps[kind])
                 for kind, live in (("labels", d.labels), ("annotations", d.annotations))}
         count = replicas if replicas is not None else (
-            DEFAULT_REPLICAS if managed.REPLICAS in dropped else d.replicas)
+            DEFAULT_REPLICAS if managed.REPLICAS in done.dropped else d.replicas)
         check_replicas(name, count)
         if dry_run:
             return self.deployment_json(dataclasses.replace(

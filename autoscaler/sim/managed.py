@@ -160,22 +160,33 @@ class Conflict:
     path: FieldPath
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What an apply does to the entries: the entries after it (as before, when it is refused),
+    the conflicts, and the fields it no longer applies that nobody else holds: they go."""
+
+    entries: list[ManagedEntry]
+    conflicts: list[Conflict]
+    dropped: frozenset[FieldPath]
+
+
 def apply(entries: list[ManagedEntry], manager: str, applied: frozenset[FieldPath],
-          changed: frozenset[FieldPath], *, now: float,
-          force: bool) -> tuple[list[ManagedEntry], list[Conflict]]:
-    """`entries` after `manager` applied a configuration of the fields `applied`, of which
-    `changed` take a new value, and the conflicts: the changed fields other managers hold.
-    With conflicts and without `force` nothing changes; with `force` the applier takes them.
-    Fields it applies with the value they have are held with their other holders."""
+          changed: frozenset[FieldPath], *, now: float, force: bool) -> Applied:
+    """`manager` applies a configuration of the fields `applied`, of which `changed` take a new
+    value. The changed fields other managers hold conflict: with conflicts and without `force`
+    nothing changes; with `force` the applier takes them. Fields it applies with the value they
+    have are held with their other holders."""
     mine = next((e for e in entries if (e.manager, e.operation) == (manager, APPLY)), None)
     others = [e for e in entries if e is not mine]
     conflicts = [Conflict(e, p) for e in others for p in sorted(e.fields & changed)]
     if conflicts and not force:
-        return entries, conflicts
+        return Applied(entries, conflicts, frozenset())
+    held = frozenset().union(*(e.fields for e in others))
+    dropped = (mine.fields if mine is not None else frozenset()) - applied - held
     kept = _without(others, changed)
-    if not applied:
-        return kept, conflicts
-    return [*kept, ManagedEntry(manager, now, applied, operation=APPLY)], conflicts
+    if applied:
+        kept.append(ManagedEntry(manager, now, applied, operation=APPLY))
+    return Applied(kept, conflicts, dropped)
 
 
 def path_text(path: FieldPath) -> str:
