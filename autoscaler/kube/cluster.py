@@ -146,12 +146,17 @@ def _entries(value: object, where: str) -> list[Mapping[str, Any]]:
 def replicas_set_by(managed_fields: object) -> str:
     """The field manager that last set `spec.replicas`, from `metadata.managedFields` as JSON:
     the newest entry that holds it (an Update takes a field from its former holder, so there is
-    one, unless server-side apply shares it); empty when none does."""
+    one, unless server-side apply shares it); empty when none does. It only names a writer in
+    a report: an entry it cannot read is passed over, never a reason to hold the workload."""
     found, newest = "", -1.0
-    for entry in _entries(managed_fields, "metadata.managedFields"):
-        spec = _fields(_fields(entry.get("fieldsV1"), "managedFields.fieldsV1").get("f:spec"),
-                       "managedFields.fieldsV1.f:spec")
-        at = epoch_of(entry.get("time"), "managedFields.time")
+    if not isinstance(managed_fields, list):
+        return found
+    for entry in managed_fields:
+        try:
+            spec = _fields(_fields(entry.get("fieldsV1"), "fieldsV1").get("f:spec"), "f:spec")
+            at = epoch_of(entry.get("time"), "time")
+        except (AttributeError, MalformedObjectError):
+            continue
         if "f:replicas" in spec and at >= newest:
             found, newest = str(entry.get("manager") or ""), at
     return found

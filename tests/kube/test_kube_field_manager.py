@@ -9,7 +9,6 @@ from kubernetes_asyncio.client import ApiClient, AppsV1Api
 
 from autoscaler.kube.cluster import (
     KubeCluster,
-    MalformedObjectError,
     replicas_set_by,
 )
 from autoscaler.ports import FIELD_MANAGER, WriteOutcome
@@ -57,8 +56,11 @@ def test_the_newest_holder_of_the_count_set_it() -> None:
     ]) == "argocd-controller"
     assert replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", {"f:spec": {}})]) == ""
     assert replicas_set_by(None) == ""  # a cluster that reports none
-    with pytest.raises(MalformedObjectError, match="managedFields"):
-        replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", ["f:spec"])])
+    # What it cannot read names no writer, and holds nothing up: the count is read as ever.
+    assert replicas_set_by([_entry("helm", "2026-12-06T10:00:00Z", ["f:spec"]), "entry",
+                            _entry("argocd-controller", "yesterday", replicas),
+                            _entry("kubectl", "2026-12-06T09:00:00Z", replicas)]) == "kubectl"
+    assert replicas_set_by({"f:spec": {}}) == ""
 
 
 async def test_a_forced_server_side_apply_names_the_gitops_tool(served: Served,
