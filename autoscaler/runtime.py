@@ -30,7 +30,7 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.connect import KubeClient, connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
 from autoscaler.leader import LeaderElector
-from autoscaler.ports import PodProber, Probe, Source
+from autoscaler.ports import FIELD_MANAGER, PodProber, Probe, Source
 from autoscaler.probes import build_probe
 from autoscaler.probes.http import PodHttpProber
 from autoscaler.sources import PrometheusBatches, build_source
@@ -350,6 +350,8 @@ def explain_report(daemon: Daemon) -> dict[str, Any]:
             "decision": (None if d is None else
                          {"action": d.action.value, "current": d.current,
                           "desired": d.desired, "reasons": list(d.reasons)}),
+            # Who last set spec.replicas (managedFields); None when the cluster does not say.
+            "replicas_set_by": (state.status.replicas_set_by or None) if state.status else None,
             "error": state.read_error,
         })
     return {"workloads": out}
@@ -382,6 +384,13 @@ def format_explain(report: Mapping[str, Any]) -> str:
         else:
             lines.append("  decision    none: the Deployment could not be read: "
                          f"{w.get('error') or 'see the log'}")
+        writer = w.get("replicas_set_by")
+        if writer == FIELD_MANAGER:
+            lines.append(f"  replicas    set by {writer} (this autoscaler)")
+        elif writer:
+            lines.append(f"  replicas    set by {writer}: if it sets them again (a chart "
+                         "upgrade, a GitOps sync), it resets the count; leave replicas out of "
+                         "its manifests (deploy/README.md)")
     access = report.get("access")
     if access is not None:
         who = access["as"] or "this kubeconfig's user"

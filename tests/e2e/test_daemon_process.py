@@ -316,6 +316,7 @@ async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Clu
     assert w["decision"] == {"action": "scale", "current": 1, "desired": 3,
                              "reasons": w["decision"]["reasons"]}
     assert cluster.replicas() == 1, "explain never writes"
+    assert w["replicas_set_by"] == "helm"  # who made it, by its managedFields
     access = report["access"]
     assert (access["as"], access["missing"], access["error"]) == (None, [], None)
     assert access["checked"] >= 10

@@ -15,6 +15,7 @@ from test_daemon_confirm import _Cluster as _ConfirmCluster
 from autoscaler.daemon import Daemon
 from autoscaler.model import WorkloadStatus
 from autoscaler.ports import CheckResult
+from autoscaler.runtime import explain_report, format_explain
 
 WORKLOAD = "tracardi/wk-0000"
 
@@ -185,3 +186,21 @@ async def test_a_count_of_0_set_elsewhere_is_reported_as_held(tmp_path: Path) ->
     assert decision is not None and decision.desired == 0
     assert _reported(daemon, cluster)[1][0].endswith(
         "At 0 it stays at 0 until someone scales it up (as with the HPA)")
+
+
+@pytest.mark.parametrize(("writer", "line"), [
+    ("argocd-controller", "  replicas    set by argocd-controller: if it sets them again (a chart "
+                          "upgrade, a GitOps sync), it resets the count; leave replicas out of "
+                          "its manifests (deploy/README.md)"),
+    ("tracardi-autoscaler", "  replicas    set by tracardi-autoscaler (this autoscaler)"),
+    ("", None)])
+async def test_explain_says_who_set_the_replicas(tmp_path: Path, writer: str,
+                                                 line: str | None) -> None:
+    daemon, cluster = await _daemon(tmp_path)
+    cluster.set_by = writer
+    await daemon.explain()
+    [workload] = explain_report(daemon)["workloads"]
+    assert workload["replicas_set_by"] == (writer or None)
+    shown = [s for s in format_explain({"workloads": [workload]}).splitlines()
+             if s.startswith("  replicas ")]
+    assert shown == ([line] if line else [])
