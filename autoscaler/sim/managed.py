@@ -128,12 +128,6 @@ class ManagedEntry:
         return text
 
 
-def _without(entries: Iterable[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
-    """`entries` with none holding `paths`; a manager left holding nothing is dropped."""
-    kept = (replace(e, fields=e.fields - paths) if e.fields & paths else e for e in entries)
-    return [e for e in kept if e.fields]
-
-
 def claim(entries: list[ManagedEntry], manager: str, paths: frozenset[FieldPath], *,
           now: float, subresource: str = "") -> list[ManagedEntry]:
     """`entries` after `manager` changed `paths` with an Update: it holds them now and no other
@@ -143,13 +137,15 @@ def claim(entries: list[ManagedEntry], manager: str, paths: frozenset[FieldPath]
     key = (manager, UPDATE, subresource)
     mine = next((e for e in entries if (e.manager, e.operation, e.subresource) == key), None)
     held = mine.fields if mine is not None else frozenset()
-    return [*_without((e for e in entries if e is not mine), paths),
+    return [*disown((e for e in entries if e is not mine), paths),
             ManagedEntry(manager, now, held | paths, subresource)]
 
 
-def disown(entries: list[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
-    """`entries` once `paths` are gone from the object (a removed label): nobody holds them."""
-    return _without(entries, paths)
+def disown(entries: Iterable[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:
+    """`entries` with none holding `paths` (gone from the object, or taken by another writer);
+    a manager left holding nothing is dropped."""
+    kept = (replace(e, fields=e.fields - paths) if e.fields & paths else e for e in entries)
+    return [e for e in kept if e.fields]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +179,7 @@ def apply(entries: list[ManagedEntry], manager: str, applied: frozenset[FieldPat
         return Applied(entries, conflicts, frozenset())
     held = frozenset().union(*(e.fields for e in others))
     dropped = (mine.fields if mine is not None else frozenset()) - applied - held
-    kept = _without(others, changed)
+    kept = disown(others, changed)
     if applied:
         kept.append(ManagedEntry(manager, now, applied, operation=APPLY))
     return Applied(kept, conflicts, dropped)
