@@ -1020,8 +1020,7 @@ class KubeState:
             applied |= {managed.REPLICAS}
             if replicas != d.replicas:
                 changed.add(managed.REPLICAS)
-        done = managed.apply(d.managed, manager, applied, frozenset(changed), now=self.wall(),
-                             force=force)
+        done = managed.apply(d.managed, manager, applied, frozenset(changed), now=self.wall())
         if done.conflicts and not force:
             raise ConflictError(managed.conflict_message(done.conflicts, format_time), details={
                 "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),

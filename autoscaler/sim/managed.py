@@ -158,8 +158,9 @@ class Conflict:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What an apply does to the entries: the entries after it (as before, when it is refused),
-    the conflicts, and the fields it no longer applies that nobody else holds: they go."""
+    """What an apply does to the entries: the entries after it, the conflicts (without `force`
+    the apply is refused if there are any), and the fields it no longer applies that nobody
+    else holds: they go."""
 
     entries: list[ManagedEntry]
     conflicts: list[Conflict]
@@ -167,16 +168,14 @@ class Applied:
 
 
 def apply(entries: list[ManagedEntry], manager: str, applied: frozenset[FieldPath],
-          changed: frozenset[FieldPath], *, now: float, force: bool) -> Applied:
+          changed: frozenset[FieldPath], *, now: float) -> Applied:
     """`manager` applies a configuration of the fields `applied`, of which `changed` take a new
-    value. The changed fields other managers hold conflict: with conflicts and without `force`
-    nothing changes; with `force` the applier takes them. Fields it applies with the value they
-    have are held with their other holders."""
+    value. The changed fields other managers hold conflict; the applier takes them (as a forced
+    apply does). Fields it applies with the value they have are held with their other
+    holders."""
     mine = next((e for e in entries if (e.manager, e.operation) == (manager, APPLY)), None)
     others = [e for e in entries if e is not mine]
     conflicts = [Conflict(e, p) for e in others for p in sorted(e.fields & changed)]
-    if conflicts and not force:
-        return Applied(entries, conflicts, frozenset())
     held = frozenset().union(*(e.fields for e in others))
     dropped = (mine.fields if mine is not None else frozenset()) - applied - held
     kept = disown(others, changed)
