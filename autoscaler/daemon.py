@@ -1067,10 +1067,9 @@ class Daemon:
     def _check_kept(self, state: WorkloadState, status: WorkloadStatus) -> None:
         """Whether the Deployment still has the replica count this daemon set (or last saw).
         When another writer changed it (a manual scale, a GitOps sync of a manifest that sets
-        `replicas`, another controller), say so once per change: a warning, a
-        `ReplicasChangedElsewhere` Event (both name the writer's field manager, from
-        metadata.managedFields, when the cluster reports it) and
-        `replicas_changed_elsewhere_total`; the policies
+        `replicas`, another controller), say so once per change: a warning and a
+        `ReplicasChangedElsewhere` Event, which name the writer's field manager when the
+        cluster's managedFields do, and `replicas_changed_elsewhere_total`; the policies
         then decide as ever, so a writer that keeps setting it is fought, and now seen. A read
         of the generation the count was set at, or older, predates it (a lagging watch) and
         is passed over. Only a leader that writes reports: a standby, a dry run, a paused
