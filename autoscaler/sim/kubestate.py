@@ -730,6 +730,17 @@ def event_v1(core: JSON) -> JSON:
     return out
 
 
+def _meta_set(d: Deployment, labels: Mapping[str, str], annotations: Mapping[str, str], *,
+              gone: bool = False) -> frozenset[FieldPath]:
+    """The label and annotation fields of `d` that `labels` and `annotations` set to a new
+    value, or with `gone` those they leave out."""
+    return frozenset(("f:metadata", f"f:{kind}", f"f:{k}")
+                     for kind, old, new in (("labels", d.labels, labels),
+                                            ("annotations", d.annotations, annotations))
+                     for k in (old.keys() - new.keys() if gone else new)
+                     if gone or old.get(k) != new[k])
+
+
 def _ownership(entry: ManagedEntry) -> tuple[str, str, str, tuple[FieldPath, ...]]:
     """What an entry says, but for when: an apply that changes only the time changes nothing."""
     return entry.manager, entry.operation, entry.subresource, tuple(sorted(entry.fields))
@@ -1013,14 +1024,12 @@ class KubeState:
         d = self.deployment(namespace, name)
         maps = {"labels": labels, "annotations": annotations}
         applied = spec | managed.paths_of({k: v for k, v in maps.items() if v}, ("f:metadata",))
-        changed: set[FieldPath] = {("f:metadata", f"f:{kind}", f"f:{k}") for kind, live in (
-            ("labels", d.labels), ("annotations", d.annotations))
-            for k, v in maps[kind].items() if live.get(k) != v}
+        changed = _meta_set(d, labels, annotations)
         if replicas is not None:
             applied |= {managed.REPLICAS}
             if replicas != d.replicas:
-                changed.add(managed.REPLICAS)
-        done = managed.apply(d.managed, manager, applied, frozenset(changed), now=self.wall())
+                changed |= {managed.REPLICAS}
+        done = managed.apply(d.managed, manager, applied, changed, now=self.wall())
         if done.conflicts and not force:
             raise ConflictError(managed.conflict_message(done.conflicts, format_time), details={
                 "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),
@@ -1058,13 +1067,9 @@ class KubeState:
         d = self.deployment(namespace, name)
         self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
         changed = dict(labels) != d.labels or dict(annotations) != d.annotations
-        for kind, old, new in (("labels", d.labels, labels), ("annotations", d.annotations,
-                                                              annotations)):
-            at = ("f:metadata", f"f:{kind}")
-            d.managed = managed.claim(d.managed, manager, frozenset(
-                (*at, f"f:{k}") for k, v in new.items() if old.get(k) != v), now=self.wall())
-            d.managed = managed.disown(d.managed, frozenset(
-                (*at, f"f:{k}") for k in old if k not in new))
+        d.managed = managed.claim(d.managed, manager, _meta_set(d, labels, annotations),
+                                  now=self.wall())
+        d.managed = managed.disown(d.managed, _meta_set(d, labels, annotations, gone=True))
         d.labels, d.annotations = dict(labels), dict(annotations)
         if replicas != d.replicas:
             self.set_replicas(namespace, name, replicas, manager=manager, subresource="")
