@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 JSON = dict[str, Any]
@@ -74,11 +73,8 @@ def paths_of(value: Any, prefix: FieldPath) -> frozenset[FieldPath]:
     return frozenset({prefix})
 
 
-@lru_cache(maxsize=256)
 def fields_v1(owned: frozenset[FieldPath]) -> JSON:
-    """Paths as a FieldsV1 object: a member for each step, and `.` in a node owned itself.
-    Every Deployment served renders its entries, and they seldom change: the same set gives
-    the same object (which its readers copy before they change it, as a patch does)."""
+    """Paths as a FieldsV1 object: a member for each step, and `.` in a node owned itself."""
     root: JSON = {}
     for path in sorted(owned):
         node = root
