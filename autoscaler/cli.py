@@ -35,7 +35,13 @@ from autoscaler.bench.runner import (
     trace_for,
     write_json,
 )
-from autoscaler.bench.scenario import SCENARIOS, ReplayError, ScenarioError, check_scenario
+from autoscaler.bench.scenario import (
+    SCENARIOS,
+    ReplayError,
+    ScenarioError,
+    check_scenario,
+    outage_note,
+)
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
@@ -136,9 +142,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
-        if trace != "generated":
-            load_trace(trace)
+        loaded_trace = trace_for(trace)
         check_scenario(loaded, args.scenario)
+        note = outage_note(loaded_trace) if args.scenario == "worker-outage" else None
         _writable(args.json)
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
@@ -160,6 +166,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
     for key, value in result.items():
         print(f"{key:>24}: {value}")
+    if note:
+        print(f"note: {note}")
     return _write_json([result], args.json)
 
 
@@ -215,12 +223,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("no traces: ../shared/traces is absent; using the built-in generator",
               file=sys.stderr)
         traces = ["generated"]
+    scenarios = args.scenario or list(SCENARIOS)
+    notes: list[str] = []
     try:
         loaded = load_config(args.config)
         for trace in traces:
-            if trace != "generated":
+            if "worker-outage" in scenarios and (note := outage_note(trace_for(trace))):
+                notes.append(note)
+            elif trace != "generated":
                 load_trace(trace)
-        for scenario in args.scenario or SCENARIOS:
+        for scenario in scenarios:
             check_scenario(loaded, scenario)
         if args.plots:
             Path(args.plots).mkdir(parents=True, exist_ok=True)
@@ -231,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    jobs = jobs_for(str(args.config), traces, args.scenario or list(SCENARIOS),
+    jobs = jobs_for(str(args.config), traces, scenarios,
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots)
     started = time.perf_counter()
     _replay_logs()
@@ -241,6 +253,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 1
     print(table(results))
+    for note in notes:
+        print(f"note: {note}")
     print(f"{len(results)} runs in {time.perf_counter() - started:.1f}s on {args.workers} "
           f"worker process(es)")
     return _write_json(results, args.json)

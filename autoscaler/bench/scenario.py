@@ -88,8 +88,26 @@ def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
         startup = 20.0
         kind = "worker"
     normalized = trace.scaled(peak_replicas * capacity / peak)
-    outages: tuple[Outage, ...] = ()
-    if scenario == "worker-outage":
-        start = max(120, trace.busiest_hour_start() - 300)
-        outages = (Outage("elasticsearch", float(start), float(start + OUTAGE_SECONDS)),)
+    outages = (outage_window(trace),) if scenario == "worker-outage" else ()
     return Setup(scenario, kind, spec, capacity, normalized, outages, startup)
+
+
+def outage_window(trace: Trace) -> Outage:
+    """`worker-outage`'s Elasticsearch outage: 10 minutes from 5 minutes before the busiest
+    hour, and not in the first 120 s, while the replayed daemon settles."""
+    start = max(120, trace.busiest_hour_start() - 300)
+    return Outage("elasticsearch", float(start), float(start + OUTAGE_SECONDS))
+
+
+def outage_note(trace: Trace) -> str | None:
+    """What an operator should know when `trace` ends before its `worker-outage` outage does:
+    nothing otherwise."""
+    outage, end = outage_window(trace), trace.duration
+    window = f"{outage.start:.0f}-{outage.end:.0f} s"
+    if outage.start >= end:
+        return (f"{trace.name}: worker-outage has no outage: the trace ends at {end} s, before "
+                f"the outage ({window}); its rows are worker's")
+    if outage.end > end:
+        return (f"{trace.name}: worker-outage's outage ({window}) is cut short by the end of "
+                f"the trace at {end} s")
+    return None

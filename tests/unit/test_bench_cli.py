@@ -93,3 +93,25 @@ def test_a_replay_prints_none_of_its_daemons_log_lines(
     assert main(["bench", "--trace", a, "--scenario", "healing", "--no-progress"]) == 0
     err = capfd.readouterr().err
     assert '"event"' not in err, err
+
+
+def test_a_trace_that_ends_before_the_outage_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    short = trace(tmp_path, "short", [100, 300])  # 120 s: over before the outage begins
+    cut = trace(tmp_path, "cut", [100] * 5 + [300] * 5)  # 600 s: the outage (120-720 s) cut
+    long = trace(tmp_path, "long", [100] * 10 + [300] * 10)  # 1200 s: the whole outage
+    assert main(["bench", "--trace", short, cut, long, "--scenario", "worker-outage",
+                 "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("note: ")]
+    assert notes == [
+        "note: short: worker-outage has no outage: the trace ends at 120 s, before the outage "
+        "(120-720 s); its rows are worker's",
+        "note: cut: worker-outage's outage (120-720 s) is cut short by the end of the trace at "
+        "600 s"]
+    assert main(["simulate", "--trace", short, "--scenario", "worker-outage",
+                 "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("note: short: worker-outage "
+                                                               "has no outage")
+    assert main(["simulate", "--trace", short, "--scenario", "worker", "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().out
