@@ -41,6 +41,7 @@ from autoscaler.bench.scenario import (
     ScenarioError,
     check_scenario,
     outage_note,
+    peak_note,
 )
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
@@ -143,13 +144,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
         loaded_trace = trace_for(trace)
-        check_scenario(loaded, args.scenario)
-        note = outage_note(loaded_trace) if args.scenario == "worker-outage" else None
+        check_scenario(loaded, args.scenario, args.workload)
+        notes = [n for n in (outage_note(loaded_trace) if args.scenario == "worker-outage"
+                             else None,
+                             peak_note(loaded, args.scenario, args.workload,
+                                       args.peak_replicas)) if n]
         _writable(args.json)
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
-                  seed=args.seed, plot=args.plot)
+                  seed=args.seed, plot=args.plot, workload=args.workload)
         progress = SimProgress(enabled=not args.no_progress)
         try:
             result = run_job(job, on_model=progress.watch)
@@ -166,7 +170,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
     for key, value in result.items():
         print(f"{key:>24}: {value}")
-    if note:
+    for note in notes:
         print(f"note: {note}")
     return _write_json([result], args.json)
 
@@ -223,6 +227,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("no traces: ../shared/traces is absent; using the built-in generator",
               file=sys.stderr)
         traces = ["generated"]
+    if args.workload and not args.scenario:
+        print("--workload needs --scenario: a workload is scaled by request rate (api) or by "
+              "backlog (worker, worker-outage, healing)", file=sys.stderr)
+        return 2
     scenarios = args.scenario or list(SCENARIOS)
     notes: list[str] = []
     try:
@@ -233,7 +241,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             elif trace != "generated":
                 load_trace(trace)
         for scenario in scenarios:
-            check_scenario(loaded, scenario)
+            check_scenario(loaded, scenario, args.workload)
+            if note := peak_note(loaded, scenario, args.workload, args.peak_replicas):
+                notes.append(note)
         if args.plots:
             Path(args.plots).mkdir(parents=True, exist_ok=True)
         _writable(args.json)
@@ -244,7 +254,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     jobs = jobs_for(str(args.config), traces, scenarios,
-                    peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots)
+                    peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots,
+                    workload=args.workload)
     started = time.perf_counter()
     _replay_logs()
     try:
@@ -472,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--trace", help="CSV with t_seconds,requests (default: a shipped "
                           "trace, or the built-in generator without ../shared)")
     simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
+    simulate.add_argument("--workload", metavar="NAME",
+                          help="the config's workload to replay (default: the scenario's "
+                               "first: by request rate for api, by backlog otherwise)")
     simulate.add_argument("--peak-replicas", type=_at_least_one, default=20)
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--plot", help="write a PNG of the run here")
@@ -488,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", action="append", default=[],
                        help=f"repeatable; default: all of {', '.join(SCENARIOS)}; "
                             f"'{CHAOS}' runs only the chaos soak")
+    bench.add_argument("--workload", metavar="NAME",
+                       help="the config's workload to replay, with --scenario (default: each "
+                            "scenario's first)")
     bench.add_argument("--peak-replicas", type=_at_least_one, default=20)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1)

@@ -144,9 +144,10 @@ def steady_segment(trace: Trace, seconds: int) -> tuple[int, tuple[float, ...]]:
     return start, tuple(rates[start:start + seconds])
 
 
-def _worker(loaded: LoadedConfig, base: Setup) -> WorkloadSpec:
-    """The backlog-scaled Pulsar worker that reads stuck consumers (the scenario's default)."""
-    candidates = [base.spec, *loaded.workloads]
+def _worker(loaded: LoadedConfig, base: Setup, *, named: bool = False) -> WorkloadSpec:
+    """The backlog-scaled Pulsar worker that reads stuck consumers: the scenario's default, or
+    the named one (`named`) only."""
+    candidates = [base.spec] if named else [base.spec, *loaded.workloads]
     for spec in candidates:
         healing = spec.settings.healing
         if not healing.enabled or healing.consumer_source is None:
@@ -155,7 +156,8 @@ def _worker(loaded: LoadedConfig, base: Setup) -> WorkloadSpec:
             if policy.name == "backlog" and isinstance(
                     loaded.config.sources.get(str(ref.params.get("source"))), PulsarSource):
                 return spec
-    raise ScenarioError(f"{loaded.path}: the healing scenario needs a workload with a backlog "
+    which = f"workload {base.spec.name!r}" if named else "a workload"
+    raise ScenarioError(f"{loaded.path}: the healing scenario needs {which} with a backlog "
                         f"policy on a Pulsar source and healing.consumer_source set")
 
 
@@ -199,9 +201,10 @@ def _with_work(fault: Fault, rates: Sequence[float]) -> Fault:
 
 
 def build_healing(loaded: LoadedConfig, trace: Trace, *, peak_replicas: int,
-                  seed: int) -> HealingSetup:
-    base = build_setup(loaded, trace, "healing", peak_replicas=peak_replicas)
-    spec = _worker(loaded, base)
+                  seed: int, workload: str | None = None) -> HealingSetup:
+    base = build_setup(loaded, trace, "healing", peak_replicas=peak_replicas,
+                       workload=workload)
+    spec = _worker(loaded, base, named=workload is not None)
     params = next(ref.params for ref, p in zip(spec.settings.policies, spec.policies,
                                                  strict=True) if p.name == "backlog")
     capacity = float(params["msgs_per_second"])

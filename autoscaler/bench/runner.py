@@ -45,6 +45,7 @@ class Job:
     peak_replicas: int
     seed: int
     plot: str | None = None  # write a PNG of the run here
+    workload: str | None = None  # the config's workload to replay; None: the scenario's first
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -88,7 +89,8 @@ def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
     trace = trace_for(job.trace)
     if job.scenario == "healing":
         return run_healing_job(job, loaded, trace, on_model=on_model)
-    setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas)
+    setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas,
+                        workload=job.workload)
     model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
     if on_model is not None:
         on_model(model)
@@ -116,13 +118,15 @@ def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
         plot_run(model, Path(job.plot),
                  title=f"{trace.name} / {job.scenario} / {job.contender}")
     return {"trace": trace.name, "scenario": job.scenario, "contender": job.contender,
-            "target": job.target, **result, "wall_s": round(time.perf_counter() - started, 2)}
+            "target": job.target, "workload": setup.spec.name, **result,
+            "wall_s": round(time.perf_counter() - started, 2)}
 
 
 def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace, *,
                     on_model: Callable[[ClusterModel], None] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    hs = build_healing(loaded, trace, peak_replicas=job.peak_replicas, seed=job.seed)
+    hs = build_healing(loaded, trace, peak_replicas=job.peak_replicas, seed=job.seed,
+                       workload=job.workload)
     model, healing = run_healing(loaded, hs, job.contender, seed=job.seed,
                                  record_timeline=job.plot is not None, on_model=on_model)
     if job.plot is not None:
@@ -130,12 +134,13 @@ def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace, *,
 
         plot_run(model, Path(job.plot), title=f"{trace.name} / healing / {job.contender}")
     return {"trace": trace.name, "scenario": job.scenario, "contender": job.contender,
-            "target": None, **scores(hs.setup, model), **healing,
+            "target": None, "workload": hs.setup.spec.name, **scores(hs.setup, model), **healing,
             "wall_s": round(time.perf_counter() - started, 2)}
 
 
 def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
-             peak_replicas: int, seed: int, plot_dir: str | None) -> list[Job]:
+             peak_replicas: int, seed: int, plot_dir: str | None,
+             workload: str | None = None) -> list[Job]:
     jobs: list[Job] = []
     for trace in traces:
         for scenario in scenarios:
@@ -143,7 +148,8 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
             def job(contender: str, target: float | None = None, plot: str | None = None,
                     trace: str = trace, scenario: str = scenario) -> Job:
                 return Job(config=config, trace=trace, scenario=scenario, contender=contender,
-                           target=target, peak_replicas=peak_replicas, seed=seed, plot=plot)
+                           target=target, peak_replicas=peak_replicas, seed=seed, plot=plot,
+                           workload=workload)
 
             stem = Path(trace).stem
             plot = str(Path(plot_dir) / f"{stem}-{scenario}-ours.png") if plot_dir else None

@@ -10,7 +10,9 @@ sick pods into the worker (see `bench/healing.py`, which builds on the worker se
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, WorkloadSpec
 from autoscaler.sim.model import ClusterModel, Outage
@@ -48,42 +50,62 @@ class Setup:
                             record_timeline=record_timeline)
 
 
-def _workload(loaded: LoadedConfig, policy: str, source_kind: type) -> WorkloadSpec:
+def _workload(loaded: LoadedConfig, policy: str, source_kind: type,
+              name: str | None = None) -> tuple[WorkloadSpec, Mapping[str, Any]]:
+    """The workload the scenario replays, with the params of its `policy`: the one named, or
+    the first with that policy on a `source_kind` source."""
     sources = loaded.config.sources
+    fits: list[tuple[WorkloadSpec, Mapping[str, Any]]] = []
     for spec in loaded.workloads:
         for ref, p in zip(spec.settings.policies, spec.policies, strict=True):
             src = ref.params.get("source")
             if p.name == policy and isinstance(sources.get(str(src)), source_kind):
-                return spec
-    raise ScenarioError(f"{loaded.path}: no workload with a {policy!r} policy on a "
-                        f"{source_kind.__name__} source")
+                fits.append((spec, ref.params))
+                break
+    what = f"{policy!r} policy on a {source_kind.__name__} source"
+    if name is None:
+        if fits:
+            return fits[0]
+        raise ScenarioError(f"{loaded.path}: no workload with a {what}")
+    for spec, params in fits:
+        if spec.name == name:
+            return spec, params
+    if name not in {spec.name for spec in loaded.workloads}:
+        known = ", ".join(spec.name for spec in loaded.workloads)
+        raise ScenarioError(f"{loaded.path}: no workload {name!r}; its workloads: {known}")
+    others = ", ".join(spec.name for spec, _ in fits) or "none"
+    raise ScenarioError(f"{loaded.path}: workload {name!r} has no {what}, which this scenario "
+                        f"replays; the workloads that have one: {others}")
 
 
-def check_scenario(loaded: LoadedConfig, scenario: str) -> None:
-    """Raise ScenarioError unless `scenario` is known and the config has its workload: before
-    a bench starts its runs, not in one of them."""
+def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = None) -> None:
+    """Raise ScenarioError unless `scenario` is known and the config has its workload (the one
+    named, if one is): before a bench starts its runs, not in one of them."""
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     if scenario == "api":
-        _workload(loaded, "request-rate", PrometheusSource)
-    else:
-        _workload(loaded, "backlog", PulsarSource)
+        _workload(loaded, "request-rate", PrometheusSource, workload)
+        return
+    spec, _ = _workload(loaded, "backlog", PulsarSource, workload)
+    healing = spec.settings.healing
+    if scenario == "healing" and workload is not None and not (
+            healing.enabled and healing.consumer_source):
+        raise ScenarioError(f"{loaded.path}: the healing scenario needs workload {workload!r} "
+                            f"to heal and to read its consumers: set healing.consumer_source")
 
 
 def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
-                peak_replicas: int) -> Setup:
+                peak_replicas: int, workload: str | None = None) -> Setup:
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     peak = max(trace.rates) or 1.0
     if scenario == "api":
-        spec = _workload(loaded, "request-rate", PrometheusSource)
-        params = spec.settings.policies[0].params
+        spec, params = _workload(loaded, "request-rate", PrometheusSource, workload)
         capacity = float(params["capacity_rps"])
         startup = float(params.get("startup_seconds", 30.0))
         kind = "api"
     else:
-        spec = _workload(loaded, "backlog", PulsarSource)
-        params = spec.settings.policies[0].params
+        spec, params = _workload(loaded, "backlog", PulsarSource, workload)
         capacity = float(params["msgs_per_second"])
         startup = 20.0
         kind = "worker"
@@ -111,3 +133,18 @@ def outage_note(trace: Trace) -> str | None:
         return (f"{trace.name}: worker-outage's outage ({window}) is cut short by the end of "
                 f"the trace at {end} s")
     return None
+
+
+def peak_note(loaded: LoadedConfig, scenario: str, workload: str | None,
+              peak_replicas: int) -> str | None:
+    """What an operator should know when the scenario's workload may not have the pods the
+    trace's peak needs (the trace is scaled to `peak_replicas` pods' worth): nothing
+    otherwise."""
+    spec, _ = (_workload(loaded, "request-rate", PrometheusSource, workload) if scenario == "api"
+               else _workload(loaded, "backlog", PulsarSource, workload))
+    most = spec.settings.max
+    if most >= peak_replicas:
+        return None
+    return (f"{scenario}: workload {spec.name!r} may have at most {most} pods, and the trace's "
+            f"peak needs {peak_replicas} (--peak-replicas): it cannot keep up there; replay it "
+            f"with --peak-replicas {most} or less")

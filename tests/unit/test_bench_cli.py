@@ -115,3 +115,69 @@ def test_a_trace_that_ends_before_the_outage_says_so(
                                                                "has no outage")
     assert main(["simulate", "--trace", short, "--scenario", "worker", "--no-progress"]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_workload_picks_which_of_the_configs_workloads_is_replayed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300])
+    default, collector = tmp_path / "default.json", tmp_path / "collector.json"
+    assert main(["simulate", "--trace", a, "--scenario", "worker", "--no-progress",
+                 "--json", str(default)]) == 0
+    assert main(["simulate", "--trace", a, "--scenario", "worker", "--workload",
+                 "wk-pl-collector", "--peak-replicas", "10", "--no-progress",
+                 "--json", str(collector)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+    def run(path: Path) -> dict[str, object]:
+        return dict(json.loads(path.read_text())["runs"][0])
+
+    assert run(default)["workload"] == "wk-pl-background"  # the first with a backlog policy
+    assert run(collector)["workload"] == "wk-pl-collector"
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--trace", a, "--scenario", "worker", "--workload", "wk-pl-collector",
+                 "--peak-replicas", "10", "--no-progress", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert {r["workload"] for r in runs} == {"wk-pl-collector"}
+    ours = next(r for r in runs if r["contender"] == "ours")
+    assert ours["replica_seconds"] == run(collector)["replica_seconds"]
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--scenario", "worker", "--workload", "nope"],
+     "no workload 'nope'; its workloads: be-fa-public, wk-pl-background"),
+    (["--scenario", "api", "--workload", "wk-pl-collector"],
+     "workload 'wk-pl-collector' has no 'request-rate' policy on a PrometheusSource source, "
+     "which this scenario replays; the workloads that have one: be-fa-public"),
+    (["--scenario", "healing", "--workload", "wk-pl-workflow"],
+     "the healing scenario needs workload 'wk-pl-workflow' to heal and to read its consumers"),
+])
+@pytest.mark.parametrize("command", ["simulate", "bench"])
+def test_a_workload_the_scenario_cannot_replay_is_named_and_nothing_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, argv: list[str],
+        error: str) -> None:
+    a = trace(tmp_path, "flat", [100] * 5)
+    out = tmp_path / "out.json"
+    assert main([command, "--trace", a, *argv, "--no-progress", "--json", str(out)]) == 2
+    assert error in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bench_workload_needs_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--workload", "wk-pl-collector", "--no-progress"]) == 2
+    assert "--workload needs --scenario" in capsys.readouterr().err
+
+
+def test_a_workload_whose_max_is_under_the_peak_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300])
+    assert main(["simulate", "--trace", a, "--scenario", "worker", "--workload",
+                 "wk-pl-collector", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "note: worker: workload 'wk-pl-collector' may have at most 10 pods, and the trace's peak "
+        "needs 20 (--peak-replicas): it cannot keep up there; replay it with --peak-replicas 10 "
+        "or less")
+    assert main(["bench", "--trace", a, "--scenario", "worker", "--scenario", "api",
+                 "--workload", "wk-pl-collector", "--no-progress"]) == 2  # api: not its policy
+    capsys.readouterr()
+    assert main(["bench", "--trace", a, "--scenario", "worker", "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().out  # the shipped default's max is 30
