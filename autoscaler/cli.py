@@ -145,10 +145,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         trace = args.trace or _default_trace()
         loaded_trace = trace_for(trace)
         check_scenario(loaded, args.scenario, args.workload)
-        notes = [n for n in (outage_note(loaded_trace) if args.scenario == "worker-outage"
-                             else None,
-                             peak_note(loaded, args.scenario, args.workload,
-                                       args.peak_replicas)) if n]
+        notes = [note for note in (
+            outage_note(loaded_trace) if args.scenario == "worker-outage" else None,
+            peak_note(loaded, args.scenario, args.workload, args.peak_replicas)) if note]
         _writable(args.json)
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
@@ -218,6 +217,10 @@ def _default_trace() -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
+    if args.workload and (args.scale is not None or CHAOS in args.scenario):
+        print("--workload is for the replays of --scenario api, worker, worker-outage and "
+              "healing, not for --scale or the chaos soak", file=sys.stderr)
+        return 2
     if args.scale is not None:
         return cmd_bench_scale(args)
     if CHAOS in args.scenario:
@@ -236,10 +239,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(args.config)
         for trace in traces:
-            if "worker-outage" in scenarios and (note := outage_note(trace_for(trace))):
+            loaded_trace = trace_for(trace)  # a bad CSV stops the bench here, not in a run
+            if "worker-outage" in scenarios and (note := outage_note(loaded_trace)):
                 notes.append(note)
-            elif trace != "generated":
-                load_trace(trace)
         for scenario in scenarios:
             check_scenario(loaded, scenario, args.workload)
             if note := peak_note(loaded, scenario, args.workload, args.peak_replicas):

@@ -162,9 +162,12 @@ def test_a_workload_the_scenario_cannot_replay_is_named_and_nothing_runs(
     assert not out.exists()
 
 
-def test_bench_workload_needs_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_workload_needs_a_scenario_it_replays(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--workload", "wk-pl-collector", "--no-progress"]) == 2
     assert "--workload needs --scenario" in capsys.readouterr().err
+    for other in (["--scenario", "chaos"], ["--scale", "10"]):
+        assert main(["bench", "--workload", "wk-pl-collector", *other, "--no-progress"]) == 2
+        assert "not for --scale or the chaos soak" in capsys.readouterr().err
 
 
 def test_a_workload_whose_max_is_under_the_peak_is_named(
