@@ -475,21 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--metrics-port", type=_port, default=9108)
     demo.add_argument("--kubeconfig-out", type=Path,
                       help="write the simulated cluster's kubeconfig here (for kubectl)")
-    demo.add_argument("--peak-replicas", type=_at_least_one, default=20)
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--peak-replicas", type=_at_least_one, default=20,
+                      help="scale the trace so that its peak needs this many pods (default 20)")
+    demo.add_argument("--seed", type=int, default=1,
+                      help="seed of every random draw: pod start-up jitter, faults (default 1)")
     demo.add_argument("--no-ui", action="store_true", help="plain lines instead of a live view")
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser("simulate", help="replay a trace against the simulated cluster")
-    simulate.add_argument("--config", type=Path, default=default_config_path())
+    simulate.add_argument("--config", type=Path, default=default_config_path(),
+                          help="the policies to replay (default: the shipped tracardi.yaml)")
     simulate.add_argument("--trace", help="CSV with t_seconds,requests (default: a shipped "
                           "trace, or the built-in generator without ../shared)")
     simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
     simulate.add_argument("--workload", metavar="NAME",
                           help="the config's workload to replay (default: the scenario's "
                                "first: by request rate for api, by backlog otherwise)")
-    simulate.add_argument("--peak-replicas", type=_at_least_one, default=20)
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--peak-replicas", type=_at_least_one, default=20,
+                          help="scale the trace so that its peak needs this many pods (default 20)")
+    simulate.add_argument("--seed", type=int, default=1,
+                          help="seed of every random draw: pod start-up jitter, faults (default 1)")
     simulate.add_argument("--plot", help="write a PNG of the run here")
     simulate.add_argument("--json", help="write the scores as JSON here")
     simulate.add_argument("--no-progress", action="store_true",
@@ -497,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="ours against keda, static and the oracle")
-    bench.add_argument("--config", type=Path, default=default_config_path())
+    bench.add_argument("--config", type=Path, default=default_config_path(),
+                       help="the policies to replay (default: the shipped tracardi.yaml)")
     bench.add_argument("--trace", action="extend", nargs="+", default=[], metavar="CSV",
                        help="CSV traces (one or more, repeatable; default: "
                             "../shared/traces/*.csv)")
@@ -507,9 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workload", metavar="NAME",
                        help="the config's workload to replay, with --scenario (default: each "
                             "scenario's first)")
-    bench.add_argument("--peak-replicas", type=_at_least_one, default=20)
-    bench.add_argument("--seed", type=int, default=1)
-    bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1)
+    bench.add_argument("--peak-replicas", type=_at_least_one, default=20,
+                       help="scale the trace so that its peak needs this many pods (default 20)")
+    bench.add_argument("--seed", type=int, default=1,
+                       help="seed of every random draw: pod start-up jitter, faults (default 1)")
+    bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1,
+                       help="processes the runs are spread over (default: one per CPU)")
     bench.add_argument("--json", help="write {runs: [...]} here")
     bench.add_argument("--plots", help="write one PNG per trace and scenario (ours) here")
     bench.add_argument("--no-progress", action="store_true")
