@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--peak-replicas", type=_at_least_one, default=20,
                       help="scale the trace so that its peak needs this many pods (default 20)")
     demo.add_argument("--seed", type=int, default=1,
-                      help="seed of every random draw: pod start-up jitter, faults (default 1)")
+                      help="seed of the pods' start-up jitter (default 1)")
     demo.add_argument("--no-ui", action="store_true", help="plain lines instead of a live view")
     demo.set_defaults(func=cmd_demo)
 
