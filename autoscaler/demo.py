@@ -39,7 +39,7 @@ from autoscaler.sim.elasticsearch_api import create_app as es_app
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState
-from autoscaler.sim.model import ClusterModel, Outage
+from autoscaler.sim.model import ClusterModel, Outage, cpu_milli
 from autoscaler.sim.prometheus_api import PrometheusState
 from autoscaler.sim.prometheus_api import create_app as prometheus_app
 from autoscaler.sim.pulsar_admin import Consumer, PulsarState
@@ -158,7 +158,8 @@ class DemoCluster:
                     continue
                 if not pod.ready:
                     self.kube.mark_ready(self.namespace, pod.name, True)
-                self.kube.set_cpu_usage(self.namespace, pod.name, pod.cpu_request_milli // 10)
+                self.kube.set_cpu_usage(self.namespace, pod.name,
+                                        cpu_milli(pod.cpu_request_milli, 0.0))
 
     def _sync(self, s: Scaled, t: float) -> None:
         model = s.model
@@ -179,16 +180,14 @@ class DemoCluster:
         ready = sum(p.ready for p in model.deployment.pods)
         pods = sorted((p for p in self.kube.workload_pods(self.namespace, s.name)
                        if not p.deleting), key=lambda p: p.created_wall)
-        # What metrics-server would report (`kubectl top pods`): a tenth of the request idle,
-        # the rest in proportion to the share of the pods' capacity in use.
-        busy = (min(1.0, model.out_rate() / (ready * model.deployment.capacity))
-                if ready else 0.0)
+        # What metrics-server would report (`kubectl top pods`).
+        busy = model.busy_share()
         for i, pod in enumerate(pods):
             want = i < ready
             if pod.ready != want or pod.phase != "Running":
                 self.kube.mark_ready(self.namespace, pod.name, want)
-            load = 0.1 + 0.9 * busy if want else 0.1
-            self.kube.set_cpu_usage(self.namespace, pod.name, round(pod.cpu_request_milli * load))
+            self.kube.set_cpu_usage(self.namespace, pod.name,
+                                    cpu_milli(pod.cpu_request_milli, busy if want else 0.0))
         if s.query is not None:
             self.prometheus.set(s.query, model.in_rate())
         if s.topic is not None and s.subscription is not None:

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, WorkloadSpec
+from autoscaler.policies.hpa import HpaParams, HpaPolicy, ResourceMetric
 from autoscaler.sim.model import ClusterModel, Outage
 from autoscaler.sim.traces import Trace
 
 SCENARIOS = ("api", "worker", "worker-outage", "healing")
 OUTAGE_SECONDS = 600
+#: Requests/s one API pod serves when it is scaled by `hpa` on CPU (no policy says it). The
+#: trace is scaled so that its peak needs `--peak-replicas` pods, and the CPU use is a share of
+#: capacity, so the replay's decisions are the same for any value.
+HPA_CAPACITY_RPS = 100.0
 
 
 class ScenarioError(ValueError):
@@ -50,32 +55,58 @@ class Setup:
                             record_timeline=record_timeline)
 
 
-def _workload(loaded: LoadedConfig, policy: str, source_kind: type,
-              name: str | None = None) -> tuple[WorkloadSpec, Mapping[str, Any]]:
-    """The workload the scenario replays, with the params of its `policy`: the one named, or
-    the first with that policy on a `source_kind` source."""
+def _policy_of(loaded: LoadedConfig, spec: WorkloadSpec,
+               kind: str) -> tuple[str, Mapping[str, Any]] | None:
+    """The policy of `spec` a `kind` scenario replays, with its params: for `worker`, a backlog
+    policy on a Pulsar source; for `api`, a request-rate policy on a Prometheus source, else an
+    `hpa` policy on the pods' CPU (the simulated pods report CPU use, see `model.cpu_milli`)."""
     sources = loaded.config.sources
-    fits: list[tuple[WorkloadSpec, Mapping[str, Any]]] = []
-    for spec in loaded.workloads:
-        for ref, p in zip(spec.settings.policies, spec.policies, strict=True):
-            src = ref.params.get("source")
-            if p.name == policy and isinstance(sources.get(str(src)), source_kind):
-                fits.append((spec, ref.params))
-                break
-    what = f"{policy!r} policy on a {source_kind.__name__} source"
+    on_cpu: tuple[str, Mapping[str, Any]] | None = None
+    for ref, p in zip(spec.settings.policies, spec.policies, strict=True):
+        source = sources.get(str(ref.params.get("source")))
+        if kind == "worker":
+            if p.name == "backlog" and isinstance(source, PulsarSource):
+                return p.name, ref.params
+        elif p.name == "request-rate" and isinstance(source, PrometheusSource):
+            return p.name, ref.params
+        elif (on_cpu is None and isinstance(p, HpaPolicy)
+              and isinstance(p.params, HpaParams) and isinstance(p.params.metric, ResourceMetric)):
+            on_cpu = p.name, ref.params
+    return on_cpu if kind == "api" else None
+
+
+#: What the workload of each kind of scenario is scaled by, to name it in an error.
+_SCALED_BY = {"api": "a 'request-rate' policy on a PrometheusSource source or an 'hpa' policy "
+                     "on CPU",
+              "worker": "a 'backlog' policy on a PulsarSource source"}
+
+
+def _workload(loaded: LoadedConfig, kind: str,
+              name: str | None = None) -> tuple[WorkloadSpec, str, Mapping[str, Any]]:
+    """The workload a `kind` scenario replays, with the policy it is scaled by and its params:
+    the one named, or the first with a request-rate policy (`api`) or a backlog policy
+    (`worker`), or for `api` without one the first with an `hpa` policy on CPU."""
+    fits = [(spec, *found) for spec in loaded.workloads
+            if (found := _policy_of(loaded, spec, kind)) is not None]
+    what = _SCALED_BY[kind]
     if name is None:
-        if fits:
-            return fits[0]
-        raise ScenarioError(f"{loaded.path}: no workload with a {what}")
-    for spec, params in fits:
+        preferred = [fit for fit in fits if fit[1] != "hpa"] or fits
+        if preferred:
+            return preferred[0]
+        raise ScenarioError(f"{loaded.path}: no workload with {what}")
+    for spec, policy, params in fits:
         if spec.name == name:
-            return spec, params
+            return spec, policy, params
     if name not in {spec.name for spec in loaded.workloads}:
         known = ", ".join(spec.name for spec in loaded.workloads)
         raise ScenarioError(f"{loaded.path}: no workload {name!r}; its workloads: {known}")
-    others = ", ".join(spec.name for spec, _ in fits) or "none"
-    raise ScenarioError(f"{loaded.path}: workload {name!r} has no {what}, which this scenario "
-                        f"replays; the workloads that have one: {others}")
+    others = ", ".join(spec.name for spec, _, _ in fits) or "none"
+    raise ScenarioError(f"{loaded.path}: workload {name!r} has no {what.removeprefix('a ')}, "
+                        f"which this scenario replays; the workloads that have one: {others}")
+
+
+def _kind(scenario: str) -> str:
+    return "api" if scenario == "api" else "worker"
 
 
 def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = None) -> None:
@@ -83,10 +114,7 @@ def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = N
     named, if one is): before a bench starts its runs, not in one of them."""
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    if scenario == "api":
-        _workload(loaded, "request-rate", PrometheusSource, workload)
-        return
-    spec, _ = _workload(loaded, "backlog", PulsarSource, workload)
+    spec, _, _ = _workload(loaded, _kind(scenario), workload)
     healing = spec.settings.healing
     if scenario == "healing" and workload is not None and not (
             healing.enabled and healing.consumer_source):
@@ -99,16 +127,16 @@ def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     peak = max(trace.rates) or 1.0
-    if scenario == "api":
-        spec, params = _workload(loaded, "request-rate", PrometheusSource, workload)
-        capacity = float(params["capacity_rps"])
-        startup = float(params.get("startup_seconds", 30.0))
-        kind = "api"
-    else:
-        spec, params = _workload(loaded, "backlog", PulsarSource, workload)
+    kind = _kind(scenario)
+    spec, policy, params = _workload(loaded, kind, workload)
+    if policy == "backlog":
         capacity = float(params["msgs_per_second"])
         startup = 20.0
-        kind = "worker"
+    elif policy == "request-rate":
+        capacity = float(params["capacity_rps"])
+        startup = float(params.get("startup_seconds", 30.0))
+    else:  # hpa on CPU: a pod's whole CPU request serves its capacity, whatever that is
+        capacity, startup = HPA_CAPACITY_RPS, 30.0
     normalized = trace.scaled(peak_replicas * capacity / peak)
     outages = (outage_window(trace),) if scenario == "worker-outage" else ()
     return Setup(scenario, kind, spec, capacity, normalized, outages, startup)
@@ -140,8 +168,7 @@ def peak_note(loaded: LoadedConfig, scenario: str, workload: str | None,
     """What an operator should know when the scenario's workload may not have the pods the
     trace's peak needs (the trace is scaled to `peak_replicas` pods' worth): nothing
     otherwise."""
-    spec, _ = (_workload(loaded, "request-rate", PrometheusSource, workload) if scenario == "api"
-               else _workload(loaded, "backlog", PulsarSource, workload))
+    spec, _, _ = _workload(loaded, _kind(scenario), workload)
     most = spec.settings.max
     if most >= peak_replicas:
         return None

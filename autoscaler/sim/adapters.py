@@ -25,17 +25,19 @@ from typing import Protocol
 
 from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings, PulsarSource
 from autoscaler.kube.errors import KubeError, outcome_for
-from autoscaler.model import ConsumerStat, PodInfo, Signal, WorkloadStatus
+from autoscaler.model import ConsumerStat, PodInfo, PodSample, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.clock import now as _now
 from autoscaler.sim.clock import sleep as _sleep
 from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
-from autoscaler.sim.model import ClusterModel
+from autoscaler.sim.model import POD_CPU_REQUEST_MILLI, ClusterModel, cpu_milli
 from autoscaler.sources.http import FetchError, Reply
 from autoscaler.sources.prometheus import parse_query_reply
 from autoscaler.sources.pulsar import in_rate_counter
 from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
 
+#: The signal of a workload's pods' CPU use (metrics.k8s.io), as the live adapter names it.
+CPU_SIGNAL = "resources.cpu"
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
 #: The simulated cluster's epoch: wall time = SIM_EPOCH + virtual seconds, so that pod start
@@ -94,7 +96,8 @@ class ModelCluster:
                 seen = key, PodInfo(
                     name=p.name, ready=p.ready, phase="Running" if p.ready else "Pending",
                     ip=p.ip, started_at=SIM_EPOCH + p.created_at, restarts=p.restarts,
-                    waiting_reason="CrashLoopBackOff" if p.crashing else "")
+                    waiting_reason="CrashLoopBackOff" if p.crashing else "",
+                    cpu_request_milli=POD_CPU_REQUEST_MILLI)
             infos[p.name] = seen
             listed.append(seen[1])
         self._pod_infos = infos
@@ -130,7 +133,19 @@ class ModelCluster:
         return None
 
     async def pod_cpu(self, namespace: str, deployment: str) -> Signal:
-        return Signal("resources.cpu", None, _now(), error="no metrics in the simulator")
+        """What metrics.k8s.io reports for the ready pods (`model.cpu_milli`; a pod that is
+        still starting has no metrics yet), as `KubeCluster.pod_cpu` returns it."""
+        err = await self._fault("list", "podmetrics")
+        if err is not None:
+            return Signal(CPU_SIGNAL, None, _now(), error=str(KubeError(err.code, err.reason,
+                                                                        err.message)))
+        self.model.advance(_now())
+        dep = self.model.deployment
+        usage = cpu_milli(POD_CPU_REQUEST_MILLI, self.model.busy_share())
+        samples = tuple(PodSample(p.name, usage) for p in dep.pods if p.ready)
+        if deployment != dep.name or not samples:
+            return Signal(CPU_SIGNAL, None, _now(), error=f"no pod metrics for {deployment}")
+        return Signal(CPU_SIGNAL, float(usage * len(samples)), _now(), samples=samples)
 
     async def watch_pods(self, namespace: str) -> AsyncIterator[PodEvent]:
         last = -1

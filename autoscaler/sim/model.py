@@ -45,6 +45,16 @@ KUBELET_BACKOFF_MAX_SECONDS = 300.0
 KUBELET_BACKOFF_RESET_SECONDS = 600.0
 #: A fault only hits a pod that has been up this long (out of any start-up grace).
 FAULT_MIN_AGE_SECONDS = 120.0
+#: The CPU each simulated pod requests (millicores), as the simulated Kubernetes API shows it.
+POD_CPU_REQUEST_MILLI = 500
+#: A pod's CPU use while it serves nothing, as a share of its request.
+IDLE_CPU_SHARE = 0.1
+
+
+def cpu_milli(request_milli: int, busy: float) -> int:
+    """A pod's CPU use as metrics-server reports it: a tenth of its request idle, the rest in
+    proportion to `busy`, the share of its capacity in use; its whole request at capacity."""
+    return round(request_milli * (IDLE_CPU_SHARE + (1.0 - IDLE_CPU_SHARE) * busy))
 
 
 def _sum(values: Iterable[float]) -> float:
@@ -358,6 +368,13 @@ class ClusterModel:
 
     def out_rate(self) -> float:
         return _sum(self._out_window) / len(self._out_window) if self._out_window else 0.0
+
+    def busy_share(self) -> float:
+        """The share of the ready pods' capacity in use: the output rate (over the last
+        `rate_window` s, as metrics-server averages a window) over their capacity."""
+        ready = sum(p.ready for p in self.deployment.pods)
+        return (min(1.0, self.out_rate() / (ready * self.deployment.capacity))
+                if ready else 0.0)
 
     # ------------------------------------------------------------------ writes
     def scale(self, replicas: int, *, at: float) -> None:

@@ -146,8 +146,9 @@ def test_workload_picks_which_of_the_configs_workloads_is_replayed(
     (["--scenario", "worker", "--workload", "nope"],
      "no workload 'nope'; its workloads: be-fa-public, wk-pl-background"),
     (["--scenario", "api", "--workload", "wk-pl-collector"],
-     "workload 'wk-pl-collector' has no 'request-rate' policy on a PrometheusSource source, "
-     "which this scenario replays; the workloads that have one: be-fa-public"),
+     "workload 'wk-pl-collector' has no 'request-rate' policy on a PrometheusSource source or "
+     "an 'hpa' policy on CPU, which this scenario replays; the workloads that have one: "
+     "be-fa-public"),
     (["--scenario", "healing", "--workload", "wk-pl-workflow"],
      "the healing scenario needs workload 'wk-pl-workflow' to heal and to read its consumers"),
 ])
