@@ -490,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
     simulate.add_argument("--workload", metavar="NAME",
                           help="the config's workload to replay (default: the scenario's "
-                               "first: by request rate for api, by backlog otherwise)")
+                               "first: for api by request rate, else by hpa on CPU; for the "
+                               "others by backlog)")
     simulate.add_argument("--peak-replicas", type=_at_least_one, default=20,
                           help="scale the trace so that its peak needs this many pods (default 20)")
     simulate.add_argument("--seed", type=int, default=1,

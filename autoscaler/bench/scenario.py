@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, WorkloadSpec
-from autoscaler.policies.hpa import HpaParams, HpaPolicy, ResourceMetric
+from autoscaler.policies.hpa import HpaPolicy, ResourceMetric
 from autoscaler.sim.model import ClusterModel, Outage
 from autoscaler.sim.traces import Trace
 
 SCENARIOS = ("api", "worker", "worker-outage", "healing")
 OUTAGE_SECONDS = 600
-#: Requests/s one API pod serves when it is scaled by `hpa` on CPU (no policy says it). The
-#: trace is scaled so that its peak needs `--peak-replicas` pods, and the CPU use is a share of
-#: capacity, so the replay's decisions are the same for any value.
+#: Requests/s one API pod serves when it is scaled by `hpa` on CPU (no policy says it). It sets
+#: only the unit: the trace is scaled so that its peak needs `--peak-replicas` pods, and the
+#: pods' CPU use is the share of their capacity in use.
 HPA_CAPACITY_RPS = 100.0
 
 
@@ -70,7 +70,7 @@ def _policy_of(loaded: LoadedConfig, spec: WorkloadSpec,
         elif p.name == "request-rate" and isinstance(source, PrometheusSource):
             return p.name, ref.params
         elif (on_cpu is None and isinstance(p, HpaPolicy)
-              and isinstance(p.params, HpaParams) and isinstance(p.params.metric, ResourceMetric)):
+              and isinstance(p.params.metric, ResourceMetric)):
             on_cpu = p.name, ref.params
     return on_cpu if kind == "api" else None
 
