@@ -138,8 +138,16 @@ def _replay_logs() -> None:
     configure_logging(json=True, level=logging.CRITICAL)
 
 
+#: What `--capacity-factor` says when asked of a run it does not apply to.
+CAPACITY_FACTOR_ONLY = ("--capacity-factor is for --scenario api, worker and worker-outage: "
+                        "the healing scenario, --scale and the chaos soak size their own pods")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     _replay_logs()
+    if args.capacity_factor != 1.0 and args.scenario == "healing":
+        print(CAPACITY_FACTOR_ONLY, file=sys.stderr)
+        return 2
     try:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
@@ -152,7 +160,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
-                  seed=args.seed, plot=args.plot, workload=args.workload)
+                  seed=args.seed, plot=args.plot, workload=args.workload,
+                  capacity_factor=args.capacity_factor)
         progress = SimProgress(enabled=not args.no_progress)
         try:
             result = run_job(job, on_model=progress.watch)
@@ -221,6 +230,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("--workload is for the replays of --scenario api, worker, worker-outage and "
               "healing, not for --scale or the chaos soak", file=sys.stderr)
         return 2
+    if args.capacity_factor != 1.0 and (args.scale is not None or CHAOS in args.scenario):
+        print(CAPACITY_FACTOR_ONLY, file=sys.stderr)
+        return 2
     if args.scale is not None:
         return cmd_bench_scale(args)
     if CHAOS in args.scenario:
@@ -235,6 +247,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
               "backlog (worker, worker-outage, healing)", file=sys.stderr)
         return 2
     scenarios = args.scenario or list(SCENARIOS)
+    if args.capacity_factor != 1.0 and "healing" in scenarios:
+        print(CAPACITY_FACTOR_ONLY, file=sys.stderr)
+        return 2
     notes: list[str] = []
     try:
         loaded = load_config(args.config)
@@ -257,7 +272,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     jobs = jobs_for(str(args.config), traces, scenarios,
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots,
-                    workload=args.workload)
+                    workload=args.workload, capacity_factor=args.capacity_factor)
     started = time.perf_counter()
     _replay_logs()
     try:
@@ -494,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "others by backlog)")
     simulate.add_argument("--peak-replicas", type=_at_least_one, default=20,
                           help="scale the trace so that its peak needs this many pods (default 20)")
+    simulate.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
+                          help="the simulated pods serve this times what the policy states "
+                               "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
+                               "overestimates its pods twice (default 1)")
     simulate.add_argument("--seed", type=int, default=1,
                           help="seed of every random draw: pod start-up jitter, faults (default 1)")
     simulate.add_argument("--plot", help="write a PNG of the run here")
@@ -516,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "scenario's first)")
     bench.add_argument("--peak-replicas", type=_at_least_one, default=20,
                        help="scale the trace so that its peak needs this many pods (default 20)")
+    bench.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
+                       help="the simulated pods serve this times what the policy states "
+                            "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
+                            "overestimates its pods twice (default 1)")
     bench.add_argument("--seed", type=int, default=1,
                        help="seed of every random draw: pod start-up jitter, faults (default 1)")
     bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1,

@@ -46,6 +46,7 @@ class Job:
     seed: int
     plot: str | None = None  # write a PNG of the run here
     workload: str | None = None  # the config's workload to replay; None: the scenario's first
+    capacity_factor: float = 1.0  # the pods serve this times what the policy states
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -90,7 +91,7 @@ def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
     if job.scenario == "healing":
         return run_healing_job(job, loaded, trace, on_model=on_model)
     setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas,
-                        workload=job.workload)
+                        workload=job.workload, capacity_factor=job.capacity_factor)
     model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
     if on_model is not None:
         on_model(model)
@@ -99,7 +100,7 @@ def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
         run_ours(loaded, setup, model)
     elif job.contender == "keda":
         assert job.target is not None
-        run_keda(setup, model, job.target * setup.capacity)
+        run_keda(setup, model, job.target * setup.policy_capacity)
     elif job.contender == "static":
         run_static(setup, model)
     if job.contender == "oracle":
@@ -140,7 +141,7 @@ def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace, *,
 
 def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
              peak_replicas: int, seed: int, plot_dir: str | None,
-             workload: str | None = None) -> list[Job]:
+             workload: str | None = None, capacity_factor: float = 1.0) -> list[Job]:
     jobs: list[Job] = []
     for trace in traces:
         for scenario in scenarios:
@@ -149,7 +150,7 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
                     trace: str = trace, scenario: str = scenario) -> Job:
                 return Job(config=config, trace=trace, scenario=scenario, contender=contender,
                            target=target, peak_replicas=peak_replicas, seed=seed, plot=plot,
-                           workload=workload)
+                           workload=workload, capacity_factor=capacity_factor)
 
             stem = Path(trace).stem
             plot = str(Path(plot_dir) / f"{stem}-{scenario}-ours.png") if plot_dir else None

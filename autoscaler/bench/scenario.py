@@ -44,6 +44,14 @@ class Setup:
     trace: Trace  # already normalized to the scenario's unit (requests/s or msgs/s)
     outages: tuple[Outage, ...]
     startup_seconds: float
+    #: The capacity the policy states (`capacity_rps`, `msgs_per_second`) when the pods serve
+    #: another (`--capacity-factor`); None: they serve what it states.
+    stated_capacity: float | None = None
+
+    @property
+    def policy_capacity(self) -> float:
+        """What the scaler believes one pod serves: keda's targets are shares of it."""
+        return self.capacity if self.stated_capacity is None else self.stated_capacity
 
     def model(self, *, seed: int, record_timeline: bool = False) -> ClusterModel:
         w = self.spec.settings
@@ -123,7 +131,10 @@ def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = N
 
 
 def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
-                peak_replicas: int, workload: str | None = None) -> Setup:
+                peak_replicas: int, workload: str | None = None,
+                capacity_factor: float = 1.0) -> Setup:
+    """The simulated cluster of one run: the trace scaled so that its peak needs
+    `peak_replicas` pods, whose pods serve `capacity_factor` times what the policy states."""
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     peak = max(trace.rates) or 1.0
@@ -137,9 +148,11 @@ def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
         startup = float(params.get("startup_seconds", 30.0))
     else:  # hpa on CPU: a pod's whole CPU request serves its capacity, whatever that is
         capacity, startup = HPA_CAPACITY_RPS, 30.0
+    stated = capacity if capacity_factor != 1.0 else None
+    capacity *= capacity_factor
     normalized = trace.scaled(peak_replicas * capacity / peak)
     outages = (outage_window(trace),) if scenario == "worker-outage" else ()
-    return Setup(scenario, kind, spec, capacity, normalized, outages, startup)
+    return Setup(scenario, kind, spec, capacity, normalized, outages, startup, stated)
 
 
 def outage_window(trace: Trace) -> Outage:

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.bench.scenario import build_setup
+from autoscaler.cli import default_config_path, main
+from autoscaler.config import load_config
 from autoscaler.ports import PodEvent
 from autoscaler.sim.adapters import ModelCluster
+from autoscaler.sim.traces import Trace
 
 
 def trace(folder: Path, name: str, rates: list[int]) -> str:
@@ -185,3 +188,50 @@ def test_a_workload_whose_max_is_under_the_peak_is_named(
     capsys.readouterr()
     assert main(["bench", "--trace", a, "--scenario", "worker", "--no-progress"]) == 0
     assert "note:" not in capsys.readouterr().out  # the shipped default's max is 30
+
+
+def test_capacity_factor_replays_pods_that_serve_less_than_the_policy_states(
+        tmp_path: Path) -> None:
+    a = trace(tmp_path, "rise", [100, 100, 300, 300, 300, 300, 300, 300, 300, 300])
+
+    def run(*extra: str) -> dict[str, object]:
+        out = tmp_path / "run.json"
+        assert main(["simulate", "--trace", a, "--scenario", "api", "--no-progress",
+                     "--json", str(out), *extra]) == 0
+        return dict(json.loads(out.read_text())["runs"][0])
+
+    stated, slower = run(), run("--capacity-factor", "0.5")
+    # the request-rate policy trusts capacity_rps: with pods that serve half of it, it asks for
+    # about half the pods the peak needs (a step to 20 pods' worth), and the API stays late
+    viol = (stated["slo_violation_seconds"], slower["slo_violation_seconds"])
+    assert isinstance(viol[0], int) and isinstance(viol[1], int)
+    assert viol[1] > 4 * viol[0] and viol[1] > 300, viol
+    assert slower["replica_seconds"] < stated["replica_seconds"]  # fewer pods asked for
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--trace", a, "--scenario", "worker", "--capacity-factor", "0.5",
+                 "--no-progress", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    static = next(r for r in runs if r["contender"] == "static")
+    oracle = next(r for r in runs if r["contender"] == "oracle")
+    # the peak still needs 20 of the (slower) pods: static and the oracle size for those
+    assert static["replica_seconds"] == 20 * 600
+    assert oracle["replica_seconds"] <= 20 * 600
+
+
+@pytest.mark.parametrize("argv", [["simulate", "--scenario", "healing"], ["bench"],
+                                  ["bench", "--scenario", "chaos"], ["bench", "--scale", "10"]])
+def test_capacity_factor_is_refused_where_it_does_not_apply(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--capacity-factor", "0.5", "--no-progress"]) == 2
+    assert "--capacity-factor is for --scenario api, worker and worker-outage" in (
+        capsys.readouterr().err)
+
+
+def test_with_a_capacity_factor_keda_still_sizes_by_what_the_policy_states() -> None:
+    loaded = load_config(default_config_path())
+    flat = Trace("flat", (10.0,) * 60, 1)
+    setup = build_setup(loaded, flat, "api", peak_replicas=20, capacity_factor=0.5)
+    assert (setup.capacity, setup.policy_capacity) == (50.0, 100.0)  # capacity_rps: 100
+    assert max(setup.trace.rates) == 20 * 50.0  # the peak needs 20 of the slower pods
+    same = build_setup(loaded, flat, "worker", peak_replicas=20)
+    assert (same.capacity, same.policy_capacity) == (50.0, 50.0)  # msgs_per_second: 50
