@@ -445,6 +445,20 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}s"
 
 
+def _replay_options(parser: argparse.ArgumentParser) -> None:
+    """What `simulate` and `bench` replay, and how the simulated cluster is sized."""
+    parser.add_argument("--config", type=Path, default=default_config_path(),
+                        help="the policies to replay (default: the shipped tracardi.yaml)")
+    parser.add_argument("--peak-replicas", type=_at_least_one, default=20,
+                        help="scale the trace so that its peak needs this many pods (default 20)")
+    parser.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
+                        help="the simulated pods serve this times what the policy states "
+                             "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
+                             "overestimates its pods twice (default 1)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of every random draw: pod start-up jitter, faults (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracardi-autoscaler",
@@ -498,8 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser("simulate", help="replay a trace against the simulated cluster")
-    simulate.add_argument("--config", type=Path, default=default_config_path(),
-                          help="the policies to replay (default: the shipped tracardi.yaml)")
+    _replay_options(simulate)
     simulate.add_argument("--trace", help="CSV with t_seconds,requests (default: a shipped "
                           "trace, or the built-in generator without ../shared)")
     simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
@@ -507,14 +520,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the config's workload to replay (default: the scenario's "
                                "first: for api by request rate, else by hpa on CPU; for the "
                                "others by backlog)")
-    simulate.add_argument("--peak-replicas", type=_at_least_one, default=20,
-                          help="scale the trace so that its peak needs this many pods (default 20)")
-    simulate.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
-                          help="the simulated pods serve this times what the policy states "
-                               "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
-                               "overestimates its pods twice (default 1)")
-    simulate.add_argument("--seed", type=int, default=1,
-                          help="seed of every random draw: pod start-up jitter, faults (default 1)")
     simulate.add_argument("--plot", help="write a PNG of the run here")
     simulate.add_argument("--json", help="write the scores as JSON here")
     simulate.add_argument("--no-progress", action="store_true",
@@ -522,8 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="ours against keda, static and the oracle")
-    bench.add_argument("--config", type=Path, default=default_config_path(),
-                       help="the policies to replay (default: the shipped tracardi.yaml)")
+    _replay_options(bench)
     bench.add_argument("--trace", action="extend", nargs="+", default=[], metavar="CSV",
                        help="CSV traces (one or more, repeatable; default: "
                             "../shared/traces/*.csv)")
@@ -533,14 +537,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workload", metavar="NAME",
                        help="the config's workload to replay, with --scenario (default: each "
                             "scenario's first)")
-    bench.add_argument("--peak-replicas", type=_at_least_one, default=20,
-                       help="scale the trace so that its peak needs this many pods (default 20)")
-    bench.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
-                       help="the simulated pods serve this times what the policy states "
-                            "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
-                            "overestimates its pods twice (default 1)")
-    bench.add_argument("--seed", type=int, default=1,
-                       help="seed of every random draw: pod start-up jitter, faults (default 1)")
     bench.add_argument("--workers", type=_at_least_one, default=os.cpu_count() or 1,
                        help="processes the runs are spread over (default: one per CPU)")
     bench.add_argument("--json", help="write {runs: [...]} here")
