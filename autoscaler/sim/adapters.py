@@ -29,6 +29,7 @@ from autoscaler.model import ConsumerStat, PodInfo, PodSample, Signal, WorkloadS
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.clock import now as _now
 from autoscaler.sim.clock import sleep as _sleep
+from autoscaler.sim.cluster import CPU_SIGNAL
 from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import POD_CPU_REQUEST_MILLI, ClusterModel, cpu_milli
 from autoscaler.sources.http import FetchError, Reply
@@ -36,8 +37,6 @@ from autoscaler.sources.prometheus import parse_query_reply
 from autoscaler.sources.pulsar import in_rate_counter
 from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
 
-#: The signal of a workload's pods' CPU use (metrics.k8s.io), as the live adapter names it.
-CPU_SIGNAL = "resources.cpu"
 #: How often the simulated pod watch looks for readiness changes.
 WATCH_SECONDS = 2.0
 #: The simulated cluster's epoch: wall time = SIM_EPOCH + virtual seconds, so that pod start

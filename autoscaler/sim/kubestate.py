@@ -45,6 +45,7 @@ from typing import Any
 from autoscaler.config import PAUSE_ANNOTATION
 from autoscaler.sim import managed
 from autoscaler.sim.managed import FieldPath, ManagedEntry
+from autoscaler.sim.model import POD_CPU_REQUEST_MILLI
 
 JSON = dict[str, Any]
 
@@ -938,7 +939,8 @@ class KubeState:
     # -- deployments and the controller ------------------------------------------------------
 
     def add_deployment(self, namespace: str, name: str, *, replicas: int,
-                       cpu_request_milli: int = 500, image: str = "tracardi/com-tracardi-api",
+                       cpu_request_milli: int = POD_CPU_REQUEST_MILLI,
+                       image: str = "tracardi/com-tracardi-api",
                        labels: Mapping[str, str] | None = None,
                        annotations: Mapping[str, str] | None = None,
                        instance: str = "tracardi", manager: str = CREATOR) -> Deployment:
