@@ -152,10 +152,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
         loaded_trace = trace_for(trace)
-        check_scenario(loaded, args.scenario, args.workload)
+        spec = check_scenario(loaded, args.scenario, args.workload)
         notes = [note for note in (
             outage_note(loaded_trace) if args.scenario == "worker-outage" else None,
-            peak_note(loaded, args.scenario, args.workload, args.peak_replicas)) if note]
+            peak_note(spec, args.scenario, args.peak_replicas)) if note]
         _writable(args.json)
         _writable(args.plot, plot=True)
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
@@ -258,8 +258,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if "worker-outage" in scenarios and (note := outage_note(loaded_trace)):
                 notes.append(note)
         for scenario in scenarios:
-            check_scenario(loaded, scenario, args.workload)
-            if note := peak_note(loaded, scenario, args.workload, args.peak_replicas):
+            spec = check_scenario(loaded, scenario, args.workload)
+            if note := peak_note(spec, scenario, args.peak_replicas):
                 notes.append(note)
         if args.plots:
             Path(args.plots).mkdir(parents=True, exist_ok=True)

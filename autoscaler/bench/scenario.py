@@ -117,9 +117,11 @@ def _kind(scenario: str) -> str:
     return "api" if scenario == "api" else "worker"
 
 
-def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = None) -> None:
-    """Raise ScenarioError unless `scenario` is known and the config has its workload (the one
-    named, if one is): before a bench starts its runs, not in one of them."""
+def check_scenario(loaded: LoadedConfig, scenario: str,
+                   workload: str | None = None) -> WorkloadSpec:
+    """The workload `scenario` replays (the one named, if one is); ScenarioError unless the
+    scenario is known and the config has it: before a bench starts its runs, not in one of
+    them."""
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     spec, _, _ = _workload(loaded, _kind(scenario), workload)
@@ -128,6 +130,7 @@ def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = N
             healing.enabled and healing.consumer_source):
         raise ScenarioError(f"{loaded.path}: the healing scenario needs workload {workload!r} "
                             f"to heal and to read its consumers: set healing.consumer_source")
+    return spec
 
 
 def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
@@ -176,12 +179,10 @@ def outage_note(trace: Trace) -> str | None:
     return None
 
 
-def peak_note(loaded: LoadedConfig, scenario: str, workload: str | None,
-              peak_replicas: int) -> str | None:
-    """What an operator should know when the scenario's workload may not have the pods the
-    trace's peak needs (the trace is scaled to `peak_replicas` pods' worth): nothing
+def peak_note(spec: WorkloadSpec, scenario: str, peak_replicas: int) -> str | None:
+    """What an operator should know when the scenario's workload (`spec`) may not have the pods
+    the trace's peak needs (the trace is scaled to `peak_replicas` pods' worth): nothing
     otherwise."""
-    spec, _, _ = _workload(loaded, _kind(scenario), workload)
     most = spec.settings.max
     if most >= peak_replicas:
         return None
