@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autoscaler.policies.base import LooksBack, Policy, UnknownPolicyError, build_policy
+from autoscaler.policies.base import (
+    LooksBack,
+    Policy,
+    UnknownPolicyError,
+    build_policy,
+    optional_signals,
+)
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
@@ -460,7 +466,9 @@ class WorkloadSpec:
         return f"{self.namespace}/{self.name}"
 
     def signal_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s for p in self.policies for s in p.signals()))
+        """Every signal the policies read, those they can do without included."""
+        return tuple(dict.fromkeys(s for p in self.policies
+                                   for s in (*p.signals(), *optional_signals(p))))
 
 
 @dataclass(frozen=True, slots=True)

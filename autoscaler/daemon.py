@@ -290,7 +290,9 @@ class Daemon:
                 if not isinstance(policy, LooksBack):
                     return None
                 for name, seconds in policy.history_seconds().items():
-                    needed[name] = max(needed.get(name, 0.0), seconds)
+                    # The pods' CPU is read, and kept, per workload.
+                    key = f"{name}@{spec.key}" if name in RESOURCE_SIGNALS else name
+                    needed[key] = max(needed.get(key, 0.0), seconds)
         return needed
 
     @staticmethod
@@ -700,6 +702,13 @@ class Daemon:
                if f"{s}@{spec.key}" in self.store.latest}
         return ChainMap(own, self.store.latest)
 
+    def history_for(self, spec: WorkloadSpec) -> Mapping[str, Sequence[Signal]]:
+        """The signal history `spec`'s policies read: its own pods' CPU under its plain name."""
+        history = self.store.history_view()
+        own = {s: history[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
+               if f"{s}@{spec.key}" in history}
+        return {**history, **own} if own else history
+
     def _requires(self, spec: WorkloadSpec) -> tuple[DependencyState | None, ...]:
         get = self.store.dependencies.get
         return tuple([get(d) for d in spec.settings.requires])
@@ -836,7 +845,7 @@ class Daemon:
         started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
                           dependencies=self.store.dependencies, history=history, now=now,
-                          staleness=self.staleness, signal_history=self.store.history_view())
+                          staleness=self.staleness, signal_history=self.history_for(spec))
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision
         state.history = result.history
@@ -910,7 +919,7 @@ class Daemon:
         again = evaluate(spec, status=status, signals=self.signals_for(spec),
                          dependencies=self.store.dependencies, history=state.history, now=now,
                          staleness=self.staleness,
-                         signal_history=self.store.history_view()).decision
+                         signal_history=self.history_for(spec)).decision
         if again.action is Action.SCALE and again.desired == decision.desired:
             return ()
         return (f"DecisionChanged: {again.action.value} {again.current} -> {again.desired}",

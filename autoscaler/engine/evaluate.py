@@ -25,7 +25,7 @@ from autoscaler.model import (
     Step,
     WorkloadStatus,
 )
-from autoscaler.policies.base import PolicyContext, PolicyError
+from autoscaler.policies.base import PolicyContext, PolicyError, optional_signals
 
 #: Staleness limit for signals whose source sets none (resources.cpu: metrics-server's cadence).
 DEFAULT_STALE_SECONDS = 90.0
@@ -73,11 +73,15 @@ def evaluate(
         return Evaluation(decide(Action.SCALE, w.min, ("TooFewReplicas: current below min",)),
                           history)
 
+    unusable = frozenset(
+        name for policy in spec.policies for name in optional_signals(policy)
+        if signal_reason(name, signals.get(name), now=now,
+                         stale_after=staleness.get(name, DEFAULT_STALE_SECONDS)))
     ctx = PolicyContext(
         status=status, signals=signals, now=now, min_replicas=w.min, max_replicas=w.max,
         tolerance_up=w.behavior.tolerance.scale_up,
         tolerance_down=w.behavior.tolerance.scale_down,
-        history=signal_history or {},
+        history=signal_history or {}, unusable=unusable,
     )
     proposals: list[Recommendation] = []
     invalid: list[str] = []

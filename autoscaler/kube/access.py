@@ -95,7 +95,8 @@ def needed(loaded: LoadedConfig, *, dry_run: bool,
         need(ns, "list", "keda.sh", "scaledobjects",
              why="hold a workload that a KEDA ScaledObject also scales")
         if any(s in RESOURCE_SIGNALS for s in spec.signal_names()):
-            need(ns, "list", "metrics.k8s.io", "pods", why="read pod CPU for the hpa policy")
+            need(ns, "list", "metrics.k8s.io", "pods",
+                 why="read pod CPU (an hpa policy, learn_from_cpu)")
         if dry_run:
             continue
         need(ns, "update", "apps", "deployments/scale", why="scale")

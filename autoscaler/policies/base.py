@@ -39,6 +39,9 @@ class PolicyContext:
     tolerance_up: float = 0.1
     tolerance_down: float = 0.1
     history: Mapping[str, Sequence[Signal]] = field(default_factory=dict)
+    #: The optional signals (`ReadsOptional`) that are missing, failed or stale now: a policy
+    #: does without them, and never acts on their latest value.
+    unusable: frozenset[str] = frozenset()
 
     def recent(self, name: str, seconds: float) -> list[tuple[float, float]]:
         """The valid (time, value) reads of signal `name` in the last `seconds`, newest first."""
@@ -64,6 +67,20 @@ class Policy(Protocol):
     def recommend(self, ctx: PolicyContext) -> Recommendation:
         """Propose a replica count. Called only when every needed signal is valid."""
         ...
+
+
+@runtime_checkable
+class ReadsOptional(Protocol):
+    """A policy that also reads signals it can do without. They are read like the others; one
+    that is missing, failed or stale does not make the proposal invalid, and is named in
+    `PolicyContext.unusable` instead."""
+
+    def optional_signals(self) -> tuple[str, ...]: ...
+
+
+def optional_signals(policy: Policy) -> tuple[str, ...]:
+    """The signals `policy` can do without (none unless it is `ReadsOptional`)."""
+    return policy.optional_signals() if isinstance(policy, ReadsOptional) else ()
 
 
 @runtime_checkable

@@ -9,6 +9,16 @@ now serves only after `startup_seconds`, so it is sized for the rate at that tim
   requests/s. Smooth traffic earns little headroom and bursty traffic more, measured rather than
   guessed. The rise is absolute, not a ratio: a ratio from a near-idle rate is unbounded, so
   on/off traffic would hold the maximum between its bursts.
+
+With `learn_from_cpu`, what a pod serves is learned from the pods' CPU (metrics.k8s.io): the
+requests/s at which a pod would use its whole CPU request, the point an HPA on CPU utilization
+also takes as full. Each CPU read of pods that are not saturated, with a steady rate around it,
+pairs their CPU share of the request with the requests/s each served; the line through those
+reads (share = idle + cost * rate) reaches 1 at the capacity. By default a learned capacity
+only lowers `capacity_rps`: a pod that waits on Elasticsearch is full with its CPU half idle.
+`learn_above_capacity_rps` trusts it above too, for pods bound by CPU. While the pods are
+saturated their CPU cannot say how far short they fall, so the policy asks, as the HPA would,
+for `share / target_utilization` times the pods that are.
 """
 
 from __future__ import annotations
@@ -20,8 +30,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from autoscaler.model import Recommendation, Signal
+from autoscaler.model import PodInfo, Recommendation, Signal
 from autoscaler.policies.base import PolicyContext, PolicyParams
+
+#: The pods' CPU use, per pod, from metrics.k8s.io (read with `learn_from_cpu`).
+CPU_SIGNAL = "resources.cpu"
 
 
 class RequestRateParams(PolicyParams):
@@ -36,6 +49,18 @@ class RequestRateParams(PolicyParams):
     burst_seconds: float = Field(900.0, strict=True, ge=0,
                                  description="0 turns the burst headroom off")
     burst_quantile: float = Field(0.95, strict=True, gt=0, le=1)
+    learn_from_cpu: bool = Field(False, description="learn capacity_rps from the pods' CPU: "
+                                 "the requests/s at which a pod uses its whole CPU request")
+    learn_seconds: float = Field(900.0, strict=True, gt=0,
+                                 description="learn from the CPU reads of this many seconds")
+    learn_min_samples: int = Field(5, strict=True, ge=2,
+                                   description="unsaturated CPU reads needed to learn from")
+    learn_above_capacity_rps: bool = Field(False, description="trust a learned capacity above "
+                                           "capacity_rps too: only for pods bound by CPU, not "
+                                           "by waits on Elasticsearch")
+    saturated_share: float = Field(0.95, strict=True, gt=0, le=1,
+                                   description="a pod at this share of its CPU request or "
+                                   "more is saturated: it serves all it can")
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -85,6 +110,44 @@ def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: f
     return rises[min(len(rises) - 1, int(quantile * len(rises)))]
 
 
+#: How much the rate may change between the reads around a CPU read for it to be learned from.
+STEADY = 0.02
+
+#: How much of the reads' spread the line must explain (R squared) to be drawn through them.
+MIN_FIT = 0.9
+
+
+def learned_capacity(reads: list[tuple[float, float]]) -> float | None:
+    """What one pod serves at its whole CPU request, from (requests/s per pod, CPU share of the
+    request) reads of unsaturated pods: where the line through them (share = idle + cost *
+    rate) reaches a share of 1. When that line does not explain the reads (R squared under
+    `MIN_FIT`: too little spread in the rates for the noise in the CPU), or has no idle share in
+    [0, 1), the line through the origin instead: it counts the idle share as cost, so it errs
+    low (more pods). None when nothing can be learned."""
+    n = len(reads)
+    if n == 0:
+        return None
+    mx = sum(x for x, _ in reads) / n
+    my = sum(y for _, y in reads) / n
+    sxx = sum((x - mx) ** 2 for x, _ in reads)
+    syy = sum((y - my) ** 2 for _, y in reads)
+    sxy = sum((x - mx) * (y - my) for x, y in reads)
+    if sxx > 0 and syy > 0 and sxy > 0 and sxy * sxy >= MIN_FIT * sxx * syy:
+        cost = sxy / sxx
+        idle = my - cost * mx
+        if 0 <= idle < 1:
+            return (1 - idle) / cost
+    through_origin = sum(x * y for x, y in reads)
+    if through_origin <= 0:
+        return None
+    return sum(x * x for x, _ in reads) / through_origin
+
+
+def cpu_request(pods: tuple[PodInfo, ...]) -> int:
+    """A pod's CPU request in millicores, as the pods state it (the largest; 0 if none does)."""
+    return max((p.cpu_request_milli for p in pods), default=0)
+
+
 def _within(points: list[tuple[float, float]], now: float, seconds: float) -> list[
         tuple[float, float]]:
     """The points (oldest first) of the last `seconds`: a bisection, since times only grow."""
@@ -102,10 +165,62 @@ class RequestRatePolicy:
     def signals(self) -> tuple[str, ...]:
         return (f"{self.params.source}.{self.params.field}",)
 
+    def optional_signals(self) -> tuple[str, ...]:
+        """The pods' CPU, with `learn_from_cpu`: without it, the capacity is `capacity_rps`."""
+        return (CPU_SIGNAL,) if self.params.learn_from_cpu else ()
+
     def history_seconds(self) -> dict[str, float]:
-        """The trend's and the burst's windows."""
+        """The trend's and the burst's windows, and the reads capacity is learned from."""
         p = self.params
-        return {self.signals()[0]: max(p.trend_seconds, p.burst_seconds)}
+        rate = self.signals()[0]
+        if not p.learn_from_cpu:
+            return {rate: max(p.trend_seconds, p.burst_seconds)}
+        return {rate: max(p.trend_seconds, p.burst_seconds, p.learn_seconds),
+                CPU_SIGNAL: p.learn_seconds}
+
+    def capacity(self, ctx: PolicyContext) -> tuple[float, bool]:
+        """What one ready pod serves, and whether it was learned from the pods' CPU: the
+        configured `capacity_rps` until `learn_min_samples` unsaturated CPU reads of the last
+        `learn_seconds`, each with a steady rate around it, show it; at most `capacity_rps`
+        unless `learn_above_capacity_rps`."""
+        p = self.params
+        request = cpu_request(ctx.status.pods)
+        if not p.learn_from_cpu or request <= 0:
+            return p.capacity_rps, False
+        rates = [(s.read_at, float(s.value)) for s in ctx.history.get(self.signals()[0], ())
+                 if s.ok and s.value is not None]
+        times = [t for t, _ in rates]
+        reads: list[tuple[float, float]] = []
+        for cpu in ctx.history.get(CPU_SIGNAL, ()):
+            if ctx.now - cpu.read_at > p.learn_seconds or not cpu.ok or not cpu.samples:
+                continue
+            pods = len(cpu.samples)
+            share = float(cpu.value or 0.0) / (pods * request)
+            after = bisect.bisect_right(times, cpu.read_at)  # the first rate read after it
+            if share >= p.saturated_share or after == 0 or after == len(rates):
+                continue
+            # The rate and the CPU are measured over different windows: learn only where the
+            # rate held steady around the CPU read, so that both saw the same traffic.
+            before, next_ = rates[after - 1][1], rates[after][1]
+            if abs(next_ - before) > STEADY * max(before, next_):
+                continue
+            reads.append(((before + next_) / 2 / pods, share))
+        learned = learned_capacity(reads) if len(reads) >= p.learn_min_samples else None
+        if learned is None:
+            return p.capacity_rps, False
+        return (learned if p.learn_above_capacity_rps else min(learned, p.capacity_rps)), True
+
+    def saturated(self, ctx: PolicyContext) -> tuple[int, float] | None:
+        """(pods, CPU share) of the newest CPU read when its pods are saturated; None when they
+        are not, or that read is missing, failed or stale."""
+        if not self.params.learn_from_cpu or CPU_SIGNAL in ctx.unusable:
+            return None
+        cpu = ctx.signals.get(CPU_SIGNAL)
+        request = cpu_request(ctx.status.pods)
+        if cpu is None or not cpu.ok or not cpu.samples or request <= 0:
+            return None
+        share = float(cpu.value or 0.0) / (len(cpu.samples) * request)
+        return (len(cpu.samples), share) if share >= self.params.saturated_share else None
 
     def forecast(self, signal: Signal, ctx: PolicyContext) -> tuple[float, float]:
         """(trend, burst): the two looks ahead by one start-up time."""
@@ -134,13 +249,23 @@ class RequestRatePolicy:
         signal = ctx.signals[self.signals()[0]]
         rate = float(signal.value or 0.0)
         trend, burst, flat = self._forecast(signal, ctx)
-        per_replica = p.capacity_rps * p.target_utilization
+        capacity, learned = self.capacity(ctx)
+        per_replica = capacity * p.target_utilization
         replicas = math.ceil(round(max(rate, trend, burst) / per_replica, 6))
         why = f"request rate {rate:.1f}/s"
         if trend > rate:
             why += f", trend {trend:.1f}/s in {p.startup_seconds:g}s"
         if burst > rate:
             why += f", bursts to {burst:.1f}/s"
+        why += f", {per_replica:g}/s per replica" if not learned else (
+            f", {per_replica:.1f}/s per replica (capacity {capacity:.1f}/s learned from CPU)")
+        saturated = self.saturated(ctx)
+        if saturated is not None:
+            pods, share = saturated
+            floor = math.ceil(round(pods * share / p.target_utilization, 6))
+            if floor > replicas:
+                replicas = floor
+                why += (f"; {pods} pods saturated at {share:.0%} of their CPU request: "
+                        f"{floor} pods for {p.target_utilization:.0%}")
         # A flat window stays flat while the rate keeps its value: no trend, no burst to come.
-        return Recommendation(replicas, f"{why}, {per_replica:g}/s per replica", self.name,
-                              settled=flat)
+        return Recommendation(replicas, why, self.name, settled=flat)
