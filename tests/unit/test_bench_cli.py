@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from autoscaler.bench.scenario import build_setup
 from autoscaler.cli import default_config_path, main
@@ -193,16 +194,21 @@ def test_a_workload_whose_max_is_under_the_peak_is_named(
 def test_capacity_factor_replays_pods_that_serve_less_than_the_policy_states(
         tmp_path: Path) -> None:
     a = trace(tmp_path, "rise", [100, 100, 300, 300, 300, 300, 300, 300, 300, 300])
+    # the shipped config with the API's policy trusting capacity_rps, not learning from CPU
+    config = yaml.safe_load(default_config_path().read_text())
+    config["workloads"]["be-fa-public"]["policies"][0]["learn_from_cpu"] = False
+    trusting = tmp_path / "trusting.yaml"
+    trusting.write_text(yaml.safe_dump(config))
 
     def run(*extra: str) -> dict[str, object]:
         out = tmp_path / "run.json"
-        assert main(["simulate", "--trace", a, "--scenario", "api", "--no-progress",
-                     "--json", str(out), *extra]) == 0
+        assert main(["simulate", "--config", str(trusting), "--trace", a, "--scenario", "api",
+                     "--no-progress", "--json", str(out), *extra]) == 0
         return dict(json.loads(out.read_text())["runs"][0])
 
     stated, slower = run(), run("--capacity-factor", "0.5")
-    # the request-rate policy trusts capacity_rps: with pods that serve half of it, it asks for
-    # about half the pods the peak needs (a step to 20 pods' worth), and the API stays late
+    # a policy that trusts capacity_rps, with pods that serve half of it, asks for about half
+    # the pods the peak needs (a step to 20 pods' worth), and the API stays late
     viol = (stated["slo_violation_seconds"], slower["slo_violation_seconds"])
     assert isinstance(viol[0], int) and isinstance(viol[1], int)
     assert viol[1] > 4 * viol[0] and viol[1] > 300, viol

@@ -188,17 +188,29 @@ def unsmoothed(tmp_path: Path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("scenario, trace, smoothed", [
-    pytest.param("api", STEPS, True, id="api-steps"),
-    pytest.param("worker", STEPS, True, id="worker-steps"),
-    pytest.param("worker", generated_trace(hours=2.0), False, id="worker-generated"),
-    pytest.param("worker-outage", generated_trace(hours=2.0), False,
+@pytest.fixture
+def without_cpu(tmp_path: Path) -> str:
+    """The shipped policies with the API's capacity as stated: an evaluation that reads the
+    pods' CPU (`learn_from_cpu`) reads a signal of no configured source, and never settles."""
+    text = Path("policies/tracardi.yaml").read_text()
+    path = tmp_path / "without-cpu.yaml"
+    path.write_text(re.sub(r"learn_from_cpu: true", "learn_from_cpu: false", text))
+    return str(path)
+
+
+@pytest.mark.parametrize("scenario, trace, config", [
+    pytest.param("api", STEPS, "without_cpu", id="api-steps"),
+    pytest.param("worker", STEPS, "shipped", id="worker-steps"),
+    pytest.param("worker", generated_trace(hours=2.0), "unsmoothed", id="worker-generated"),
+    pytest.param("worker-outage", generated_trace(hours=2.0), "unsmoothed",
                  id="worker-outage-generated"),
 ])
 def test_skipping_settled_evaluations_changes_no_decision(
-        scenario: str, trace: Trace, smoothed: bool, unsmoothed: str,
+        scenario: str, trace: Trace, config: str, request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = "policies/tracardi.yaml" if smoothed else unsmoothed
+    # "shipped", or the name of the fixture that writes the config
+    config = ("policies/tracardi.yaml" if config == "shipped"
+              else request.getfixturevalue(config))
     with_skips, skipped = _replay(scenario, trace, monkeypatch, skip=True, config=config)
     without, _ = _replay(scenario, trace, monkeypatch, skip=False, config=config)
     assert skipped > 50  # the replay did skip, and often
