@@ -111,6 +111,16 @@ class WorkloadStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Capacity:
+    """What one replica serves per second as a policy sized for it (`used`: learned, or the
+    configured value) and what the config says (`configured`): requests/s, messages/s."""
+
+    configured: float
+    used: float
+    learned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """What one policy proposes for one workload, and why.
 
@@ -124,6 +134,8 @@ class Recommendation:
     reason: str
     policy: str = ""
     settled: bool = False
+    #: What one replica serves as this proposal sized for it, for a policy that sizes by one.
+    capacity: Capacity | None = None
 
 
 class Action(StrEnum):

@@ -128,6 +128,12 @@ class Telemetry:
         self.max = Gauge(p + "max_replicas", "Configured maximum", WL, registry=r)
         self.recommended = Gauge(p + "recommended_replicas", "Raw recommendation per policy",
                                  (*WL, "policy"), registry=r)
+        self.capacity = Gauge(p + "replica_capacity", "What one replica serves per second as "
+                              "the policy sized for it: learned, or configured",
+                              (*WL, "policy"), registry=r)
+        self.capacity_configured = Gauge(p + "replica_capacity_configured",
+                                         "What one replica serves per second, as configured",
+                                         (*WL, "policy"), registry=r)
         self.decisions = Counter(p + "decisions", "Evaluations by outcome and reason",
                                  (*WL, "action", "reason", "leader"), registry=r)
         self.frozen = Gauge(p + "frozen", "1 while the workload is frozen by the gate", WL,
@@ -253,6 +259,9 @@ class Telemetry:
         gauge(self.desired, labels, d.desired)
         for rec in d.recommendations:
             gauge(self.recommended, (*labels, rec.policy), rec.replicas)
+            if rec.capacity is not None:
+                gauge(self.capacity, (*labels, rec.policy), rec.capacity.used)
+                gauge(self.capacity_configured, (*labels, rec.policy), rec.capacity.configured)
         reason = reason_code(d.reasons[-1]) if d.reasons else "none"
         if d.action.value in ("freeze", "pause") and d.reasons:
             reason = reason_code(d.reasons[0])

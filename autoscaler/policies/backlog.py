@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from autoscaler.model import Recommendation
+from autoscaler.model import Capacity, Recommendation
 from autoscaler.policies.base import PolicyContext, PolicyParams
 
 #: How many recent saturated reads the learned throughput is the median of.
@@ -166,6 +166,7 @@ class BacklogPolicy:
             # Nothing learned from, and the newest values are not saturated: reads with the
             # same values stay unsaturated, so the same throughput holds.
             settled=flat and (not p.learn or (saturated == 0 and not self._saturated(ctx))),
+            capacity=Capacity(p.msgs_per_second, rate, learned),
         )
 
     def _replicas(self, needed: float, per_replica: float) -> int:

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from autoscaler.model import PodInfo, Recommendation, Signal
+from autoscaler.model import Capacity, PodInfo, Recommendation, Signal
 from autoscaler.policies.base import PolicyContext, PolicyParams
 
 #: The pods' CPU use, per pod, from metrics.k8s.io (read with `learn_from_cpu`).
@@ -268,4 +268,5 @@ class RequestRatePolicy:
                 why += (f"; {pods} pods saturated at {share:.0%} of their CPU request: "
                         f"{floor} pods for {p.target_utilization:.0%}")
         # A flat window stays flat while the rate keeps its value: no trend, no burst to come.
-        return Recommendation(replicas, why, self.name, settled=flat)
+        return Recommendation(replicas, why, self.name, settled=flat,
+                              capacity=Capacity(p.capacity_rps, capacity, learned))

@@ -67,6 +67,7 @@ def test_the_rules_cover_the_issue(rules: dict[str, Any]) -> None:
         "TracardiAutoscalerAbsent": None,
         "TracardiAutoscalerConfigReloadFailing": None,
         "TracardiAutoscalerPinnedAtMax": "30m",
+        "TracardiAutoscalerCapacityBelowConfigured": "30m",
     }
     for name, duration in required.items():
         assert name in alerts, name
@@ -128,7 +129,8 @@ def test_panels_filter_by_the_workload_variables(dashboard: dict[str, Any]) -> N
     per_workload = re.compile(
         rf"{PREFIX}(current_replicas|ready_replicas|desired_replicas|min_replicas|max_replicas|"
         rf"recommended_replicas|decisions_total|frozen|paused|scale_writes_total|restarts_total|"
-        rf"unhealthy_pods|breaker_open|conflicting_autoscaler|replicas_changed_elsewhere_total)"
+        rf"unhealthy_pods|breaker_open|conflicting_autoscaler|replicas_changed_elsewhere_total|"
+        rf"replica_capacity_configured|replica_capacity)"
         rf"(\{{[^}}]*\}})?")
     for where, expr in dashboard_exprs(dashboard):
         for match in per_workload.finditer(expr):
@@ -142,7 +144,8 @@ def test_the_dashboard_shows_what_the_issue_asks_for(dashboard: dict[str, Any]) 
     for family in ("desired_replicas", "current_replicas", "ready_replicas", "signal_value",
                    "frozen", "dependency_up", "decisions_total", "restarts_total",
                    "breaker_open", "reaction_seconds_bucket", "evaluation_seconds_bucket",
-                   "leader", "config_reloads_total"):
+                   "leader", "config_reloads_total", "replica_capacity",
+                   "replica_capacity_configured"):
         assert PREFIX + family in used, family
     quantiles = [e for _, e in dashboard_exprs(dashboard) if "histogram_quantile" in e]
     for histogram in ("reaction_seconds", "evaluation_seconds"):

@@ -317,6 +317,10 @@ def test_backlog_learns_after_enough_saturated_reads(
     rec = result.decision.recommendations[0]
     assert rec.replicas == replicas
     assert f"({how})" in rec.reason
+    # what one replica drains, as sized for, next to the configured 10/s
+    assert rec.capacity is not None and rec.capacity.configured == 10.0
+    assert rec.capacity.learned == (how == "learned")
+    assert rec.capacity.used == {"configured": 10.0, "learned": 30.0 if replicas == 1 else 5.0}[how]
 
 
 SMOOTH = ("backlog", {**BACKLOG[1], "learn": False, "smooth_seconds": 60.0,

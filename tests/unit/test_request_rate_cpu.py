@@ -14,6 +14,7 @@ from autoscaler.cli import main
 from autoscaler.config import PolicyRef, Workload, WorkloadSpec
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
+    Capacity,
     DependencyState,
     Health,
     PodInfo,
@@ -116,8 +117,10 @@ def test_pods_that_serve_half_are_learned_and_sized_for() -> None:
     rec = recommend(PARAMS, reads)
     assert rec.replicas == 4
     assert "capacity 50.0/s learned from CPU" in rec.reason
+    assert rec.capacity is not None and rec.capacity.learned
+    assert rec.capacity.configured == 100.0 and rec.capacity.used == pytest.approx(50.0, 0.01)
     stated = recommend({**PARAMS, "learn_from_cpu": False}, reads)
-    assert stated.replicas == 2
+    assert stated.replicas == 2 and stated.capacity == Capacity(100.0, 100.0, False)
 
 
 def test_too_few_reads_keep_the_stated_capacity() -> None:

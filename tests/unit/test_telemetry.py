@@ -1,11 +1,12 @@
 """Signal reads reach the metrics: the last valid value and its read time per signal, and a
-counted error per failed read that leaves the last valid value in place."""
+counted error per failed read that leaves the last valid value in place. Decisions reach them
+too: each policy's proposal, and what one replica serves as it sized for it."""
 
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.model import Signal
+from autoscaler.model import Action, Capacity, Decision, Recommendation, Signal
 from autoscaler.telemetry import Telemetry
 
 
@@ -39,3 +40,17 @@ def test_families_are_described_before_any_read() -> None:
                 text_string_to_metric_families(Telemetry().render().decode())}
     assert families["tracardi_autoscaler_signal_value"] == []
     assert families["tracardi_autoscaler_signal_read_timestamp_seconds"] == []
+
+
+def test_each_policy_reports_the_capacity_it_sized_for_next_to_the_configured_one() -> None:
+    t = Telemetry()
+    learned = Recommendation(9, "r", "request-rate", capacity=Capacity(100.0, 48.5, True))
+    fixed = Recommendation(1, "f", "fixed")  # sizes by no capacity: reports none
+    t.observe_decision(Decision("api", "ns", Action.SCALE, 5, 9, ("r",), (learned, fixed)),
+                       ready=5, leader=True)
+    samples = _samples(t)
+    labels = (("namespace", "ns"), ("policy", "request-rate"), ("workload", "api"))
+    assert samples[("tracardi_autoscaler_replica_capacity", labels)] == 48.5
+    assert samples[("tracardi_autoscaler_replica_capacity_configured", labels)] == 100.0
+    assert not any(name.startswith("tracardi_autoscaler_replica_capacity") and
+                   ("policy", "fixed") in key for name, key in samples)
