@@ -17,7 +17,7 @@ import contextlib
 import gc
 import time
 from collections import ChainMap
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -111,6 +111,34 @@ def _instead(decision: Decision, action: Action, *reasons: str) -> Decision:
     """`decision` turned into a hold or freeze at its current count, with `reasons` first."""
     return replace(decision, action=action, desired=decision.current,
                    reasons=(*reasons, *decision.reasons))
+
+
+class _WithOwn(Mapping[str, Sequence[Signal]]):
+    """The store's signal history, with some names served from `own` instead (a workload's own
+    pod CPU under its plain name): a view, not a copy, and it adds no key to either."""
+
+    __slots__ = ("_base", "_own")
+
+    def __init__(self, base: Mapping[str, Sequence[Signal]],
+                 own: Mapping[str, Sequence[Signal]]) -> None:
+        self._base, self._own = base, own
+
+    def __getitem__(self, name: str) -> Sequence[Signal]:
+        if name in self._own:
+            return self._own[name]
+        if name in self._base:  # the store's history is a defaultdict: never index it blind
+            return self._base[name]
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._own or name in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._own
+        yield from (name for name in self._base if name not in self._own)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Leadership(Protocol):
@@ -707,7 +735,7 @@ class Daemon:
         history = self.store.history_view()
         own = {s: history[f"{s}@{spec.key}"] for s in RESOURCE_SIGNALS
                if f"{s}@{spec.key}" in history}
-        return {**history, **own} if own else history
+        return _WithOwn(history, own) if own else history
 
     def _requires(self, spec: WorkloadSpec) -> tuple[DependencyState | None, ...]:
         get = self.store.dependencies.get

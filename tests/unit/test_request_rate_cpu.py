@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 from autoscaler.cli import main
 from autoscaler.config import PolicyRef, Workload, WorkloadSpec
+from autoscaler.daemon import _WithOwn
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
     Capacity,
@@ -205,3 +207,17 @@ def test_a_replayed_api_whose_pods_serve_half_keeps_its_slo_when_it_learns(
     told_the_truth = runs[False, "1"]["slo_violation_seconds"]
     assert runs[False, "0.5"]["slo_violation_seconds"] > 1000
     assert runs[True, "0.5"]["slo_violation_seconds"] <= told_the_truth < 120
+
+
+def test_the_history_a_workload_reads_serves_its_own_cpu_and_adds_no_key() -> None:
+    store: defaultdict[str, deque[Signal]] = defaultdict(deque)
+    store["t.value"].append(Signal("t.value", 1.0, NOW))
+    store["resources.cpu@ns/w"].append(cpu_signal(0.5, 2, NOW))
+    view = _WithOwn(store, {"resources.cpu": store["resources.cpu@ns/w"]})
+    assert view["resources.cpu"][0].value == 500.0
+    assert view.get("t.value") == store["t.value"]
+    assert view.get("nope") is None and "nope" not in view
+    with pytest.raises(KeyError):
+        view["nope"]
+    assert set(view) == {"resources.cpu", "t.value", "resources.cpu@ns/w"} and len(view) == 3
+    assert set(store) == {"t.value", "resources.cpu@ns/w"}  # nothing added to the store
