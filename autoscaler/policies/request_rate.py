@@ -113,17 +113,20 @@ def burst_rise(points: list[tuple[float, float]], *, horizon: float, quantile: f
 #: How much the rate may change between the reads around a CPU read for it to be learned from.
 STEADY = 0.02
 
-#: How much of the reads' spread the line must explain (R squared) to be drawn through them.
+#: How much of the reads' spread (R squared) a line must explain for a capacity above
+#: `capacity_rps` to be learned from it (`learn_above_capacity_rps`).
 MIN_FIT = 0.9
 
 
-def learned_capacity(reads: list[tuple[float, float]]) -> float | None:
+def learned_capacity(reads: list[tuple[float, float]], *, min_fit: float = 0.0) -> float | None:
     """What one pod serves at its whole CPU request, from (requests/s per pod, CPU share of the
     request) reads of unsaturated pods: where the line through them (share = idle + cost *
-    rate) reaches a share of 1. When that line does not explain the reads (R squared under
-    `MIN_FIT`: too little spread in the rates for the noise in the CPU), or has no idle share in
-    [0, 1), the line through the origin instead: it counts the idle share as cost, so it errs
-    low (more pods). None when nothing can be learned."""
+    rate) reaches a share of 1. The line through the origin instead, which counts the idle share
+    as cost and so errs low (more pods), when that line has no idle share in [0, 1) or explains
+    less of the reads' spread than `min_fit` (R squared). Noisy reads tilt the line either way,
+    but with an idle share in [0, 1) it never says less than the mean rate over the mean share,
+    which errs low as the origin's line does: capped at the configured capacity, any such line
+    will do. None when nothing can be learned."""
     n = len(reads)
     if n == 0:
         return None
@@ -132,7 +135,7 @@ def learned_capacity(reads: list[tuple[float, float]]) -> float | None:
     sxx = sum((x - mx) ** 2 for x, _ in reads)
     syy = sum((y - my) ** 2 for _, y in reads)
     sxy = sum((x - mx) * (y - my) for x, y in reads)
-    if sxx > 0 and syy > 0 and sxy > 0 and sxy * sxy >= MIN_FIT * sxx * syy:
+    if sxx > 0 and syy > 0 and sxy > 0 and sxy * sxy >= min_fit * sxx * syy:
         cost = sxy / sxx
         idle = my - cost * mx
         if 0 <= idle < 1:
@@ -205,7 +208,10 @@ class RequestRatePolicy:
             if abs(next_ - before) > STEADY * max(before, next_):
                 continue
             reads.append(((before + next_) / 2 / pods, share))
-        learned = learned_capacity(reads) if len(reads) >= p.learn_min_samples else None
+        learned = None
+        if len(reads) >= p.learn_min_samples:
+            above = p.learn_above_capacity_rps
+            learned = learned_capacity(reads, min_fit=MIN_FIT if above else 0.0)
         if learned is None:
             return p.capacity_rps, False
         return (learned if p.learn_above_capacity_rps else min(learned, p.capacity_rps)), True

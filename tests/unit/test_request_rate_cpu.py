@@ -101,6 +101,19 @@ def test_reads_the_line_does_not_explain_fall_back_to_the_origin() -> None:
     assert learned_capacity([(0.0, 0.1), (0.0, 0.1)]) is None
 
 
+def test_a_noisy_line_is_used_only_where_it_can_err_low_and_never_below_the_means() -> None:
+    # 50/s pods idling at 10 %, the CPU off by up to 3 % of the request: R squared about 0.6
+    noise = (0.03, -0.03, 0.02, -0.02, 0.0, 0.03)
+    reads = [(x, share(x, 50.0) + e) for x, e in zip((30, 32, 34, 36, 38, 40), noise,
+                                                       strict=True)]
+    line = learned_capacity(reads)
+    origin = learned_capacity(reads, min_fit=0.9)  # the line explains too little for that
+    mean_x = sum(x for x, _ in reads) / len(reads)
+    mean_y = sum(y for _, y in reads) / len(reads)
+    assert line is not None and origin is not None
+    assert line != origin and line >= mean_x / mean_y and origin < 50.0
+
+
 # ----------------------------------------------------------------------------------- policy
 
 def test_the_policy_reads_the_pods_cpu_only_when_it_learns() -> None:
@@ -139,6 +152,20 @@ def test_a_learned_capacity_above_the_stated_one_needs_leave() -> None:
     trusted = recommend({**PARAMS, "learn_above_capacity_rps": True}, reads)
     assert trusted.replicas == 2  # 280/s at 160/s per pod
     assert "learned from CPU" in trusted.reason
+
+
+def test_above_capacity_rps_only_a_line_that_explains_the_reads_is_trusted() -> None:
+    # pods that serve 200/s, their CPU noisy: the line through the reads explains too little
+    # of them to be trusted above the 100/s stated, so the policy takes the origin's (low) line
+    noise = (0.03, -0.03, 0.02, -0.02, 0.0, 0.03)
+    reads = [(x, share(x, 200.0) + e) for x, e in zip((40, 45, 50, 55, 60, 65), noise,
+                                                        strict=True)]
+    rec = recommend({**PARAMS, "learn_above_capacity_rps": True}, reads)
+    quantized = [(x, round(y * REQUEST) / REQUEST) for x, y in reads]  # milli-CPU, as read
+    origin = learned_capacity(quantized, min_fit=0.9)
+    assert rec.capacity is not None and origin is not None
+    assert rec.capacity.used == pytest.approx(origin)
+    assert learned_capacity(quantized) != pytest.approx(origin)
 
 
 def test_saturated_reads_teach_nothing_and_raise_the_count_as_the_hpa_would() -> None:
