@@ -12,13 +12,13 @@ now serves only after `startup_seconds`, so it is sized for the rate at that tim
 
 With `learn_from_cpu`, what a pod serves is learned from the pods' CPU (metrics.k8s.io): the
 requests/s at which a pod would use its whole CPU request, the point an HPA on CPU utilization
-also takes as full. Each CPU read of pods that are not saturated, with a steady rate around it,
-pairs their CPU share of the request with the requests/s each served; the line through those
-reads (share = idle + cost * rate) reaches 1 at the capacity. By default a learned capacity
-only lowers `capacity_rps`: a pod that waits on Elasticsearch is full with its CPU half idle.
-`learn_above_capacity_rps` trusts it above too, for pods bound by CPU. While the pods are
-saturated their CPU cannot say how far short they fall, so the policy asks, as the HPA would,
-for `share / target_utilization` times the pods that are.
+also takes as full. Each CPU read of pods that are loaded (`learn_min_share`) but not saturated,
+with a steady rate around it, pairs their CPU share of the request with the requests/s each
+served; the line through those reads (share = idle + cost * rate) reaches 1 at the capacity.
+By default a learned capacity only lowers `capacity_rps`: a pod that waits on Elasticsearch is
+full with its CPU half idle. `learn_above_capacity_rps` trusts it above too, for pods bound by
+CPU. While the pods are saturated their CPU cannot say how far short they fall, so the policy
+asks, as the HPA would, for `share / target_utilization` times the pods that are.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class RequestRateParams(PolicyParams):
     learn_above_capacity_rps: bool = Field(False, description="trust a learned capacity above "
                                            "capacity_rps too: only for pods bound by CPU, not "
                                            "by waits on Elasticsearch")
+    learn_min_share: float = Field(0.5, strict=True, ge=0, lt=1,
+                                   description="learn only from reads of pods at this share "
+                                   "of their CPU request or more: an idle pod's CPU says "
+                                   "little of what a request costs")
     saturated_share: float = Field(0.95, strict=True, gt=0, le=1,
                                    description="a pod at this share of its CPU request or "
                                    "more is saturated: it serves all it can")
@@ -183,9 +187,9 @@ class RequestRatePolicy:
 
     def capacity(self, ctx: PolicyContext) -> tuple[float, bool]:
         """What one ready pod serves, and whether it was learned from the pods' CPU: the
-        configured `capacity_rps` until `learn_min_samples` unsaturated CPU reads of the last
-        `learn_seconds`, each with a steady rate around it, show it; at most `capacity_rps`
-        unless `learn_above_capacity_rps`."""
+        configured `capacity_rps` until `learn_min_samples` CPU reads of the last
+        `learn_seconds`, of pods loaded but not saturated and each with a steady rate around
+        it, show it; at most `capacity_rps` unless `learn_above_capacity_rps`."""
         p = self.params
         request = cpu_request(ctx.status.pods)
         if not p.learn_from_cpu or request <= 0:
@@ -200,7 +204,7 @@ class RequestRatePolicy:
             pods = len(cpu.samples)
             share = float(cpu.value or 0.0) / (pods * request)
             after = bisect.bisect_right(times, cpu.read_at)  # the first rate read after it
-            if share >= p.saturated_share or after == 0 or after == len(rates):
+            if not p.learn_min_share <= share < p.saturated_share or after in (0, len(rates)):
                 continue
             # The rate and the CPU are measured over different windows: learn only where the
             # rate held steady around the CPU read, so that both saw the same traffic.

@@ -126,9 +126,9 @@ def test_the_policy_reads_the_pods_cpu_only_when_it_learns() -> None:
 
 
 def test_pods_that_serve_half_are_learned_and_sized_for() -> None:
-    # 4 pods at 20 to 35/s each of a real 50/s: the policy learns 50/s, so 140/s needs
+    # 4 pods at 25 to 35/s each of a real 50/s: the policy learns 50/s, so 140/s needs
     # ceil(140 / (50 * 0.8)) = 4 pods, where the stated 100/s said 2
-    reads = [(x, share(x, 50.0)) for x in (20.0, 25.0, 30.0, 35.0, 35.0)]
+    reads = [(x, share(x, 50.0)) for x in (25.0, 28.0, 30.0, 33.0, 35.0)]
     rec = recommend(PARAMS, reads)
     assert rec.replicas == 4
     assert "capacity 50.0/s learned from CPU" in rec.reason
@@ -138,19 +138,28 @@ def test_pods_that_serve_half_are_learned_and_sized_for() -> None:
     assert stated.replicas == 2 and stated.capacity == Capacity(100.0, 100.0, False)
 
 
+def test_reads_of_pods_that_idle_teach_nothing() -> None:
+    # pods at a fifth to a third of their request: under learn_min_share (half)
+    reads = [(x, share(x, 50.0)) for x in (5.0, 8.0, 10.0, 12.0, 12.0)]
+    rec = recommend(PARAMS, reads)
+    assert rec.capacity == Capacity(100.0, 100.0, False)
+    learns = recommend({**PARAMS, "learn_min_share": 0.1}, reads)
+    assert learns.capacity is not None and learns.capacity.used == pytest.approx(50.0, 0.02)
+
+
 def test_too_few_reads_keep_the_stated_capacity() -> None:
-    reads = [(x, share(x, 50.0)) for x in (20.0, 25.0, 30.0, 35.0)]  # 4 of the 5 needed
+    reads = [(x, share(x, 50.0)) for x in (25.0, 28.0, 30.0, 35.0)]  # 4 of the 5 needed
     rec = recommend(PARAMS, reads)
     assert rec.replicas == 2 and "learned" not in rec.reason
 
 
 def test_a_learned_capacity_above_the_stated_one_needs_leave() -> None:
     # pods that serve 200/s: by default the CPU may only lower capacity_rps
-    reads = [(x, share(x, 200.0)) for x in (40.0, 50.0, 60.0, 70.0, 70.0)]
+    reads = [(x, share(x, 200.0)) for x in (100.0, 110.0, 120.0, 130.0, 130.0)]
     capped = recommend(PARAMS, reads)
-    assert capped.replicas == 4  # 280/s at 80/s per pod, as stated
+    assert capped.replicas == 7  # 520/s at 80/s per pod, as stated
     trusted = recommend({**PARAMS, "learn_above_capacity_rps": True}, reads)
-    assert trusted.replicas == 2  # 280/s at 160/s per pod
+    assert trusted.replicas == 4  # 520/s at 160/s per pod
     assert "learned from CPU" in trusted.reason
 
 
@@ -158,7 +167,7 @@ def test_above_capacity_rps_only_a_line_that_explains_the_reads_is_trusted() -> 
     # pods that serve 200/s, their CPU noisy: the line through the reads explains too little
     # of them to be trusted above the 100/s stated, so the policy takes the origin's (low) line
     noise = (0.03, -0.03, 0.02, -0.02, 0.0, 0.03)
-    reads = [(x, share(x, 200.0) + e) for x, e in zip((40, 45, 50, 55, 60, 65), noise,
+    reads = [(x, share(x, 200.0) + e) for x, e in zip((100, 105, 110, 115, 120, 125), noise,
                                                         strict=True)]
     rec = recommend({**PARAMS, "learn_above_capacity_rps": True}, reads)
     quantized = [(x, round(y * REQUEST) / REQUEST) for x, y in reads]  # milli-CPU, as read
