@@ -26,9 +26,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autoscaler.model import Capacity, PodInfo, Recommendation, Signal
 from autoscaler.policies.base import PolicyContext, PolicyParams
@@ -54,7 +55,8 @@ class RequestRateParams(PolicyParams):
     learn_seconds: float = Field(900.0, strict=True, gt=0,
                                  description="learn from the CPU reads of this many seconds")
     learn_min_samples: int = Field(5, strict=True, ge=2,
-                                   description="unsaturated CPU reads needed to learn from")
+                                   description="CPU reads needed to learn from (of pods "
+                                   "loaded but not saturated, the rate steady around each)")
     learn_above_capacity_rps: bool = Field(False, description="trust a learned capacity above "
                                            "capacity_rps too: only for pods bound by CPU, not "
                                            "by waits on Elasticsearch")
@@ -65,6 +67,14 @@ class RequestRateParams(PolicyParams):
     saturated_share: float = Field(0.95, strict=True, gt=0, le=1,
                                    description="a pod at this share of its CPU request or "
                                    "more is saturated: it serves all it can")
+
+    @model_validator(mode="after")
+    def _learns_from_some_share(self) -> RequestRateParams:
+        if self.learn_min_share >= self.saturated_share:
+            raise ValueError(f"learn_min_share ({self.learn_min_share:g}) must be under "
+                             f"saturated_share ({self.saturated_share:g}): between the two "
+                             f"are the CPU reads capacity is learned from")
+        return self
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -122,7 +132,8 @@ STEADY = 0.02
 MIN_FIT = 0.9
 
 
-def learned_capacity(reads: list[tuple[float, float]], *, min_fit: float = 0.0) -> float | None:
+def learned_capacity(reads: Sequence[tuple[float, float]], *,
+                     min_fit: float = 0.0) -> float | None:
     """What one pod serves at its whole CPU request, from (requests/s per pod, CPU share of the
     request) reads of unsaturated pods: where the line through them (share = idle + cost *
     rate) reaches a share of 1. The line through the origin instead, which counts the idle share

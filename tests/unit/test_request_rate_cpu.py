@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from autoscaler.cli import main
-from autoscaler.config import PolicyRef, Workload, WorkloadSpec
+from autoscaler.config import ConfigError, PolicyRef, Workload, WorkloadSpec, load_config
 from autoscaler.daemon import _WithOwn
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
@@ -257,3 +257,13 @@ def test_the_history_a_workload_reads_serves_its_own_cpu_and_adds_no_key() -> No
         view["nope"]
     assert set(view) == {"resources.cpu", "t.value", "resources.cpu@ns/w"} and len(view) == 3
     assert set(store) == {"t.value", "resources.cpu@ns/w"}  # nothing added to the store
+
+
+def test_a_learning_band_that_holds_no_read_is_refused_with_its_reason(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "policies" / "tracardi.yaml").read_text())
+    config["workloads"]["be-fa-public"]["policies"][0]["learn_min_share"] = 0.96
+    path = tmp_path / "band.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "learn_min_share (0.96) must be under saturated_share (0.95)" in str(caught.value)
