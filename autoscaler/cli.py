@@ -226,11 +226,12 @@ def _default_trace() -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
-    if args.workload and (args.scale is not None or CHAOS in args.scenario):
+    no_replay = args.scale is not None or CHAOS in args.scenario  # they make their own pods
+    if args.workload and no_replay:
         print("--workload is for the replays of --scenario api, worker, worker-outage and "
               "healing, not for --scale or the chaos soak", file=sys.stderr)
         return 2
-    if args.capacity_factor != 1.0 and (args.scale is not None or CHAOS in args.scenario):
+    if args.capacity_factor != 1.0 and no_replay:
         print(CAPACITY_FACTOR_ONLY, file=sys.stderr)
         return 2
     if args.scale is not None:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoscaler.model import CPU_SIGNAL
 from autoscaler.policies.base import (
     LooksBack,
     Policy,
@@ -244,7 +245,7 @@ SOURCE_FIELDS: Mapping[str, tuple[str, ...]] = {
     "tracardi-queue": ("backlog",),
 }
 #: Per-workload signals read through the Kubernetes API (metrics.k8s.io).
-RESOURCE_SIGNALS = ("resources.cpu",)
+RESOURCE_SIGNALS = (CPU_SIGNAL,)
 
 
 class RatePolicy(Frozen):

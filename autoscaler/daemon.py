@@ -48,6 +48,7 @@ from autoscaler.engine.healing import (
 from autoscaler.engine.hysteresis import Hysteresis
 from autoscaler.engine.settled import Settled, settle, source_fields, unchanged
 from autoscaler.model import (
+    CPU_SIGNAL,
     Action,
     Decision,
     DependencyState,
@@ -534,7 +535,7 @@ class Daemon:
             try:
                 sig = await self.a.cluster.pod_cpu(spec.namespace, spec.deployment)
             except Exception as exc:  # the port reports failures; this guards adapter bugs
-                sig = Signal("resources.cpu", None, self.a.clock.now(), error=str(exc))
+                sig = Signal(CPU_SIGNAL, None, self.a.clock.now(), error=str(exc))
             keyed = Signal(f"resources.cpu@{spec.key}", sig.value, sig.read_at, sig.error,
                            sig.samples)
             self._take_signals([keyed])

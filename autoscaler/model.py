@@ -110,6 +110,10 @@ class WorkloadStatus:
     replicas_set_by: str = ""
 
 
+#: The pods' CPU use, per pod, from metrics.k8s.io: the one signal no configured source reads.
+CPU_SIGNAL = "resources.cpu"
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """What one replica serves per second as a policy sized for it (`used`: learned, or the

@@ -51,13 +51,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from autoscaler.config import PAUSE_ANNOTATION
 from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for, retry_after
-from autoscaler.model import PodInfo, PodSample, Signal, WorkloadStatus
+from autoscaler.model import CPU_SIGNAL, PodInfo, PodSample, Signal, WorkloadStatus
 from autoscaler.ports import FIELD_MANAGER, Clock, PodEvent, WriteOutcome, WriteResult
 
 log = structlog.get_logger(__name__)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
-CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
 #: How long one list of a watched namespace's HPAs and ScaledObjects answers conflict checks.
 AUTOSCALER_LIST_SECONDS = 10.0

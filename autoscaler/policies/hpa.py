@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoscaler.model import PodInfo, Recommendation, Signal
+from autoscaler.model import CPU_SIGNAL, PodInfo, Recommendation, Signal
 from autoscaler.policies.base import PolicyContext, PolicyError, PolicyParams
 
 
@@ -184,7 +184,7 @@ class HpaPolicy:
     def signals(self) -> tuple[str, ...]:
         metric = self.params.metric
         if isinstance(metric, ResourceMetric):
-            return ("resources.cpu",)
+            return (CPU_SIGNAL,)
         return (f"{metric.source}.{metric.field}",)
 
     def history_seconds(self) -> dict[str, float]:

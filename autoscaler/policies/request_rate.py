@@ -31,11 +31,8 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from autoscaler.model import Capacity, PodInfo, Recommendation, Signal
+from autoscaler.model import CPU_SIGNAL, Capacity, PodInfo, Recommendation, Signal
 from autoscaler.policies.base import PolicyContext, PolicyParams
-
-#: The pods' CPU use, per pod, from metrics.k8s.io (read with `learn_from_cpu`).
-CPU_SIGNAL = "resources.cpu"
 
 
 class RequestRateParams(PolicyParams):

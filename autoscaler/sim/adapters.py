@@ -25,11 +25,10 @@ from typing import Protocol
 
 from autoscaler.config import SOURCE_FIELDS, HttpProbeSettings, PulsarSource
 from autoscaler.kube.errors import KubeError, outcome_for
-from autoscaler.model import ConsumerStat, PodInfo, PodSample, Signal, WorkloadStatus
+from autoscaler.model import CPU_SIGNAL, ConsumerStat, PodInfo, PodSample, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.clock import now as _now
 from autoscaler.sim.clock import sleep as _sleep
-from autoscaler.sim.cluster import CPU_SIGNAL
 from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import POD_CPU_REQUEST_MILLI, ClusterModel, cpu_milli
 from autoscaler.sources.http import FetchError, Reply

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 
 from autoscaler.kube.errors import KubeError, outcome_for
-from autoscaler.model import PodInfo, PodSample, Signal, WorkloadStatus
+from autoscaler.model import CPU_SIGNAL, PodInfo, PodSample, Signal, WorkloadStatus
 from autoscaler.ports import FIELD_MANAGER, Clock, PodEvent, WriteOutcome, WriteResult
 from autoscaler.sim.kubestate import (
     COMPONENT_LABEL,
@@ -30,7 +30,6 @@ from autoscaler.sim.managed import REPLICAS, owners
 
 log = structlog.get_logger(__name__)
 
-CPU_SIGNAL = "resources.cpu"
 EVENT_SOURCE = "tracardi-autoscaler"
 
 
