@@ -2,9 +2,10 @@
 
 needed capacity = in_rate + backlog / drain_seconds, divided by what one replica drains at the
 target utilization. One replica's throughput is learned from the recent reads in which consumers
-were saturated (backlog above `saturation_seconds` of their output), as the median of
-out_rate / consumers; until there are `learn_min_samples` such reads the configured
-`msgs_per_second` is used.
+were saturated (backlog above `saturation_seconds` of their output), as were as many consumers
+on the read before (the out-rate covers the time between: consumers that joined within it, or
+a backlog that began in it, would make each look slow), as the median of out_rate / consumers;
+until there are `learn_min_samples` such reads the configured `msgs_per_second` is used.
 
 With `smooth_seconds`, the in-rate in that formula is its mean over the last `smooth_seconds`:
 the backlog is a buffer, and a rise it can absorb is not worth pods that start after it has
@@ -113,18 +114,22 @@ class BacklogPolicy:
                    reversed(ctx.history.get(f"{src}.backlog", ())),
                    reversed(ctx.history.get(f"{src}.out_rate", ())), strict=False)
         oldest = ctx.now - p.learn_seconds
+        newer: tuple[float, float] | None = None  # the newer saturated read: (n, out / n)
         for consumers, backlog, out in rows:
             if consumers.read_at < oldest or not (
                     consumers.read_at == backlog.read_at == out.read_at):
                 break
             n, b, o = consumers.value, backlog.value, out.value
             # Cheap test first: most reads are not saturated.
-            if not n or not o or b is None or b <= o * p.saturation_seconds:
+            if not n or not o or b is None or b <= o * p.saturation_seconds or not (
+                    consumers.ok and backlog.ok and out.ok):
+                newer = None
                 continue
-            if consumers.ok and backlog.ok and out.ok:
-                rates.append(o / n)
+            if newer is not None and newer[0] == n:
+                rates.append(newer[1])
                 if len(rates) == LEARN_WINDOW:
                     break
+            newer = (n, o / n)
         if len(rates) < p.learn_min_samples:
             return p.msgs_per_second, False, len(rates)
         return statistics.median(rates), True, len(rates)

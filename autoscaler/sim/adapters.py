@@ -192,8 +192,9 @@ class SourceFaults:
 
 class ModelPulsarSource:
     """The worker topic's subscription stats, as the Pulsar admin API would report them, and
-    `in_rate` as `sources.pulsar.PulsarBacklogSource` makes it: the increase of the messages
-    published (msgInCounter) over the source's `rate_seconds`, msgRateIn until then."""
+    `in_rate` and `out_rate` as `sources.pulsar.PulsarBacklogSource` makes them: the increase
+    of the messages published (msgInCounter) and taken (msgOutCounter) over the source's
+    `rate_seconds`, msgRateIn and msgRateOut until then."""
 
     def __init__(self, name: str, model: ClusterModel, settings: PulsarSource, *,
                  faults: SourceFaults | None = None) -> None:
@@ -202,10 +203,15 @@ class ModelPulsarSource:
         self.faults = faults
         self._cached: Sequence[Signal] | None = None
         self._in_rate = in_rate_counter(settings)
+        self._out_rate = in_rate_counter(settings)
 
     def _fresh_in_rate(self, now: float) -> float:
         rate = self._in_rate.update(now, self.model.published)
         return self.model.in_rate() if rate is None else rate
+
+    def _fresh_out_rate(self, now: float) -> float:
+        rate = self._out_rate.update(now, self.model.delivered)
+        return self.model.out_rate() if rate is None else rate
 
     async def read(self) -> Sequence[Signal]:
         now = _now()
@@ -236,7 +242,7 @@ class ModelPulsarSource:
         return [
             Signal(f"{n}.backlog", m.queue, now),
             Signal(f"{n}.in_rate", self._fresh_in_rate(now), now),
-            Signal(f"{n}.out_rate", m.out_rate(), now),
+            Signal(f"{n}.out_rate", self._fresh_out_rate(now), now),
             Signal(f"{n}.consumers", float(len(consumers)), now, consumers=consumers),
         ]
 
@@ -254,7 +260,7 @@ class ModelPulsarSource:
             return failed(n, fields, now, f"topic not found: {n} (Internal topics have not "
                                           "been generated yet)")
         m = self.model
-        raw: dict[str, float] = {"backlog": m.queue, "out_rate": m.out_rate()}
+        raw: dict[str, float] = {"backlog": m.queue, "out_rate": self._fresh_out_rate(now)}
         if fault is ReadFault.NAN:
             raw["in_rate"] = math.nan  # a rejected msgRateIn: its error stands
         elif fault is ReadFault.INF:

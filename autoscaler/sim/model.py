@@ -227,6 +227,7 @@ class ClusterModel:
         self._scale(replicas, at=0.0, started=True)
         self.queue = 0.0  # api: requests waiting; worker: topic backlog (messages)
         self.published = 0.0  # worker: messages published to the topic so far (msgInCounter)
+        self.delivered = 0.0  # worker: messages its consumers took so far (msgOutCounter)
         # The trace starts in a running cluster, sized for its first rate (`replicas`): the
         # rates read at the start are that rate's, as Prometheus and Pulsar would report them,
         # not a rise from nothing.
@@ -326,6 +327,7 @@ class ClusterModel:
         held = self._hold(t, arrivals) if self._healing else 0.0
         served = min(self.queue - held if held else self.queue, capacity)
         self.queue -= served
+        self.delivered += served
         per_pod = served / working if working else 0.0
         for pod in dep.pods:
             pod.out_rate = per_pod if pod.ready and not pod.stuck and not es_down else 0.0

@@ -8,7 +8,8 @@ partition or non-partitioned topic, `{"reason": "Topic not found"}` with 404, an
 `brokers/health` answering `ok`.
 
 msgInCounter counts the messages published at the topic's msgRateIn over the state's wall clock,
-as a broker's counter grows between its rate updates. Each subscription's backlog and rates are
+as a broker's counter grows between its rate updates; each subscription's msgOutCounter counts
+the messages dispatched at its msgRateOut the same way. Each subscription's backlog and rates are
 per topic; a partitioned topic spreads them evenly over its partitions (remainders on the first
 ones), and every consumer of a shared subscription is attached to every partition, so the
 aggregate lists each consumer once with its total rate, as Pulsar's stats aggregation does.
@@ -50,6 +51,7 @@ class Subscription:
     msg_rate_out: float = 0.0
     consumers: list[Consumer] = field(default_factory=list)
     type: str = "Shared"
+    delivered: float = 0.0  # msgOutCounter: messages dispatched at msg_rate_out so far
 
 
 @dataclass(slots=True)
@@ -86,9 +88,13 @@ class PulsarState:
         return topic
 
     def _count(self, topic: Topic) -> None:
-        """Bring msgInCounter up to now: messages arrive at the topic's rate meanwhile."""
+        """Bring msgInCounter and each msgOutCounter up to now: messages arrive at the topic's
+        rate and leave at each subscription's meanwhile."""
         now = self.wall()
-        topic.published += topic.msg_rate_in * max(0.0, now - topic.counted_at)
+        elapsed = max(0.0, now - topic.counted_at)
+        topic.published += topic.msg_rate_in * elapsed
+        for sub in topic.subscriptions.values():
+            sub.delivered += sub.msg_rate_out * elapsed
         topic.counted_at = now
 
     def remove_topic(self, name: str) -> None:
@@ -103,7 +109,9 @@ class PulsarState:
                          msg_rate_out: float | None = None,
                          consumers: list[Consumer] | None = None) -> Subscription:
         """Set what is given of one subscription (created if new); the rest stays."""
-        sub = self.topics[name].subscriptions.setdefault(subscription, Subscription())
+        topic = self.topics[name]
+        self._count(topic)
+        sub = topic.subscriptions.setdefault(subscription, Subscription())
         if backlog is not None:
             sub.backlog = max(0, int(backlog))
         if msg_rate_out is not None:
@@ -127,11 +135,12 @@ class PulsarState:
         }
 
     def _subscription_json(self, sub: Subscription, backlog: int, rate_out: float,
-                           share: float) -> JSON:
+                           share: float, delivered: int) -> JSON:
         now_ms = int(self.wall() * 1000)
         return {
             "msgRateOut": rate_out, "msgThroughputOut": rate_out * AVERAGE_MSG_SIZE,
-            "bytesOutCounter": 0, "msgOutCounter": 0, "msgRateRedeliver": 0.0,
+            "bytesOutCounter": int(delivered * AVERAGE_MSG_SIZE), "msgOutCounter": delivered,
+            "msgRateRedeliver": 0.0,
             "chuckedMessageRate": 0, "chunkedMessageRate": 0,
             "msgBacklog": backlog, "backlogSize": int(backlog * AVERAGE_MSG_SIZE),
             "earliestMsgPublishTimeInBacklog": 0, "msgBacklogNoDelayed": backlog,
@@ -152,15 +161,17 @@ class PulsarState:
         rate_in = topic.msg_rate_in / parts
         counted = _split_int(int(topic.published), parts, index)
         subs = {name: self._subscription_json(sub, _split_int(sub.backlog, parts, index),
-                                              sub.msg_rate_out / parts, 1 / parts)
+                                              sub.msg_rate_out / parts, 1 / parts,
+                                              _split_int(int(sub.delivered), parts, index))
                 for name, sub in topic.subscriptions.items()}
         backlog = max((s["msgBacklog"] for s in subs.values()), default=0)
         rate_out = sum(s["msgRateOut"] for s in subs.values())
+        delivered = sum(s["msgOutCounter"] for s in subs.values())
         return {
             "msgRateIn": rate_in, "msgThroughputIn": rate_in * AVERAGE_MSG_SIZE,
             "msgRateOut": rate_out, "msgThroughputOut": rate_out * AVERAGE_MSG_SIZE,
             "bytesInCounter": int(counted * AVERAGE_MSG_SIZE), "msgInCounter": counted,
-            "bytesOutCounter": 0, "msgOutCounter": 0,
+            "bytesOutCounter": int(delivered * AVERAGE_MSG_SIZE), "msgOutCounter": delivered,
             "averageMsgSize": AVERAGE_MSG_SIZE if rate_in else 0.0, "msgChunkPublished": False,
             "storageSize": int(backlog * AVERAGE_MSG_SIZE),
             "backlogSize": int(backlog * AVERAGE_MSG_SIZE), "filteredEntriesCount": 0,
@@ -203,7 +214,8 @@ class PulsarState:
         self._count(topic)
         parts = topic.partitions
         per = [self._stats(topic, i, parts) for i in range(parts)]
-        subs = {sub_name: self._subscription_json(sub, sub.backlog, sub.msg_rate_out, 1.0)
+        subs = {sub_name: self._subscription_json(sub, sub.backlog, sub.msg_rate_out, 1.0,
+                                                  int(sub.delivered))
                 for sub_name, sub in topic.subscriptions.items()}
         out = self._stats(topic, 0, 1)
         out["subscriptions"] = subs

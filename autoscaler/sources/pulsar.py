@@ -13,7 +13,10 @@ by default), so a rise would show up to a minute late; the counter counts each m
 published. msgRateIn stands in on the first read, after the counter starts again (a broker
 restart or a topic unload resets it), after a gap longer than `rate_seconds` plus the staleness
 limit, and when the reply has no usable counter. A reply whose msgRateIn is rejected is broken:
-its error stands, whatever the counter says.
+its error stands, whatever the counter says. `out_rate` is the subscription's msgOutCounter over
+the same window, with msgRateOut standing in the same way: the backlog policy learns a worker's
+throughput from it, and a minute's average that began before the workers were busy would make
+them look slow.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ _SHOWN_SUBSCRIPTIONS = 5
 class _Stats:
     readings: Mapping[str, Reading]
     in_counter: float | None  # the topic's msgInCounter, when the reply has a sane one
+    out_counter: float | None = None  # the subscription's msgOutCounter, likewise
 
 
 def in_rate_counter(cfg: PulsarSource) -> CounterRate:
-    """The `in_rate` of one source: msgInCounter over `rate_seconds`, no earlier read counting
-    after a gap longer than the window plus the source's staleness limit."""
+    """The `in_rate` (or `out_rate`) of one source: msgInCounter (msgOutCounter) over
+    `rate_seconds`, no earlier read counting after a gap longer than the window plus the
+    source's staleness limit."""
     return CounterRate(cfg.rate_seconds, max_age_seconds=cfg.rate_seconds + cfg.staleness_limit())
 
 
@@ -67,6 +72,7 @@ class PulsarBacklogSource:
         # Per-partition detail can be megabytes on wide topics; the aggregate is all we read.
         self._params = {"perPartition": "false"} if cfg.partitioned else None
         self._in_rate = in_rate_counter(cfg)
+        self._out_rate = in_rate_counter(cfg)
 
     async def read(self) -> Sequence[Signal]:
         cfg = self._cfg
@@ -79,11 +85,13 @@ class PulsarBacklogSource:
         now = self._now()
         stats = fetched.value
         readings = stats.readings
-        # A reply whose msgRateIn is rejected is a broken one: its error stands.
-        if stats.in_counter is not None and readings["in_rate"].error is None:
-            rate = self._in_rate.update(now, stats.in_counter)
-            if rate is not None:
-                readings = {**readings, "in_rate": Reading(value=rate)}
+        # A reply whose msgRateIn (msgRateOut) is rejected is a broken one: its error stands.
+        for field, counter, rates in (("in_rate", stats.in_counter, self._in_rate),
+                                      ("out_rate", stats.out_counter, self._out_rate)):
+            if counter is not None and readings[field].error is None:
+                rate = rates.update(now, counter)
+                if rate is not None:
+                    readings = {**readings, field: Reading(value=rate)}
         return to_signals(self.name, now, readings)
 
     async def close(self) -> None:
@@ -111,7 +119,7 @@ class PulsarBacklogSource:
             "in_rate": in_rate,
             "out_rate": reading(subscription.get("msgRateOut"), "out_rate"),
             "consumers": _consumers(subscription.get("consumers")),
-        }, in_counter)
+        }, in_counter, reading(subscription.get("msgOutCounter"), "out_counter").value)
 
     def _subscription(self, stats: dict[str, Any]) -> dict[str, Any] | str:
         """The configured subscription's stats, or the reason it cannot be had."""

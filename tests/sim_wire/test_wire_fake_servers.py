@@ -130,6 +130,28 @@ async def test_msg_in_counter_counts_what_arrives_at_the_rate_in(
         await server.stop()
 
 
+async def test_msg_out_counter_counts_what_leaves_at_the_subscriptions_rate_out(
+        http: aiohttp.ClientSession) -> None:
+    """The subscription's counter, per partition and in the aggregate, and the topic's."""
+    wall = [1_700_000_000.0]
+    state = PulsarState(wall=lambda: wall[0])
+    state.add_topic(TOPIC, partitions=3, subscriptions=(SUB,))
+    server = await serve(pulsar_admin.create_app(state))
+    url = f"{server.url}/admin/v2/persistent/tracardi/system/functions/partitioned-stats"
+    try:
+        state.set_subscription(TOPIC, SUB, msg_rate_out=60.0)
+        wall[0] += 10.0
+        state.set_subscription(TOPIC, SUB, msg_rate_out=0.0)  # what left until now counts
+        wall[0] += 5.0
+        _, body = await _get(http, url, perPartition="true")
+        assert body["subscriptions"][SUB]["msgOutCounter"] == 600
+        assert body["msgOutCounter"] == 600
+        assert [p["subscriptions"][SUB]["msgOutCounter"]
+                for p in body["partitions"].values()] == [200, 200, 200]
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize(("path", "reason"), [
     pytest.param("persistent/tracardi/system/nope/partitioned-stats", "Topic not found",
                  id="unknown-topic-partitioned"),

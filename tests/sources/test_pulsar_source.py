@@ -374,6 +374,27 @@ async def test_reads_older_than_the_window_and_staleness_limit_do_not_count(
     assert rates == [7.0, 50.0, 7.0, 100.0]
 
 
+async def test_out_rate_is_the_subscriptions_counter_over_the_window(
+        fake_http: FakeHttp, pool: SessionPool) -> None:
+    # msgRateOut (0 in the sample) is the broker's average of the last minute: the workers were
+    # idle for most of it. msgOutCounter shows what they take now; only the first read, with no
+    # earlier one, falls back to msgRateOut.
+    clock = Clock()
+    cfg = PulsarSource(kind="pulsar", admin_url=fake_http.url, tenant="t", namespace="ns",
+                       topic="x", subscription="sub-demo", partitioned=False, rate_seconds=2)
+    source = PulsarBacklogSource("functions", cfg, now=clock, session_pool=pool)
+    rates = []
+    for at, taken in [(100.0, 41), (102.0, 141), (104.0, 641), (106.0, 5)]:
+        clock.now = at
+        doc = json.loads(sample("pulsar/topic-stats.json"))
+        doc["subscriptions"]["sub-demo"]["msgOutCounter"] = taken
+        fake_http.route(f"{TOPIC_PATH}/stats", Canned(body=json.dumps(doc).encode()))
+        rates.append(by_field(await source.read())["out_rate"].value)
+
+    # The counter started again (the topic moved): msgRateOut stands in.
+    assert rates == [0.0, 50.0, 250.0, 0.0]
+
+
 @pytest.mark.parametrize("in_counter", [None, "many", -5, float("inf"), 1e18])
 async def test_an_unusable_counter_leaves_the_brokers_rate(fake_http: FakeHttp,
                                                            pool: SessionPool,

@@ -291,23 +291,34 @@ def backlog_history(reads: Sequence[tuple[float, float, float]]) -> dict[str, li
 
 
 SATURATED = (1000.0, 60.0, 2.0)      # 1000 > 60 * 5 s: saturated, 60 / 2 = 30 msg/s per replica
+SLOW = (1000.0, 10.0, 2.0)           # saturated, 10 / 2 = 5 msg/s per replica
+IDLE = (100.0, 60.0, 2.0)            # 100 <= 60 * 5: not saturated
 
 
+# A saturated read counts when the read before it was saturated with as many consumers: the
+# out-rate covers the time between. So the oldest saturated read of a run counts for nothing.
 @pytest.mark.parametrize(("reads", "replicas", "how"), [
     # needed = in 20 + backlog 600 / 60 s = 30 msg/s; configured 10/s at 100 % -> 3.
     pytest.param([], 3, "configured", id="no-history-configured"),
-    pytest.param([SATURATED, SATURATED], 3, "configured", id="too-few-saturated-reads"),
-    # 100 <= 60 * 5: not saturated, does not count towards learn_min_samples.
-    pytest.param([SATURATED, SATURATED, (100.0, 60.0, 2.0)], 3, "configured",
+    pytest.param([SATURATED, SATURATED, SATURATED], 3, "configured",
+                 id="too-few-saturated-reads"),
+    pytest.param([SATURATED, SATURATED, SATURATED, IDLE], 3, "configured",
                  id="unsaturated-read-ignored"),
     # rates 30, 30, 30 -> median 30 -> 30 / 30 = 1.
-    pytest.param([SATURATED, SATURATED, SATURATED], 1, "learned", id="learned-three"),
-    # rates 5 (10/2), 30, 30 -> median 30 -> 1.
-    pytest.param([(1000.0, 10.0, 2.0), SATURATED, SATURATED], 1, "learned",
+    pytest.param([SATURATED] * 4, 1, "learned", id="learned-three"),
+    # rates 5, 30, 30 -> median 30 -> 1.
+    pytest.param([SATURATED, SLOW, SATURATED, SATURATED], 1, "learned",
                  id="learned-median-not-mean"),
     # rates 5, 5, 30 -> median 5 -> 30 / 5 = 6.
-    pytest.param([(1000.0, 10.0, 2.0), (1000.0, 10.0, 2.0), SATURATED], 6, "learned",
-                 id="learned-slow-median"),
+    pytest.param([SATURATED, SLOW, SLOW, SATURATED], 6, "learned", id="learned-slow-median"),
+    # The backlog began after the read before: the out-rate includes idle time.
+    pytest.param([IDLE, SATURATED, SATURATED, SATURATED], 3, "configured",
+                 id="saturated-since-the-read-before-only"),
+    pytest.param([SATURATED, IDLE, SATURATED, SATURATED, SATURATED], 3, "configured",
+                 id="an-unsaturated-read-ends-a-run"),
+    # A consumer joined since the read before: three consumers, out-rate of two for part of it.
+    pytest.param([SATURATED, SATURATED, SATURATED, (1000.0, 60.0, 3.0)], 3, "configured",
+                 id="consumers-joined-since-the-read-before"),
 ])
 def test_backlog_learns_after_enough_saturated_reads(
         reads: list[tuple[float, float, float]], replicas: int, how: str) -> None:
