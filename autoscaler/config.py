@@ -199,7 +199,8 @@ class PulsarSource(SourceTiming):
     partitioned: bool = True
     poll_seconds: float = Field(2.0, strict=True, ge=MIN_INTERVAL, le=3600)
     rate_seconds: float = Field(10.0, strict=True, gt=0, le=600,
-                                description="in_rate: msgInCounter's increase over this long")
+                                description="in_rate and out_rate: msgInCounter's and "
+                                            "msgOutCounter's increase over this long")
     auth: SecretRefs = SecretRefs()
     tls: TlsSettings = TlsSettings()
 

@@ -33,7 +33,7 @@ from autoscaler.sim.kubestate import ApiError, Fault, FaultPlan
 from autoscaler.sim.model import POD_CPU_REQUEST_MILLI, ClusterModel, cpu_milli
 from autoscaler.sources.http import FetchError, Reply
 from autoscaler.sources.prometheus import parse_query_reply
-from autoscaler.sources.pulsar import in_rate_counter
+from autoscaler.sources.pulsar import counter_rate
 from autoscaler.sources.values import Reading, RejectedValueError, failed, reading, to_signals
 
 #: How often the simulated pod watch looks for readiness changes.
@@ -202,8 +202,8 @@ class ModelPulsarSource:
         self.model = model
         self.faults = faults
         self._cached: Sequence[Signal] | None = None
-        self._in_rate = in_rate_counter(settings)
-        self._out_rate = in_rate_counter(settings)
+        self._in_rate = counter_rate(settings)
+        self._out_rate = counter_rate(settings)
 
     def _fresh_in_rate(self, now: float) -> float:
         rate = self._in_rate.update(now, self.model.published)

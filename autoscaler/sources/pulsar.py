@@ -49,7 +49,7 @@ class _Stats:
     out_counter: float | None = None  # the subscription's msgOutCounter, likewise
 
 
-def in_rate_counter(cfg: PulsarSource) -> CounterRate:
+def counter_rate(cfg: PulsarSource) -> CounterRate:
     """The `in_rate` (or `out_rate`) of one source: msgInCounter (msgOutCounter) over
     `rate_seconds`, no earlier read counting after a gap longer than the window plus the
     source's staleness limit."""
@@ -71,8 +71,8 @@ class PulsarBacklogSource:
                      f"{cfg.topic}/{endpoint}")
         # Per-partition detail can be megabytes on wide topics; the aggregate is all we read.
         self._params = {"perPartition": "false"} if cfg.partitioned else None
-        self._in_rate = in_rate_counter(cfg)
-        self._out_rate = in_rate_counter(cfg)
+        self._in_rate = counter_rate(cfg)
+        self._out_rate = counter_rate(cfg)
 
     async def read(self) -> Sequence[Signal]:
         cfg = self._cfg
