@@ -260,7 +260,10 @@ class ModelPulsarSource:
             return failed(n, fields, now, f"topic not found: {n} (Internal topics have not "
                                           "been generated yet)")
         m = self.model
-        raw: dict[str, float] = {"backlog": m.queue, "out_rate": self._fresh_out_rate(now)}
+        # Without the subscription there is no msgOutCounter to read, as in the live source.
+        out = (m.out_rate() if fault is ReadFault.NO_SUBSCRIPTION
+               else self._fresh_out_rate(now))
+        raw: dict[str, float] = {"backlog": m.queue, "out_rate": out}
         if fault is ReadFault.NAN:
             raw["in_rate"] = math.nan  # a rejected msgRateIn: its error stands
         elif fault is ReadFault.INF:
