@@ -536,9 +536,7 @@ class Daemon:
                 sig = await self.a.cluster.pod_cpu(spec.namespace, spec.deployment)
             except Exception as exc:  # the port reports failures; this guards adapter bugs
                 sig = Signal(CPU_SIGNAL, None, self.a.clock.now(), error=str(exc))
-            keyed = Signal(f"resources.cpu@{spec.key}", sig.value, sig.read_at, sig.error,
-                           sig.samples)
-            self._take_signals([keyed])
+            self._take_signals([replace(sig, name=f"{CPU_SIGNAL}@{spec.key}")])
             await self.a.clock.sleep(RESOURCE_POLL_SECONDS)
 
     async def _run_probe(self, probe: Probe) -> None:
@@ -625,8 +623,7 @@ class Daemon:
         for state in self.workloads.values():
             if any(s in RESOURCE_SIGNALS for s in state.spec.signal_names()):
                 sig = await self.a.cluster.pod_cpu(state.spec.namespace, state.spec.deployment)
-                self._take_signals([Signal(f"resources.cpu@{state.spec.key}", sig.value,
-                                           sig.read_at, sig.error, sig.samples)])
+                self._take_signals([replace(sig, name=f"{CPU_SIGNAL}@{state.spec.key}")])
         names = list(self.a.probes)
         results = await asyncio.gather(*(p.check() for p in self.a.probes.values()))
         for name, result in zip(names, results, strict=True):

@@ -105,51 +105,51 @@ async def test_stats_of_a_partition_and_of_a_plain_topic(
     assert _keys(sample_json("pulsar/topic-stats.json")) <= _keys(body)
 
 
-async def test_msg_in_counter_counts_what_arrives_at_the_rate_in(
-        http: aiohttp.ClientSession) -> None:
-    """Like a broker's counter it grows between rate updates, and the partitions' counters add
-    up to the topic's."""
+@pytest.fixture
+async def counting() -> AsyncIterator[tuple[PulsarState, list[float], str]]:
+    """A 3-partition topic on a wall clock the test moves, and its partitioned-stats URL."""
     wall = [1_700_000_000.0]
     state = PulsarState(wall=lambda: wall[0])
     state.add_topic(TOPIC, partitions=3, subscriptions=(SUB,))
     server = await serve(pulsar_admin.create_app(state))
-    url = f"{server.url}/admin/v2/persistent/tracardi/system/functions/partitioned-stats"
     try:
-        state.set_rate_in(TOPIC, 90.0)
-        wall[0] += 10.0
-        _, body = await _get(http, url, perPartition="true")
-        assert body["msgInCounter"] == 900
-        assert [p["msgInCounter"] for p in body["partitions"].values()] == [300, 300, 300]
-        state.set_rate_in(TOPIC, 0.0)
-        wall[0] += 5.0
-        state.set_rate_in(TOPIC, 12.5)
-        wall[0] += 2.0
-        _, body = await _get(http, url, perPartition="false")
-        assert body["msgInCounter"] == 925
+        yield state, wall, (f"{server.url}/admin/v2/persistent/tracardi/system/functions/"
+                            "partitioned-stats")
     finally:
         await server.stop()
+
+
+async def test_msg_in_counter_counts_what_arrives_at_the_rate_in(
+        http: aiohttp.ClientSession, counting: tuple[PulsarState, list[float], str]) -> None:
+    """Like a broker's counter it grows between rate updates, and the partitions' counters add
+    up to the topic's."""
+    state, wall, url = counting
+    state.set_rate_in(TOPIC, 90.0)
+    wall[0] += 10.0
+    _, body = await _get(http, url, perPartition="true")
+    assert body["msgInCounter"] == 900
+    assert [p["msgInCounter"] for p in body["partitions"].values()] == [300, 300, 300]
+    state.set_rate_in(TOPIC, 0.0)
+    wall[0] += 5.0
+    state.set_rate_in(TOPIC, 12.5)
+    wall[0] += 2.0
+    _, body = await _get(http, url, perPartition="false")
+    assert body["msgInCounter"] == 925
 
 
 async def test_msg_out_counter_counts_what_leaves_at_the_subscriptions_rate_out(
-        http: aiohttp.ClientSession) -> None:
+        http: aiohttp.ClientSession, counting: tuple[PulsarState, list[float], str]) -> None:
     """The subscription's counter, per partition and in the aggregate, and the topic's."""
-    wall = [1_700_000_000.0]
-    state = PulsarState(wall=lambda: wall[0])
-    state.add_topic(TOPIC, partitions=3, subscriptions=(SUB,))
-    server = await serve(pulsar_admin.create_app(state))
-    url = f"{server.url}/admin/v2/persistent/tracardi/system/functions/partitioned-stats"
-    try:
-        state.set_subscription(TOPIC, SUB, msg_rate_out=60.0)
-        wall[0] += 10.0
-        state.set_subscription(TOPIC, SUB, msg_rate_out=0.0)  # what left until now counts
-        wall[0] += 5.0
-        _, body = await _get(http, url, perPartition="true")
-        assert body["subscriptions"][SUB]["msgOutCounter"] == 600
-        assert body["msgOutCounter"] == 600
-        assert [p["subscriptions"][SUB]["msgOutCounter"]
-                for p in body["partitions"].values()] == [200, 200, 200]
-    finally:
-        await server.stop()
+    state, wall, url = counting
+    state.set_subscription(TOPIC, SUB, msg_rate_out=60.0)
+    wall[0] += 10.0
+    state.set_subscription(TOPIC, SUB, msg_rate_out=0.0)  # what left until now counts
+    wall[0] += 5.0
+    _, body = await _get(http, url, perPartition="true")
+    assert body["subscriptions"][SUB]["msgOutCounter"] == 600
+    assert body["msgOutCounter"] == 600
+    assert [p["subscriptions"][SUB]["msgOutCounter"]
+            for p in body["partitions"].values()] == [200, 200, 200]
 
 
 @pytest.mark.parametrize(("path", "reason"), [
