@@ -21,6 +21,12 @@ follow it. Otherwise a rise that lasts is followed by the mean, and the backlog 
 the count through the drain term. With `follow_falls`, the mean smooths rises only: a newest
 in-rate below the mean is sized for at once (the scale-down stabilization window still filters
 a dip), instead of holding workers for the minutes the mean takes to come down.
+
+With `trust_seconds`, one read's rise is sized for at once, without waiting for
+`persist_seconds`, when the in-rate's rises have lasted: when at least half of the jumps of a
+replica's worth or more over the last `trust_seconds` held for `persist_seconds` (or there was no
+such jump). Where the in-rate moves in steps (per-minute traffic, a level that shifts) a rise on
+one read is a rise; where it bursts for a few seconds (the jumps pass), it is not, and waits.
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ import math
 import statistics
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autoscaler.model import Capacity, Recommendation
 from autoscaler.policies.base import PolicyContext, PolicyParams
 
 #: How many recent saturated reads the learned throughput is the median of.
 LEARN_WINDOW = 30
+#: The share of the in-rate's recent jumps that must have lasted for one read's rise to count.
+TRUST_SHARE = 0.5
 
 
 class BacklogParams(PolicyParams):
@@ -66,6 +74,19 @@ class BacklogParams(PolicyParams):
                                                "of this long shows is sized for; 0: off")
     follow_falls: bool = Field(False, description="size for the newest in-rate when it is "
                                                   "below the mean: the mean smooths rises only")
+    trust_seconds: float = Field(0.0, strict=True, ge=0, le=3600,
+                                 description="size for one read's rise at once when the jumps "
+                                             "of the in-rate over this long mostly lasted "
+                                             "persist_seconds; 0: off")
+
+    @model_validator(mode="after")
+    def _trust_judges_jumps_by_persist(self) -> BacklogParams:
+        if self.trust_seconds and not (self.smooth_seconds and self.persist_seconds
+                                       and self.use_in_rate):
+            raise ValueError("trust_seconds needs smooth_seconds and persist_seconds (and "
+                             "use_in_rate): it trusts one read's rise over the mean when the "
+                             "in-rate's jumps lasted persist_seconds")
+        return self
 
 
 class BacklogPolicy:
@@ -83,7 +104,8 @@ class BacklogPolicy:
 
     def history_seconds(self) -> dict[str, float]:
         """The reads `per_replica` learns from, and the in-rates `smooth_seconds` averages, the
-        absorb rule judges and `persist_seconds` looks for a lasting rise in."""
+        absorb rule judges, `persist_seconds` looks for a lasting rise in and `trust_seconds` judges
+        the jumps of."""
         src = self.params.source
         seen: dict[str, float] = {}
         if self.params.learn:
@@ -91,7 +113,8 @@ class BacklogPolicy:
                     for f in ("consumers", "backlog", "out_rate")}
         if self.params.smooth_seconds and self.params.use_in_rate:
             seen[f"{src}.in_rate"] = max(self.params.smooth_seconds, self.params.persist_seconds,
-                                         self.params.absorb_window_seconds)
+                                         self.params.absorb_window_seconds,
+                                         self.params.trust_seconds)
         return seen
 
     def per_replica(self, ctx: PolicyContext) -> tuple[float, bool]:
@@ -160,7 +183,15 @@ class BacklogPolicy:
             elif p.follow_falls and in_rate < mean:
                 sized = in_rate
                 what = f"in-rate {in_rate:.1f}/s (a fall, followed at once; mean {mean:.1f}/s)"
-        needed = sized + backlog / p.drain_seconds
+        drain = backlog / p.drain_seconds
+        # The cheap tests first: the jumps are judged only when the newest read needs more.
+        if p.trust_seconds and in_rate > sized and self._replicas(
+                in_rate + drain, rate) > self._replicas(sized + drain, rate) and self._rises_last(
+                ctx, rate):
+            sized = in_rate
+            what = (f"in-rate {in_rate:.1f}/s (a rise, trusted at once: the in-rate's jumps "
+                    f"of the last {p.trust_seconds:g}s lasted; mean {mean:.1f}/s)")
+        needed = sized + drain
         replicas = self._replicas(needed, rate)
         how = "learned" if learned else "configured"
         return Recommendation(
@@ -214,6 +245,30 @@ class BacklogPolicy:
         """The valid in-rate reads of the last `seconds`, newest first: the window of the mean,
         of the absorb rule and of a lasting rise."""
         return [v for _, v in ctx.recent(f"{self.params.source}.in_rate", seconds)]
+
+    def _rises_last(self, ctx: PolicyContext, rate: float) -> bool:
+        """Whether the in-rate's jumps of a replica's worth or more, read to read over the last
+        `trust_seconds`, held for `persist_seconds` (the reads within it all that much above
+        the read before the jump) at least `TRUST_SHARE` of the time. Jumps newer than
+        `persist_seconds` are not judged yet; with no jump at all, a rise is a drift: trusted."""
+        p = self.params
+        reads = ctx.recent(f"{p.source}.in_rate", p.trust_seconds)[::-1]  # oldest first
+        step = rate * p.target_utilization
+        judged_until = ctx.now - p.persist_seconds
+        jumps = lasted = 0
+        for i in range(1, len(reads)):
+            at, value = reads[i]
+            floor = reads[i - 1][1] + step
+            if value < floor or at > judged_until:
+                continue
+            jumps += 1
+            j = i
+            while j < len(reads) and reads[j][0] - at <= p.persist_seconds \
+                    and reads[j][1] >= floor:
+                j += 1
+            if j == len(reads) or reads[j][0] - at > p.persist_seconds:
+                lasted += 1
+        return lasted >= TRUST_SHARE * jumps
 
     def _saturated(self, ctx: PolicyContext) -> bool:
         """Whether the newest values, read together, would count as a saturated read."""

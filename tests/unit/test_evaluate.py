@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from autoscaler.config import (
     Behavior,
@@ -30,7 +31,7 @@ from autoscaler.model import (
     TimedValue,
     WorkloadStatus,
 )
-from autoscaler.policies.backlog import BacklogPolicy
+from autoscaler.policies.backlog import BacklogParams, BacklogPolicy
 from autoscaler.policies.base import build_policy
 from autoscaler.policies.request_rate import burst_rise
 
@@ -459,6 +460,49 @@ def test_backlog_follow_falls(params: tuple[str, dict[str, Any]], values: list[f
     assert reason in rec.reason
 
 
+TRUST = ("backlog", {**PERSIST[1], "trust_seconds": 300.0})
+
+
+def ten_second_reads(values: Sequence[float]) -> dict[str, list[Signal]]:
+    """One in-rate read every 10 s ending now (the last value)."""
+    n = len(values)
+    return {"f.in_rate": [Signal("f.in_rate", v, NOW - 10.0 * (n - 1 - i))
+                          for i, v in enumerate(values)]}
+
+
+STEPS = [10.0] * 6 + [24.0] * 6 + [10.0] * 6 + [24.0] * 6 + [10.0] * 6 + [24.0]
+BURSTS = [10.0] * 6 + [24.0] + [10.0] * 11 + [24.0] + [10.0] * 11 + [24.0]
+
+
+@pytest.mark.parametrize(("params", "values", "replicas", "trusted"), [
+    # The two jumps from 10/s to 24/s before the newest held for 60 s, more than the 20 s of
+    # persist_seconds: the newest read's 24/s is sized for at once (3 replicas). The mean over
+    # 60 s, (6 * 10 + 24) / 7 = 12/s, holds 2; the backlog absorbs (24 - 20) * 20 = 80 < 100.
+    pytest.param(TRUST, STEPS, 3, True, id="jumps-that-lasted"),
+    pytest.param(PERSIST, STEPS, 2, False, id="without-trust-the-mean"),
+    # The jumps before passed at the next read, 10 s later: the newest waits for the mean.
+    pytest.param(TRUST, BURSTS, 2, False, id="jumps-that-passed"),
+    # No read rose a replica's worth (10/s) over the one before: a drift, trusted. The mean of
+    # 25..31 is 28/s and every read of the last 20 s is 29/s at least (3 replicas); 31/s: 4.
+    pytest.param(TRUST, [float(v) for v in range(10, 32)], 4, True, id="a-drift"),
+    # A jump younger than persist_seconds is not judged yet: the one before it passed.
+    pytest.param(TRUST, [10.0] * 6 + [24.0] + [10.0] * 22 + [24.0, 24.0], 2, False,
+                 id="a-young-jump-is-not-judged"),
+])
+def test_backlog_trusts_one_reads_rise_where_rises_last(
+        params: tuple[str, dict[str, Any]], values: list[float], replicas: int, *,
+        trusted: bool) -> None:
+    rec = backlog_recommendation(params, values[-1], ten_second_reads(values))
+    assert rec.replicas == replicas
+    assert ("trusted at once" in rec.reason) == trusted
+
+
+def test_backlog_trust_needs_a_mean_and_a_persist_to_judge_by() -> None:
+    with pytest.raises(ValidationError, match="trust_seconds needs smooth_seconds and "
+                                              "persist_seconds"):
+        BacklogParams.model_validate({**SMOOTH[1], "trust_seconds": 300.0})
+
+
 @pytest.mark.parametrize(("params", "seconds"), [
     pytest.param(SMOOTH, 60.0, id="the-mean-window"),
     pytest.param(PERSIST, 60.0, id="a-shorter-persist-fits-in-it"),
@@ -466,6 +510,7 @@ def test_backlog_follow_falls(params: tuple[str, dict[str, Any]], values: list[f
                  id="a-longer-persist-keeps-more"),
     pytest.param(("backlog", {**SMOOTH[1], "absorb_window_seconds": 75.0}), 75.0,
                  id="a-longer-absorb-window-keeps-more"),
+    pytest.param(TRUST, 300.0, id="the-jumps-trust-judges"),
 ])
 def test_backlog_smoothing_keeps_its_window_of_in_rates(params: tuple[str, dict[str, Any]],
                                                         seconds: float) -> None:
