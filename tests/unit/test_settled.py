@@ -181,10 +181,15 @@ def _replay(scenario: str, trace: Trace, monkeypatch: pytest.MonkeyPatch, *,
 def unsmoothed(tmp_path: Path) -> str:
     """The shipped policies with the workers sized for the newest in-rate: a noisy trace's mean
     in-rate never holds still, so only without smoothing do its evaluations settle (on the
-    throughput learned from saturated reads)."""
+    throughput learned from saturated reads). Without a mean, one read's rise needs no trust.
+    The in-rate is read every 2 s, as before: read every second, each evaluation follows a new
+    read of the noisy in-rate, and none is left to skip (each wake-up between two 2 s reads is
+    one: a pod that became ready, the tick)."""
     text = Path("policies/tracardi.yaml").read_text()
     path = tmp_path / "unsmoothed.yaml"
-    path.write_text(re.sub(r"smooth_seconds: \d+", "smooth_seconds: 0", text))
+    text = re.sub(r"smooth_seconds: \d+", "smooth_seconds: 0", text)
+    text = re.sub(r"\n *trust_seconds: \d+.*", "", text)
+    path.write_text(re.sub(r"(poll|rate)_seconds: 1 ", r"\1_seconds: 2 ", text))
     return str(path)
 
 
