@@ -263,10 +263,11 @@ class BacklogPolicy:
                 continue
             jumps += 1
             j = i
-            while j < len(reads) and reads[j][0] - at <= p.persist_seconds \
-                    and reads[j][1] >= floor:
+            while j < len(reads) and reads[j][0] - at <= p.persist_seconds:
+                if reads[j][1] < floor:
+                    break  # it fell back within persist_seconds: it passed
                 j += 1
-            if j == len(reads) or reads[j][0] - at > p.persist_seconds:
+            else:
                 lasted += 1
         return lasted >= TRUST_SHARE * jumps
 

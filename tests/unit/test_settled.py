@@ -182,9 +182,9 @@ def unsmoothed(tmp_path: Path) -> str:
     """The shipped policies with the workers sized for the newest in-rate: a noisy trace's mean
     in-rate never holds still, so only without smoothing do its evaluations settle (on the
     throughput learned from saturated reads). Without a mean, one read's rise needs no trust.
-    The in-rate is read every 2 s, as before: read every second, each evaluation follows a new
-    read of the noisy in-rate, and none is left to skip (each wake-up between two 2 s reads is
-    one: a pod that became ready, the tick)."""
+    The in-rate is read every 2 s, as before: the evaluations skipped are wake-ups between two
+    reads (a pod that became ready, the tick), and read every second, each evaluation follows a
+    new read of the noisy in-rate."""
     text = Path("policies/tracardi.yaml").read_text()
     path = tmp_path / "unsmoothed.yaml"
     text = re.sub(r"smooth_seconds: \d+", "smooth_seconds: 0", text)
