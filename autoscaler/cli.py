@@ -152,7 +152,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
         trace = args.trace or _default_trace()
         loaded_trace = trace_for(trace)
-        spec = check_scenario(loaded, args.scenario, args.workload)
+        spec = check_scenario(loaded, args.scenario, args.workload,
+                              capacity_rps=args.capacity_rps)
         notes = [note for note in (
             outage_note(loaded_trace) if args.scenario == "worker-outage" else None,
             peak_note(spec, args.scenario, args.peak_replicas)) if note]
@@ -161,7 +162,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         job = Job(config=str(args.config), trace=trace, scenario=args.scenario,
                   contender="ours", target=None, peak_replicas=args.peak_replicas,
                   seed=args.seed, plot=args.plot, workload=args.workload,
-                  capacity_factor=args.capacity_factor)
+                  capacity_factor=args.capacity_factor, capacity_rps=args.capacity_rps)
         progress = SimProgress(enabled=not args.no_progress)
         try:
             result = run_job(job, on_model=progress.watch)
@@ -234,6 +235,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.capacity_factor != 1.0 and no_replay:
         print(CAPACITY_FACTOR_ONLY, file=sys.stderr)
         return 2
+    if args.capacity_rps is not None and no_replay:
+        print("--capacity-rps is for the replay of a workload scaled by an 'hpa' policy "
+              "(--scenario api): --scale and the chaos soak size their own pods", file=sys.stderr)
+        return 2
     if args.scale is not None:
         return cmd_bench_scale(args)
     if CHAOS in args.scenario:
@@ -259,7 +264,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if "worker-outage" in scenarios and (note := outage_note(loaded_trace)):
                 notes.append(note)
         for scenario in scenarios:
-            spec = check_scenario(loaded, scenario, args.workload)
+            spec = check_scenario(loaded, scenario, args.workload,
+                                  capacity_rps=args.capacity_rps)
             if note := peak_note(spec, scenario, args.peak_replicas):
                 notes.append(note)
         if args.plots:
@@ -273,7 +279,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     jobs = jobs_for(str(args.config), traces, scenarios,
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots,
-                    workload=args.workload, capacity_factor=args.capacity_factor)
+                    workload=args.workload, capacity_factor=args.capacity_factor,
+                    capacity_rps=args.capacity_rps)
     started = time.perf_counter()
     _replay_logs()
     try:
@@ -456,6 +463,10 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
                         help="the simulated pods serve this times what the policy states "
                              "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
                              "overestimates its pods twice (default 1)")
+    parser.add_argument("--capacity-rps", type=_positive, default=None, metavar="RPS",
+                        help="requests/s one API pod serves, for a workload scaled by an 'hpa' "
+                             "policy: its metric does not say (needed on an External metric; "
+                             "on CPU it sets only the unit)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of every random draw: pod start-up jitter, faults (default 1)")
 

@@ -47,6 +47,7 @@ class Job:
     plot: str | None = None  # write a PNG of the run here
     workload: str | None = None  # the config's workload to replay; None: the scenario's first
     capacity_factor: float = 1.0  # the pods serve this times what the policy states
+    capacity_rps: float | None = None  # what a pod serves, for an `hpa` policy that does not say
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -91,7 +92,8 @@ def run_job(job: Job, *, on_model: Callable[[ClusterModel], None] | None = None,
     if job.scenario == "healing":
         return run_healing_job(job, loaded, trace, on_model=on_model)
     setup = build_setup(loaded, trace, job.scenario, peak_replicas=job.peak_replicas,
-                        workload=job.workload, capacity_factor=job.capacity_factor)
+                        workload=job.workload, capacity_factor=job.capacity_factor,
+                        capacity_rps=job.capacity_rps)
     model = setup.model(seed=job.seed, record_timeline=job.plot is not None)
     if on_model is not None:
         on_model(model)
@@ -141,7 +143,8 @@ def run_healing_job(job: Job, loaded: LoadedConfig, trace: Trace, *,
 
 def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
              peak_replicas: int, seed: int, plot_dir: str | None,
-             workload: str | None = None, capacity_factor: float = 1.0) -> list[Job]:
+             workload: str | None = None, capacity_factor: float = 1.0,
+             capacity_rps: float | None = None) -> list[Job]:
     jobs: list[Job] = []
     for trace in traces:
         for scenario in scenarios:
@@ -150,7 +153,8 @@ def jobs_for(config: str, traces: Iterable[str], scenarios: Iterable[str], *,
                     trace: str = trace, scenario: str = scenario) -> Job:
                 return Job(config=config, trace=trace, scenario=scenario, contender=contender,
                            target=target, peak_replicas=peak_replicas, seed=seed, plot=plot,
-                           workload=workload, capacity_factor=capacity_factor)
+                           workload=workload, capacity_factor=capacity_factor,
+                           capacity_rps=capacity_rps)
 
             stem = Path(trace).stem
             plot = str(Path(plot_dir) / f"{stem}-{scenario}-ours.png") if plot_dir else None

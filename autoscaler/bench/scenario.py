@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.config import LoadedConfig, PrometheusSource, PulsarSource, WorkloadSpec
-from autoscaler.policies.hpa import HpaPolicy, ResourceMetric
+from autoscaler.policies.hpa import ExternalMetric, HpaParams, HpaPolicy, ResourceMetric
 from autoscaler.sim.model import ClusterModel, Outage
 from autoscaler.sim.traces import Trace
 
@@ -23,7 +23,8 @@ SCENARIOS = ("api", "worker", "worker-outage", "healing")
 OUTAGE_SECONDS = 600
 #: Requests/s one API pod serves when it is scaled by `hpa` on CPU (no policy says it). It sets
 #: only the unit: the trace is scaled so that its peak needs `--peak-replicas` pods, and the
-#: pods' CPU use is the share of their capacity in use.
+#: pods' CPU use is the share of their capacity in use. An `hpa` policy on an External metric
+#: has a target in the metric's own unit, so what a pod serves must be given (`--capacity-rps`).
 HPA_CAPACITY_RPS = 100.0
 
 
@@ -67,9 +68,10 @@ def _policy_of(loaded: LoadedConfig, spec: WorkloadSpec,
                kind: str) -> tuple[str, Mapping[str, Any]] | None:
     """The policy of `spec` a `kind` scenario replays, with its params: for `worker`, a backlog
     policy on a Pulsar source; for `api`, a request-rate policy on a Prometheus source, else an
-    `hpa` policy on the pods' CPU (the simulated pods report CPU use, see `model.cpu_milli`)."""
+    `hpa` policy on the pods' CPU (the simulated pods report CPU use, see `model.cpu_milli`) or
+    on an External metric of a Prometheus source (the replay serves it the request rate)."""
     sources = loaded.config.sources
-    on_cpu: tuple[str, Mapping[str, Any]] | None = None
+    on_hpa: tuple[str, Mapping[str, Any]] | None = None
     for ref, p in zip(spec.settings.policies, spec.policies, strict=True):
         source = sources.get(str(ref.params.get("source")))
         if kind == "worker":
@@ -77,15 +79,16 @@ def _policy_of(loaded: LoadedConfig, spec: WorkloadSpec,
                 return p.name, ref.params
         elif p.name == "request-rate" and isinstance(source, PrometheusSource):
             return p.name, ref.params
-        elif (on_cpu is None and isinstance(p, HpaPolicy)
-              and isinstance(p.params.metric, ResourceMetric)):
-            on_cpu = p.name, ref.params
-    return on_cpu if kind == "api" else None
+        elif on_hpa is None and isinstance(p, HpaPolicy) and (
+                isinstance(p.params.metric, ResourceMetric)
+                or isinstance(sources.get(p.params.metric.source), PrometheusSource)):
+            on_hpa = p.name, ref.params
+    return on_hpa if kind == "api" else None
 
 
 #: What the workload of each kind of scenario is scaled by, to name it in an error.
 _SCALED_BY = {"api": "a 'request-rate' policy on a PrometheusSource source or an 'hpa' policy "
-                     "on CPU",
+                     "on CPU or on an External metric of a PrometheusSource source",
               "worker": "a 'backlog' policy on a PulsarSource source"}
 
 
@@ -117,14 +120,33 @@ def _kind(scenario: str) -> str:
     return "api" if scenario == "api" else "worker"
 
 
-def check_scenario(loaded: LoadedConfig, scenario: str,
-                   workload: str | None = None) -> WorkloadSpec:
+def _hpa_capacity(loaded: LoadedConfig, spec: WorkloadSpec, params: Mapping[str, Any],
+                  capacity_rps: float | None) -> float:
+    """What one pod of a workload scaled by `hpa` serves: `capacity_rps` when given; on CPU
+    `HPA_CAPACITY_RPS` (a unit only); on an External metric it must be given."""
+    if capacity_rps is not None:
+        return capacity_rps
+    if isinstance(HpaParams.model_validate(params).metric, ExternalMetric):
+        raise ScenarioError(f"{loaded.path}: workload {spec.name!r} is scaled by an 'hpa' policy "
+                            f"on an External metric, whose target says nothing of what one pod "
+                            f"serves: give it with --capacity-rps (requests/s per pod)")
+    return HPA_CAPACITY_RPS
+
+
+def check_scenario(loaded: LoadedConfig, scenario: str, workload: str | None = None, *,
+                   capacity_rps: float | None = None) -> WorkloadSpec:
     """The workload `scenario` replays (the one named, if one is); ScenarioError unless the
-    scenario is known and the config has it: before a bench starts its runs, not in one of
-    them."""
+    scenario is known and the config has it, and says what one pod serves: before a bench
+    starts its runs, not in one of them."""
     if scenario not in SCENARIOS:
         raise ScenarioError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    spec, _, _ = _workload(loaded, _kind(scenario), workload)
+    spec, policy, params = _workload(loaded, _kind(scenario), workload)
+    if policy == "hpa":
+        _hpa_capacity(loaded, spec, params, capacity_rps)
+    elif capacity_rps is not None:
+        raise ScenarioError(f"--capacity-rps is for a workload scaled by an 'hpa' policy, whose "
+                            f"metric does not say what one pod serves; {spec.name!r} (scenario "
+                            f"{scenario}) is scaled by {policy!r}, which does")
     healing = spec.settings.healing
     if scenario == "healing" and workload is not None and not (
             healing.enabled and healing.consumer_source):
@@ -135,7 +157,7 @@ def check_scenario(loaded: LoadedConfig, scenario: str,
 
 def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
                 peak_replicas: int, workload: str | None = None,
-                capacity_factor: float = 1.0) -> Setup:
+                capacity_factor: float = 1.0, capacity_rps: float | None = None) -> Setup:
     """The simulated cluster of one run: the trace scaled so that its peak needs
     `peak_replicas` pods, whose pods serve `capacity_factor` times what the policy states."""
     if scenario not in SCENARIOS:
@@ -149,8 +171,8 @@ def build_setup(loaded: LoadedConfig, trace: Trace, scenario: str, *,
     elif policy == "request-rate":
         capacity = float(params["capacity_rps"])
         startup = float(params.get("startup_seconds", 30.0))
-    else:  # hpa on CPU: a pod's whole CPU request serves its capacity, whatever that is
-        capacity, startup = HPA_CAPACITY_RPS, 30.0
+    else:  # hpa: on CPU a pod's whole CPU request serves its capacity, whatever that is
+        capacity, startup = _hpa_capacity(loaded, spec, params, capacity_rps), 30.0
     stated = capacity if capacity_factor != 1.0 else None
     capacity *= capacity_factor
     normalized = trace.scaled(peak_replicas * capacity / peak)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from autoscaler.bench.contenders import run_ours
 from autoscaler.bench.scenario import build_setup
 from autoscaler.cli import default_config_path, main
 from autoscaler.config import load_config
@@ -151,8 +152,8 @@ def test_workload_picks_which_of_the_configs_workloads_is_replayed(
      "no workload 'nope'; its workloads: be-fa-public, wk-pl-background"),
     (["--scenario", "api", "--workload", "wk-pl-collector"],
      "workload 'wk-pl-collector' has no 'request-rate' policy on a PrometheusSource source or "
-     "an 'hpa' policy on CPU, which this scenario replays; the workloads that have one: "
-     "be-fa-public"),
+     "an 'hpa' policy on CPU or on an External metric of a PrometheusSource source, which this "
+     "scenario replays; the workloads that have one: be-fa-public"),
     (["--scenario", "healing", "--workload", "wk-pl-workflow"],
      "the healing scenario needs workload 'wk-pl-workflow' to heal and to read its consumers"),
 ])
@@ -241,3 +242,58 @@ def test_with_a_capacity_factor_keda_still_sizes_by_what_the_policy_states() -> 
     assert max(setup.trace.rates) == 20 * 50.0  # the peak needs 20 of the slower pods
     same = build_setup(loaded, flat, "worker", peak_replicas=20)
     assert (same.capacity, same.policy_capacity) == (50.0, 50.0)  # msgs_per_second: 50
+
+
+def external_hpa(folder: Path) -> str:
+    """The shipped config with the API scaled as by KEDA's Prometheus scaler: an `hpa` policy on
+    the request rate as an External metric, 80 requests/s per pod, HPA behavior."""
+    config = yaml.safe_load(default_config_path().read_text())
+    api = config["workloads"]["be-fa-public"]
+    api["policies"] = [{"name": "hpa", "metric": {
+        "type": "External", "source": "track-requests",
+        "target": {"type": "AverageValue", "average_value": 80.0}}}]
+    api["behavior"] = {}
+    path = folder / "external.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_an_hpa_on_an_external_metric_is_replayed_with_what_a_pod_serves(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = external_hpa(tmp_path)
+    a = trace(tmp_path, "rise", [100] * 10 + [400] * 20)
+    out = tmp_path / "run.json"
+    # The target is in requests/s: it says nothing of what a pod serves, which the replay needs.
+    for command in ("simulate", "bench"):
+        assert main([command, "--config", config, "--trace", a, "--scenario", "api",
+                     "--no-progress", "--json", str(out)]) == 2
+        assert "give it with --capacity-rps" in capsys.readouterr().err
+        assert not out.exists()
+    assert main(["simulate", "--config", config, "--trace", a, "--scenario", "api",
+                 "--capacity-rps", "100", "--no-progress", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["runs"][0]["workload"] == "be-fa-public"
+    # Pods that serve 100/s, a peak that needs 20 of them (2000/s): the HPA asks for
+    # ceil(2000 / 80) = 25 pods, from ceil(500 / 80) = 7 before the rise.
+    loaded = load_config(config)
+    rise = Trace("rise", (100.0,) * 600 + (400.0,) * 1200, 1)
+    setup = build_setup(loaded, rise, "api", peak_replicas=20, capacity_rps=100.0)
+    assert setup.capacity == 100.0
+    model = setup.model(seed=1)
+    run_ours(loaded, setup, model)
+    asked = [new for _, _, new in model.scale_log]
+    assert asked and max(asked) == 25 and asked[-1] == 25
+    assert all(old >= 7 for _, old, _ in model.scale_log)
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["simulate", "--scenario", "api"], "'be-fa-public' (scenario api) is scaled by "
+                                        "'request-rate', which does"),
+    (["bench", "--scenario", "worker"], "'wk-pl-background' (scenario worker) is scaled by "
+                                        "'backlog', which does"),
+    (["bench", "--scenario", "chaos"], "--scale and the chaos soak size their own pods"),
+])
+def test_capacity_rps_is_refused_where_the_policy_states_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], error: str) -> None:
+    a = trace(tmp_path, "flat", [100] * 5)
+    assert main([*argv, "--trace", a, "--capacity-rps", "100", "--no-progress"]) == 2
+    assert error in capsys.readouterr().err
