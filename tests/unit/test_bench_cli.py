@@ -272,17 +272,18 @@ def test_an_hpa_on_an_external_metric_is_replayed_with_what_a_pod_serves(
     assert main(["simulate", "--config", config, "--trace", a, "--scenario", "api",
                  "--capacity-rps", "100", "--no-progress", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["runs"][0]["workload"] == "be-fa-public"
-    # Pods that serve 100/s, a peak that needs 20 of them (2000/s): the HPA asks for
-    # ceil(2000 / 80) = 25 pods, from ceil(500 / 80) = 7 before the rise.
+    # Pods that serve 60/s, a peak that needs 20 of them (1200/s): the HPA asks for
+    # ceil(1200 / 80) = 15 pods, and ceil(300 / 80) = 4 before the rise.
     loaded = load_config(config)
     rise = Trace("rise", (100.0,) * 600 + (400.0,) * 1200, 1)
-    setup = build_setup(loaded, rise, "api", peak_replicas=20, capacity_rps=100.0)
-    assert setup.capacity == 100.0
+    setup = build_setup(loaded, rise, "api", peak_replicas=20, capacity_rps=60.0)
+    assert setup.capacity == 60.0
     model = setup.model(seed=1)
     run_ours(loaded, setup, model)
-    asked = [new for _, _, new in model.scale_log]
-    assert asked and max(asked) == 25 and asked[-1] == 25
-    assert all(old >= 7 for _, old, _ in model.scale_log)
+    before = [new for at, _, new in model.scale_log if at < 600]
+    after = [new for at, _, new in model.scale_log if at >= 600]
+    assert before and before[-1] == 4
+    assert after and max(after) == 15 and after[-1] == 15
 
 
 @pytest.mark.parametrize(("argv", "error"), [
