@@ -1202,7 +1202,7 @@ class _KubeApi:
             raise InvalidError('Lease.coordination.k8s.io "" is invalid: metadata.name: '
                                "Required value: name or generateName is required")
         lease = self.state.create_lease(_ns(target), meta["name"], _lease_spec(body),
-                                        labels=meta.get("labels"))
+                                        labels=meta.get("labels"), manager=_manager(request))
         return _json_response(self.state.lease_json(lease), status=201)
 
     async def update_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -1213,7 +1213,7 @@ class _KubeApi:
             raise BadRequestError("the name of the object does not match the name on the URL")
         lease = self.state.update_lease(_ns(target), _name(target), _lease_spec(body),
                                         resource_version=meta.get("resourceVersion"),
-                                        labels=meta.get("labels"))
+                                        labels=meta.get("labels"), manager=_manager(request))
         return _json_response(self.state.lease_json(lease))
 
     async def delete_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:

@@ -79,6 +79,8 @@ CREATOR = "helm"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCALE_MANAGER = "kubectl"
 ANNOTATE_MANAGER = "kubectl-annotate"
+KUBELET_MANAGER = "kubelet"  # the node's heartbeat Lease
+LEASE_API = "coordination.k8s.io/v1"
 DEFAULT_REPLICAS = 1  # what the apiserver defaults a Deployment's spec.replicas to
 
 # The random-suffix alphabet of apimachinery's `utilrand.String` (no vowels, no 0/1/3).
@@ -640,6 +642,8 @@ class Lease:
     resource_version: int
     spec: LeaseSpec
     labels: dict[str, str] = field(default_factory=dict)
+    #: Who set which fields (`metadata.managedFields`): each Update's manager.
+    managed: list[ManagedEntry] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -764,6 +768,22 @@ def object_meta(*, name: str, namespace: str | None, uid: str, rv: int, created:
     return meta
 
 
+def lease_spec_json(s: LeaseSpec) -> JSON:
+    """A LeaseSpec as the apiserver serves it: the fields that are set."""
+    spec: JSON = {}
+    if s.holder is not None:
+        spec["holderIdentity"] = s.holder
+    if s.duration_seconds is not None:
+        spec["leaseDurationSeconds"] = s.duration_seconds
+    if s.acquire_time is not None:
+        spec["acquireTime"] = format_micro_time(s.acquire_time)
+    if s.renew_time is not None:
+        spec["renewTime"] = format_micro_time(s.renew_time)
+    if s.transitions is not None:
+        spec["leaseTransitions"] = s.transitions
+    return spec
+
+
 def _object_key(obj: JSON) -> tuple[str, str]:
     meta = obj["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -803,10 +823,12 @@ class KubeState:
         self._node_created = wall()
         self._namespace_rv: dict[str, int] = {}
         self._namespaces[NODE_LEASE_NAMESPACE] = self._node_created
-        self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = Lease(
+        node_lease = Lease(
             NODE_LEASE_NAMESPACE, NODE_NAME, str(uuid.uuid5(uuid.NAMESPACE_DNS, "lease")),
             self._node_created, 1, LeaseSpec(holder=NODE_NAME, duration_seconds=40,
                                              renew_time=self._node_created))
+        self._lease_written(node_lease, KUBELET_MANAGER, {}, {})
+        self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = node_lease
         self._node_rv = 1
         self._node_heartbeat = self._node_created
         # name -> (creation time, resourceVersion); a namespace's `default` one comes with it
@@ -1526,29 +1548,50 @@ class KubeState:
         return [le for (ns, _), le in sorted(self._leases.items()) if namespace in (None, ns)]
 
     def create_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
-                     labels: Mapping[str, str] | None = None) -> Lease:
+                     labels: Mapping[str, str] | None = None, manager: str = "") -> Lease:
         if (namespace, name) in self._leases:
             raise AlreadyExistsError(f'{LEASES.qualified} "{name}" already exists',
                                 details=_details(LEASES, name))
         self._touch_namespace(namespace)
         lease = Lease(namespace, name, self._uid(), self.wall(), self._next_rv(), spec,
                       dict(labels or {}))
+        self._lease_written(lease, manager, {}, {})
         self._leases[(namespace, name)] = lease
         self._emit("ADDED", "leases", namespace, lease.resource_version, self.lease_json(lease))
         return lease
 
     def update_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
                      resource_version: str | int | None,
-                     labels: Mapping[str, str] | None = None) -> Lease:
+                     labels: Mapping[str, str] | None = None, manager: str = "") -> Lease:
         lease = self.get_lease(namespace, name)
         self._check_rv(LEASES, name, lease.resource_version, resource_version)
+        before, labels_before = lease_spec_json(lease.spec), dict(lease.labels)
         lease.spec = spec
         if labels is not None:
             lease.labels = dict(labels)
+        self._lease_written(lease, manager, before, labels_before)
         lease.resource_version = self._next_rv()
         self._emit("MODIFIED", "leases", namespace, lease.resource_version,
                    self.lease_json(lease))
         return lease
+
+    def _lease_written(self, lease: Lease, manager: str, before: JSON,
+                       labels_before: Mapping[str, str]) -> None:
+        """An Update of `lease` by `manager`: it takes the fields it changed from whoever held
+        them, and a field it dropped is no one's."""
+        spec = lease_spec_json(lease.spec)
+        changed: frozenset[FieldPath] = frozenset(
+            ("f:spec", f"f:{k}") for k, v in spec.items() if before.get(k) != v)
+        if lease.labels != labels_before:
+            changed |= managed.paths_of({"labels": lease.labels} if lease.labels else {},
+                                        ("f:metadata",))
+        gone: frozenset[FieldPath] = frozenset(
+            ("f:spec", f"f:{k}") for k in before.keys() - spec.keys())
+        gone |= frozenset(("f:metadata", "f:labels", f"f:{k}")
+                          for k in labels_before.keys() - lease.labels.keys())
+        lease.managed = managed.disown(managed.claim(lease.managed, manager, changed,
+                                                     now=self.wall(), api_version=LEASE_API),
+                                       gone)
 
     def delete_lease(self, namespace: str, name: str) -> Lease:
         lease = self.get_lease(namespace, name)
@@ -1789,23 +1832,12 @@ class KubeState:
         return out
 
     def lease_json(self, lease: Lease) -> JSON:
-        spec: JSON = {}
-        s = lease.spec
-        if s.holder is not None:
-            spec["holderIdentity"] = s.holder
-        if s.duration_seconds is not None:
-            spec["leaseDurationSeconds"] = s.duration_seconds
-        if s.acquire_time is not None:
-            spec["acquireTime"] = format_micro_time(s.acquire_time)
-        if s.renew_time is not None:
-            spec["renewTime"] = format_micro_time(s.renew_time)
-        if s.transitions is not None:
-            spec["leaseTransitions"] = s.transitions
-        return {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        return {"kind": "Lease", "apiVersion": LEASE_API,
                 "metadata": object_meta(name=lease.name, namespace=lease.namespace, uid=lease.uid,
                                        rv=lease.resource_version, created=lease.created_wall,
-                                       labels=lease.labels),
-                "spec": spec}
+                                       labels=lease.labels, managedFields=managed.managed_fields(
+                                           lease.managed, format_time)),
+                "spec": lease_spec_json(lease.spec)}
 
     def hpa_json(self, hpa: Hpa) -> JSON:
         current = 0
@@ -1873,7 +1905,9 @@ class KubeState:
         now = self.wall()
         lease = self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)]
         if now - (lease.spec.renew_time or 0.0) >= NODE_LEASE_RENEW_SECONDS:
+            before = lease_spec_json(lease.spec)
             lease.spec = dataclasses.replace(lease.spec, renew_time=now)
+            self._lease_written(lease, KUBELET_MANAGER, before, lease.labels)
             lease.resource_version = self._next_rv()
             self._emit("MODIFIED", "leases", NODE_LEASE_NAMESPACE, lease.resource_version,
                        self.lease_json(lease))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from autoscaler.kube.errors import KubeError, outcome_for
-from autoscaler.ports import Clock, LeaseRecord, WriteResult
+from autoscaler.ports import FIELD_MANAGER, Clock, LeaseRecord, WriteResult
 from autoscaler.sim.kubestate import ApiError, KubeState, Lease, LeaseSpec
 
 
@@ -59,7 +59,7 @@ class SimLeaseStore:
         try:
             if err is not None:
                 raise err
-            self._state.create_lease(namespace, name, _spec(record))
+            self._state.create_lease(namespace, name, _spec(record), manager=FIELD_MANAGER)
         except ApiError as exc:
             return WriteResult(outcome_for(exc.code), exc.message, exc.retry_after)
         return WriteResult(outcome_for(200))
@@ -69,7 +69,7 @@ class SimLeaseStore:
         try:
             if err is not None:
                 raise err
-            self._state.update_lease(namespace, name, _spec(record),
+            self._state.update_lease(namespace, name, _spec(record), manager=FIELD_MANAGER,
                                      resource_version=record.resource_version)
         except ApiError as exc:
             return WriteResult(outcome_for(exc.code), exc.message, exc.retry_after)

@@ -7,7 +7,8 @@ unconfigured is `OpenAPI-Generator`) and the fields it changed, in FieldsV1 form
 held it. A write through a subresource (`scale`, `status`) is its own entry. A server-side
 apply holds every field of its configuration; one that would change a field another manager
 holds is refused with a conflict unless forced. The simulated API serves these for Deployments,
-the one kind whose ownership the autoscaler reads: who last set `spec.replicas`.
+the one kind whose ownership the autoscaler reads (who last set `spec.replicas`), and for
+Leases, written with Updates only (the leader election's, the kubelet's node heartbeat).
 
 How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
 list item (a container by name, a condition by type) is marked owned itself (`.`) beside its
@@ -125,7 +126,7 @@ class ManagedEntry:
 
 
 def claim(entries: list[ManagedEntry], manager: str, paths: frozenset[FieldPath], *,
-          now: float, subresource: str = "") -> list[ManagedEntry]:
+          now: float, subresource: str = "", api_version: str = "apps/v1") -> list[ManagedEntry]:
     """`entries` after `manager` changed `paths` with an Update: it holds them now and no other
     manager does."""
     if not paths:
@@ -134,7 +135,7 @@ def claim(entries: list[ManagedEntry], manager: str, paths: frozenset[FieldPath]
     mine = next((e for e in entries if (e.manager, e.operation, e.subresource) == key), None)
     held = mine.fields if mine is not None else frozenset()
     return [*disown((e for e in entries if e is not mine), paths),
-            ManagedEntry(manager, now, held | paths, subresource)]
+            ManagedEntry(manager, now, held | paths, subresource, api_version=api_version)]
 
 
 def disown(entries: Iterable[ManagedEntry], paths: frozenset[FieldPath]) -> list[ManagedEntry]:

@@ -83,3 +83,45 @@ async def test_elector_over_http_leads_alone_and_hands_over_on_release(
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("pod-b", 1)
     task_b.cancel()
     await asyncio.gather(task_b, return_exceptions=True)
+
+
+def _held(raw: dict[str, object]) -> dict[str, set[str]]:
+    """Manager -> the spec fields its Update entry holds (`metadata.managedFields`)."""
+    meta = raw["metadata"]
+    assert isinstance(meta, dict)
+    held: dict[str, set[str]] = {}
+    for entry in meta["managedFields"]:
+        assert (entry["operation"], entry["apiVersion"], entry["fieldsType"]) == (
+            "Update", "coordination.k8s.io/v1", "FieldsV1")
+        held[entry["manager"]] = set(entry["fieldsV1"].get("f:spec", {}))
+    return held
+
+
+async def test_the_lease_records_who_wrote_which_field(served: Served, api: ApiClient) -> None:
+    store = KubeLeaseStore(api)
+    await store.create(NS, NAME, _record("a"))
+    assert _held(await _raw_lease(served)) == {"tracardi-autoscaler": {
+        "f:holderIdentity", "f:leaseDurationSeconds", "f:acquireTime", "f:renewTime",
+        "f:leaseTransitions"}}
+    # Someone renews it by hand (kubectl's User-Agent, no fieldManager): that write takes the
+    # one field it changes, and the autoscaler keeps the rest.
+    raw = await _raw_lease(served)
+    spec = raw["spec"]
+    assert isinstance(spec, dict)
+    url = f"{served.server.url}/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{NAME}"
+    async with aiohttp.ClientSession() as session, session.put(
+            url, json={**raw, "spec": {**spec, "renewTime": "2023-11-14T22:13:30.000000Z"}},
+            headers={"Authorization": f"Bearer {TOKEN}",
+                     "User-Agent": "kubectl/v1.32.4 (linux/amd64)"}) as response:
+        assert response.status == 200
+    assert _held(await _raw_lease(served)) == {
+        "tracardi-autoscaler": {"f:holderIdentity", "f:leaseDurationSeconds", "f:acquireTime",
+                                "f:leaseTransitions"},
+        "kubectl": {"f:renewTime"}}
+    # The autoscaler's next renewal takes it back, and a manager left holding nothing goes.
+    read = await store.get(NS, NAME)
+    assert read is not None
+    await store.update(NS, NAME, _record("a", read.resource_version, at=1_700_000_100.0))
+    assert _held(await _raw_lease(served)) == {"tracardi-autoscaler": {
+        "f:holderIdentity", "f:leaseDurationSeconds", "f:acquireTime", "f:renewTime",
+        "f:leaseTransitions"}}

@@ -140,6 +140,20 @@ def test_lease_writes_need_the_current_resource_version(state: KubeState) -> Non
         state.update_lease(NS, "l", LeaseSpec(holder="b"), resource_version=rv)
 
 
+def test_the_node_lease_is_the_kubelets_and_its_renewals_keep_it_so(
+        state: KubeState, ticks: Ticks) -> None:
+    lease = state.leases("kube-node-lease")[0]
+
+    def managers() -> list[tuple[str, str]]:
+        return [(e["manager"], e["time"]) for e in
+                state.lease_json(lease)["metadata"]["managedFields"]]
+
+    assert managers() == [("kubelet", "2023-11-14T22:13:20Z")]
+    ticks.t += 10
+    state.renew_node()
+    assert managers() == [("kubelet", "2023-11-14T22:13:30Z")]  # the renewal's time
+
+
 @pytest.mark.parametrize(("selector", "labels", "matches"), [
     pytest.param("a=b", {"a": "b"}, True, id="equals"),
     pytest.param("a==b", {"a": "c"}, False, id="double-equals-mismatch"),
