@@ -11,7 +11,7 @@ What it imitates, and how far:
   names a stale resourceVersion raises `ConflictError`, exactly like the apiserver's optimistic
   concurrency;
 - a Deployment's `managedFields` (see `managed.py`): its creator, the controller, and each
-  writer of its replicas, labels and annotations;
+  writer of its replicas, labels and annotations; a Lease's: each writer of its fields;
 - the Deployment + ReplicaSet controllers: a replica change creates Pending pods at once or
   deletes pods in the ReplicaSet controller's order (Pending before Running, not-ready before
   ready, most recently ready first, more restarts first, newest first); a deleted or evicted pod
