@@ -9,20 +9,27 @@ from pathlib import Path
 import yaml
 
 from autoscaler.bench.contenders import run_ours
-from autoscaler.bench.scenario import build_setup
+from autoscaler.bench.scenario import Setup, build_setup
 from autoscaler.config import load_config
+from autoscaler.sim.model import ClusterModel
 from autoscaler.sim.traces import Trace
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "policies" / "tracardi.yaml")
 STEP_AT = 900
 
 
-def replay(trace: Trace, scenario: str) -> tuple[int, list[tuple[float, int, int]]]:
-    """The count the trace's peak needs, and the scale-ups from `STEP_AT` on, (at, old, new)."""
-    loaded = load_config(CONFIG)
+def run(config: str, trace: Trace, scenario: str) -> tuple[Setup, ClusterModel]:
+    """The daemon with `config`, replayed on `trace`."""
+    loaded = load_config(config)
     setup = build_setup(loaded, trace, scenario, peak_replicas=20)
     model = setup.model(seed=1)
     run_ours(loaded, setup, model)
+    return setup, model
+
+
+def replay(trace: Trace, scenario: str) -> tuple[int, list[tuple[float, int, int]]]:
+    """The count the trace's peak needs, and the scale-ups from `STEP_AT` on, (at, old, new)."""
+    setup, model = run(CONFIG, trace, scenario)
     need = math.ceil(max(setup.trace.rates) / setup.capacity)
     return need, [(at, old, new) for at, old, new in model.scale_log
                   if at >= STEP_AT and new > old]
@@ -61,10 +68,7 @@ def without_trust(tmp_path: Path) -> str:
 
 def replay_worker(config: str, trace: Trace) -> tuple[list[float], list[tuple[float, int, int]]]:
     """The worker's reactions (s) and its scale-ups, (at, old, new)."""
-    loaded = load_config(config)
-    setup = build_setup(loaded, trace, "worker", peak_replicas=20)
-    model = setup.model(seed=1)
-    run_ours(loaded, setup, model)
+    _, model = run(config, trace, "worker")
     return model.scores.reactions, [(at, old, new) for at, old, new in model.scale_log
                                     if new > old]
 
