@@ -259,6 +259,10 @@ class ScalingRules(Frozen):
     stabilization_window_seconds: int = Field(strict=True, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
     policies: tuple[RatePolicy, ...]
+    #: Not the HPA's (scale-down only; 0, the default, is off): the pods added in the last this
+    #: many seconds that are not ready yet go at once when no longer recommended, past the
+    #: window and the rate limits. They have served nothing, so nothing is lost.
+    retract_seconds: int = Field(0, strict=True, ge=0, le=1800)
 
 
 def default_scale_up() -> ScalingRules:
@@ -286,6 +290,9 @@ class PartialRules(Frozen):
     stabilization_window_seconds: int | None = Field(None, strict=True, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] | None = None
     policies: tuple[RatePolicy, ...] | None = None
+    retract_seconds: int = Field(0, strict=True, ge=0, le=1800,
+                                 description="scale_down only: pods added this recently and "
+                                             "not ready yet go at once when not recommended")
 
     def complete(self, default: ScalingRules) -> ScalingRules:
         return ScalingRules(
@@ -296,6 +303,7 @@ class PartialRules(Frozen):
             ),
             select_policy=self.select_policy or default.select_policy,
             policies=default.policies if self.policies is None else self.policies,
+            retract_seconds=self.retract_seconds,
         )
 
 
@@ -310,6 +318,13 @@ class Behavior(Frozen):
     tolerance: Tolerance = Tolerance()
     scale_up: PartialRules = PartialRules()
     scale_down: PartialRules = PartialRules()
+
+    @model_validator(mode="after")
+    def _retract_on_scale_down(self) -> Behavior:
+        if self.scale_up.retract_seconds:
+            raise ValueError("scale_up.retract_seconds: retracting is a scale-down; set it "
+                             "under scale_down")
+        return self
 
     # Computed once: every evaluation of every workload reads them.
     @cached_property

@@ -4,6 +4,9 @@ A pure transcription of the autoscaling/v2 normalization in the HPA controller
 (`stabilizeRecommendationWithBehaviors` and `convertDesiredReplicasWithBehaviorRate`), with its
 memory kept in a `ScalingHistory` value that callers pass in and get back. The clock is passed in.
 Reasons use the HPA's words so operators can grep them.
+
+One addition, off unless `scale_down.retract_seconds` is set: a scale-up the policy no longer
+asks for is taken back at once while its pods are still starting (`retract`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from autoscaler.model import ScalingHistory, Step, TimedValue
 
 #: Memory older than this is never needed: the longest window or period the config allows.
 MAX_MEMORY_SECONDS = 3600.0
+#: `retract` leaves a count this many pods above the recommendation to the scale-down window.
+RETRACT_SLACK = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,28 @@ def limit_rate(
     return desired, "DesiredWithinRange"
 
 
+def retract(*, current: int, desired: int, allowed: int, min_replicas: int, not_ready: int,
+            rules: ScalingRules, up_events: Sequence[TimedValue], now: float) -> tuple[int, str]:
+    """Take back, past the scale-down window and rate limits, the pods that scale-ups of the last
+    `rules.retract_seconds` added and that are not ready yet, down to `desired` (never below
+    `min_replicas`). `allowed` is what stabilization and the rate limits gave.
+
+    A pod that is not ready has served nothing, so removing it loses nothing a window protects;
+    the ReplicaSet controller removes not-ready pods first. A count the policy asked for on one
+    read of a rise is then cheap where the rise passes, and none is held for a window. A count
+    within `RETRACT_SLACK` of `desired` is left to the window: on a steady rate, one read in a
+    few crosses a pod's boundary, and taking each such pod back would start and stop a pod every
+    few seconds.
+    """
+    if not rules.retract_seconds or allowed - desired <= RETRACT_SLACK or allowed > current:
+        return allowed, ""
+    added = sum(e.value for e in up_events if now - e.at < rules.retract_seconds)
+    floor = max(desired, min_replicas, current - min(added, not_ready))
+    if floor >= allowed:
+        return allowed, ""
+    return floor, "ScaleUpRetracted"
+
+
 def apply_behavior(
     *,
     current: int,
@@ -140,8 +167,10 @@ def apply_behavior(
     down: ScalingRules,
     history: ScalingHistory,
     now: float,
+    not_ready: int = 0,
 ) -> BehaviorResult:
-    """Stabilize, then rate-limit and clamp; record the raw recommendation in the history."""
+    """Stabilize, then rate-limit and clamp, then retract (`down.retract_seconds`, with
+    `not_ready` of the current pods not ready); record the raw recommendation in the history."""
     stabilized, why_stable = stabilize(
         current=current, desired=desired, recommendations=history.recommendations, now=now,
         up_window=up.stabilization_window_seconds, down_window=down.stabilization_window_seconds,
@@ -151,12 +180,18 @@ def apply_behavior(
         up=up, down=down, up_events=history.scale_up_events,
         down_events=history.scale_down_events, now=now,
     )
-    new_history = remember(history, desired=desired, now=now, up=up, down=down)
-    reason = why_stable if why_stable and why_limited == "DesiredWithinRange" else why_limited
-    steps = (
+    steps: tuple[Step, ...] = (
         Step("stabilize", stabilized, why_stable),
         Step("rate-limit", final, why_limited),
     )
+    reason = why_stable if why_stable and why_limited == "DesiredWithinRange" else why_limited
+    retracted, why_retracted = retract(
+        current=current, desired=desired, allowed=final, min_replicas=min_replicas,
+        not_ready=not_ready, rules=down, up_events=history.scale_up_events, now=now)
+    if why_retracted:
+        final, reason = retracted, why_retracted
+        steps = (*steps, Step("retract", final, why_retracted))
+    new_history = remember(history, desired=desired, now=now, up=up, down=down)
     return BehaviorResult(replicas=final, reason=reason, steps=steps, history=new_history)
 
 
@@ -190,8 +225,11 @@ def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRu
 
 def prune(history: ScalingHistory, *, now: float, up: ScalingRules,
           down: ScalingRules) -> ScalingHistory:
-    """Forget scale events older than the longest rate period (they no longer limit anything)."""
-    longest = max((p.period_seconds for p in (*up.policies, *down.policies)), default=0)
+    """Forget scale events older than the longest rate period (they no longer limit anything)
+    and than the retract window (it no longer takes them back)."""
+    longest = max((p.period_seconds for p in (*up.policies, *down.policies)),
+                  default=0)
+    longest = max(longest, down.retract_seconds)
     return replace(
         history,
         scale_up_events=tuple(e for e in history.scale_up_events if now - e.at < longest),

@@ -4,7 +4,8 @@ Pure: no I/O, the clock is passed in, the behavior's memory goes in and comes ba
 function runs in the daemon, the simulator, `explain` and the tests. The pipeline reads like the
 HPA's `reconcileAutoscaler`: pause and dependency gate -> clamp an out-of-range count -> one
 proposal per policy (largest wins) -> never scale down on partial signals -> stabilize ->
-rate-limit -> scale only if changed.
+rate-limit -> (with `scale_down.retract_seconds`) retract pods still starting -> scale only if
+changed.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def evaluate(
     result = apply_behavior(
         current=current, desired=best.replicas, min_replicas=w.min, max_replicas=w.max,
         up=w.behavior.up, down=w.behavior.down, history=history, now=now,
+        not_ready=max(0, current - status.ready_replicas),
     )
     steps.extend(result.steps)
     reasons = tuple(r for r in (best.reason, result.reason, *invalid) if r)

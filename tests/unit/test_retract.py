@@ -1,0 +1,122 @@
+"""`scale_down.retract_seconds`: the pods of a scale-up that is no longer recommended go at once
+while they are still starting, past the scale-down window and rate limits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from autoscaler.config import (
+    Behavior,
+    PartialRules,
+    PolicyRef,
+    RatePolicy,
+    ScalingRules,
+    Workload,
+    WorkloadSpec,
+)
+from autoscaler.engine.behavior import retract
+from autoscaler.engine.evaluate import evaluate
+from autoscaler.model import (
+    Action,
+    DependencyState,
+    Health,
+    ScalingHistory,
+    Signal,
+    TimedValue,
+    WorkloadStatus,
+)
+from autoscaler.policies.base import build_policy
+
+NOW = 10_000.0
+DOWN = ScalingRules(stabilization_window_seconds=15, retract_seconds=30,
+                    policies=(RatePolicy(type="Percent", value=25, period_seconds=30),))
+
+
+def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, not_ready: int = 4,
+              ups: tuple[tuple[float, int], ...] = ((5.0, 4),), min_replicas: int = 1,
+              rules: ScalingRules = DOWN) -> tuple[int, str]:
+    """`retract` with scale-ups (seconds ago, pods added)."""
+    return retract(current=current, desired=desired, allowed=allowed, min_replicas=min_replicas,
+                   not_ready=not_ready, rules=rules,
+                   up_events=tuple(TimedValue(NOW - ago, n) for ago, n in ups), now=NOW)
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    # 10 pods, 4 of them asked for 5 s ago and still starting; the policy wants 4 again.
+    pytest.param({}, (6, "ScaleUpRetracted"), id="the-starting-pods-go"),
+    pytest.param({"desired": 8}, (8, "ScaleUpRetracted"), id="not-below-desired"),
+    pytest.param({"not_ready": 2}, (8, "ScaleUpRetracted"), id="only-pods-not-ready"),
+    pytest.param({"ups": ((5.0, 1), (12.0, 1))}, (8, "ScaleUpRetracted"),
+                 id="only-pods-added-within-the-window"),
+    pytest.param({"ups": ((31.0, 4),)}, (10, ""), id="a-scale-up-older-than-the-window"),
+    pytest.param({"min_replicas": 7}, (7, "ScaleUpRetracted"), id="not-below-min"),
+    pytest.param({"desired": 9}, (10, ""), id="one-pod-over-is-left-to-the-window"),
+    pytest.param({"allowed": 8}, (6, "ScaleUpRetracted"), id="below-what-the-rate-limit-gave"),
+    pytest.param({"desired": 12, "allowed": 12}, (12, ""), id="a-scale-up-is-not-touched"),
+    pytest.param({"current": 8, "allowed": 10, "not_ready": 2}, (10, ""),
+                 id="not-while-the-behavior-raises-the-count"),
+    pytest.param({"rules": DOWN.model_copy(update={"retract_seconds": 0})}, (10, ""),
+                 id="off-as-the-hpa"),
+])
+def test_retract(kwargs: dict[str, object], expected: tuple[int, str]) -> None:
+    assert retracted(**kwargs) == expected  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(current=st.integers(1, 40), data=st.data())
+def test_retract_removes_only_recent_pods_not_ready_and_never_below_desired_or_min(
+        current: int, data: st.DataObject) -> None:
+    not_ready = data.draw(st.integers(0, current))
+    desired = data.draw(st.integers(0, current))
+    allowed = data.draw(st.integers(desired, current))
+    low = data.draw(st.integers(0, allowed))  # the behavior never allows less than min
+    ups = data.draw(st.lists(st.tuples(st.floats(0, 60), st.integers(1, 10)), max_size=5))
+    got, why = retracted(current=current, desired=desired, allowed=allowed, not_ready=not_ready,
+                         ups=tuple(ups), min_replicas=low)
+    added = sum(n for ago, n in ups if ago < DOWN.retract_seconds)
+    assert got <= allowed
+    assert (why == "ScaleUpRetracted") == (got < allowed)
+    if why:  # no ready pod, no pod of an older scale-up, and nothing below desired or min
+        assert got >= max(desired, low, current - not_ready, current - added)
+        assert allowed - desired > 1  # a count one pod over is left to the window
+
+
+def spec_with(down: PartialRules) -> WorkloadSpec:
+    ref = PolicyRef(name="hpa", params={"metric": {
+        "type": "External", "source": "q", "target": {"type": "AverageValue",
+                                                      "average_value": 1.0}}})
+    behavior = Behavior(scale_down=down)
+    settings_ = Workload(min=1, max=30, requires=("es",), policies=(ref,), behavior=behavior)
+    return WorkloadSpec(name="w", namespace="ns", deployment="w", settings=settings_,
+                        policies=(build_policy(ref.name, ref.params),))
+
+
+def decide(spec: WorkloadSpec, *, replicas: int, ready: int, value: float,
+           history: ScalingHistory) -> tuple[Action, int, tuple[str, ...]]:
+    status = WorkloadStatus("w", "ns", replicas, ready_replicas=ready)
+    d = evaluate(spec, status=status, signals={"q.value": Signal("q.value", value, NOW)},
+                 dependencies={"es": DependencyState("es", Health.UP)}, history=history,
+                 now=NOW, staleness={}).decision
+    return d.action, d.desired, d.reasons
+
+
+def test_evaluate_retracts_a_burst_the_next_read_no_longer_shows() -> None:
+    # 3 -> 9 two seconds ago on a burst's first read; the next read needs 3 again.
+    history = ScalingHistory((TimedValue(NOW - 2, 9),), (TimedValue(NOW - 2, 6),), ())
+    on = spec_with(PartialRules(stabilization_window_seconds=15, retract_seconds=30))
+    assert decide(on, replicas=9, ready=3, value=3.0, history=history) == (
+        Action.SCALE, 3, ("q.value 3 against target 1", "ScaleUpRetracted"))
+    # Without it, the HPA's window holds the 9 for 15 s.
+    off = spec_with(PartialRules(stabilization_window_seconds=15))
+    assert decide(off, replicas=9, ready=3, value=3.0, history=history)[:2] == (Action.HOLD, 9)
+    # Once the new pods are ready, they have started serving: the window decides again.
+    assert decide(on, replicas=9, ready=9, value=3.0, history=history)[:2] == (Action.HOLD, 9)
+
+
+def test_retract_seconds_is_refused_on_scale_up() -> None:
+    with pytest.raises(ValidationError, match=r"scale_up\.retract_seconds: retracting is a "
+                                              r"scale-down; set it under scale_down"):
+        Behavior(scale_up=PartialRules(retract_seconds=30))
