@@ -17,7 +17,7 @@ from autoscaler.config import (
     Workload,
     WorkloadSpec,
 )
-from autoscaler.engine.behavior import retract
+from autoscaler.engine.behavior import remember, retract
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
     Action,
@@ -120,3 +120,14 @@ def test_retract_seconds_is_refused_on_scale_up() -> None:
     with pytest.raises(ValidationError, match=r"scale_up\.retract_seconds: retracting is a "
                                               r"scale-down; set it under scale_down"):
         Behavior(scale_up=PartialRules(retract_seconds=30))
+
+
+def test_the_memory_keeps_scale_ups_for_the_retract_window() -> None:
+    # The rate periods are 15 s; a scale-up 40 s ago still counts within a 60 s retract window.
+    up = ScalingRules(stabilization_window_seconds=0,
+                      policies=(RatePolicy(type="Pods", value=30, period_seconds=15),))
+    down = ScalingRules(stabilization_window_seconds=15, retract_seconds=60,
+                        policies=(RatePolicy(type="Percent", value=25, period_seconds=15),))
+    history = ScalingHistory((), (TimedValue(NOW - 40, 4), TimedValue(NOW - 61, 2)), ())
+    kept = remember(history, desired=4, now=NOW, up=up, down=down)
+    assert kept.scale_up_events == (TimedValue(NOW - 40, 4),)
