@@ -227,9 +227,8 @@ def prune(history: ScalingHistory, *, now: float, up: ScalingRules,
           down: ScalingRules) -> ScalingHistory:
     """Forget scale events older than the longest rate period (they no longer limit anything)
     and than the retract window (it no longer takes them back)."""
-    longest = max((p.period_seconds for p in (*up.policies, *down.policies)),
-                  default=0)
-    longest = max(longest, down.retract_seconds)
+    longest = max([down.retract_seconds, *(p.period_seconds for p in (*up.policies,
+                                                                     *down.policies))])
     return replace(
         history,
         scale_up_events=tuple(e for e in history.scale_up_events if now - e.at < longest),
