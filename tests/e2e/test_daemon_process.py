@@ -71,6 +71,7 @@ class Cluster:
     grants: dict[str, Grant] = field(default_factory=dict)  # tokens bound to a Role
     replicas_seen: list[int] = field(default_factory=list)
     sick: set[str] = field(default_factory=set)  # pods the test's kubelet leaves not ready
+    starting: bool = False  # while set, the test's kubelet leaves every new pod not ready
 
     def backlog(self, messages: int) -> None:
         self.pulsar.set_subscription(TOPIC, SUB, backlog=messages, msg_rate_out=0.0)
@@ -107,7 +108,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async def kubelet() -> None:
         while True:
             for pod in kube.pods(NS):
-                if not pod.ready and pod.name not in c.sick:
+                if not pod.ready and pod.name not in c.sick and not c.starting:
                     kube.mark_ready(NS, pod.name, True)
             await asyncio.sleep(0.1)
 
@@ -205,6 +206,31 @@ async def test_backlog_scales_the_deployment_with_an_event_and_metrics(
                      r'[^}]*} 6\.0', text)
     assert await daemon.writes() == 1
     assert 'tracardi_autoscaler_leader 1.0' in text
+
+
+async def test_a_scale_up_whose_pods_are_still_starting_is_retracted_past_the_window(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    # The same config with retracting: the 600 s window holds a scale-down of ready pods only.
+    cluster.config.write_text(cluster.config.read_text().replace(
+        "scale_down: {stabilization_window_seconds: 600}",
+        "scale_down: {stabilization_window_seconds: 600, retract_seconds: 60}"))
+    await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    cluster.starting = True  # the five new pods stay not ready (the Deployment's status says so)
+    cluster.backlog(600)
+    await eventually(lambda: cluster.replicas() == 6, what="scaled to 6")
+    cluster.backlog(0)  # the rise passed before they started: they go, past the window
+    await eventually(lambda: cluster.replicas() == 1, what="retracted to 1")
+    await eventually(lambda: any("ScaleUpRetracted" in m for m in cluster.rescale_events()),
+                     what="the rescale event says why")
+    cluster.starting = False  # pods are ready once they run: the window holds them now
+    cluster.backlog(600)
+    await eventually(lambda: cluster.replicas() == 6, what="scaled to 6 again")
+    await eventually(lambda: sum(p.ready for p in cluster.kube.pods(NS)) == 6,
+                     what="all 6 ready")
+    cluster.backlog(0)
+    await asyncio.sleep(3)  # several evaluations (a 0.5 s poll, a 2 s tick)
+    assert cluster.replicas() == 6
 
 
 async def test_follower_never_writes_and_takes_over_after_the_leader_dies(
