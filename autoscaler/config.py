@@ -260,8 +260,9 @@ class ScalingRules(Frozen):
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
     policies: tuple[RatePolicy, ...]
     #: Not the HPA's (scale-down only; 0, the default, is off): the pods added in the last this
-    #: many seconds that are not ready yet go at once when no longer recommended, past the
-    #: window and the rate limits. They have served nothing, so nothing is lost.
+    #: many seconds that are still starting (not ready, or running no consumer of
+    #: `healing.consumer_source`) go at once when no longer recommended, past the window and the
+    #: rate limits. They have served nothing, so nothing is lost.
     retract_seconds: int = Field(0, strict=True, ge=0, le=1800)
 
 

@@ -871,7 +871,8 @@ class Daemon:
         started = time.perf_counter()
         result = evaluate(spec, status=status, signals=self.signals_for(spec),
                           dependencies=self.store.dependencies, history=history, now=now,
-                          staleness=self.staleness, signal_history=self.history_for(spec))
+                          staleness=self.staleness, signal_history=self.history_for(spec),
+                          consumers=None if subscription is None else subscription.consumers)
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         decision = result.decision
         state.history = result.history
@@ -942,10 +943,12 @@ class Daemon:
         if now == decided_at and self.store.version == version:
             return ()
         spec = state.spec
+        subscription = self._subscription(spec, now)
         again = evaluate(spec, status=status, signals=self.signals_for(spec),
                          dependencies=self.store.dependencies, history=state.history, now=now,
-                         staleness=self.staleness,
-                         signal_history=self.history_for(spec)).decision
+                         staleness=self.staleness, signal_history=self.history_for(spec),
+                         consumers=None if subscription is None else subscription.consumers,
+                         ).decision
         if again.action is Action.SCALE and again.desired == decision.desired:
             return ()
         return (f"DecisionChanged: {again.action.value} {again.current} -> {again.desired}",

@@ -135,23 +135,24 @@ def limit_rate(
     return desired, "DesiredWithinRange"
 
 
-def retract(*, current: int, desired: int, allowed: int, min_replicas: int, not_ready: int,
+def retract(*, current: int, desired: int, allowed: int, min_replicas: int, starting: int,
             rules: ScalingRules, up_events: Sequence[TimedValue], now: float) -> tuple[int, str]:
     """Take back, past the scale-down window and rate limits, the pods that scale-ups of the last
-    `rules.retract_seconds` added and that are not ready yet, down to `desired` (never below
-    `min_replicas`). `allowed` is what stabilization and the rate limits gave.
+    `rules.retract_seconds` added and that are still starting (`starting` of the current pods:
+    not ready, or taking no work yet), down to `desired` (never below `min_replicas`). `allowed`
+    is what stabilization and the rate limits gave.
 
-    A pod that is not ready has served nothing, so removing it loses nothing a window protects;
-    the ReplicaSet controller removes not-ready pods first. A count the policy asked for on one
-    read of a rise is then cheap where the rise passes, and none is held for a window. A count
-    within `RETRACT_SLACK` of `desired` is left to the window: on a steady rate, one read in a
-    few crosses a pod's boundary, and taking each such pod back would start and stop a pod every
-    few seconds.
+    A pod still starting has served nothing, so removing it loses nothing a window protects; the
+    ReplicaSet controller removes not-ready pods first, then the most recently ready. A count the
+    policy asked for on one read of a rise is then cheap where the rise passes, and none is held
+    for a window. A count within `RETRACT_SLACK` of `desired` is left to the window: on a steady
+    rate, one read in a few crosses a pod's boundary, and taking each such pod back would start
+    and stop a pod every few seconds.
     """
     if not rules.retract_seconds or allowed - desired <= RETRACT_SLACK or allowed > current:
         return allowed, ""
     added = sum(e.value for e in up_events if now - e.at < rules.retract_seconds)
-    floor = max(desired, min_replicas, current - min(added, not_ready))
+    floor = max(desired, min_replicas, current - min(added, starting))
     if floor >= allowed:
         return allowed, ""
     return floor, "ScaleUpRetracted"
@@ -167,10 +168,11 @@ def apply_behavior(
     down: ScalingRules,
     history: ScalingHistory,
     now: float,
-    not_ready: int = 0,
+    starting: int = 0,
 ) -> BehaviorResult:
     """Stabilize, then rate-limit and clamp, then retract (`down.retract_seconds`, with
-    `not_ready` of the current pods not ready); record the raw recommendation in the history."""
+    `starting` of the current pods still starting); record the raw recommendation in the
+    history."""
     stabilized, why_stable = stabilize(
         current=current, desired=desired, recommendations=history.recommendations, now=now,
         up_window=up.stabilization_window_seconds, down_window=down.stabilization_window_seconds,
@@ -187,7 +189,7 @@ def apply_behavior(
     reason = why_stable if why_stable and why_limited == "DesiredWithinRange" else why_limited
     retracted, why_retracted = retract(
         current=current, desired=desired, allowed=final, min_replicas=min_replicas,
-        not_ready=not_ready, rules=down, up_events=history.scale_up_events, now=now)
+        starting=starting, rules=down, up_events=history.scale_up_events, now=now)
     if why_retracted:
         final, reason = retracted, why_retracted
         steps = (*steps, Step("retract", final, why_retracted))

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from autoscaler.config import WorkloadSpec
 from autoscaler.engine.behavior import apply_behavior
 from autoscaler.engine.gate import dependency_reasons, signal_reason
+from autoscaler.engine.healing import without_consumer
 from autoscaler.model import (
     Action,
+    ConsumerStat,
     Decision,
     DependencyState,
     Recommendation,
@@ -48,7 +50,11 @@ def evaluate(
     now: float,
     staleness: Mapping[str, float],
     signal_history: Mapping[str, Sequence[Signal]] | None = None,
+    consumers: Sequence[ConsumerStat] | None = None,
 ) -> Evaluation:
+    """One decision. `consumers`, the last read of the subscription the workload's pods consume
+    (`healing.consumer_source`; None when not known): a ready pod among none of them has not
+    started taking work, and counts as starting for `scale_down.retract_seconds`."""
     w = spec.settings
     current = status.replicas
 
@@ -111,7 +117,8 @@ def evaluate(
     result = apply_behavior(
         current=current, desired=best.replicas, min_replicas=w.min, max_replicas=w.max,
         up=w.behavior.up, down=w.behavior.down, history=history, now=now,
-        not_ready=max(0, current - status.ready_replicas),
+        starting=max(0, current - status.ready_replicas) + (
+            0 if consumers is None else without_consumer(status.pods, consumers)),
     )
     steps.extend(result.steps)
     reasons = tuple(r for r in (best.reason, result.reason, *invalid) if r)

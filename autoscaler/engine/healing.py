@@ -278,6 +278,14 @@ def consumer_ip(address: str) -> str:
     return _normal_ip(host)
 
 
+def without_consumer(pods: Sequence[PodInfo], consumers: Sequence[ConsumerStat]) -> int:
+    """How many ready pods (not being deleted, with an IP) run no consumer of the subscription
+    (matched by IP): started, but taking nothing from it yet."""
+    ips = {consumer_ip(c.address) for c in consumers}
+    return sum(1 for p in pods
+               if p.ready and not p.deleting and p.ip and _normal_ip(p.ip) not in ips)
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

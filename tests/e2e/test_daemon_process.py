@@ -26,7 +26,7 @@ from autoscaler.localport import free_port
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState, WatchEvent
-from autoscaler.sim.pulsar_admin import PulsarState
+from autoscaler.sim.pulsar_admin import Consumer, PulsarState
 from autoscaler.sim.pulsar_admin import create_app as pulsar_app
 from autoscaler.sim.rbac import Grant
 
@@ -230,6 +230,38 @@ async def test_a_scale_up_whose_pods_are_still_starting_is_retracted_past_the_wi
                      what="all 6 ready")
     cluster.backlog(0)
     await asyncio.sleep(3)  # several evaluations (a 0.5 s poll, a 2 s tick)
+    assert cluster.replicas() == 6
+
+
+async def test_a_ready_pod_that_runs_no_consumer_yet_is_retracted_too(
+        cluster: Cluster, start: Callable[[str], asyncio.Future[Daemon]]) -> None:
+    # Ready once its container runs (no readiness probe, as in Tracardi's charts): the
+    # subscription's consumers tell a worker that takes work from one that is still starting.
+    cluster.config.write_text(cluster.config.read_text().replace(
+        "scale_down: {stabilization_window_seconds: 600}",
+        "scale_down: {stabilization_window_seconds: 600, retract_seconds: 60}\n"
+        "    healing: {consumer_source: functions}"))
+    await eventually(lambda: all(p.ip for p in cluster.kube.pods(NS)), what="the first pod runs")
+    (first,) = cluster.kube.pods(NS)
+    consuming = [Consumer.on_pod(first.name, first.ip, msg_rate_out=5.0)]
+    cluster.pulsar.set_subscription(TOPIC, SUB, consumers=consuming)
+    await start("a")
+    await eventually(lambda: holder(cluster) == "a", what="a holds the lease")
+    cluster.backlog(600)
+    await eventually(lambda: cluster.replicas() == 6, what="scaled to 6")
+    await eventually(lambda: sum(p.ready for p in cluster.kube.pods(NS)) == 6,
+                     what="all 6 ready")
+    cluster.backlog(0)  # five of them ready, none consuming yet: they go, past the window
+    await eventually(lambda: cluster.replicas() == 1, what="retracted to 1")
+    # Consuming, they have started: the window holds them.
+    cluster.backlog(600)
+    await eventually(lambda: sum(p.ready for p in cluster.kube.pods(NS)) == 6,
+                     what="6 ready again")
+    cluster.pulsar.set_subscription(TOPIC, SUB, consumers=[
+        Consumer.on_pod(p.name, p.ip, msg_rate_out=5.0) for p in cluster.kube.pods(NS)])
+    await asyncio.sleep(1)  # a read of the consumers (0.5 s polls)
+    cluster.backlog(0)
+    await asyncio.sleep(3)
     assert cluster.replicas() == 6
 
 

@@ -21,8 +21,10 @@ from autoscaler.engine.behavior import remember, retract
 from autoscaler.engine.evaluate import evaluate
 from autoscaler.model import (
     Action,
+    ConsumerStat,
     DependencyState,
     Health,
+    PodInfo,
     ScalingHistory,
     Signal,
     TimedValue,
@@ -35,12 +37,12 @@ DOWN = ScalingRules(stabilization_window_seconds=15, retract_seconds=30,
                     policies=(RatePolicy(type="Percent", value=25, period_seconds=30),))
 
 
-def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, not_ready: int = 4,
+def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, starting: int = 4,
               ups: tuple[tuple[float, int], ...] = ((5.0, 4),), min_replicas: int = 1,
               rules: ScalingRules = DOWN) -> tuple[int, str]:
     """`retract` with scale-ups (seconds ago, pods added)."""
     return retract(current=current, desired=desired, allowed=allowed, min_replicas=min_replicas,
-                   not_ready=not_ready, rules=rules,
+                   starting=starting, rules=rules,
                    up_events=tuple(TimedValue(NOW - ago, n) for ago, n in ups), now=NOW)
 
 
@@ -48,7 +50,7 @@ def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, not_rea
     # 10 pods, 4 of them asked for 5 s ago and still starting; the policy wants 4 again.
     pytest.param({}, (6, "ScaleUpRetracted"), id="the-starting-pods-go"),
     pytest.param({"desired": 8}, (8, "ScaleUpRetracted"), id="not-below-desired"),
-    pytest.param({"not_ready": 2}, (8, "ScaleUpRetracted"), id="only-pods-not-ready"),
+    pytest.param({"starting": 2}, (8, "ScaleUpRetracted"), id="only-pods-not-ready"),
     pytest.param({"ups": ((5.0, 1), (12.0, 1))}, (8, "ScaleUpRetracted"),
                  id="only-pods-added-within-the-window"),
     pytest.param({"ups": ((31.0, 4),)}, (10, ""), id="a-scale-up-older-than-the-window"),
@@ -56,7 +58,7 @@ def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, not_rea
     pytest.param({"desired": 9}, (10, ""), id="one-pod-over-is-left-to-the-window"),
     pytest.param({"allowed": 8}, (6, "ScaleUpRetracted"), id="below-what-the-rate-limit-gave"),
     pytest.param({"desired": 12, "allowed": 12}, (12, ""), id="a-scale-up-is-not-touched"),
-    pytest.param({"current": 8, "allowed": 10, "not_ready": 2}, (10, ""),
+    pytest.param({"current": 8, "allowed": 10, "starting": 2}, (10, ""),
                  id="not-while-the-behavior-raises-the-count"),
     pytest.param({"rules": DOWN.model_copy(update={"retract_seconds": 0})}, (10, ""),
                  id="off-as-the-hpa"),
@@ -69,18 +71,18 @@ def test_retract(kwargs: dict[str, object], expected: tuple[int, str]) -> None:
 @given(current=st.integers(1, 40), data=st.data())
 def test_retract_removes_only_recent_pods_not_ready_and_never_below_desired_or_min(
         current: int, data: st.DataObject) -> None:
-    not_ready = data.draw(st.integers(0, current))
+    starting = data.draw(st.integers(0, current))
     desired = data.draw(st.integers(0, current))
     allowed = data.draw(st.integers(desired, current))
     low = data.draw(st.integers(0, allowed))  # the behavior never allows less than min
     ups = data.draw(st.lists(st.tuples(st.floats(0, 60), st.integers(1, 10)), max_size=5))
-    got, why = retracted(current=current, desired=desired, allowed=allowed, not_ready=not_ready,
+    got, why = retracted(current=current, desired=desired, allowed=allowed, starting=starting,
                          ups=tuple(ups), min_replicas=low)
     added = sum(n for ago, n in ups if ago < DOWN.retract_seconds)
     assert got <= allowed
     assert (why == "ScaleUpRetracted") == (got < allowed)
     if why:  # no ready pod, no pod of an older scale-up, and nothing below desired or min
-        assert got >= max(desired, low, current - not_ready, current - added)
+        assert got >= max(desired, low, current - starting, current - added)
         assert allowed - desired > 1  # a count one pod over is left to the window
 
 
@@ -95,11 +97,13 @@ def spec_with(down: PartialRules) -> WorkloadSpec:
 
 
 def decide(spec: WorkloadSpec, *, replicas: int, ready: int, value: float,
-           history: ScalingHistory) -> tuple[Action, int, tuple[str, ...]]:
-    status = WorkloadStatus("w", "ns", replicas, ready_replicas=ready)
+           history: ScalingHistory, pods: tuple[PodInfo, ...] = (),
+           consumers: tuple[ConsumerStat, ...] | None = None,
+           ) -> tuple[Action, int, tuple[str, ...]]:
+    status = WorkloadStatus("w", "ns", replicas, ready_replicas=ready, pods=pods)
     d = evaluate(spec, status=status, signals={"q.value": Signal("q.value", value, NOW)},
                  dependencies={"es": DependencyState("es", Health.UP)}, history=history,
-                 now=NOW, staleness={}).decision
+                 now=NOW, staleness={}, consumers=consumers).decision
     return d.action, d.desired, d.reasons
 
 
@@ -114,6 +118,24 @@ def test_evaluate_retracts_a_burst_the_next_read_no_longer_shows() -> None:
     assert decide(off, replicas=9, ready=3, value=3.0, history=history)[:2] == (Action.HOLD, 9)
     # Once the new pods are ready, they have started serving: the window decides again.
     assert decide(on, replicas=9, ready=9, value=3.0, history=history)[:2] == (Action.HOLD, 9)
+
+
+def test_a_ready_pod_that_consumes_nothing_yet_counts_as_starting() -> None:
+    # Ready by its readiness (a worker without a readiness probe is ready once its container
+    # runs), but only the first three pods are consumers of the subscription.
+    history = ScalingHistory((TimedValue(NOW - 2, 9),), (TimedValue(NOW - 2, 6),), ())
+    pods = tuple(PodInfo(f"p{i}", ready=True, ip=f"10.0.0.{i}") for i in range(9))
+    consumers = tuple(ConsumerStat(f"c{i}", f"/10.0.0.{i}:4{i}000", 5.0) for i in range(3))
+    on = spec_with(PartialRules(stabilization_window_seconds=15, retract_seconds=30))
+    assert decide(on, replicas=9, ready=9, value=3.0, history=history, pods=pods,
+                  consumers=consumers)[:2] == (Action.SCALE, 3)
+    # Once they consume, they have started: the window holds them.
+    every = tuple(ConsumerStat(f"c{i}", f"/10.0.0.{i}:4{i}000", 5.0) for i in range(9))
+    assert decide(on, replicas=9, ready=9, value=3.0, history=history, pods=pods,
+                  consumers=every)[:2] == (Action.HOLD, 9)
+    # With the subscription not known, readiness alone decides.
+    assert decide(on, replicas=9, ready=9, value=3.0, history=history, pods=pods)[:2] == (
+        Action.HOLD, 9)
 
 
 def test_retract_seconds_is_refused_on_scale_up() -> None:
