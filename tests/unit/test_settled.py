@@ -178,17 +178,13 @@ def _replay(scenario: str, trace: Trace, monkeypatch: pytest.MonkeyPatch, *,
 
 
 @pytest.fixture
-def unsmoothed(tmp_path: Path) -> str:
-    """The shipped policies with the workers sized for the newest in-rate: a noisy trace's mean
-    in-rate never holds still, so only without smoothing do its evaluations settle (on the
-    throughput learned from saturated reads). Without a mean, one read's rise needs no trust.
-    The in-rate is read every 2 s, as before: the evaluations skipped are wake-ups between two
-    reads (a pod that became ready, the tick), and read every second, each evaluation follows a
-    new read of the noisy in-rate."""
+def two_second_reads(tmp_path: Path) -> str:
+    """The shipped policies with the Pulsar sources read every 2 s: the workers size for the
+    newest in-rate, so their evaluations settle between two reads (a pod that became ready, the
+    tick; on the throughput learned from saturated reads). Read every second, as shipped, each
+    evaluation of a noisy trace follows a new read of its in-rate, and nothing is left to skip."""
     text = Path("policies/tracardi.yaml").read_text()
-    path = tmp_path / "unsmoothed.yaml"
-    text = re.sub(r"smooth_seconds: \d+", "smooth_seconds: 0", text)
-    text = re.sub(r"\n *trust_seconds: \d+.*", "", text)
+    path = tmp_path / "two-second-reads.yaml"
     path.write_text(re.sub(r"(poll|rate)_seconds: 1 ", r"\1_seconds: 2 ", text))
     return str(path)
 
@@ -206,8 +202,8 @@ def without_cpu(tmp_path: Path) -> str:
 @pytest.mark.parametrize("scenario, trace, config", [
     pytest.param("api", STEPS, "without_cpu", id="api-steps"),
     pytest.param("worker", STEPS, "shipped", id="worker-steps"),
-    pytest.param("worker", generated_trace(hours=2.0), "unsmoothed", id="worker-generated"),
-    pytest.param("worker-outage", generated_trace(hours=2.0), "unsmoothed",
+    pytest.param("worker", generated_trace(hours=2.0), "two_second_reads", id="worker-generated"),
+    pytest.param("worker-outage", generated_trace(hours=2.0), "two_second_reads",
                  id="worker-outage-generated"),
 ])
 def test_skipping_settled_evaluations_changes_no_decision(
