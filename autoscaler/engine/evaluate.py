@@ -114,11 +114,13 @@ def evaluate(
                                  ("ScaleDownBlocked: partial signals", *invalid), recs,
                                  tuple(steps)), history)
 
+    starting = 0  # only retracting asks: a thousand workloads are evaluated in a pass
+    if w.behavior.down.retract_seconds:
+        starting = max(0, current - status.ready_replicas) + (
+            0 if consumers is None else without_consumer(status.pods, consumers))
     result = apply_behavior(
         current=current, desired=best.replicas, min_replicas=w.min, max_replicas=w.max,
-        up=w.behavior.up, down=w.behavior.down, history=history, now=now,
-        starting=max(0, current - status.ready_replicas) + (
-            0 if consumers is None else without_consumer(status.pods, consumers)),
+        up=w.behavior.up, down=w.behavior.down, history=history, now=now, starting=starting,
     )
     steps.extend(result.steps)
     reasons = tuple(r for r in (best.reason, result.reason, *invalid) if r)
