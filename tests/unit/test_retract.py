@@ -7,14 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from test_evaluate import hpa_avg, make_spec
 
 from autoscaler.config import (
     Behavior,
     PartialRules,
-    PolicyRef,
     RatePolicy,
     ScalingRules,
-    Workload,
     WorkloadSpec,
 )
 from autoscaler.engine.behavior import remember, retract
@@ -30,7 +29,6 @@ from autoscaler.model import (
     TimedValue,
     WorkloadStatus,
 )
-from autoscaler.policies.base import build_policy
 
 NOW = 10_000.0
 DOWN = ScalingRules(stabilization_window_seconds=15, retract_seconds=30,
@@ -87,13 +85,7 @@ def test_retract_removes_only_recent_pods_not_ready_and_never_below_desired_or_m
 
 
 def spec_with(down: PartialRules) -> WorkloadSpec:
-    ref = PolicyRef(name="hpa", params={"metric": {
-        "type": "External", "source": "q", "target": {"type": "AverageValue",
-                                                      "average_value": 1.0}}})
-    behavior = Behavior(scale_down=down)
-    settings_ = Workload(min=1, max=30, requires=("es",), policies=(ref,), behavior=behavior)
-    return WorkloadSpec(name="w", namespace="ns", deployment="w", settings=settings_,
-                        policies=(build_policy(ref.name, ref.params),))
+    return make_spec([hpa_avg("q", 1.0)], hi=30, behavior=Behavior(scale_down=down))
 
 
 def decide(spec: WorkloadSpec, *, replicas: int, ready: int, value: float,
