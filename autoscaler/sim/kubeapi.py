@@ -716,14 +716,13 @@ class _KubeApi:
                  ) -> web.Response:
         """`/openapi/v3` (the index), or the document of the group-version at `path`
         (whatever `hash` the query carries: the index names the current one)."""
+        served = (("", "v1", _CORE_RESOURCES),
+                  *((group, version, resources) for group, (version, resources) in groups.items()))
         server = _KubeApi._version()["gitVersion"]
-        documents = {openapi.group_version_path("", "v1"):
-                     openapi.document("", "v1", _CORE_RESOURCES, server_version=server)}
-        for group, (version, resources) in groups.items():
-            documents[openapi.group_version_path(group, version)] = \
-                openapi.document(group, version, resources, server_version=server)
+        documents, index = openapi.documents(served, server_version=server,
+                                             release=".".join(KUBE_VERSION))
         if not path:
-            return _json_response(openapi.index(documents))
+            return _json_response(index)
         if path not in documents:
             raise NotFoundError("the server could not find the requested resource")
         return _json_response(documents[path])

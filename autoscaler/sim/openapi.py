@@ -1,21 +1,28 @@
 """The OpenAPI v3 documents of the simulated Kubernetes API: the index at `/openapi/v3` and one
 document per served group-version, with the paths and operations of each resource it serves
-(its verbs), as the apiserver publishes them, and no schemas.
+(its verbs), as the apiserver publishes them, and the schemas of the kinds it serves.
 
 kubectl reads them before it writes (`apply`, `create`, `replace`, `edit`, `diff`): a PATCH
 operation of the object's kind that takes the `fieldValidation` query parameter tells it that
 the server validates fields itself, so it asks for that (`fieldValidation=Strict`) instead of
 downloading schemas to validate against. Without these documents kubectl refuses such a write
-("failed to download openapi"). The schemas are left out (`components.schemas` is empty): the
-simulated cluster models a few fields of each kind and refuses a change to any other (see
-`kubeapi.py`), so `kubectl explain`, which reads them, finds nothing to explain.
+("failed to download openapi"). `kubectl explain` reads the schemas (`components.schemas`):
+those of the kinds served, their lists and every definition they refer to, taken from the
+official schemas of the server's Kubernetes release that kubernetes-validate ships (its JSON
+Schema form turned back into the apiserver's OpenAPI form). Without kubernetes-validate
+installed (the `dev` extra has it), and for kinds it has no schema of (metrics.k8s.io, KEDA's
+ScaledObject), the documents carry none, and `kubectl explain` finds nothing to explain.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from autoscaler.sim.kubestate import JSON, ResourceType
 
@@ -115,13 +122,109 @@ def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
     return paths
 
 
+@functools.cache
+def _definitions(release: str) -> Mapping[str, JSON]:
+    """kubernetes-validate's definitions of every kind of Kubernetes `release` ("1.32"), by
+    their OpenAPI names; none without kubernetes-validate or for a release it does not know."""
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or spec.origin is None:
+        return {}
+    path = (Path(spec.origin).parent / "kubernetes-json-schema" / f"v{release}.0-local"
+            / "_definitions.json")
+    try:
+        definitions: Mapping[str, JSON] = json.loads(path.read_text())["$defs"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return definitions
+
+
+#: Definitions whose JSON Schema form is not the apiserver's: a string in the OpenAPI documents.
+_STRINGS: dict[str, JSON] = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {"type": "string",
+                                                         "format": "int-or-string"},
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": {"type": "string"},
+}
+_DEFS = "#/$defs/"
+
+
+def _openapi_form(node: Any) -> Any:
+    """A JSON Schema node as the apiserver's OpenAPI v3 writes it: a type without "null", and
+    a reference with a description beside it wrapped in `allOf`."""
+    if isinstance(node, list):
+        return [_openapi_form(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _openapi_form(v) for k, v in node.items() if k != "$ref"}
+    types = out.get("type")
+    if isinstance(types, list):
+        types = [t for t in types if t != "null"]
+        out["type"] = types[0] if len(types) == 1 else types
+    if "$ref" in node:
+        ref = {"$ref": "#/components/schemas/" + node["$ref"].removeprefix(_DEFS)}
+        return {"allOf": [ref], **out} if out else ref
+    return out
+
+
+def _refs(node: Any) -> Iterable[str]:
+    if isinstance(node, list):
+        for n in node:
+            yield from _refs(n)
+    elif isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS):
+            yield ref.removeprefix(_DEFS)
+        for v in node.values():
+            yield from _refs(v)
+
+
+def schemas(kinds: Iterable[tuple[str, str, str]], *, release: str) -> dict[str, JSON]:
+    """`components.schemas` for the (group, version, kind)s served and their lists: each
+    kind's definition and every definition it refers to, in the OpenAPI form."""
+    definitions = _definitions(release)
+    wanted = {(g, v, k + suffix) for g, v, k in kinds for suffix in ("", "List")}
+    todo = [name for name, d in definitions.items()
+            if any((gvk.get("group", ""), gvk.get("version"), gvk.get("kind")) in wanted
+                   for gvk in d.get("x-kubernetes-group-version-kind", ()))]
+    found: dict[str, JSON] = {}
+    while todo:
+        name = todo.pop()
+        if name in found or name not in definitions:
+            continue
+        definition = definitions[name]
+        if name in _STRINGS:
+            found[name] = dict(_STRINGS[name])
+            continue
+        schema = _openapi_form(definition)
+        if "x-kubernetes-group-version-kind" in definition:
+            for field in ("apiVersion", "kind"):  # the JSON Schema form pins them; not the API
+                schema.get("properties", {}).get(field, {}).pop("enum", None)
+        found[name] = schema
+        todo.extend(_refs(definition))
+    return dict(sorted(found.items()))
+
+
 def document(group: str, version: str, resources: Iterable[ResourceType], *,
-             server_version: str) -> JSON:
-    """The OpenAPI v3 document of one group-version of a server of `server_version`."""
+             server_version: str, release: str) -> JSON:
+    """The OpenAPI v3 document of one group-version of a server of `server_version`, with
+    the schemas of Kubernetes `release` ("1.32")."""
+    resources = tuple(resources)
     return {"openapi": OPENAPI_VERSION,
             "info": {"title": "Kubernetes", "version": server_version},
             "paths": _paths(group, version, resources),
-            "components": {"schemas": {}}}
+            "components": {"schemas": schemas(
+                {(rt.group, rt.version, rt.kind) for rt in resources}, release=release)}}
+
+
+@functools.cache
+def documents(served: tuple[tuple[str, str, tuple[ResourceType, ...]], ...], *,
+              server_version: str, release: str) -> tuple[dict[str, JSON], JSON]:
+    """The document of each served (group, version, resources), by its path, and the index:
+    built once per server, since what it serves does not change."""
+    docs = {group_version_path(group, version):
+            document(group, version, resources, server_version=server_version,
+                     release=release)
+            for group, version, resources in served}
+    return docs, index(docs)
 
 
 def digest(doc: JSON) -> str:

@@ -209,3 +209,19 @@ async def test_logs_are_empty_for_a_started_container_and_refused_as_the_kubelet
     for args, message in refusals:
         with pytest.raises(AssertionError, match=re.escape(message)):
             await kubectl(*args)
+
+
+async def test_explain_reads_the_official_schemas(kubectl: Kubectl) -> None:
+    # kubectl explain reads the OpenAPI v3 document of the kind's group-version
+    replicas = await kubectl("explain", "deployment.spec.replicas")
+    assert "FIELD: replicas <integer>" in replicas
+    assert "Number of desired pods" in replicas
+    resources = await kubectl("explain", "pods.spec.containers.resources")
+    assert "FIELD: resources <ResourceRequirements>" in resources
+    assert "limits\t<map[string]" in resources and "requests\t<map[string]" in resources
+    lease = await kubectl("explain", "lease.spec", "--recursive")
+    assert "holderIdentity\t<string>" in lease and "renewTime\t<string>" in lease
+    behavior = await kubectl("explain", "hpa.spec.behavior.scaleDown")
+    assert "stabilizationWindowSeconds\t<integer>" in behavior
+    event = await kubectl("explain", "events", "--api-version=events.k8s.io/v1")
+    assert "Event is a report of an event somewhere in the cluster" in event

@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 from wire_k8s import API, NS, Kubectl, Served, kubectl_binary
 
+from autoscaler.sim import openapi
+
 pytestmark = pytest.mark.real
 
 
@@ -199,5 +201,33 @@ async def test_the_openapi_documents_name_each_served_operation(served: Served) 
     assert "get" in apps["/apis/apps/v1/deployments"]  # the list across namespaces
     core = docs["api/v1"]["paths"]
     eviction = core["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"]
+    for name, doc in docs.items():  # each document's references resolve within it
+        schemas = doc["components"]["schemas"]
+        text = json.dumps(doc)
+        refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+        assert refs <= set(schemas), (name, refs - set(schemas))
+        assert '"null"' not in text and "$defs" not in text, name
+    apps_schemas = docs["apis/apps/v1"]["components"]["schemas"]
+    deployment = apps_schemas["io.k8s.api.apps.v1.Deployment"]
+    assert deployment["x-kubernetes-group-version-kind"] == [
+        {"group": "apps", "kind": "Deployment", "version": "v1"}]
+    assert deployment["properties"]["apiVersion"] == {
+        "description": deployment["properties"]["apiVersion"]["description"], "type": "string"}
+    assert deployment["properties"]["spec"]["allOf"] == [
+        {"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"}]
+    assert {"io.k8s.api.apps.v1.DeploymentList", "io.k8s.api.autoscaling.v1.Scale",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"} <= set(apps_schemas)
+    assert apps_schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] == {
+        "type": "string", "format": "int-or-string"}
+    assert "io.k8s.api.policy.v1.Eviction" in docs["api/v1"]["components"]["schemas"]
+    assert docs["apis/metrics.k8s.io/v1beta1"]["components"]["schemas"] == {}
     assert eviction["x-kubernetes-group-version-kind"]["kind"] == "Eviction"
     assert core["/api/v1/nodes/{name}"]["patch"]["operationId"] == "patchCoreV1Node"
+
+
+def test_a_release_without_official_schemas_serves_none() -> None:
+    # kubernetes-validate knows no such release (nor is it there without the dev extra):
+    # the documents still list the operations, with no schemas
+    assert openapi.schemas({("apps", "v1", "Deployment")}, release="0.0") == {}
+    found = openapi.schemas({("apps", "v1", "Deployment")}, release="1.32")
+    assert "io.k8s.api.apps.v1.DeploymentStrategy" in found
