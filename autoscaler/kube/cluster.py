@@ -58,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 EVENT_SOURCE = "tracardi-autoscaler"
+#: Objects per page of a list (client-go's reflector lists in pages of 500 too).
+LIST_PAGE = 500
 #: How long one list of a watched namespace's HPAs and ScaledObjects answers conflict checks.
 AUTOSCALER_LIST_SECONDS = 10.0
 #: How long a read Deployment answers `get_workload` while its pods do not change and the
@@ -851,9 +853,9 @@ class KubeCluster:
     async def _list_pods(self, namespace: str, informer: _Informer) -> tuple[str, list[str]]:
         """The namespace's component pods into `informer`."""
         resource_version, pods = await self._list_json(
-            self._core.list_namespaced_pod(
-                namespace, label_selector=COMPONENT_LABEL, _preload_content=False,
-                _request_timeout=self._timeout),
+            lambda token: self._core.list_namespaced_pod(
+                namespace, label_selector=COMPONENT_LABEL, limit=LIST_PAGE, _continue=token,
+                _preload_content=False, _request_timeout=self._timeout),
             lambda p: (_fields(_fields(p.get("metadata"), "metadata").get("labels"),
                                "metadata.labels"), pod_info_json(p)),
             malformed="MalformedPod")  # the watch backs off and lists again
@@ -872,8 +874,9 @@ class KubeCluster:
         change missed while no watch was open shows only here."""
         now = self._clock.now()
         resource_version, items = await self._list_json(
-            self._apps.list_namespaced_deployment(
-                namespace, _preload_content=False, _request_timeout=self._timeout),
+            lambda token: self._apps.list_namespaced_deployment(
+                namespace, limit=LIST_PAGE, _continue=token, _preload_content=False,
+                _request_timeout=self._timeout),
             lambda d: (str(_fields(d.get("metadata"), "metadata").get("name") or ""),
                        _cached_deployment(d, now=now)))
         entries = dict(items)
@@ -892,30 +895,39 @@ class KubeCluster:
             self._selectors[(namespace, name)] = entry.selector
             self._uids[(namespace, name)] = entry.uid
 
-    async def _list_json(self, opening: Awaitable[Any], parse: Callable[[Any], _Item], *,
+    async def _list_json(self, page: Callable[[str], Awaitable[Any]],
+                         parse: Callable[[Any], _Item], *,
                          malformed: str | None = None) -> tuple[str, list[_Item]]:
-        """A list call made with `_preload_content=False`, read as JSON as the watches read
-        their events (a thousand objects cost the client's model classes over a second, and
-        every read in flight waited meanwhile): its resourceVersion and each item through
-        `parse`. A malformed object is `KubeError(malformed)` when that is given; it and any
-        other malformed body are else `MalformedList`."""
-        response = await self._raw(opening)
-        try:
-            body = json.loads(await response.read())
-            items = [parse(item) for item in _entries(body.get("items"), "items")]
-            resource_version = str(_fields(body.get("metadata"), "metadata")
-                                   .get("resourceVersion") or "")
-        except MalformedObjectError as exc:
-            if malformed is None:
+        """A list made with `_preload_content=False` in pages of `LIST_PAGE` (`page` opens the
+        one after the `continue` token given, "" for the first), read as JSON as the
+        watches read their events (a thousand objects cost the client's model classes over a
+        second, and every read in flight waited meanwhile): its resourceVersion and each item
+        through `parse`. Pages bound what one body holds in memory: every pod carries its
+        `managedFields`. A malformed object is `KubeError(malformed)` when that is given; it and
+        any other malformed body are else `MalformedList`. An expired token is the 410 a list
+        gets (the watch lists again)."""
+        items: list[_Item] = []
+        token = ""
+        while True:
+            response = await self._raw(page(token))
+            try:
+                body = json.loads(await response.read())
+                items.extend(parse(item) for item in _entries(body.get("items"), "items"))
+                meta = _fields(body.get("metadata"), "metadata")
+                resource_version = str(meta.get("resourceVersion") or "")
+                token = str(meta.get("continue") or "")
+            except MalformedObjectError as exc:
+                if malformed is None:
+                    raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
+                raise KubeError(UNREACHABLE, malformed, str(exc)) from exc
+            except (ValueError, AttributeError, TypeError, RecursionError) as exc:
                 raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
-            raise KubeError(UNREACHABLE, malformed, str(exc)) from exc
-        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
-            raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise kube_error(exc) from exc
-        finally:
-            response.release()
-        return resource_version, items
+            except TRANSPORT_ERRORS as exc:
+                raise kube_error(exc) from exc
+            finally:
+                response.release()
+            if not token:
+                return resource_version, items
 
     @staticmethod
     async def _raw(opening: Awaitable[Any]) -> aiohttp.ClientResponse:

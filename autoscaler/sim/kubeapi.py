@@ -1039,7 +1039,8 @@ class _KubeApi:
             return _json_response(patched)
         self.state.update_pod_metadata(pod.namespace, pod.name, labels=meta.get("labels") or {},
                                        annotations=meta.get("annotations") or {},
-                                       resource_version=meta.get("resourceVersion"))
+                                       resource_version=meta.get("resourceVersion"),
+                                       manager=_manager(request))
         return _json_response(self.state.pod_json(pod))
 
     async def create_eviction(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -1057,7 +1058,8 @@ class _KubeApi:
 
     async def create_event(self, request: web.Request, target: _Target) -> web.StreamResponse:
         _no_dry_run(request, "events")
-        event = self.state.create_event(_ns(target), await _body(request))
+        event = self.state.create_event(_ns(target), await _body(request),
+                                        manager=_manager(request))
         return _json_response(self.state.event_json(event), status=201)
 
     async def list_events_v1(self, request: web.Request, target: _Target) -> web.StreamResponse:

@@ -79,7 +79,12 @@ CREATOR = "helm"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCALE_MANAGER = "kubectl"
 ANNOTATE_MANAGER = "kubectl-annotate"
-KUBELET_MANAGER = "kubelet"  # the node's heartbeat Lease
+KUBELET_MANAGER = "kubelet"  # the node's heartbeat Lease, the pods' status
+#: The field manager of each component that records Events (by `source.component`): the
+#: binary it runs in; any other is its own.
+_COMPONENT_MANAGERS = {"deployment-controller": CONTROLLER_MANAGER,
+                       "replicaset-controller": CONTROLLER_MANAGER,
+                       "default-scheduler": "kube-scheduler"}
 LEASE_API = "coordination.k8s.io/v1"
 DEFAULT_REPLICAS = 1  # what the apiserver defaults a Deployment's spec.replicas to
 
@@ -590,6 +595,10 @@ class Pod:
     deleted_wall: float | None = None
     deleted_at: float | None = None
     grace_seconds: int = POD_GRACE_SECONDS  # the deletion's: the kubelet kills it after that
+    #: When the kubelet last wrote the status (wall): its `managedFields` entry's time.
+    status_wall: float = 0.0
+    #: Who set which fields (`metadata.managedFields`), but for the status, made when served.
+    managed: list[ManagedEntry] = field(default_factory=list)
 
     @property
     def container(self) -> str:
@@ -620,6 +629,7 @@ class Event:
     reporting_component: str
     reporting_instance: str
     action: str
+    manager: str = ""  # the field manager that created it
 
 
 @dataclass(frozen=True, slots=True)
@@ -735,13 +745,13 @@ def event_v1(core: JSON) -> JSON:
     return out
 
 
-def _meta_set(d: Deployment, labels: Mapping[str, str], annotations: Mapping[str, str], *,
-              gone: bool = False) -> frozenset[FieldPath]:
-    """The label and annotation fields of `d` that `labels` and `annotations` set to a new
-    value, or with `gone` those they leave out."""
+def _meta_set(before: Deployment | Pod, labels: Mapping[str, str],
+              annotations: Mapping[str, str], *, gone: bool = False) -> frozenset[FieldPath]:
+    """The label and annotation fields of `before` that `labels` and `annotations` set to a
+    new value, or with `gone` those they leave out."""
     return frozenset(("f:metadata", f"f:{kind}", f"f:{k}")
-                     for kind, old, new in (("labels", d.labels, labels),
-                                            ("annotations", d.annotations, annotations))
+                     for kind, old, new in (("labels", before.labels, labels),
+                                            ("annotations", before.annotations, annotations))
                      for k in (old.keys() - new.keys() if gone else new)
                      if gone or old.get(k) != new[k])
 
@@ -1180,7 +1190,16 @@ class KubeState:
         pod = Pod(namespace=d.namespace, name=name, owner=d.name, labels=labels,
                   uid=self._uid(), created_at=self.clock(), created_wall=self.wall(),
                   cpu_request_milli=d.cpu_request_milli, image=d.image,
-                  resource_version=self._next_rv())
+                  resource_version=self._next_rv(), status_wall=self.wall())
+        # The ReplicaSet's controller sent the template, its labels, a name prefix and itself
+        # as the owner; the kubelet writes the status (made when served).
+        pod.managed = [ManagedEntry(
+            CONTROLLER_MANAGER, pod.created_wall,
+            managed.paths_of(self._deployment_spec(d)["template"]["spec"], ("f:spec",))
+            | managed.paths_of({"generateName": "", "labels": labels,
+                                "ownerReferences": [self._replica_set_owner(d)]},
+                               ("f:metadata",)),
+            api_version="v1")]
         self._pods[(d.namespace, name)] = pod
         self._emit("ADDED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
         self._replica_set_event(d, "SuccessfulCreate", f"Created pod: {pod.name}")
@@ -1239,7 +1258,10 @@ class KubeState:
     def workload_pods(self, namespace: str, deployment: str) -> list[Pod]:
         return self.pods(namespace, selector=self.deployment(namespace, deployment).selector)
 
-    def _modified_pod(self, pod: Pod) -> None:
+    def _modified_pod(self, pod: Pod, *, status: bool = False) -> None:
+        """`pod` changed (`status`: the kubelet wrote its status)."""
+        if status:
+            pod.status_wall = self.wall()
         pod.resource_version = self._next_rv()
         self._emit("MODIFIED", "pods", pod.namespace, pod.resource_version, self.pod_json(pod))
         owner = self._deployments.get((pod.namespace, pod.owner))
@@ -1248,11 +1270,16 @@ class KubeState:
 
     def update_pod_metadata(self, namespace: str, name: str, *, labels: Mapping[str, str],
                             annotations: Mapping[str, str],
-                            resource_version: str | int | None = None) -> Pod:
-        """A labels/annotations patch of a pod (kubectl label, annotate)."""
+                            resource_version: str | int | None = None,
+                            manager: str = ANNOTATE_MANAGER) -> Pod:
+        """A labels/annotations patch of a pod by `manager` (kubectl label, annotate)."""
         pod = self.pod(namespace, name)
         self._check_rv(PODS, name, pod.resource_version, resource_version)
         if dict(labels) != pod.labels or dict(annotations) != pod.annotations:
+            pod.managed = managed.disown(
+                managed.claim(pod.managed, manager, _meta_set(pod, labels, annotations),
+                              now=self.wall(), api_version="v1"),
+                _meta_set(pod, labels, annotations, gone=True))
             pod.labels, pod.annotations = dict(labels), dict(annotations)
             self._modified_pod(pod)
         return pod
@@ -1275,13 +1302,13 @@ class KubeState:
         if ready or pod.waiting_reason == "ContainerCreating":
             pod.waiting_reason = ""
         pod.ready = ready
-        self._modified_pod(pod)
+        self._modified_pod(pod, status=True)
         return pod
 
     def set_pod_ip(self, namespace: str, name: str, ip: str) -> Pod:
         pod = self.pod(namespace, name)
         pod.ip = ip
-        self._modified_pod(pod)
+        self._modified_pod(pod, status=True)
         return pod
 
     def crash(self, namespace: str, name: str) -> Pod:
@@ -1295,7 +1322,7 @@ class KubeState:
         pod.ready_since_wall = None
         pod.waiting_reason = "CrashLoopBackOff"
         pod.last_exit_wall = self.wall()
-        self._modified_pod(pod)
+        self._modified_pod(pod, status=True)
         self._kubelet_event(pod, "BackOff",
                             f"Back-off restarting failed container {pod.container} in pod "
                             f"{pod.name}_{pod.namespace}({pod.uid})", type_="Warning")
@@ -1424,8 +1451,10 @@ class KubeState:
 
     # -- events ------------------------------------------------------------------------------
 
-    def create_event(self, namespace: str, body: Mapping[str, Any]) -> Event:
-        """A core/v1 Event from its wire body (server fields are filled in)."""
+    def create_event(self, namespace: str, body: Mapping[str, Any], *,
+                     manager: str = "") -> Event:
+        """A core/v1 Event from its wire body (server fields are filled in), created by
+        `manager`."""
         meta = body.get("metadata") or {}
         name = meta.get("name") or ""
         if not name and meta.get("generateName"):
@@ -1460,7 +1489,7 @@ class KubeState:
                    first_wall=first, last_wall=last, event_time=event_time,
                    reporting_component=str(body.get("reportingComponent") or ""),
                    reporting_instance=str(body.get("reportingInstance") or ""),
-                   action=str(body.get("action") or ""))
+                   action=str(body.get("action") or ""), manager=manager)
         self._events[(namespace, name)] = ev
         self._emit("ADDED", "events", namespace, ev.resource_version, self.event_json(ev))
         return ev
@@ -1491,7 +1520,8 @@ class KubeState:
         if action:
             body |= {"action": action, "eventTime": format_micro_time(now),
                      "reportingInstance": f"{component}-{NODE_NAME}"}
-        return self.create_event(namespace, body)
+        return self.create_event(namespace, body, manager=_COMPONENT_MANAGERS.get(component,
+                                                                                  component))
 
     def _deployment_event(self, d: Deployment, reason: str, message: str) -> None:
         self.record_event(d.namespace, kind="Deployment", name=d.name, uid=d.uid,
@@ -1647,10 +1677,22 @@ class KubeState:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment",
                                     "name": d.name, "uid": d.uid, "controller": True,
                                     "blockOwnerDeletion": True}]
+        spec: JSON = {"replicas": d.replicas, "selector": {"matchLabels": labels},
+                      "template": template}
+        # The Deployment's controller made it and sets its count (when the Deployment's count
+        # was last set); the ReplicaSet's controller writes its status.
+        scaled = max((e.time_wall for e in d.managed if managed.REPLICAS in e.fields),
+                     default=d.created_wall)
+        meta["managedFields"] = managed.managed_fields([
+            ManagedEntry(CONTROLLER_MANAGER, scaled, managed.paths_of(spec, ("f:spec",))
+                         | managed.paths_of({k: meta[k] for k in ("labels", "annotations",
+                                                                  "ownerReferences")},
+                                            ("f:metadata",))),
+            ManagedEntry(CONTROLLER_MANAGER, d.status_changed_wall,
+                         managed.paths_of(status, ("f:status",)), subresource="status"),
+        ], format_time)
         return {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": meta,
-                "spec": {"replicas": d.replicas, "selector": {"matchLabels": labels},
-                         "template": template},
-                "status": status}
+                "spec": spec, "status": status}
 
     def deployment_json(self, d: Deployment) -> JSON:
         if d.rendered is not None and d.rendered[0] == d.resource_version:
@@ -1728,6 +1770,12 @@ class KubeState:
                        "selector": selector_string(d.selector)},
         }
 
+    @staticmethod
+    def _replica_set_owner(d: Deployment) -> JSON:
+        """The owner reference of `d`'s ReplicaSet, as its pods carry it."""
+        return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": d.replica_set_name,
+                "uid": d.replica_set_uid, "controller": True, "blockOwnerDeletion": True}
+
     def pod_json(self, pod: Pod) -> JSON:
         created = format_time(pod.created_wall)
         running = pod.phase == "Running"
@@ -1778,16 +1826,17 @@ class KubeState:
             status["podIP"] = pod.ip
             status["podIPs"] = [{"ip": pod.ip}]
         owner = self._deployments.get((pod.namespace, pod.owner))
-        owner_refs = []
-        if owner is not None:
-            owner_refs = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                           "name": owner.replica_set_name,
-                           "uid": owner.replica_set_uid,
-                           "controller": True, "blockOwnerDeletion": True}]
+        owner_refs = [] if owner is None else [self._replica_set_owner(owner)]
+        kubelet = ManagedEntry(KUBELET_MANAGER, pod.status_wall,
+                               managed.paths_of({k: v for k, v in status.items()
+                                                 if k != "qosClass"}, ("f:status",)),
+                               subresource="status", api_version="v1")
         meta = object_meta(name=pod.name, namespace=pod.namespace, uid=pod.uid,
                           rv=pod.resource_version, created=pod.created_wall, labels=pod.labels,
                           annotations=pod.annotations,
-                          generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-")
+                          generateName=f"{pod.owner}-{pod.labels.get(POD_TEMPLATE_HASH, '')}-",
+                          managedFields=managed.managed_fields([*pod.managed, kubelet],
+                                                               format_time))
         if owner_refs:
             meta["ownerReferences"] = owner_refs
         if pod.deleted_wall is not None:  # the time by which the kubelet would kill it
@@ -1829,6 +1878,13 @@ class KubeState:
         }
         if ev.action:
             out["action"] = ev.action
+        if ev.manager:  # its creator set every field it has
+            out["metadata"]["managedFields"] = managed.managed_fields([ManagedEntry(
+                ev.manager, ev.created_wall,
+                frozenset().union(*(managed.paths_of(v, (f"f:{k}",)) for k, v in out.items()
+                                    if k not in ("kind", "apiVersion", "metadata")
+                                    and v not in (None, "", {}))),
+                api_version="v1")], format_time)
         return out
 
     def lease_json(self, lease: Lease) -> JSON:

@@ -7,8 +7,10 @@ unconfigured is `OpenAPI-Generator`) and the fields it changed, in FieldsV1 form
 held it. A write through a subresource (`scale`, `status`) is its own entry. A server-side
 apply holds every field of its configuration; one that would change a field another manager
 holds is refused with a conflict unless forced. The simulated API serves these for Deployments,
-the one kind whose ownership the autoscaler reads (who last set `spec.replicas`), and for
-Leases, written with Updates only (the leader election's, the kubelet's node heartbeat).
+the one kind whose ownership the autoscaler reads (who last set `spec.replicas`); for their
+ReplicaSets (the controller's) and pods (the controller's template, the kubelet's status, and
+labels and annotations by whoever set them); for Events (their creator's); and for Leases,
+written with Updates only (the leader election's, the kubelet's node heartbeat).
 
 How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
 list item (a container by name, a condition by type) is marked owned itself (`.`) beside its
@@ -37,7 +39,8 @@ _OWNED_NODES = {"f:labels", "f:annotations", "f:matchLabels", "f:requests", "f:l
                 "f:rollingUpdate"}
 _ATOMIC = {"f:selector"}
 #: Lists whose items are keyed (listType=map), by their key field.
-_LIST_KEYS = {"f:containers": "name", "f:conditions": "type"}
+_LIST_KEYS = {"f:containers": "name", "f:conditions": "type", "f:ownerReferences": "uid",
+              "f:podIPs": "ip"}
 
 
 def manager_of(field_manager: str, user_agent: str) -> str:

@@ -19,6 +19,7 @@ from aiohttp import web
 from kube_fixtures import NS, TOKEN, RealClock
 from kubernetes_asyncio.client import ApiClient
 
+from autoscaler.kube import cluster as cluster_module
 from autoscaler.kube.cluster import DEPLOYMENT_CACHE_SECONDS, KubeCluster
 from autoscaler.kube.connect import connect
 from autoscaler.kube.errors import KubeError
@@ -229,3 +230,54 @@ async def test_deployment_watch_resumes_after_gone_and_errors(watched: Watched,
     w.state.set_paused(NS, API, True)
     assert (await _until(w, lambda s: s.paused)).paused
     assert len(w.deployment_gets) == gets
+
+
+async def _drain(watch: AsyncGenerator[PodEvent, None]) -> None:
+    async for _ in watch:
+        pass
+
+
+async def test_pods_are_listed_in_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pod and Deployment lists come in pages (`limit`, then `continue`): a body holds a
+    page of pods, each with its managedFields, not all of a namespace's at once. 6 pods make
+    3 pages, 3 Deployments 2."""
+    monkeypatch.setattr(cluster_module, "LIST_PAGE", 2)
+    state = KubeState(clock=time.monotonic, wall=time.time)
+    state.add_deployment(NS, API, replicas=5, cpu_request_milli=250)
+    state.add_deployment(NS, "wk-pl-background", replicas=0, cpu_request_milli=250)
+    state.add_deployment(NS, "wk-pl-collector", replicas=1, cpu_request_milli=250)
+    lists: list[tuple[str, str, str]] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "GET" and "watch" not in request.query:
+            lists.append((request.path.rsplit("/", 1)[-1], request.query.get("limit", ""),
+                          request.query.get("continue", "")))
+        return await handler(request)
+
+    server = await serve(create_app(state, token=TOKEN, middlewares=[count]))
+    client = await connect(write_kubeconfig(tmp_path / "kubeconfig", server.url, TOKEN))
+    cluster = KubeCluster(client, clock=RealClock(), identity="test-daemon",
+                          request_timeout=5.0, watch_timeout_seconds=1)
+    watch = cast(AsyncGenerator[PodEvent, None], cluster.watch_pods(NS))
+    pumping = asyncio.create_task(_drain(watch))
+    try:
+        async with asyncio.timeout(10):
+            while True:  # until it answers from the watches
+                status = await cluster.get_workload(NS, API)
+                if cluster.watches_synced(NS):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
+        await watch.aclose()
+        await cluster.close()
+        await client.close()
+        await server.stop()
+    assert (status.replicas, len(status.pods)) == (5, 5)
+    # (a read of one workload before the watches are in sync lists its own pods, unpaged)
+    pages = [(what, bool(token)) for what, limit, token in lists if limit]
+    assert {limit for _, limit, _ in lists if limit} == {"2"}
+    assert [token for what, token in pages if what == "pods"][:3] == [False, True, True]
+    assert [token for what, token in pages if what == "deployments"][:2] == [False, True]

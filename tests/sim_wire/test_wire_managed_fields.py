@@ -1,6 +1,7 @@
-"""`metadata.managedFields` of the simulated Deployments, as the apiserver records them: the
-creator holds what it made, a write takes the fields it changes from whoever held them, and the
-manager is the write's `fieldManager`, else its User-Agent up to the first "/"."""
+"""`metadata.managedFields` of the simulated Deployments, their ReplicaSets and pods, and Events,
+as the apiserver records them: the creator holds what it made, a write takes the fields it
+changes from whoever held them, and the manager is the write's `fieldManager`, else its
+User-Agent up to the first "/"."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from wire_k8s import API, NS, Kubectl, Served, kubectl_binary, validate
+from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary, validate
 
 from autoscaler.sim.managed import fields_v1, manager_of
 
@@ -166,3 +167,73 @@ async def test_an_apply_names_its_field_manager(served: Served) -> None:
     assert status["message"].endswith("fieldManager: Required value: is required for apply "
                                       "patch")
     assert served.state.deployment(NS, API).replicas == 3
+
+
+async def _json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
+    got: dict[str, Any] = json.loads(await kubectl("get", *args, "-o", "json",
+                                                   "--show-managed-fields"))
+    for obj in got["items"] if got["kind"] == "List" else [got]:  # kubectl's list: no schema
+        validate(obj)
+    return got
+
+
+@pytest.mark.real
+async def test_pods_replica_sets_and_events_name_who_set_their_fields(
+        served: Served, kubectl: Kubectl) -> None:
+    pod = served.state.workload_pods(NS, API)[0]
+    made = await _json(kubectl, f"pod/{pod.name}")
+    controller = [("kube-controller-manager", "")]
+    assert _holders(made, "f:spec", "f:containers", f'k:{{"name":"{API}"}}', "f:image") == \
+        controller  # the ReplicaSet's controller sent the template
+    assert _holders(made, "f:metadata", "f:generateName") == controller
+    rs = served.state.deployment(NS, API).replica_set_uid
+    assert _holders(made, "f:metadata", "f:ownerReferences", f'k:{{"uid":"{rs}"}}') == controller
+    assert _holders(made, "f:status", "f:phase") == [("kubelet", "status")]
+    assert _holders(made, "f:status", "f:conditions", 'k:{"type":"Ready"}', "f:status") == [
+        ("kubelet", "status")]
+    assert _holders(made, "f:spec", "f:nodeName") == []  # the scheduler's binding: not tracked
+    before = {e["manager"]: e["time"] for e in made["metadata"]["managedFields"]}
+
+    served.state.crash(NS, pod.name)  # the kubelet writes the status again, later
+    await kubectl("label", f"pod/{pod.name}", "team=crm")
+    changed = await _json(kubectl, f"pod/{pod.name}")
+    assert _holders(changed, "f:metadata", "f:labels", "f:team") == [("kubectl-label", "")]
+    assert _holders(changed, "f:metadata", "f:labels", "f:pod-template-hash") == controller
+    times = {e["manager"]: e["time"] for e in changed["metadata"]["managedFields"]}
+    assert times["kube-controller-manager"] == before["kube-controller-manager"]
+    await kubectl("label", f"pod/{pod.name}", "team-")  # a removed label is nobody's
+    gone = await _json(kubectl, f"pod/{pod.name}")
+    assert [e["manager"] for e in gone["metadata"]["managedFields"]] == [
+        "kube-controller-manager", "kubelet"]
+
+    replica_set = served.state.deployment(NS, WORKER).replica_set_name
+    owned = await _json(kubectl, f"rs/{replica_set}")
+    assert _holders(owned, "f:spec", "f:replicas") == controller
+    assert _holders(owned, "f:status", "f:replicas") == [("kube-controller-manager", "status")]
+
+    events = (await _json(kubectl, "events"))["items"]
+    by_component = {e["source"]["component"]: [m["manager"] for m in
+                                                e["metadata"]["managedFields"]]
+                    for e in events}
+    assert by_component["kubelet"] == ["kubelet"]
+    assert by_component["default-scheduler"] == ["kube-scheduler"]
+    assert by_component["replicaset-controller"] == ["kube-controller-manager"]
+    started = next(e for e in events if e["reason"] == "BackOff")
+    [entry] = started["metadata"]["managedFields"]
+    assert set(entry["fieldsV1"]) >= {"f:involvedObject", "f:reason", "f:message", "f:count"}
+    assert "f:eventTime" not in entry["fieldsV1"]  # null: not set
+
+
+@pytest.mark.real
+async def test_an_event_posted_is_its_posters(served: Served) -> None:
+    body = {"metadata": {"name": "probe.1", "namespace": NS},
+            "involvedObject": {"kind": "Deployment", "name": API, "namespace": NS},
+            "reason": "Probe", "message": "hello", "type": "Normal"}
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{served.server.url}/api/v1/namespaces/{NS}/events?fieldManager=probe-writer",
+            json=body) as response:
+        assert response.status == 201
+        event = await response.json()
+    [entry] = event["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("probe-writer", "Update")
+    assert entry["fieldsV1"]["f:involvedObject"] == {"f:kind": {}, "f:name": {}, "f:namespace": {}}
