@@ -549,6 +549,8 @@ class Deployment:
     #: Its JSON at a resourceVersion: every change stores a new one, so at the same version
     #: it is the same object (served, watched and read back by the ReplicaSet alike).
     rendered: tuple[int, JSON] | None = field(default=None, repr=False)
+    #: Its ReplicaSet's JSON at the Deployment's resourceVersion, made from `rendered`.
+    replica_set_rendered: tuple[int, JSON] | None = field(default=None, repr=False)
 
     @property
     def paused(self) -> bool:
@@ -599,6 +601,8 @@ class Pod:
     status_wall: float = 0.0
     #: Who set which fields (`metadata.managedFields`), but for the status, made when served.
     managed: list[ManagedEntry] = field(default_factory=list)
+    #: Its JSON at a resourceVersion, as a Deployment's (every change stores a new one).
+    rendered: tuple[int, JSON] | None = field(default=None, repr=False)
 
     @property
     def container(self) -> str:
@@ -1652,6 +1656,9 @@ class KubeState:
         cluster has no rollouts. Its template is the Deployment's with the pod-template-hash
         label, so kubectl finds it as the new one (`describe`, `rollout history`)."""
         deployment = self.deployment_json(d)
+        if d.replica_set_rendered is not None and \
+                d.replica_set_rendered[0] == d.resource_version:
+            return d.replica_set_rendered[1]
         # The ReplicaSet's pods are the Deployment's: its counts are the Deployment's too.
         count = deployment["status"].get("replicas", 0)
         ready = deployment["status"].get("readyReplicas", 0)
@@ -1691,8 +1698,10 @@ class KubeState:
             ManagedEntry(CONTROLLER_MANAGER, d.status_changed_wall,
                          managed.paths_of(status, ("f:status",)), subresource="status"),
         ], format_time)
-        return {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": meta,
-                "spec": spec, "status": status}
+        rendered: JSON = {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": meta,
+                          "spec": spec, "status": status}
+        d.replica_set_rendered = (d.resource_version, rendered)
+        return rendered
 
     def deployment_json(self, d: Deployment) -> JSON:
         if d.rendered is not None and d.rendered[0] == d.resource_version:
@@ -1777,6 +1786,8 @@ class KubeState:
                 "uid": d.replica_set_uid, "controller": True, "blockOwnerDeletion": True}
 
     def pod_json(self, pod: Pod) -> JSON:
+        if pod.rendered is not None and pod.rendered[0] == pod.resource_version:
+            return pod.rendered[1]
         created = format_time(pod.created_wall)
         running = pod.phase == "Running"
 
@@ -1842,7 +1853,7 @@ class KubeState:
         if pod.deleted_wall is not None:  # the time by which the kubelet would kill it
             meta["deletionTimestamp"] = format_time(pod.deleted_wall + pod.grace_seconds)
             meta["deletionGracePeriodSeconds"] = pod.grace_seconds
-        return {
+        rendered: JSON = {
             "kind": "Pod", "apiVersion": "v1",
             "metadata": meta,
             "spec": {
@@ -1859,6 +1870,8 @@ class KubeState:
             },
             "status": status,
         }
+        pod.rendered = (pod.resource_version, rendered)
+        return rendered
 
     def event_json(self, ev: Event) -> JSON:
         out: JSON = {

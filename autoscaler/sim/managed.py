@@ -19,6 +19,7 @@ members, and `spec.selector` is atomic, as in the apiserver's schema.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -77,8 +78,11 @@ def paths_of(value: Any, prefix: FieldPath) -> frozenset[FieldPath]:
     return frozenset({prefix})
 
 
+@functools.lru_cache(maxsize=4096)
 def fields_v1(owned: frozenset[FieldPath]) -> JSON:
-    """Paths as a FieldsV1 object: a member for each step, and `.` in a node owned itself."""
+    """Paths as a FieldsV1 object: a member for each step, and `.` in a node owned itself.
+    Served objects are rendered at every change and every read, and most pods' entries hold
+    the same fields: one object per set of paths, shared (served JSON is never changed)."""
     root: JSON = {}
     for path in sorted(owned):
         node = root
