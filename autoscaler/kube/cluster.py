@@ -904,8 +904,9 @@ class KubeCluster:
         second, and every read in flight waited meanwhile): its resourceVersion and each item
         through `parse`. Pages bound what one body holds in memory: every pod carries its
         `managedFields`. A malformed object is `KubeError(malformed)` when that is given; it and
-        any other malformed body are else `MalformedList`. An expired token is the 410 a list
-        gets (the watch lists again)."""
+        any other malformed body are else `MalformedList`, as is a page that gives back the
+        token it was asked with. An expired token is the 410 a list gets (the watch lists
+        again)."""
         items: list[_Item] = []
         token = ""
         while True:
@@ -915,7 +916,9 @@ class KubeCluster:
                 items.extend(parse(item) for item in _entries(body.get("items"), "items"))
                 meta = _fields(body.get("metadata"), "metadata")
                 resource_version = str(meta.get("resourceVersion") or "")
-                token = str(meta.get("continue") or "")
+                token, previous = str(meta.get("continue") or ""), token
+                if token and token == previous:  # no end to this list: a broken server
+                    raise ValueError(f"the same continue token twice: {token[:40]!r}")
             except MalformedObjectError as exc:
                 if malformed is None:
                     raise KubeError(UNREACHABLE, "MalformedList", repr(exc)) from exc

@@ -1838,6 +1838,7 @@ class KubeState:
             status["podIPs"] = [{"ip": pod.ip}]
         owner = self._deployments.get((pod.namespace, pod.owner))
         owner_refs = [] if owner is None else [self._replica_set_owner(owner)]
+        # The kubelet's status writes; the QoS class is the apiserver's, set at creation.
         kubelet = ManagedEntry(KUBELET_MANAGER, pod.status_wall,
                                managed.paths_of({k: v for k, v in status.items()
                                                  if k != "qosClass"}, ("f:status",)),

@@ -8,6 +8,7 @@ HPAs, so each test asserts what reached the apiserver, not only what came back.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from autoscaler.kube.connect import connect
 from autoscaler.kube.errors import KubeError
 from autoscaler.model import WorkloadStatus
 from autoscaler.ports import PodEvent
-from autoscaler.sim.kubeapi import create_app, serve, write_kubeconfig
+from autoscaler.sim.kubeapi import ServedApp, create_app, serve, write_kubeconfig
 from autoscaler.sim.kubestate import KubeState
 
 API = "be-fa-public"
@@ -97,12 +98,18 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
             await watching.wait()
         yield Watched(state, cluster, clock, events, gets, hpa_lists)
     finally:
-        pumping.cancel()
-        await asyncio.gather(pumping, return_exceptions=True)
-        await watch.aclose()
-        await cluster.close()
-        await client.close()
-        await server.stop()
+        await _close(pumping, watch, cluster, client, server)
+
+
+async def _close(pumping: asyncio.Task[None], watch: AsyncGenerator[PodEvent, None],
+                 cluster: KubeCluster, client: ApiClient, server: ServedApp) -> None:
+    """Stop consuming the watch, then close it, the cluster, its client and the server."""
+    pumping.cancel()
+    await asyncio.gather(pumping, return_exceptions=True)
+    await watch.aclose()
+    await cluster.close()
+    await client.close()
+    await server.stop()
 
 
 async def _until(w: Watched, done: Callable[[WorkloadStatus], bool]) -> WorkloadStatus:
@@ -269,15 +276,45 @@ async def test_pods_are_listed_in_pages(tmp_path: Path, monkeypatch: pytest.Monk
                     break
                 await asyncio.sleep(0.05)
     finally:
-        pumping.cancel()
-        await asyncio.gather(pumping, return_exceptions=True)
-        await watch.aclose()
-        await cluster.close()
-        await client.close()
-        await server.stop()
+        await _close(pumping, watch, cluster, client, server)
     assert (status.replicas, len(status.pods)) == (5, 5)
     # (a read of one workload before the watches are in sync lists its own pods, unpaged)
     pages = [(what, bool(token)) for what, limit, token in lists if limit]
     assert {limit for _, limit, _ in lists if limit} == {"2"}
     assert [token for what, token in pages if what == "pods"][:3] == [False, True, True]
     assert [token for what, token in pages if what == "deployments"][:2] == [False, True]
+
+
+async def test_a_list_that_never_ends_is_malformed(tmp_path: Path) -> None:
+    """A server that answers a page with the token it was asked with would be listed from
+    forever: the list fails instead, and the watch lists again after its backoff."""
+    state = KubeState(clock=time.monotonic, wall=time.time)
+    state.add_deployment(NS, API, replicas=2, cpu_request_milli=250)
+    pages: list[str] = []
+    relisted = asyncio.Event()
+
+    @web.middleware
+    async def loop(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("/pods") and "limit" in request.query:
+            pages.append(request.query.get("continue", ""))
+            if pages.count("") >= 3:  # three lists, each given up after its second page
+                relisted.set()
+            body = json.loads(cast(bytes, cast(web.Response, response).body))
+            body["metadata"]["continue"] = "again"
+            return web.json_response(body)
+        return response
+
+    server = await serve(create_app(state, token=TOKEN, middlewares=[loop]))
+    client = await connect(write_kubeconfig(tmp_path / "kubeconfig", server.url, TOKEN))
+    cluster = KubeCluster(client, clock=RealClock(), identity="test-daemon",
+                          request_timeout=5.0, watch_timeout_seconds=1,
+                          backoff_seconds=(0.05, 0.1))
+    watch = cast(AsyncGenerator[PodEvent, None], cluster.watch_pods(NS))
+    pumping = asyncio.create_task(_drain(watch))
+    try:
+        async with asyncio.timeout(10):
+            await relisted.wait()
+    finally:
+        await _close(pumping, watch, cluster, client, server)
+    assert pages.count("again") <= pages.count("") and not cluster.watches_synced(NS)
