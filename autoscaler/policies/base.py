@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -80,7 +80,17 @@ class ReadsOptional(Protocol):
 
 def optional_signals(policy: Policy) -> tuple[str, ...]:
     """The signals `policy` can do without (none unless it is `ReadsOptional`)."""
-    return policy.optional_signals() if isinstance(policy, ReadsOptional) else ()
+    if not _reads_optional(type(policy)):
+        return ()
+    return cast(ReadsOptional, policy).optional_signals()
+
+
+@cache
+def _reads_optional(cls: type) -> bool:
+    """Whether instances of `cls` are `ReadsOptional`, asked once per class: the protocol's
+    own isinstance check walks its attributes on every call, and this runs at every
+    evaluation."""
+    return issubclass(cls, ReadsOptional)
 
 
 @runtime_checkable
