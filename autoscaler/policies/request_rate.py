@@ -1,14 +1,18 @@
 """`request-rate`: the track API sized by request rate, looking ahead by the pod start-up time.
 
-replicas = ceil(max(rate, trend, burst) / (capacity_rps * target_utilization)). A pod asked for
-now serves only after `startup_seconds`, so it is sized for the rate at that time:
+replicas = ceil(max(max(rate, trend) / (capacity_rps * target_utilization),
+                   burst / (capacity_rps * burst_utilization))).
+A pod asked for now serves only after `startup_seconds`, so it is sized for the rate at that
+time:
 - `trend` extends the recent slope (least squares over `trend_seconds`) by the start-up time;
   only a rising trend looks ahead, a falling one never scales down early;
 - `burst` is the rate plus the rise this traffic has shown within one start-up time: over the
   last `burst_seconds`, the `burst_quantile` of max(rate in the next start-up time) - rate, in
   requests/s. Smooth traffic earns little headroom and bursty traffic more, measured rather than
   guessed. The rise is absolute, not a ratio: a ratio from a near-idle rate is unbounded, so
-  on/off traffic would hold the maximum between its bursts.
+  on/off traffic would hold the maximum between its bursts. Being measured, it is sized at
+  `burst_utilization` (by default `target_utilization`): the margin that the target keeps
+  for the rises a read cannot see yet would count the measured ones twice.
 
 With `learn_from_cpu`, what a pod serves is learned from the pods' CPU (metrics.k8s.io): the
 requests/s at which a pod would use its whole CPU request, the point an HPA on CPU utilization
@@ -47,6 +51,10 @@ class RequestRateParams(PolicyParams):
     burst_seconds: float = Field(900.0, strict=True, ge=0,
                                  description="0 turns the burst headroom off")
     burst_quantile: float = Field(0.95, strict=True, gt=0, le=1)
+    burst_utilization: float | None = Field(
+        None, strict=True, gt=0, le=1,
+        description="size the burst forecast for this share of capacity (default: "
+        "target_utilization): the rise is measured, so it needs less margin than the rate")
     learn_from_cpu: bool = Field(False, description="learn capacity_rps from the pods' CPU: "
                                  "the requests/s at which a pod uses its whole CPU request")
     learn_seconds: float = Field(900.0, strict=True, gt=0,
@@ -269,12 +277,16 @@ class RequestRatePolicy:
         trend, burst, flat = self._forecast(signal, ctx)
         capacity, learned = self.capacity(ctx)
         per_replica = capacity * p.target_utilization
-        replicas = math.ceil(round(max(rate, trend, burst) / per_replica, 6))
+        burst_utilization = p.burst_utilization or p.target_utilization
+        replicas = math.ceil(round(max(max(rate, trend) / per_replica,
+                                       burst / (capacity * burst_utilization)), 6))
         why = f"request rate {rate:.1f}/s"
         if trend > rate:
             why += f", trend {trend:.1f}/s in {p.startup_seconds:g}s"
         if burst > rate:
             why += f", bursts to {burst:.1f}/s"
+            if burst_utilization != p.target_utilization:
+                why += f" (sized at {burst_utilization:.0%})"
         why += f", {per_replica:g}/s per replica" if not learned else (
             f", {per_replica:.1f}/s per replica (capacity {capacity:.1f}/s learned from CPU)")
         saturated = self.saturated(ctx)

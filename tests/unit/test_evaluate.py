@@ -568,6 +568,29 @@ def test_request_rate_burst_headroom(values: list[float], replicas: int) -> None
     assert result.decision.recommendations[0].replicas == replicas
 
 
+@pytest.mark.parametrize(("burst_utilization", "replicas", "sized_at"), [
+    # 20/s now, bursts to 20 + 10 = 30/s (as above), at 10/s per replica and a target of 50 %:
+    # everything at 50 % is 30 / 5 = 6 replicas.
+    pytest.param(None, 6, None, id="by-default-at-the-target"),
+    # the burst at 100 %: 30 / 10 = 3, but the rate at the target still needs 20 / 5 = 4.
+    pytest.param(1.0, 4, "(sized at 100%)", id="the-rate-keeps-its-margin"),
+    # at 25 %: 30 / 2.5 = 12, above the rate's 4.
+    pytest.param(0.25, 12, "(sized at 25%)", id="a-lower-one-adds-margin"),
+])
+def test_request_rate_burst_utilization(burst_utilization: float | None, replicas: int,
+                                        sized_at: str | None) -> None:
+    params = {**BURSTY[1], "target_utilization": 0.5}
+    if burst_utilization is not None:
+        params["burst_utilization"] = burst_utilization
+    spec = make_spec([("request-rate", params)], lo=1, hi=50)
+    values = [10.0, 20.0, 10.0, 20.0, 10.0, 20.0, 20.0]
+    result = run(spec, 3, [sig("t.value", values[-1])], signal_history=rate_history(values))
+    rec = result.decision.recommendations[0]
+    assert rec.replicas == replicas
+    assert "bursts to 30.0/s" in rec.reason
+    assert (sized_at in rec.reason) if sized_at else ("sized at" not in rec.reason)
+
+
 @pytest.mark.parametrize(("points", "rise"), [
     pytest.param([(0.0, 10.0), (10.0, 15.0), (20.0, 12.0)], 5.0, id="best-rise-within-horizon"),
     pytest.param([(0.0, 10.0), (100.0, 30.0)], 0.0, id="later-peak-out-of-reach"),
