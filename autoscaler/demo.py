@@ -30,7 +30,7 @@ import yaml
 from autoscaler.config import HttpProbeSettings, LoadedConfig, load_config
 from autoscaler.daemon import Daemon
 from autoscaler.kube.access import lease_of, needed
-from autoscaler.model import PodInfo, Signal, WorkloadStatus
+from autoscaler.model import CPU_SIGNAL, PodInfo, Signal, WorkloadStatus
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.ports import CheckResult, Probe
 from autoscaler.runtime import live_daemon
@@ -401,9 +401,11 @@ def _rows(cluster: DemoCluster, daemon: Daemon) -> list[tuple[str, ...]]:
         d = state.decision
         status = state.status
         replicas = f"{status.replicas}/{status.ready_replicas}" if status else "-"
+        latest = daemon.signals_for(state.spec)  # the pods' CPU is kept per workload
         signals = ", ".join(
-            f"{n.split('.', 1)[1]}={v.value:.0f}" if (v := daemon.store.latest.get(n)) and v.ok
-            else f"{n.split('.', 1)[1]}=?" for n in state.spec.signal_names())
+            f"{n.split('.', 1)[1]}={v.value:.0f}{'m' if n == CPU_SIGNAL else ''}"
+            if (v := latest.get(n)) and v.ok else f"{n.split('.', 1)[1]}=?"
+            for n in state.spec.signal_names())
         rows.append((key.split("/", 1)[1], replicas, str(d.desired) if d else "-",
                      d.action.value if d else "-", signals,
                      "; ".join(d.reasons)[:90] if d else ""))
