@@ -446,6 +446,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"seconds): p50 {_fmt(p50)} p99 {_fmt(p99)}")
     if result.reactions:
         print("demo: reactions (s): " + " ".join(f"{r:.2f}" for r in result.reactions))
+    if result.held:
+        print(f"demo: {len(result.held)} scale-ups held by the dependency gate (an outage, then "
+              "until the dependency is trusted again; not reactions), from the threshold "
+              "crossed to the request (s): " + " ".join(f"{r:.2f}" for r in result.held))
     return 0
 
 

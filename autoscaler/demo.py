@@ -19,7 +19,7 @@ import socket
 import tempfile
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import yaml
 
 from autoscaler.config import HttpProbeSettings, LoadedConfig, load_config
 from autoscaler.daemon import Daemon
+from autoscaler.engine.gate import dependency_reasons
 from autoscaler.kube.access import lease_of, needed
 from autoscaler.model import CPU_SIGNAL, PodInfo, Signal, WorkloadStatus
 from autoscaler.policies.base import Policy, PolicyContext
@@ -92,7 +93,10 @@ class Scaled:
     """One scaled workload: its model, where its signal is published, and its policy.
 
     The policy, fed the model's true state, tells when the threshold is crossed: the moment
-    from which a reaction is timed until the scale request arrives over HTTP.
+    from which a reaction is timed until the scale request arrives over HTTP. While the daemon
+    holds the workload behind its dependency gate (a required dependency down, unknown, or not
+    yet trusted again after an outage), a crossing is not a reaction to time: it is timed apart,
+    as a scale-up held by the gate, and the reaction is timed from when the gate opens.
     """
 
     name: str
@@ -105,6 +109,9 @@ class Scaled:
     subscription: str | None = None
     query: str | None = None
     crossed_at: float | None = None
+    held_at: float | None = None
+    #: When the driver last saw the gate closed (or an outage) while the threshold was crossed.
+    closed_at: float | None = None
 
     def threshold_crossed(self, replicas: int, t: int) -> bool:
         m = self.model
@@ -136,12 +143,16 @@ class DemoCluster:
     start_offset: int
     started: float = field(default_factory=time.monotonic)
     reactions: list[float] = field(default_factory=list)
+    #: Scale-ups held by the daemon's dependency gate: from the first crossing to the request.
+    held: list[float] = field(default_factory=list)
     events: deque[str] = field(default_factory=lambda: deque(maxlen=8))
 
     def trace_time(self) -> float:
         return self.start_offset + (time.monotonic() - self.started) * self.speed
 
-    def step(self) -> None:
+    def step(self, gated: Callable[[str], bool] = lambda _: False) -> None:
+        """Play the trace up to now. `gated(workload)`: whether the daemon holds the workload
+        behind its dependency gate now."""
         self.kube.reap()  # pods whose termination is over
         self.kube.renew_node()  # the kubelet's heartbeats
         t = self.trace_time()
@@ -151,7 +162,7 @@ class DemoCluster:
             self.es.unavailable = es_down
             self.events.append(f"elasticsearch {'DOWN' if es_down else 'back up'}")
         for s in self.scaled:
-            self._sync(s, t)
+            self._sync(s, t, gated(s.name))
         for name in self.fixed:
             for pod in self.kube.workload_pods(self.namespace, name):
                 if pod.deleting:
@@ -161,22 +172,29 @@ class DemoCluster:
                 self.kube.set_cpu_usage(self.namespace, pod.name,
                                         cpu_milli(pod.cpu_request_milli, 0.0))
 
-    def _sync(self, s: Scaled, t: float) -> None:
+    def _sync(self, s: Scaled, t: float, gated: bool) -> None:
         model = s.model
         dep = self.kube.deployment(self.namespace, s.name)
         real = time.monotonic()
         if dep.replicas != model.deployment.replicas:
-            if dep.replicas > model.deployment.replicas and s.crossed_at is not None:
-                self.reactions.append(real - s.crossed_at)
-                s.crossed_at = None
+            if dep.replicas > model.deployment.replicas:
+                # A scale-up the gate held is timed from when the gate opened, which was after
+                # the driver last saw it closed (an upper bound when it opened between steps).
+                began = s.crossed_at if s.crossed_at is not None else s.closed_at
+                if began is not None:
+                    self.reactions.append(real - began)
+                if s.held_at is not None:
+                    self.held.append(real - s.held_at)
+                s.crossed_at = s.held_at = s.closed_at = None
             self.events.append(f"{s.name}: {model.deployment.replicas} -> {dep.replicas}")
             model.scale(dep.replicas, at=t)
         model.advance(t)
-        frozen = any(o.covers(t) for o in model.outages)  # the daemon rightly holds still
-        if not frozen and s.threshold_crossed(dep.replicas, int(t)):
-            s.crossed_at = s.crossed_at or real
-        else:
-            s.crossed_at = None
+        # In an outage, and until the daemon trusts the dependency again, it rightly holds still.
+        frozen = gated or any(o.covers(t) for o in model.outages)
+        crossed = s.threshold_crossed(dep.replicas, int(t))
+        s.crossed_at = (s.crossed_at or real) if crossed and not frozen else None
+        s.held_at = (s.held_at or real) if crossed and (frozen or s.held_at) else None
+        s.closed_at = real if crossed and frozen else (s.closed_at if s.held_at else None)
         ready = sum(p.ready for p in model.deployment.pods)
         pods = sorted((p for p in self.kube.workload_pods(self.namespace, s.name)
                        if not p.deleting), key=lambda p: p.created_wall)
@@ -285,6 +303,8 @@ class DemoResult:
     duration: float
     #: Why the daemon stopped before its time (a task that failed), if it did.
     failure: str | None = None
+    #: Scale-ups the dependency gate held (an outage, then until the dependency was trusted).
+    held: list[float] = field(default_factory=list)
 
 
 def daemon_grant(loaded: LoadedConfig) -> Grant:
@@ -357,9 +377,14 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
 
 async def _play(cluster: DemoCluster, daemon: Daemon, *, duration: float,
                 info: Mapping[str, Any], show: Any, stop: asyncio.Event) -> DemoResult:
+    def gated(workload: str) -> bool:
+        state = daemon.workloads.get(f"{cluster.namespace}/{workload}")
+        return state is not None and bool(dependency_reasons(state.spec.settings.requires,
+                                                             daemon.store.dependencies))
+
     async def drive() -> None:
         while True:
-            cluster.step()
+            cluster.step(gated)
             await asyncio.sleep(DRIVER_SECONDS)
 
     async def view() -> None:
@@ -383,7 +408,8 @@ async def _play(cluster: DemoCluster, daemon: Daemon, *, duration: float,
             task.cancel()
         await asyncio.gather(*helpers, stopped, return_exceptions=True)
     writes = _scale_writes(daemon)
-    return DemoResult(cluster.reactions, writes, time.monotonic() - started, daemon.failure)
+    return DemoResult(cluster.reactions, writes, time.monotonic() - started, daemon.failure,
+                      cluster.held)
 
 
 def _scale_writes(daemon: Daemon) -> int:
