@@ -11,24 +11,34 @@ once, its pods start at once, and it lowers a count only once that count has not
 policy with that hold can have without a violation (a policy may also drop pods early and pay in
 violations, up to the 0.5 % budget).
 
-The traces are scaled as `bench` scales them (`--peak-replicas`, the API workload's capacity,
-`min` and `max` from `--config`):
+With `--scenario worker`, the same question for the background worker, whose backlog is its
+buffer: a policy that knows each second's in-rate exactly and at once asks, in that second, for
+the workers that drain it plus the backlog over `--drain` seconds (30, as shipped), and lets a
+worker go the second it is not needed; its workers start in the bench's 20 s. It prints that
+policy's replica-seconds, over the oracle's, and its violation-seconds: where they are over the
+0.5 % budget, the traffic's rises outrun the start-up, and only a higher floor (`--min`) helps.
+
+The traces are scaled as `bench` scales them (`--peak-replicas`, the workload's capacity, `min`
+and `max` from `--config`):
 
     python scripts/reactive_bound.py [--trace CSV ...] [--hold 0 30 300]
+    python scripts/reactive_bound.py --scenario worker [--trace CSV ...] [--min 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 from autoscaler.bench.contenders import oracle_replica_seconds
 from autoscaler.bench.runner import trace_for
-from autoscaler.bench.scenario import build_setup
-from autoscaler.config import load_config
-from autoscaler.sim.traces import default_trace_paths
+from autoscaler.bench.scenario import ScenarioError, Setup, build_setup
+from autoscaler.config import ConfigError, load_config
+from autoscaler.sim.model import ClusterModel
+from autoscaler.sim.traces import TraceError, default_trace_paths
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "policies" / "tracardi.yaml"
 
@@ -48,6 +58,19 @@ def held_replica_seconds(needs: Sequence[int], hold: int) -> int:
     return total
 
 
+def at_once(setup: Setup, model: ClusterModel, *, floor: int, drain: float) -> None:
+    """Replay the worker policy that sizes each second, in that second, for its in-rate and the
+    backlog over `drain` seconds, with at least `floor` workers and no hold."""
+    w = setup.spec.settings
+    for t in range(model.trace.duration):
+        model.advance(float(t))
+        need = math.ceil(round((model.demand(t) + model.queue / drain) / setup.capacity, 6))
+        replicas = min(w.max, max(floor, need))
+        if replicas != model.deployment.replicas:
+            model.scale(replicas, at=float(t))
+    model.finish()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
@@ -57,15 +80,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peak-replicas", type=int, default=20,
                         help="pods the trace's peak needs, as for bench (default 20)")
     parser.add_argument("--hold", type=int, nargs="+", default=[0, 30, 60, 120, 300],
-                        help="holds to show, in seconds (default 0 30 60 120 300)")
+                        help="API: holds to show, in seconds (default 0 30 60 120 300)")
+    parser.add_argument("--scenario", choices=("api", "worker"), default="api")
+    parser.add_argument("--min", type=int, default=None,
+                        help="worker: the fewest workers (default: the workload's min)")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="worker: clear the backlog within this long (default 30 s)")
     args = parser.parse_args(argv)
-    if args.peak_replicas < 1 or any(h < 0 for h in args.hold):
-        parser.error("--peak-replicas must be 1 or more and every --hold 0 or more")
+    if args.peak_replicas < 1 or any(h < 0 for h in args.hold) or args.drain <= 0 or (
+            args.min is not None and args.min < 1):
+        parser.error("--peak-replicas and --min must be 1 or more, every --hold 0 or more "
+                     "and --drain above 0")
+    try:
+        return report(args)
+    except (ConfigError, ScenarioError, TraceError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+
+def report(args: argparse.Namespace) -> int:
+    """The table `main`'s arguments ask for, on standard output."""
     paths = args.trace or [str(p) for p in default_trace_paths()]
     loaded = load_config(args.config)
+    traces = [trace_for(path) for path in paths]  # every one read before the table begins
+    if args.scenario == "worker":
+        print("trace".ljust(32), "min".rjust(4), "oracle".rjust(10), "replica_s".rjust(10),
+              "/oracle".rjust(8), "viol_s".rjust(7), "of time".rjust(8))
+        for trace in traces:
+            setup = build_setup(loaded, trace, "worker", peak_replicas=args.peak_replicas)
+            floor = setup.spec.settings.min if args.min is None else args.min
+            oracle = oracle_replica_seconds(setup, setup.model(seed=1))
+            model = setup.model(seed=1)
+            at_once(setup, model, floor=floor, drain=args.drain)
+            s = model.scores
+            print(trace.name[:32].ljust(32), f"{floor:4d}", f"{oracle:10.0f}",
+                  f"{s.replica_seconds:10.0f}", f"{s.replica_seconds / oracle:7.3f}x",
+                  f"{s.slo_violation_seconds:7d}",
+                  f"{100 * s.slo_violation_seconds / trace.duration:7.2f}%")
+        return 0
     print("trace".ljust(32), "oracle".rjust(10), *(f"hold {h}s".rjust(10) for h in args.hold))
-    for path in paths:
-        trace = trace_for(path)
+    for trace in traces:
         setup = build_setup(loaded, trace, "api", peak_replicas=args.peak_replicas)
         model = setup.model(seed=1)
         w = setup.spec.settings
