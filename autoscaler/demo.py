@@ -178,9 +178,10 @@ class DemoCluster:
         real = time.monotonic()
         if dep.replicas != model.deployment.replicas:
             if dep.replicas > model.deployment.replicas:
-                # A scale-up the gate held is timed from when the gate opened, which was after
-                # the driver last saw it closed (an upper bound when it opened between steps).
-                began = s.crossed_at if s.crossed_at is not None else s.closed_at
+                # A scale-up the gate held is timed from when the gate opened: from the last
+                # step that saw it closed (at most one step early), the same way whether or not
+                # a step saw it open before the request came.
+                began = s.closed_at if s.held_at is not None else s.crossed_at
                 if began is not None:
                     self.reactions.append(real - began)
                 if s.held_at is not None:

@@ -68,14 +68,20 @@ def test_a_reaction_is_timed_from_the_crossing(monkeypatch: pytest.MonkeyPatch) 
     assert cluster.held == []
 
 
-def test_a_scale_up_the_gate_held_is_timed_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("seen_open", [False, True])
+def test_a_scale_up_the_gate_held_is_timed_apart(monkeypatch: pytest.MonkeyPatch,
+                                                 seen_open: bool) -> None:
     cluster, scaled, clock = _crossing(monkeypatch)
     for _ in range(3):  # the daemon holds the workers behind a dependency for 2 s
         cluster.step(lambda workload: workload == "wk-pl-background")
         clock.now += 1.0
-    # The gate opened after the driver last saw it closed, and the daemon scaled before the
-    # driver's next step: the reaction is timed from the last step that saw the gate closed.
-    clock.now -= 0.7
+    # The gate opened after the driver last saw it closed; the daemon scaled before the driver's
+    # next step, or after one that saw the gate open: either way the reaction is timed from the
+    # last step that saw the gate closed.
+    clock.now -= 0.9
+    if seen_open:
+        cluster.step()
+    clock.now += 0.2
     _scale_up(cluster, scaled)
     cluster.step()
     assert cluster.reactions == [pytest.approx(0.3)]
