@@ -10,8 +10,9 @@ downloading schemas to validate against. Without these documents kubectl refuses
 those of the kinds served, their lists and every definition they refer to, taken from the
 official schemas of the server's Kubernetes release that kubernetes-validate ships (its JSON
 Schema form turned back into the apiserver's OpenAPI form). Without kubernetes-validate
-installed (the `dev` extra has it), and for kinds it has no schema of (metrics.k8s.io, KEDA's
-ScaledObject), the documents carry none, and `kubectl explain` finds nothing to explain.
+installed (the `dev` extra has it), and for kinds it has no schema of (KEDA's ScaledObject), the
+documents carry none, and `kubectl explain` finds nothing to explain. metrics-server's PodMetrics
+and NodeMetrics, which an aggregated API publishes itself, are written here from k8s.io/metrics.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
 
 
 @functools.cache
-def _definitions(release: str) -> Mapping[str, JSON]:
+def definitions(release: str) -> Mapping[str, JSON]:
     """kubernetes-validate's definitions of every kind of Kubernetes `release` ("1.32"), by
     their OpenAPI names; none without kubernetes-validate or for a release it does not know."""
     spec = importlib.util.find_spec("kubernetes_validate")
@@ -135,7 +136,85 @@ def _definitions(release: str) -> Mapping[str, JSON]:
         definitions: Mapping[str, JSON] = json.loads(path.read_text())["$defs"]
     except (OSError, ValueError, KeyError):
         return {}
-    return definitions
+    return {**definitions, **_metrics_definitions(definitions)}
+
+
+_METRICS = "io.k8s.metrics.pkg.apis.metrics.v1beta1."
+_META = "io.k8s.apimachinery.pkg.apis.meta.v1."
+_MORE_INFO = "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/"
+
+
+def _metrics_definitions(official: Mapping[str, JSON]) -> dict[str, JSON]:
+    """metrics-server's kinds (metrics.k8s.io/v1beta1, from k8s.io/metrics), in the JSON Schema
+    form of the official definitions, which do not carry them: an aggregated API publishes its
+    own. Their apiVersion and kind read as every kind's (taken from Pod's), each pinned to its
+    own value as the JSON Schema form pins them."""
+    common = official.get("io.k8s.api.core.v1.Pod", {}).get("properties", {})
+    if not common:
+        return {}
+
+    def pinned(kind: str) -> JSON:
+        return {"apiVersion": {**common["apiVersion"], "enum": ["metrics.k8s.io/v1beta1"]},
+                "kind": {**common["kind"], "enum": [kind]}}
+    usage = {"type": "object", "description": "The memory usage is the memory working set.",
+             "additionalProperties": {"$ref": f"{_DEFS}io.k8s.apimachinery.pkg.api.resource."
+                                                f"Quantity"}}
+
+    def kind(name: str, description: str, fields: JSON, required: list[str]) -> JSON:
+        return {"description": description, "type": "object", "required": required,
+                "properties": {**pinned(name),
+                               "metadata": {"$ref": f"{_DEFS}{_META}ObjectMeta",
+                                            "description": "Standard object's metadata. "
+                                                           f"{_MORE_INFO}api-conventions.md"
+                                                           "#metadata"},
+                               "timestamp": {"$ref": f"{_DEFS}{_META}Time",
+                                             "description": "The following fields define time "
+                                                            "interval from which metrics were "
+                                                            "collected from the interval "
+                                                            "[Timestamp-Window, Timestamp]."},
+                               "window": {"$ref": f"{_DEFS}{_META}Duration"}, **fields},
+                "x-kubernetes-group-version-kind": [
+                    {"group": "metrics.k8s.io", "kind": name, "version": "v1beta1"}]}
+
+    def listing(name: str, of: str) -> JSON:
+        return {"description": f"{name}List is a list of {name}.", "type": "object",
+                "required": ["items"],
+                "properties": {**pinned(f"{name}List"),
+                               "metadata": {"$ref": f"{_DEFS}{_META}ListMeta",
+                                            "description": "Standard list metadata. "
+                                                           f"{_MORE_INFO}api-conventions.md"
+                                                           "#types-kinds"},
+                               "items": {"description": f"List of {of} metrics.",
+                                         "type": "array",
+                                         "items": {"$ref": f"{_DEFS}{_METRICS}{name}"}}},
+                "x-kubernetes-group-version-kind": [
+                    {"group": "metrics.k8s.io", "kind": f"{name}List", "version": "v1beta1"}]}
+
+    return {
+        f"{_METRICS}NodeMetrics": kind(
+            "NodeMetrics", "NodeMetrics sets resource usage metrics of a node.",
+            {"usage": usage}, ["timestamp", "window", "usage"]),
+        f"{_METRICS}NodeMetricsList": listing("NodeMetrics", "node"),
+        f"{_METRICS}PodMetrics": kind(
+            "PodMetrics", "PodMetrics sets resource usage metrics of a pod.",
+            {"containers": {"description": "Metrics for all containers are collected within "
+                                           "the same time window.", "type": "array",
+                            "items": {"$ref": f"{_DEFS}{_METRICS}ContainerMetrics"}}},
+            ["timestamp", "window", "containers"]),
+        f"{_METRICS}PodMetricsList": listing("PodMetrics", "pod"),
+        f"{_METRICS}ContainerMetrics": {
+            "description": "ContainerMetrics sets resource usage metrics of a container.",
+            "type": "object", "required": ["name", "usage"],
+            "properties": {"name": {"description": "Container name corresponding to the one "
+                                                   "from pod.spec.containers.",
+                                    "type": "string"},
+                           "usage": usage}},
+        f"{_META}Duration": {
+            "description": "Duration is a wrapper around time.Duration which supports correct "
+                           "marshaling to YAML and JSON. In particular, it marshals into "
+                           "strings, which can be used as map keys in json.",
+            "type": "string"},
+    }
 
 
 #: Definitions whose JSON Schema form is not the apiserver's: a string in the OpenAPI documents.
@@ -180,17 +259,17 @@ def _refs(node: Any) -> Iterable[str]:
 def schemas(kinds: Iterable[tuple[str, str, str]], *, release: str) -> dict[str, JSON]:
     """`components.schemas` for the (group, version, kind)s served and their lists: each
     kind's definition and every definition it refers to, in the OpenAPI form."""
-    definitions = _definitions(release)
+    known = definitions(release)
     wanted = {(g, v, k + suffix) for g, v, k in kinds for suffix in ("", "List")}
-    todo = [name for name, d in definitions.items()
+    todo = [name for name, d in known.items()
             if any((gvk.get("group", ""), gvk.get("version"), gvk.get("kind")) in wanted
                    for gvk in d.get("x-kubernetes-group-version-kind", ()))]
     found: dict[str, JSON] = {}
     while todo:
         name = todo.pop()
-        if name in found or name not in definitions:
+        if name in found or name not in known:
             continue
-        definition = definitions[name]
+        definition = known[name]
         if name in _STRINGS:
             found[name] = dict(_STRINGS[name])
             continue

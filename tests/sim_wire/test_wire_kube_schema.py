@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 from wire_k8s import API, NS, WORKER, Served, sample_json, validate
 
-from autoscaler.sim.kubeapi import create_app, serve
+from autoscaler.sim import openapi
+from autoscaler.sim.kubeapi import KUBE_VERSION, create_app, serve
 
 APPS = f"/apis/apps/v1/namespaces/{NS}"
 CORE = f"/api/v1/namespaces/{NS}"
@@ -191,6 +193,20 @@ async def test_pod_metrics_are_shaped_like_metrics_server(served: Served) -> Non
     [item] = body["items"]
     assert item["window"] == "15s"
     assert item["containers"][0]["usage"]["cpu"] == "420000000n"
+    # ... and by the schemas served for them (kubectl explain's), which are metrics-server's
+    _, nodes = await _get(served, "/apis/metrics.k8s.io/v1beta1/nodes")
+    metrics_schema(body["kind"]).validate(body)
+    metrics_schema(nodes["kind"]).validate(nodes)
+    del item["containers"]
+    with pytest.raises(jsonschema.ValidationError, match="'containers' is a required property"):
+        metrics_schema(body["kind"]).validate(body)
+
+
+def metrics_schema(kind: str) -> jsonschema.protocols.Validator:
+    definitions = openapi.definitions(".".join(KUBE_VERSION))
+    return jsonschema.Draft202012Validator({
+        "$defs": dict(definitions),
+        "$ref": f"#/$defs/io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}"})
 
 
 async def test_discovery_lists_subresources_short_names_and_verbs(served: Served) -> None:

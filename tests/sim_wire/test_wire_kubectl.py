@@ -225,3 +225,10 @@ async def test_explain_reads_the_official_schemas(kubectl: Kubectl) -> None:
     assert "stabilizationWindowSeconds\t<integer>" in behavior
     event = await kubectl("explain", "events", "--api-version=events.k8s.io/v1")
     assert "Event is a report of an event somewhere in the cluster" in event
+    # metrics-server's kinds, which the official schemas do not carry
+    usage = await kubectl("explain", "podmetrics.containers.usage")
+    assert "FIELD: usage <map[string]" in usage
+    assert "The memory usage is the memory working set." in usage
+    node = await kubectl("explain", "nodemetrics", "--recursive")
+    assert "NodeMetrics sets resource usage metrics of a node." in node
+    assert "window\t<string>" in node and "timestamp\t<string>" in node

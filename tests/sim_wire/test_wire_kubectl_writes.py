@@ -220,7 +220,15 @@ async def test_the_openapi_documents_name_each_served_operation(served: Served) 
     assert apps_schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] == {
         "type": "string", "format": "int-or-string"}
     assert "io.k8s.api.policy.v1.Eviction" in docs["api/v1"]["components"]["schemas"]
-    assert docs["apis/metrics.k8s.io/v1beta1"]["components"]["schemas"] == {}
+    metrics = docs["apis/metrics.k8s.io/v1beta1"]["components"]["schemas"]
+    pod_metrics = metrics["io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics"]
+    assert pod_metrics["x-kubernetes-group-version-kind"] == [
+        {"group": "metrics.k8s.io", "kind": "PodMetrics", "version": "v1beta1"}]
+    assert pod_metrics["properties"]["apiVersion"] == {
+        "description": pod_metrics["properties"]["apiVersion"]["description"], "type": "string"}
+    assert {"io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetricsList",
+            "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Duration"} <= set(metrics)
     assert eviction["x-kubernetes-group-version-kind"]["kind"] == "Eviction"
     assert core["/api/v1/nodes/{name}"]["patch"]["operationId"] == "patchCoreV1Node"
 
