@@ -126,17 +126,18 @@ def _paths(group: str, version: str, resources: Iterable[ResourceType]) -> JSON:
 @functools.cache
 def definitions(release: str) -> Mapping[str, JSON]:
     """kubernetes-validate's definitions of every kind of Kubernetes `release` ("1.32"), by
-    their OpenAPI names; none without kubernetes-validate or for a release it does not know."""
+    their OpenAPI names, and metrics-server's; none without kubernetes-validate or for a
+    release it does not know."""
     spec = importlib.util.find_spec("kubernetes_validate")
     if spec is None or spec.origin is None:
         return {}
     path = (Path(spec.origin).parent / "kubernetes-json-schema" / f"v{release}.0-local"
             / "_definitions.json")
     try:
-        definitions: Mapping[str, JSON] = json.loads(path.read_text())["$defs"]
+        official: Mapping[str, JSON] = json.loads(path.read_text())["$defs"]
     except (OSError, ValueError, KeyError):
         return {}
-    return {**definitions, **_metrics_definitions(definitions)}
+    return {**official, **_metrics_definitions(official)}
 
 
 _METRICS = "io.k8s.metrics.pkg.apis.metrics.v1beta1."
@@ -156,6 +157,7 @@ def _metrics_definitions(official: Mapping[str, JSON]) -> dict[str, JSON]:
     def pinned(kind: str) -> JSON:
         return {"apiVersion": {**common["apiVersion"], "enum": ["metrics.k8s.io/v1beta1"]},
                 "kind": {**common["kind"], "enum": [kind]}}
+
     usage = {"type": "object", "description": "The memory usage is the memory working set.",
              "additionalProperties": {"$ref": f"{_DEFS}io.k8s.apimachinery.pkg.api.resource."
                                                 f"Quantity"}}
