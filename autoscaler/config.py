@@ -255,6 +255,11 @@ class RatePolicy(Frozen):
     period_seconds: int = Field(strict=True, gt=0, le=1800)
 
 
+#: `scale_down.retract_slack`'s default: a count one pod above the recommendation is left to the
+#: scale-down window.
+RETRACT_SLACK = 1
+
+
 class ScalingRules(Frozen):
     stabilization_window_seconds: int = Field(strict=True, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
@@ -264,6 +269,10 @@ class ScalingRules(Frozen):
     #: `healing.consumer_source`) go at once when no longer recommended, past the window and the
     #: rate limits. They have served nothing, so nothing is lost.
     retract_seconds: int = Field(0, strict=True, ge=0, le=1800)
+    #: A count at most this many pods above the recommendation is left to the window, not
+    #: retracted: on a noisy rate one read in a few crosses a pod's boundary, and retracting each
+    #: would start and stop a pod every few seconds. More slack: fewer scale actions, more pods.
+    retract_slack: int = Field(RETRACT_SLACK, strict=True, ge=0, le=1000)
 
 
 def default_scale_up() -> ScalingRules:
@@ -294,6 +303,10 @@ class PartialRules(Frozen):
     retract_seconds: int = Field(0, strict=True, ge=0, le=1800,
                                  description="scale_down only: pods added this recently and "
                                              "not ready yet go at once when not recommended")
+    retract_slack: int | None = Field(None, strict=True, ge=0, le=1000,
+                                      description="scale_down only: a count at most this many "
+                                                  "pods over the recommendation is not "
+                                                  f"retracted (default {RETRACT_SLACK})")
 
     def complete(self, default: ScalingRules) -> ScalingRules:
         return ScalingRules(
@@ -305,6 +318,7 @@ class PartialRules(Frozen):
             select_policy=self.select_policy or default.select_policy,
             policies=default.policies if self.policies is None else self.policies,
             retract_seconds=self.retract_seconds,
+            retract_slack=RETRACT_SLACK if self.retract_slack is None else self.retract_slack,
         )
 
 
@@ -322,9 +336,9 @@ class Behavior(Frozen):
 
     @model_validator(mode="after")
     def _retract_on_scale_down(self) -> Behavior:
-        if self.scale_up.retract_seconds:
-            raise ValueError("scale_up.retract_seconds: retracting is a scale-down; set it "
-                             "under scale_down")
+        if self.scale_up.retract_seconds or self.scale_up.retract_slack is not None:
+            raise ValueError("scale_up.retract_seconds, scale_up.retract_slack: retracting is a "
+                             "scale-down; set them under scale_down")
         return self
 
     # Computed once: every evaluation of every workload reads them.
@@ -856,6 +870,10 @@ def _warnings(config: Config, lines: Mapping[Loc, int], path: str) -> list[str]:
         if scaling and w.behavior.down.stabilization_window_seconds == 0:
             warn((*base, "behavior", "scale_down"),
                  "scale-down stabilization window of 0: replicas may flap on noisy signals")
+        down = w.behavior.scale_down
+        if down.retract_slack is not None and not down.retract_seconds:
+            warn((*base, "behavior", "scale_down", "retract_slack"),
+                 "retract_slack without retract_seconds does nothing: nothing is retracted")
         if not w.requires:
             warn((*base, "requires"),
                  "requires no dependency: it will scale and heal through outages")

@@ -20,8 +20,6 @@ from autoscaler.model import ScalingHistory, Step, TimedValue
 
 #: Memory older than this is never needed: the longest window or period the config allows.
 MAX_MEMORY_SECONDS = 3600.0
-#: `retract` leaves a count this many pods above the recommendation to the scale-down window.
-RETRACT_SLACK = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +143,11 @@ def retract(*, current: int, desired: int, allowed: int, min_replicas: int, star
     A pod still starting has served nothing, so removing it loses nothing a window protects; the
     ReplicaSet controller removes not-ready pods first, then the most recently ready. A count the
     policy asked for on one read of a rise is then cheap where the rise passes, and none is held
-    for a window. A count within `RETRACT_SLACK` of `desired` is left to the window: on a steady
-    rate, one read in a few crosses a pod's boundary, and taking each such pod back would start
-    and stop a pod every few seconds.
+    for a window. A count within `rules.retract_slack` of `desired` is left to the window: on a
+    steady rate, one read in a few crosses a pod's boundary, and taking each such pod back would
+    start and stop a pod every few seconds.
     """
-    if not rules.retract_seconds or allowed - desired <= RETRACT_SLACK or allowed > current:
+    if not rules.retract_seconds or allowed - desired <= rules.retract_slack or allowed > current:
         return allowed, ""
     added = sum(e.value for e in up_events if now - e.at < rules.retract_seconds)
     floor = max(desired, min_replicas, current - min(added, starting))

@@ -193,6 +193,11 @@ def test_unusable_file_gives_clear_error_quickly(text: str, line: int | None,
     pytest.param(config(lo=3, hi=3, requires="[]", window=0),
                  ["workloads.api.max: min == max", "stabilization window of 0",
                   "requires no dependency"], id="all-three"),
+    pytest.param(config(window="300, retract_slack: 2"),
+                 ["workloads.api.behavior.scale_down.retract_slack: retract_slack without "
+                  "retract_seconds does nothing"], id="slack-without-retracting"),
+    pytest.param(config(window="300, retract_seconds: 30, retract_slack: 2"), [],
+                 id="slack-with-retracting"),
 ])
 def test_warnings(text: str, expected: list[str]) -> None:
     warnings = parse_config(text, path="c.yaml").warnings

@@ -60,6 +60,12 @@ def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, startin
                  id="not-while-the-behavior-raises-the-count"),
     pytest.param({"rules": DOWN.model_copy(update={"retract_seconds": 0})}, (10, ""),
                  id="off-as-the-hpa"),
+    pytest.param({"desired": 9, "rules": DOWN.model_copy(update={"retract_slack": 0})},
+                 (9, "ScaleUpRetracted"), id="no-slack-one-pod-over-goes"),
+    pytest.param({"desired": 8, "rules": DOWN.model_copy(update={"retract_slack": 2})},
+                 (10, ""), id="two-pods-of-slack-two-over-is-left-to-the-window"),
+    pytest.param({"desired": 7, "rules": DOWN.model_copy(update={"retract_slack": 2})},
+                 (7, "ScaleUpRetracted"), id="two-pods-of-slack-three-over-goes"),
 ])
 def test_retract(kwargs: dict[str, object], expected: tuple[int, str]) -> None:
     assert retracted(**kwargs) == expected  # type: ignore[arg-type]
@@ -130,10 +136,18 @@ def test_a_ready_pod_that_consumes_nothing_yet_counts_as_starting() -> None:
         Action.HOLD, 9)
 
 
-def test_retract_seconds_is_refused_on_scale_up() -> None:
-    with pytest.raises(ValidationError, match=r"scale_up\.retract_seconds: retracting is a "
-                                              r"scale-down; set it under scale_down"):
-        Behavior(scale_up=PartialRules(retract_seconds=30))
+@pytest.mark.parametrize("rules", [{"retract_seconds": 30}, {"retract_slack": 2}])
+def test_retracting_is_refused_on_scale_up(rules: dict[str, int]) -> None:
+    with pytest.raises(ValidationError, match=r"scale_up\.retract_seconds, scale_up\."
+                                              r"retract_slack: retracting is a scale-down; set "
+                                              r"them under scale_down"):
+        Behavior(scale_up=PartialRules(**rules))
+
+
+def test_the_slack_is_one_pod_unless_set() -> None:
+    assert Behavior().down.retract_slack == 1
+    assert Behavior(scale_down=PartialRules(retract_seconds=30, retract_slack=0)
+                    ).down.retract_slack == 0
 
 
 def test_the_memory_keeps_scale_ups_for_the_retract_window() -> None:
