@@ -1,4 +1,4 @@
-"""What an API policy that cannot see the future can reach, against the bench's oracle.
+"""What a policy that cannot see the future can reach, against the bench's oracle.
 
 The bench's `oracle` for the API is clairvoyant: it starts pods a start-up time before each rise.
 A policy that reads the traffic can at best size each second for that second's need. When the
@@ -8,8 +8,8 @@ stabilization, 300 s by default and in the shipped policies). This prints, per t
 replica-seconds of a policy better than any real one: it knows each second's need exactly and at
 once, its pods start at once, and it lowers a count only once that count has not been needed for
 `hold` seconds. Each column is that over the oracle's replica-seconds: the least ours/oracle a
-policy with that hold can have without a violation (a policy may also drop pods early and pay in
-violations, up to the 0.5 % budget).
+policy with that hold can have if it never lets requests queue (a policy may also run short and
+let them queue, up to the 2 s SLO and then up to the 0.5 % violation budget).
 
 With `--scenario worker`, the same question for the background worker, whose backlog is its
 buffer: a policy that knows each second's in-rate exactly and at once asks, in that second, for
