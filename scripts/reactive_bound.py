@@ -9,7 +9,9 @@ replica-seconds of a policy better than any real one: it knows each second's nee
 once, its pods start at once, and it lowers a count only once that count has not been needed for
 `hold` seconds. Each column is that over the oracle's replica-seconds: the least ours/oracle a
 policy with that hold can have if it never lets requests queue (a policy may also run short and
-let them queue, up to the 2 s SLO and then up to the 0.5 % violation budget).
+let them queue, up to the 2 s SLO and then up to the 0.5 % violation budget). With
+`--utilization U` it sizes each second for its need at U of a pod's capacity: the margin a
+policy keeps for what its reads do not show yet (0.9 shipped), on top of the hold.
 
 With `--scenario worker`, the same question for the background worker, whose backlog is its
 buffer: a policy that knows each second's in-rate exactly and at once asks, in that second, for
@@ -21,7 +23,7 @@ policy's replica-seconds, over the oracle's, and its violation-seconds: where th
 The traces are scaled as `bench` scales them (`--peak-replicas`, the workload's capacity, `min`
 and `max` from `--config`):
 
-    python scripts/reactive_bound.py [--trace CSV ...] [--hold 0 30 300]
+    python scripts/reactive_bound.py [--trace CSV ...] [--hold 0 30 300] [--utilization 0.9]
     python scripts/reactive_bound.py --scenario worker [--trace CSV ...] [--min 3]
 """
 
@@ -81,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="pods the trace's peak needs, as for bench (default 20)")
     parser.add_argument("--hold", type=int, nargs="+", default=[0, 30, 60, 120, 300],
                         help="API: holds to show, in seconds (default 0 30 60 120 300)")
+    parser.add_argument("--utilization", type=float, default=1.0,
+                        help="API: size each second's need at this share of a pod's capacity "
+                             "(default 1)")
     parser.add_argument("--scenario", choices=("api", "worker"), default="api")
     parser.add_argument("--min", type=int, default=None,
                         help="worker: the fewest workers (default: the workload's min)")
@@ -88,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="worker: clear the backlog within this long (default 30 s)")
     args = parser.parse_args(argv)
     if args.peak_replicas < 1 or any(h < 0 for h in args.hold) or args.drain <= 0 or (
-            args.min is not None and args.min < 1):
-        parser.error("--peak-replicas and --min must be 1 or more, every --hold 0 or more "
-                     "and --drain above 0")
+            args.min is not None and args.min < 1) or not 0 < args.utilization <= 1:
+        parser.error("--peak-replicas and --min must be 1 or more, every --hold 0 or more, "
+                     "--drain above 0 and --utilization above 0 and at most 1")
     try:
         return report(args)
     except (ConfigError, ScenarioError, TraceError) as exc:
@@ -122,7 +127,9 @@ def report(args: argparse.Namespace) -> int:
         setup = build_setup(loaded, trace, "api", peak_replicas=args.peak_replicas)
         model = setup.model(seed=1)
         w = setup.spec.settings
-        needs = [min(w.max, max(w.min, model.need(t))) for t in range(trace.duration)]
+        per_pod = setup.capacity * args.utilization
+        needs = [min(w.max, max(w.min, math.ceil(round(rate / per_pod, 9))))
+                 for rate in setup.trace.rates]
         oracle = oracle_replica_seconds(setup, model)
         print(trace.name[:32].ljust(32), f"{oracle:10.0f}",
               *(f"{held_replica_seconds(needs, h) / oracle:9.3f}x" for h in args.hold))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reactive_bound.py"
 
 
@@ -30,6 +32,10 @@ def test_the_hold_costs_what_it_holds(tmp_path: Path) -> None:
     # Each second its own need: 5 for 10 s, 3 for 110 (under the oracle: no start-up paid);
     # held 30 s: 5 for 40 s; held 300 s: 5 until the end, 70 s.
     assert row[2:] == [f"{380 / 400:.3f}x", f"{440 / 400:.3f}x", f"{500 / 400:.3f}x"]
+    # Sized at half a pod's capacity, the spike needs 10 pods (the rest still the min of 3).
+    done = run("--trace", str(trace), "--peak-replicas", "5", "--hold", "0",
+               "--utilization", "0.5")
+    assert done.stdout.splitlines()[1].split() == ["spike", "400", f"{430 / 400:.3f}x"]
 
 
 def test_a_burst_from_idle_outruns_the_workers_start_up(tmp_path: Path) -> None:
@@ -55,10 +61,12 @@ def test_a_burst_from_idle_outruns_the_workers_start_up(tmp_path: Path) -> None:
     assert row("--min", "20")[1:] == ["20", "1680", "6000", f"{6000 / 1680:.3f}x", "0", "0.00%"]
 
 
-def test_a_negative_hold_is_refused() -> None:
-    done = run("--hold", "-30")
+@pytest.mark.parametrize("args", [("--hold", "-30"), ("--utilization", "0"),
+                                  ("--utilization", "1.5")])
+def test_bad_arguments_are_refused(args: tuple[str, str]) -> None:
+    done = run(*args)
     assert done.returncode == 2
-    assert "--hold" in done.stderr
+    assert args[0] in done.stderr
 
 
 def test_a_bad_trace_is_named_and_nothing_is_printed(tmp_path: Path) -> None:
