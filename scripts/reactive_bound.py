@@ -113,8 +113,8 @@ def report(args: argparse.Namespace) -> int:
         for trace in traces:
             setup = build_setup(loaded, trace, "worker", peak_replicas=args.peak_replicas)
             floor = setup.spec.settings.min if args.min is None else args.min
-            oracle = oracle_replica_seconds(setup, setup.model(seed=1))
             model = setup.model(seed=1)
+            oracle = oracle_replica_seconds(setup, model)  # from the trace: before the replay
             at_once(setup, model, floor=floor, drain=args.drain)
             s = model.scores
             print(trace.name[:32].ljust(32), f"{floor:4d}", f"{oracle:10.0f}",
