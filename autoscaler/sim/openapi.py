@@ -10,9 +10,10 @@ downloading schemas to validate against. Without these documents kubectl refuses
 those of the kinds served, their lists and every definition they refer to, taken from the
 official schemas of the server's Kubernetes release that kubernetes-validate ships (its JSON
 Schema form turned back into the apiserver's OpenAPI form). Without kubernetes-validate
-installed (the `dev` extra has it), and for kinds it has no schema of (KEDA's ScaledObject), the
-documents carry none, and `kubectl explain` finds nothing to explain. metrics-server's PodMetrics
-and NodeMetrics, which an aggregated API publishes itself, are written here from k8s.io/metrics.
+installed (the `dev` extra has it) the documents carry none, and `kubectl explain` finds nothing
+to explain. metrics-server's PodMetrics and NodeMetrics, which an aggregated API publishes
+itself, are written here from k8s.io/metrics, and KEDA's ScaledObject, whose CRD carries its
+schema, from that CRD.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def definitions(release: str) -> Mapping[str, JSON]:
         official: Mapping[str, JSON] = json.loads(path.read_text())["$defs"]
     except (OSError, ValueError, KeyError):
         return {}
-    return {**official, **_metrics_definitions(official)}
+    return {**official, **_metrics_definitions(official), **_keda_definitions(official)}
 
 
 _METRICS = "io.k8s.metrics.pkg.apis.metrics.v1beta1."
@@ -216,6 +217,138 @@ def _metrics_definitions(official: Mapping[str, JSON]) -> dict[str, JSON]:
                            "marshaling to YAML and JSON. In particular, it marshals into "
                            "strings, which can be used as map keys in json.",
             "type": "string"},
+    }
+
+
+_KEDA = "sh.keda.v1alpha1."
+
+
+def _inline(node: Any, official: Mapping[str, JSON]) -> Any:
+    """`node` with every reference replaced by what it refers to, as a CRD's schema is written
+    (whole, with no references), a description beside a reference kept over the referred one's."""
+    if isinstance(node, list):
+        return [_inline(n, official) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline(v, official) for k, v in node.items() if k != "$ref"}
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_DEFS):
+        return {**_inline(official[ref.removeprefix(_DEFS)], official), **out}
+    return out
+
+
+def _keda_definitions(official: Mapping[str, JSON]) -> dict[str, JSON]:
+    """KEDA's ScaledObject (keda.sh/v1alpha1) and its list, as the apiserver publishes a CRD's
+    schema: the CRD's own schema, whole, with the standard metadata, apiVersion and kind beside
+    it. The fields are those of KEDA 2's ScaledObject CRD; `advanced.horizontalPodAutoscalerConfig
+    .behavior` is the HPA's own (autoscaling/v2), as KEDA passes it on."""
+    pod = official.get("io.k8s.api.core.v1.Pod", {}).get("properties", {})
+    pod_list = official.get("io.k8s.api.core.v1.PodList", {}).get("properties", {})
+    behavior = official.get("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior")
+    if not pod or not pod_list or behavior is None:
+        return {}
+    int32: JSON = {"type": "integer", "format": "int32"}
+    string: JSON = {"type": "string"}
+
+    def obj(description: str, properties: JSON, required: list[str] | None = None) -> JSON:
+        return {"description": description, "type": "object", "properties": properties,
+                **({"required": required} if required else {})}
+
+    def counted(description: str) -> JSON:
+        return {**int32, "description": description}
+
+    spec = obj("ScaledObjectSpec is the spec for a ScaledObject resource", {
+        "advanced": obj("AdvancedConfig specifies advance scaling options", {
+            "horizontalPodAutoscalerConfig": obj(
+                "HorizontalPodAutoscalerConfig specifies horizontal scale config", {
+                    "behavior": _inline(behavior, official),
+                    "name": {**string, "description": "the name of the HPA that KEDA "
+                                                      "creates (default keda-hpa-<name>)"}}),
+            "restoreToOriginalReplicaCount": {
+                "type": "boolean", "description": "scale the target back to the count it had "
+                                                  "before the ScaledObject when it is deleted"},
+        }),
+        "cooldownPeriod": counted("seconds to wait after the last active trigger before "
+                                  "scaling to minReplicaCount or 0 (default 300)"),
+        "fallback": obj("Fallback is the spec for fallback options", {
+            "failureThreshold": counted("failed reads of a scaler before the fallback"),
+            "replicas": counted("the count to scale to after failureThreshold failures")},
+            ["failureThreshold", "replicas"]),
+        "idleReplicaCount": counted("the count while no trigger is active"),
+        "initialCooldownPeriod": counted("seconds after creation before a scale to 0"),
+        "maxReplicaCount": counted("the most replicas KEDA scales to (default 100)"),
+        "minReplicaCount": counted("the fewest replicas KEDA scales to (default 0)"),
+        "pollingInterval": counted("seconds between reads of each trigger (default 30)"),
+        "scaleTargetRef": obj("ScaleTarget holds the reference to the scale target Object", {
+            "apiVersion": string, "envSourceContainerName": string, "kind": string,
+            "name": string}, ["name"]),
+        "triggers": {"type": "array", "items": obj(
+            "ScaleTriggers reference the scaler that will be used", {
+                "authenticationRef": obj(
+                    "ScaledObjectAuthRef points to the TriggerAuthentication or "
+                    "ClusterTriggerAuthentication object that is used to authenticate the "
+                    "scaler with the environment", {
+                        "kind": {**string, "description": "Kind of the resource being "
+                                                          "referred to. Defaults to "
+                                                          "TriggerAuthentication."},
+                        "name": string}, ["name"]),
+                "metadata": {"type": "object", "additionalProperties": string},
+                "metricType": {**string, "description": "MetricTargetType specifies the type "
+                                                        "of metric being targeted, and should "
+                                                        "be either \"Value\", \"AverageValue\", "
+                                                        "or \"Utilization\""},
+                "name": string, "type": string, "useCachedMetrics": {"type": "boolean"}},
+            ["metadata", "type"])},
+    }, ["scaleTargetRef", "triggers"])
+    condition = obj("Condition to store the condition state", {
+        "message": {**string, "description": "A human readable message indicating details "
+                                             "about the transition."},
+        "reason": {**string, "description": "The reason for the condition's last transition."},
+        "status": {**string, "description": "Status of the condition, one of True, False, "
+                                            "Unknown."},
+        "type": {**string, "description": "Type of condition"}}, ["status", "type"])
+    status = obj("ScaledObjectStatus is the status for a ScaledObject resource", {
+        "conditions": {"type": "array", "items": condition,
+                       "description": "Conditions an array representation to store multiple "
+                                      "Conditions"},
+        "externalMetricNames": {"type": "array", "items": string},
+        "health": {"type": "object", "additionalProperties": obj(
+            "HealthStatus is the status for a ScaledObject's health", {
+                "numberOfFailures": int32,
+                "status": {**string, "description": "HealthStatusType is an indication of "
+                                                    "whether the health status is happy or "
+                                                    "failing"}})},
+        "hpaName": string,
+        "lastActiveTime": {"type": "string", "format": "date-time"},
+        "originalReplicaCount": int32, "pausedReplicaCount": int32,
+        "resourceMetricNames": {"type": "array", "items": string},
+        "scaleTargetKind": string})
+
+    def gvk(kind: str) -> list[JSON]:
+        return [{"group": "keda.sh", "kind": kind, "version": "v1alpha1"}]
+
+    def pinned(common: JSON, kind: str) -> JSON:
+        return {"apiVersion": {**common["apiVersion"], "enum": ["keda.sh/v1alpha1"]},
+                "kind": {**common["kind"], "enum": [kind]}}
+
+    return {
+        f"{_KEDA}ScaledObject": {
+            "description": "ScaledObject is a specification for a ScaledObject resource",
+            "type": "object", "required": ["spec"],
+            "properties": {**pinned(pod, "ScaledObject"), "metadata": pod["metadata"],
+                           "spec": spec, "status": status},
+            "x-kubernetes-group-version-kind": gvk("ScaledObject")},
+        f"{_KEDA}ScaledObjectList": {
+            "description": "ScaledObjectList is a list of ScaledObject",
+            "type": "object", "required": ["items"],
+            "properties": {**pinned(pod_list, "ScaledObjectList"),
+                           "metadata": pod_list["metadata"],
+                           "items": {"description": "List of scaledobjects. More info: "
+                                                    "https://k8s.io/docs/reference/using-api/"
+                                                    "api-concepts/#collections",
+                                     "type": "array",
+                                     "items": {"$ref": f"{_DEFS}{_KEDA}ScaledObject"}}},
+            "x-kubernetes-group-version-kind": gvk("ScaledObjectList")},
     }
 
 

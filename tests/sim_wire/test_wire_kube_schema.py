@@ -203,10 +203,27 @@ async def test_pod_metrics_are_shaped_like_metrics_server(served: Served) -> Non
 
 
 def metrics_schema(kind: str) -> jsonschema.protocols.Validator:
+    return definition_schema(f"io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}")
+
+
+def definition_schema(name: str) -> jsonschema.protocols.Validator:
     definitions = openapi.definitions(".".join(KUBE_VERSION))
-    return jsonschema.Draft202012Validator({
-        "$defs": dict(definitions),
-        "$ref": f"#/$defs/io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}"})
+    return jsonschema.Draft202012Validator({"$defs": dict(definitions),
+                                            "$ref": f"#/$defs/{name}"})
+
+
+async def test_scaled_objects_are_shaped_like_kedas_crd(served: Served) -> None:
+    served.state.add_scaled_object(NS, "api-so", target=API, min_replicas=2, max_replicas=9)
+    status, body = await _get(served, f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects")
+    assert status == 200 and body["kind"] == "ScaledObjectList"
+    [item] = body["items"]
+    assert item["spec"]["scaleTargetRef"]["name"] == API
+    assert (item["spec"]["minReplicaCount"], item["spec"]["maxReplicaCount"]) == (2, 9)
+    # ... and by the schema served for them (kubectl explain's), which is KEDA's CRD's
+    definition_schema("sh.keda.v1alpha1.ScaledObjectList").validate(body)
+    del item["spec"]["triggers"]
+    with pytest.raises(jsonschema.ValidationError, match="'triggers' is a required property"):
+        definition_schema("sh.keda.v1alpha1.ScaledObject").validate(item)
 
 
 async def test_discovery_lists_subresources_short_names_and_verbs(served: Served) -> None:

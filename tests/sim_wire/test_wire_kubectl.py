@@ -232,3 +232,18 @@ async def test_explain_reads_the_official_schemas(kubectl: Kubectl) -> None:
     node = await kubectl("explain", "nodemetrics", "--recursive")
     assert "NodeMetrics sets resource usage metrics of a node." in node
     assert "window\t<string>" in node and "timestamp\t<string>" in node
+
+
+async def test_explain_reads_kedas_crd_schema(served: Served, kubectl: Kubectl) -> None:
+    # KEDA's CRD carries its own schema, which the apiserver publishes once KEDA is installed
+    served.state.add_scaled_object(NS, "api-so", target=API)
+    triggers = await kubectl("explain", "so.spec.triggers")
+    assert "FIELD: triggers <[]Object>" in triggers
+    assert "metadata\t<map[string]string> -required-" in triggers
+    assert "type\t<string> -required-" in triggers
+    # the HPA behavior that KEDA passes on is the HPA's own, written whole as in a CRD
+    behavior = await kubectl(
+        "explain", "scaledobject.spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp")
+    assert "stabilizationWindowSeconds\t<integer>" in behavior
+    scaled = await kubectl("explain", "scaledobject")
+    assert "KIND:       ScaledObject" in scaled and "spec\t<Object> -required-" in scaled
