@@ -783,7 +783,13 @@ class _KubeApi:
             meta = ks.object_meta(
                 name=name, namespace=ns, rv=self.rbac_rv, created=self.rbac_created,
                 uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{ns}.{plural}")))
-            out.append(grant.role_json(meta) if plural == "roles" else grant.binding_json(meta))
+            obj = grant.role_json(meta) if plural == "roles" else grant.binding_json(meta)
+            # made by an operator's `kubectl apply` of deploy/base
+            meta["managedFields"] = managed.written(
+                obj["apiVersion"], ks.format_time, (ks.APPLY_MANAGER, self.rbac_created, {
+                    k: v for k, v in obj.items() if k not in ("kind", "apiVersion", "metadata")},
+                    ""))
+            out.append(obj)
         return out
 
     async def get_generic(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -1127,7 +1133,13 @@ class _KubeApi:
             raise BadRequestError(f"error decoding YAML: {exc}") from None
         if not isinstance(config, dict):
             raise BadRequestError("the body of the request must be a YAML or JSON object")
-        d = self.state.deployment(_ns(target), _name(target))
+        try:
+            d = self.state.deployment(_ns(target), _name(target))
+        except NotFoundError:
+            # The apiserver would create it; the simulated cluster's Deployments are its own.
+            raise _unmodelled("Deployment", "apps", _name(target), ["metadata.name"],
+                              message="Forbidden: the simulated cluster creates no "
+                                      "Deployments: apply one it has") from None
         if (config.get("apiVersion"), config.get("kind")) != ("apps/v1", "Deployment"):
             raise BadRequestError(f"the object of kind {config.get('kind')!r} in "
                                   f"{config.get('apiVersion')!r} is not an apps/v1 Deployment")

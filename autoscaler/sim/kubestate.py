@@ -80,6 +80,12 @@ CONTROLLER_MANAGER = "kube-controller-manager"
 SCALE_MANAGER = "kubectl"
 ANNOTATE_MANAGER = "kubectl-annotate"
 KUBELET_MANAGER = "kubelet"  # the node's heartbeat Lease, the pods' status
+API_SERVER_MANAGER = "kube-apiserver"  # its own Service and namespaces
+CREATE_MANAGER = "kubectl-create"  # the namespaces an operator made
+#: Who made the HPAs, PDBs and ScaledObjects: an operator, with `kubectl apply`.
+APPLY_MANAGER = "kubectl-client-side-apply"
+#: The namespaces the apiserver makes itself.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 #: The field manager of each component that records Events (by `source.component`): the
 #: binary it runs in; any other is its own.
 _COMPONENT_MANAGERS = {"deployment-controller": CONTROLLER_MANAGER,
@@ -1893,12 +1899,10 @@ class KubeState:
         if ev.action:
             out["action"] = ev.action
         if ev.manager:  # its creator set every field it has
-            out["metadata"]["managedFields"] = managed.managed_fields([ManagedEntry(
-                ev.manager, ev.created_wall,
-                frozenset().union(*(managed.paths_of(v, (f"f:{k}",)) for k, v in out.items()
-                                    if k not in ("kind", "apiVersion", "metadata")
-                                    and v not in (None, "", {}))),
-                api_version="v1")], format_time)
+            out["metadata"]["managedFields"] = managed.written("v1", format_time, (
+                ev.manager, ev.created_wall, {k: v for k, v in out.items()
+                                              if k not in ("kind", "apiVersion", "metadata")},
+                ""))
         return out
 
     def lease_json(self, lease: Lease) -> JSON:
@@ -1914,47 +1918,60 @@ class KubeState:
         if hpa.target_kind == "Deployment" and (hpa.namespace, hpa.target_name) \
                 in self._deployments:
             current = self._deployments[(hpa.namespace, hpa.target_name)].replicas
+        spec = {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": hpa.target_kind,
+                               "name": hpa.target_name},
+            "minReplicas": hpa.min_replicas, "maxReplicas": hpa.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization",
+                                          "averageUtilization": hpa.cpu_utilization}}}],
+        }
+        status = {"currentReplicas": current, "desiredReplicas": current}
         return {
             "kind": "HorizontalPodAutoscaler", "apiVersion": "autoscaling/v2",
-            "metadata": object_meta(name=hpa.name, namespace=hpa.namespace, uid=hpa.uid,
-                                   rv=hpa.resource_version, created=hpa.created_wall),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": hpa.target_kind,
-                                   "name": hpa.target_name},
-                "minReplicas": hpa.min_replicas, "maxReplicas": hpa.max_replicas,
-                "metrics": [{"type": "Resource", "resource": {
-                    "name": "cpu", "target": {"type": "Utilization",
-                                              "averageUtilization": hpa.cpu_utilization}}}],
-            },
-            "status": {"currentReplicas": current, "desiredReplicas": current},
+            "metadata": object_meta(
+                name=hpa.name, namespace=hpa.namespace, uid=hpa.uid, rv=hpa.resource_version,
+                created=hpa.created_wall, managedFields=managed.written(
+                    "autoscaling/v2", format_time,
+                    (APPLY_MANAGER, hpa.created_wall, {"spec": spec}, ""),
+                    (CONTROLLER_MANAGER, hpa.created_wall, {"status": status}, "status"))),
+            "spec": spec, "status": status,
         }
 
     def scaled_object_json(self, so: ScaledObject) -> JSON:
+        spec = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": so.target_kind,
+                                   "name": so.target_name},
+                "minReplicaCount": so.min_replicas, "maxReplicaCount": so.max_replicas,
+                "triggers": [{"type": "cpu", "metricType": "Utilization",
+                              "metadata": {"value": "80"}}]}
         return {
             "kind": "ScaledObject", "apiVersion": "keda.sh/v1alpha1",
-            "metadata": object_meta(name=so.name, namespace=so.namespace, uid=so.uid,
-                                   rv=so.resource_version, created=so.created_wall),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": so.target_kind,
-                                        "name": so.target_name},
-                     "minReplicaCount": so.min_replicas, "maxReplicaCount": so.max_replicas,
-                     "triggers": [{"type": "cpu", "metricType": "Utilization",
-                                   "metadata": {"value": "80"}}]},
+            "metadata": object_meta(
+                name=so.name, namespace=so.namespace, uid=so.uid, rv=so.resource_version,
+                created=so.created_wall, managedFields=managed.written(
+                    "keda.sh/v1alpha1", format_time,
+                    (APPLY_MANAGER, so.created_wall, {"spec": spec}, ""))),
+            "spec": spec,
         }
 
     def pdb_json(self, pdb: Pdb) -> JSON:
         healthy = self._healthy(pdb)
         expected = len(self.pods(pdb.namespace, selector=pdb.selector))
+        spec = {"minAvailable": pdb.min_available,
+                "selector": {"matchLabels": dict(pdb.selector)}}
+        status = {"observedGeneration": 1, "currentHealthy": healthy,
+                  "desiredHealthy": pdb.min_available,
+                  "disruptionsAllowed": max(0, healthy - pdb.min_available),
+                  "expectedPods": expected}
         return {
             "kind": "PodDisruptionBudget", "apiVersion": "policy/v1",
-            "metadata": object_meta(name=pdb.name, namespace=pdb.namespace, uid=pdb.uid,
-                                   rv=pdb.resource_version, created=pdb.created_wall,
-                                   generation=1),
-            "spec": {"minAvailable": pdb.min_available,
-                     "selector": {"matchLabels": dict(pdb.selector)}},
-            "status": {"observedGeneration": 1, "currentHealthy": healthy,
-                       "desiredHealthy": pdb.min_available,
-                       "disruptionsAllowed": max(0, healthy - pdb.min_available),
-                       "expectedPods": expected},
+            "metadata": object_meta(
+                name=pdb.name, namespace=pdb.namespace, uid=pdb.uid, rv=pdb.resource_version,
+                created=pdb.created_wall, generation=1, managedFields=managed.written(
+                    "policy/v1", format_time,
+                    (APPLY_MANAGER, pdb.created_wall, {"spec": spec}, ""),
+                    (CONTROLLER_MANAGER, pdb.created_wall, {"status": status}, "status"))),
+            "spec": spec, "status": status,
         }
 
     def pod_metrics_json(self, pod: Pod) -> JSON:
@@ -2001,15 +2018,17 @@ class KubeState:
              "kubelet has sufficient PID available"),
             ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ]
-        return {
+        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                  "beta.kubernetes.io/arch": "amd64"}
+        annotations = {"node.alpha.kubernetes.io/ttl": "0"}
+        spec = {"podCIDR": "10.1.0.0/16", "podCIDRs": ["10.1.0.0/16"]}
+        node: JSON = {
             "kind": "Node", "apiVersion": "v1",
             "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
                          "resourceVersion": str(self._node_rv), "creationTimestamp": created,
-                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
-                                    "beta.kubernetes.io/arch": "amd64"},
-                         "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {"podCIDR": "10.1.0.0/16", "podCIDRs": ["10.1.0.0/16"]},
+                         "labels": labels, "annotations": annotations},
+            "spec": spec,
             "status": {
                 "capacity": dict(NODE_CAPACITY), "allocatable": allocatable,
                 "conditions": [{"type": t, "status": st, "lastHeartbeatTime": now,
@@ -2026,6 +2045,15 @@ class KubeState:
                              "operatingSystem": "linux", "architecture": "amd64"},
             },
         }
+        # The kubelet registers the node with its labels and reports its status; the
+        # controller manager gives it its pod CIDR and the TTL annotation.
+        node["metadata"]["managedFields"] = managed.written(
+            "v1", format_time,
+            (KUBELET_MANAGER, self._node_created, {"metadata": {"labels": labels}}, ""),
+            (CONTROLLER_MANAGER, self._node_created,
+             {"metadata": {"annotations": annotations}, "spec": spec}, ""),
+            (KUBELET_MANAGER, self._node_heartbeat, {"status": node["status"]}, "status"))
+        return node
 
     def node_metrics_json(self, name: str = NODE_NAME) -> JSON:
         """metrics-server's NodeMetrics: the node's own use plus every pod's."""
@@ -2047,11 +2075,17 @@ class KubeState:
         created = self._namespaces.get(name)
         if created is None:
             raise not_found(NAMESPACES, name)
+        labels = {"kubernetes.io/metadata.name": name}
+        # The apiserver makes its own namespaces; an operator made the rest (`kubectl create`).
+        # Either way only the label the apiserver adds is owned: the rest are defaults.
+        maker = API_SERVER_MANAGER if name in SYSTEM_NAMESPACES else CREATE_MANAGER
         return {"kind": "Namespace", "apiVersion": "v1",
                 "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
                              "resourceVersion": str(self._namespace_rv.get(name, 1)),
-                             "creationTimestamp": format_time(created),
-                             "labels": {"kubernetes.io/metadata.name": name}},
+                             "creationTimestamp": format_time(created), "labels": labels,
+                             "managedFields": managed.written(
+                                 "v1", format_time,
+                                 (maker, created, {"metadata": {"labels": labels}}, ""))},
                 "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
     def service_account_json(self, namespace: str, name: str) -> JSON:
@@ -2071,18 +2105,21 @@ class KubeState:
         cluster-info` starts from. The simulated cluster models no other networking."""
         if (namespace, name) != ("default", "kubernetes"):
             raise not_found(SERVICES, name)
+        labels = {"component": "apiserver", "provider": "kubernetes"}
+        spec = {"ports": [{"name": "https", "protocol": "TCP", "port": 443,
+                           "targetPort": API_SECURE_PORT}],
+                "clusterIP": API_SERVICE_IP, "clusterIPs": [API_SERVICE_IP],
+                "type": "ClusterIP", "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"}
         return {
             "kind": "Service", "apiVersion": "v1",
-            "metadata": object_meta(name=name, namespace=namespace, rv=1,
-                                   created=self._node_created,
-                                   uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, "kubernetes.svc")),
-                                   labels={"component": "apiserver", "provider": "kubernetes"}),
-            "spec": {"ports": [{"name": "https", "protocol": "TCP", "port": 443,
-                                "targetPort": API_SECURE_PORT}],
-                     "clusterIP": API_SERVICE_IP, "clusterIPs": [API_SERVICE_IP],
-                     "type": "ClusterIP", "sessionAffinity": "None", "ipFamilies": ["IPv4"],
-                     "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
-            "status": {"loadBalancer": {}},
+            "metadata": object_meta(
+                name=name, namespace=namespace, rv=1, created=self._node_created,
+                uid=str(uuid.uuid5(uuid.NAMESPACE_DNS, "kubernetes.svc")), labels=labels,
+                managedFields=managed.written(
+                    "v1", format_time, (API_SERVER_MANAGER, self._node_created,
+                                        {"metadata": {"labels": labels}, "spec": spec}, ""))),
+            "spec": spec, "status": {"loadBalancer": {}},
         }
 
     def objects_json(self, resource: str, namespace: str | None) -> Iterable[JSON]:

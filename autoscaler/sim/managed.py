@@ -9,8 +9,12 @@ apply holds every field of its configuration; one that would change a field anot
 holds is refused with a conflict unless forced. The simulated API serves these for Deployments,
 the one kind whose ownership the autoscaler reads (who last set `spec.replicas`); for their
 ReplicaSets (the controller's) and pods (the controller's template, the kubelet's status, and
-labels and annotations by whoever set them); for Events (their creator's); and for Leases,
-written with Updates only (the leader election's, the kubelet's node heartbeat).
+labels and annotations by whoever set them); for Events (their creator's); for Leases,
+written with Updates only (the leader election's, the kubelet's node heartbeat); and, made once
+and not written since, for every other kind (`written`): the Node (its kubelet's labels and
+status, the controller manager's pod CIDR), the apiserver's own Service and namespaces, an
+operator's namespace (`kubectl create`), and the HPAs, PDBs, ScaledObjects, Roles and
+RoleBindings of an operator's `kubectl apply`, with their status by the controller manager.
 
 How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
 list item (a container by name, a condition by type) is marked owned itself (`.`) beside its
@@ -39,9 +43,10 @@ REPLICAS: FieldPath = ("f:spec", "f:replicas")
 _OWNED_NODES = {"f:labels", "f:annotations", "f:matchLabels", "f:requests", "f:limits",
                 "f:rollingUpdate"}
 _ATOMIC = {"f:selector"}
-#: Lists whose items are keyed (listType=map), by their key field.
-_LIST_KEYS = {"f:containers": "name", "f:conditions": "type", "f:ownerReferences": "uid",
-              "f:podIPs": "ip"}
+#: Lists whose items are keyed (listType=map), by their key fields.
+_LIST_KEYS = {"f:containers": ("name",), "f:conditions": ("type",),
+              "f:ownerReferences": ("uid",), "f:podIPs": ("ip",),
+              "f:ports": ("port", "protocol")}  # a Service's
 
 
 def manager_of(field_manager: str, user_agent: str) -> str:
@@ -69,10 +74,10 @@ def paths_of(value: Any, prefix: FieldPath) -> frozenset[FieldPath]:
             found |= paths_of(member, (*prefix, f"f:{key}"))
         return frozenset(found)
     if isinstance(value, list) and last in _LIST_KEYS:
-        key = _LIST_KEYS[last]
+        keys = _LIST_KEYS[last]
         items: set[FieldPath] = set()
         for item in value:
-            at = (*prefix, "k:" + json.dumps({key: item[key]}, separators=(",", ":")))
+            at = (*prefix, "k:" + json.dumps({k: item[k] for k in keys}, separators=(",", ":")))
             items |= {at} | {p for k, v in item.items() for p in paths_of(v, (*at, f"f:{k}"))}
         return frozenset(items)
     return frozenset({prefix})
@@ -228,3 +233,25 @@ def managed_fields(entries: Iterable[ManagedEntry],
     ordered = sorted(entries, key=lambda e: (e.operation, int(e.time_wall), e.manager,
                                              e.api_version, e.subresource))
     return [e.as_json(format_time) for e in ordered]
+
+
+def written(api_version: str, format_time: Callable[[float], str],
+            *writes: tuple[str, float, Mapping[str, Any], str]) -> list[JSON]:
+    """The `managedFields` of an object each of whose fields one write set: a write is (its
+    manager, when, the part of the object it set, the subresource it went through: "" for the
+    object itself). Of `metadata`, its labels and annotations are owned; a write that set no
+    field has no entry, as the apiserver keeps none (a ServiceAccount made with its name only)."""
+    entries = []
+    for manager, at, part, subresource in writes:
+        fields: set[FieldPath] = set()
+        for key, value in part.items():
+            if key == "metadata":
+                meta = {k: v for k, v in value.items() if k in ("labels", "annotations") and v}
+                if meta:
+                    fields |= paths_of(meta, ("f:metadata",))
+            elif value not in (None, "", {}, []):
+                fields |= paths_of(value, (f"f:{key}",))
+        if fields:
+            entries.append(ManagedEntry(manager, at, frozenset(fields), subresource,
+                                        api_version=api_version))
+    return managed_fields(entries, format_time)

@@ -154,6 +154,15 @@ async def test_an_apply_dry_run_stores_nothing_and_a_rollout_is_refused(
                                              r"Forbidden"):
         await kubectl("apply", "--server-side", "-f",
                       str(_manifest(served, tmp_path / "b.json", image="tracardi/api:9.9")))
+    # An apply of a Deployment that does not exist would create it: refused, not a 404
+    other = json.loads(_manifest(served, tmp_path / "c.json").read_text())
+    other["metadata"]["name"] = "tracardi-gui"
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    with pytest.raises(AssertionError, match=r'"tracardi-gui" is invalid: metadata.name: '
+                                             r"Forbidden: the simulated cluster creates no "
+                                             r"Deployments"):
+        await kubectl("apply", "--server-side", "-f", str(tmp_path / "c.json"))
+    assert [d.name for d in served.state.deployments(NS)] == sorted([API, WORKER])
 
 
 async def test_an_apply_names_its_field_manager(served: Served) -> None:
@@ -237,3 +246,56 @@ async def test_an_event_posted_is_its_posters(served: Served) -> None:
     [entry] = event["metadata"]["managedFields"]
     assert (entry["manager"], entry["operation"]) == ("probe-writer", "Update")
     assert entry["fieldsV1"]["f:involvedObject"] == {"f:kind": {}, "f:name": {}, "f:namespace": {}}
+
+
+def _owned_fields_exist(obj: dict[str, Any]) -> None:
+    """Every field of every managedFields entry is in the object: a map's key, or a keyed
+    list's item (`k:{...}`) whose keys match."""
+    def walk(fields: dict[str, Any], node: Any, where: str) -> None:
+        for step, inner in fields.items():
+            if step == ".":
+                continue
+            kind, _, key = step.partition(":")
+            if kind == "f":
+                assert isinstance(node, dict) and key in node, f"{where}.{key} not in the object"
+                walk(inner, node[key], f"{where}.{key}")
+            else:
+                wanted = json.loads(key)
+                [item] = [i for i in node if all(i.get(k) == v for k, v in wanted.items())]
+                walk(inner, item, f"{where}[{key}]")
+    for entry in obj["metadata"]["managedFields"]:
+        walk(entry["fieldsV1"], obj, entry["manager"])
+
+
+@pytest.mark.real
+async def test_every_kind_names_who_made_it(served: Served, kubectl: Kubectl) -> None:
+    served.state.add_scaled_object(NS, "api-so", target=API)
+    node = await _json(kubectl, "nodes")
+    [namespaces, service, hpa, pdb] = [
+        (await _json(kubectl, *args))["items"] for args in (
+            ("namespaces",), ("services", "-A"), ("hpa", "-n", NS), ("pdb", "-n", NS))]
+    # KEDA's kind has no official schema to validate against
+    scaled = json.loads(await kubectl("get", "scaledobjects", "-n", NS, "-o", "json",
+                                      "--show-managed-fields"))["items"]
+    made = [*node["items"], *namespaces, *service, *hpa, *pdb, *scaled]
+    for obj in made:
+        _owned_fields_exist(obj)
+    [node] = node["items"]
+    assert _holders(node, "f:metadata", "f:labels", "f:kubernetes.io/hostname") == [
+        ("kubelet", "")]  # the kubelet registers its node, with its labels
+    assert _holders(node, "f:spec", "f:podCIDR") == [("kube-controller-manager", "")]
+    assert _holders(node, "f:status", "f:conditions", 'k:{"type":"Ready"}') == [
+        ("kubelet", "status")]
+    by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
+    assert _holders(by_name["default"], "f:metadata", "f:labels") == [("kube-apiserver", "")]
+    assert _holders(by_name[NS], "f:metadata", "f:labels") == [("kubectl-create", "")]
+    [kubernetes] = service
+    assert _holders(kubernetes, "f:spec", "f:ports", 'k:{"port":443,"protocol":"TCP"}',
+                    "f:targetPort") == [("kube-apiserver", "")]
+    for obj in (*hpa, *pdb):
+        assert _holders(obj, "f:spec") == [("kubectl-client-side-apply", "")]
+        assert _holders(obj, "f:status") == [("kube-controller-manager", "status")]
+    assert _holders(scaled[0], "f:spec", "f:triggers") == [("kubectl-client-side-apply", "")]
+    # a ServiceAccount made with its name alone owns no field: the apiserver keeps no entry
+    accounts = (await _json(kubectl, "serviceaccounts", "-n", NS))["items"]
+    assert accounts and all("managedFields" not in sa["metadata"] for sa in accounts)

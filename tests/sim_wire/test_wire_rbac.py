@@ -257,6 +257,13 @@ async def test_the_role_its_binding_and_account_are_served_as_the_server_enforce
                                       "name": "tracardi-autoscaler"}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tracardi-autoscaler",
                                         "namespace": NS}]
+        # both made by an operator's `kubectl apply` of deploy/base, which set all they hold
+        for made, fields in ((served_role, {"f:rules": {}}),
+                             (binding, {"f:roleRef": {"f:apiGroup": {}, "f:kind": {},
+                                                      "f:name": {}}, "f:subjects": {}})):
+            [entry] = made["metadata"]["managedFields"]
+            assert (entry["manager"], entry["operation"], entry["fieldsV1"]) == (
+                "kubectl-client-side-apply", "Update", fields)
         status, accounts = await raw(served, "GET", f"/api/v1/namespaces/{NS}/serviceaccounts",
                                      admin)
         assert status == 200
