@@ -2,17 +2,17 @@
 
 `kubectl` and kubernetes_asyncio (the live adapters in `autoscaler/kube/`) talk to it unchanged:
 discovery, Deployments with the `scale` subresource (get/put/patch with resourceVersion
-preconditions, each write recorded in `managedFields` under its field manager, and server-side
-apply of a Deployment) and their read-only ReplicaSets, Pods (list/watch/delete/patch, label and
-field selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read and
-watch), Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when "installed"),
-the one Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the caller may do
-and who it is (`kubectl auth can-i [--list]`, `auth whoami`), read-only: ServiceAccounts, the Roles
-and RoleBindings of the tokens bound to Roles (as they authorize at that moment) and the
-apiserver's own `kubernetes` Service (`kubectl cluster-info`). Errors are real `Status` objects.
-`kubectl get` gets server-side Tables (its usual columns) for pods, deployments, events, nodes,
-leases, HPAs, services, service accounts, roles and role bindings, plain JSON for the rest. Lists
-come in the apiserver's key order and in chunks when asked (`limit` and `continue`, see
+preconditions, each write recorded in `managedFields` under its field manager, and server-side apply
+of a Deployment and of its scale) and their read-only ReplicaSets, Pods (list/watch/delete/patch,
+label and field selectors), the Eviction subresource, Events (core/v1, and events.k8s.io/v1 to read
+and watch), Leases, PodDisruptionBudgets, HPAs (autoscaling/v2), KEDA ScaledObjects (when
+"installed"), the one Node, metrics.k8s.io PodMetrics and NodeMetrics, and the reviews of what the
+caller may do and who it is (`kubectl auth can-i [--list]`, `auth whoami`), read-only:
+ServiceAccounts, the Roles and RoleBindings of the tokens bound to Roles (as they authorize at that
+moment) and the apiserver's own `kubernetes` Service (`kubectl cluster-info`). Errors are real
+`Status` objects. `kubectl get` gets server-side Tables (its usual columns) for pods, deployments,
+events, nodes, leases, HPAs, services, service accounts, roles and role bindings, plain JSON for the
+rest. Lists come in the apiserver's key order and in chunks when asked (`limit` and `continue`, see
 `paging.py`). Tokens bound to a Role are authorized as RBAC would (`rbac.py`). `/openapi/v3` serves
 the documents kubectl reads before it writes (`openapi.py`).
 
@@ -88,7 +88,7 @@ _CATEGORIES = {("", "pods"): ["all"], ("apps", "deployments"): ["all"],
                ("apps", "replicasets"): ["all"], ("", "services"): ["all"],
                ("autoscaling", "horizontalpodautoscalers"): ["all"]}
 
-APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: Deployments only
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: Deployments, their scale
 _PATCH_TYPES = frozenset({
     "application/json-patch+json", "application/merge-patch+json",
     "application/strategic-merge-patch+json",
@@ -1122,17 +1122,7 @@ class _KubeApi:
         """Server-side apply (`kubectl apply --server-side`) of a Deployment that exists: its
         replicas, labels and annotations, and other spec fields as they are (a change of those
         is the 422 of a change not modelled). Ownership and conflicts: `apply_deployment`."""
-        manager = request.query.get("fieldManager", "")
-        if not manager:
-            raise InvalidError('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required '
-                               "value: is required for apply patch")
-        force = request.query.get("force", "false").lower() == "true"
-        try:
-            config = yaml.safe_load(await request.read())
-        except yaml.YAMLError as exc:
-            raise BadRequestError(f"error decoding YAML: {exc}") from None
-        if not isinstance(config, dict):
-            raise BadRequestError("the body of the request must be a YAML or JSON object")
+        manager, force, config = await _apply_request(request)
         try:
             d = self.state.deployment(_ns(target), _name(target))
         except NotFoundError:
@@ -1165,6 +1155,29 @@ class _KubeApi:
             spec=managed.paths_of(rest, ("f:spec",)) if rest else frozenset(), force=force,
             dry_run=_dry_run(request)))
 
+    async def _apply_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        """Server-side apply through the `scale` subresource (client-go's `ApplyScale`): an
+        autoscaling/v1 Scale whose `spec.replicas` the applier holds (`apply_scale`)."""
+        manager, force, config = await _apply_request(request)
+        name = _name(target)
+        if (config.get("apiVersion"), config.get("kind")) != ("autoscaling/v1", "Scale"):
+            raise BadRequestError(f"the object of kind {config.get('kind')!r} in "
+                                  f"{config.get('apiVersion')!r} is not an autoscaling/v1 Scale")
+        meta = config.get("metadata") or {}
+        if not isinstance(meta, dict) or meta.get("name") != name:
+            raise BadRequestError("the name of the object does not match the name on the URL")
+        spec = config.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise BadRequestError("spec: expected an object")
+        replicas = spec.get("replicas")
+        if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)):
+            raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                               "Invalid value: must be an integer",
+                               details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        return _json_response(self.state.apply_scale(
+            _ns(target), name, manager=manager, replicas=replicas, force=force,
+            dry_run=_dry_run(request)))
+
     async def get_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
         return _json_response(self.state.scale_json(self.state.deployment(_ns(target),
                                                                           _name(target))))
@@ -1174,6 +1187,8 @@ class _KubeApi:
                                  manager=_manager(request))
 
     async def patch_scale(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        if request.content_type == APPLY_PATCH:
+            return await self._apply_scale(request, target)
         d = self.state.deployment(_ns(target), _name(target))
         patched = apply_patch(self.state.scale_json(d), await _body(request),
                               request.content_type)
@@ -1425,6 +1440,23 @@ def _differences(applied: Any, live: Any, where: str) -> list[str]:
             _differences(c, by_name[c.get("name")], f"{where}[{i}]")
             if isinstance(c, dict) and c.get("name") in by_name else [f"{where}[{i}]"])]
     return [] if applied == live else [where]
+
+
+async def _apply_request(request: web.Request) -> tuple[str, bool, JSON]:
+    """A server-side apply's field manager (required), whether it is forced, and its
+    configuration (YAML, or JSON, which is YAML too)."""
+    manager = request.query.get("fieldManager", "")
+    if not manager:
+        raise InvalidError('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required '
+                           "value: is required for apply patch")
+    force = request.query.get("force", "false").lower() == "true"
+    try:
+        config = yaml.safe_load(await request.read())
+    except yaml.YAMLError as exc:
+        raise BadRequestError(f"error decoding YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise BadRequestError("the body of the request must be a YAML or JSON object")
+    return manager, force, config
 
 
 def _manager(request: web.Request) -> str:

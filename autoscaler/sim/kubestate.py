@@ -771,6 +771,16 @@ def _ownership(entry: ManagedEntry) -> tuple[str, str, str, tuple[FieldPath, ...
     return entry.manager, entry.operation, entry.subresource, tuple(sorted(entry.fields))
 
 
+def _refuse_conflicts(done: managed.Applied, force: bool) -> None:
+    """The apiserver's 409 for an apply that would change fields other managers hold, naming
+    each, unless it is forced (it then takes them)."""
+    if done.conflicts and not force:
+        raise ConflictError(managed.conflict_message(done.conflicts, format_time), details={
+            "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),
+                        "message": f"conflict with {c.holder.describe(format_time)}"}
+                       for c in done.conflicts]})
+
+
 def object_meta(*, name: str, namespace: str | None, uid: str, rv: int, created: float,
                 labels: Mapping[str, str] | None = None,
                 annotations: Mapping[str, str] | None = None, **extra: Any) -> JSON:
@@ -1074,11 +1084,7 @@ class KubeState:
             if replicas != d.replicas:
                 changed |= {managed.REPLICAS}
         done = managed.apply(d.managed, manager, applied, changed, now=self.wall())
-        if done.conflicts and not force:
-            raise ConflictError(managed.conflict_message(done.conflicts, format_time), details={
-                "causes": [{"reason": "FieldManagerConflict", "field": managed.path_text(c.path),
-                            "message": f"conflict with {c.holder.describe(format_time)}"}
-                           for c in done.conflicts]})
+        _refuse_conflicts(done, force)
         entries = done.entries
         kept = {kind: {k: v for k, v in live.items()
                        if ("f:metadata", f"f:{kind}", f"f:{k}") not in done.dropped}
@@ -1100,6 +1106,33 @@ class KubeState:
         elif touched:
             self._modified_deployment(d)
         return self.deployment_json(d)
+
+    def apply_scale(self, namespace: str, name: str, *, manager: str, replicas: int | None,
+                    force: bool = False, dry_run: bool = False) -> JSON:
+        """A server-side apply by `manager` through the `scale` subresource (client-go's
+        `ApplyScale`) of a Scale that sets `replicas` (None: not at all): held in an Apply entry
+        of its own, with the conflicts and the removal of `apply_deployment`. Returns the Scale
+        as it is, or on a dry run would be, after it."""
+        d = self.deployment(namespace, name)
+        applied = frozenset({managed.REPLICAS}) if replicas is not None else frozenset()
+        changed = applied if replicas != d.replicas else frozenset()
+        done = managed.apply(d.managed, manager, applied, changed, now=self.wall(),
+                             subresource="scale")
+        _refuse_conflicts(done, force)
+        count = replicas if replicas is not None else (
+            DEFAULT_REPLICAS if managed.REPLICAS in done.dropped else d.replicas)
+        check_replicas(name, count)
+        if dry_run:
+            scale = self.scale_json(d)
+            scale["spec"]["replicas"] = count
+            return scale
+        moved = sorted(map(_ownership, done.entries)) != sorted(map(_ownership, d.managed))
+        d.managed = done.entries
+        if count != d.replicas:
+            self._change_replicas(d, count)
+        elif moved:
+            self._modified_deployment(d)
+        return self.scale_json(d)
 
     def update_deployment_metadata(self, namespace: str, name: str, *,
                                    labels: Mapping[str, str], annotations: Mapping[str, str],

@@ -177,19 +177,20 @@ class Applied:
 
 
 def apply(entries: list[ManagedEntry], manager: str, applied: frozenset[FieldPath],
-          changed: frozenset[FieldPath], *, now: float) -> Applied:
+          changed: frozenset[FieldPath], *, now: float, subresource: str = "") -> Applied:
     """`manager` applies a configuration of the fields `applied`, of which `changed` take a new
-    value. The changed fields other managers hold conflict; the applier takes them (as a forced
-    apply does). Fields it applies with the value they have are held with their other
-    holders."""
-    mine = next((e for e in entries if (e.manager, e.operation) == (manager, APPLY)), None)
+    value, to the object or through its `subresource` (its own entry). The changed fields other
+    managers hold conflict; the applier takes them (as a forced apply does). Fields it applies
+    with the value they have are held with their other holders."""
+    key = (manager, APPLY, subresource)
+    mine = next((e for e in entries if (e.manager, e.operation, e.subresource) == key), None)
     others = [e for e in entries if e is not mine]
     conflicts = [Conflict(e, p) for e in others for p in sorted(e.fields & changed)]
     held = frozenset().union(*(e.fields for e in others))
     dropped = (mine.fields if mine is not None else frozenset()) - applied - held
     kept = disown(others, changed)
     if applied:
-        kept.append(ManagedEntry(manager, now, applied, operation=APPLY))
+        kept.append(ManagedEntry(manager, now, applied, subresource, operation=APPLY))
     return Applied(kept, conflicts, dropped)
 
 

@@ -299,3 +299,52 @@ async def test_every_kind_names_who_made_it(served: Served, kubectl: Kubectl) ->
     # a ServiceAccount made with its name alone owns no field: the apiserver keeps no entry
     accounts = (await _json(kubectl, "serviceaccounts", "-n", NS))["items"]
     assert accounts and all("managedFields" not in sa["metadata"] for sa in accounts)
+
+
+async def _apply_scale(served: Served, body: dict[str, Any], **query: str) -> tuple[int, Any]:
+    url = f"{served.server.url}/apis/apps/v1/namespaces/{NS}/deployments/{API}/scale"
+    async with aiohttp.ClientSession() as session, session.patch(
+            url, data=json.dumps(body), params=query,
+            headers={"Content-Type": "application/apply-patch+yaml"}) as response:
+        return response.status, await response.json()
+
+
+async def test_an_apply_through_the_scale_subresource_holds_the_replicas(
+        served: Served) -> None:
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": API},
+             "spec": {"replicas": 4}}
+    # helm set the count (3): another one conflicts with it, the same one is held with it
+    status, body = await _apply_scale(served, scale, fieldManager="gitops")
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert body["message"].startswith('Apply failed with 1 conflict: conflict with "helm" '
+                                      "using apps/v1")
+    status, body = await _apply_scale(served, {**scale, "spec": {"replicas": 3}},
+                                      fieldManager="gitops")
+    assert (status, body["kind"], body["spec"]["replicas"]) == (200, "Scale", 3)
+    validate(body)
+    deployment = served.state.deployment_json(served.state.deployment(NS, API))
+    assert _holders(deployment, "f:spec", "f:replicas") == [("gitops", "scale"), ("helm", "")]
+    [entry] = [e for e in deployment["metadata"]["managedFields"] if e["manager"] == "gitops"]
+    assert entry["operation"] == "Apply"
+    # the autoscaler scales it, taking the count from both; an apply of another conflicts
+    served.state.set_replicas(NS, API, 6, manager="tracardi-autoscaler")
+    status, body = await _apply_scale(served, {**scale, "spec": {"replicas": 3}},
+                                      fieldManager="gitops")
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert body["message"].startswith('Apply failed with 1 conflict: conflict with '
+                                      '"tracardi-autoscaler" with subresource "scale"')
+    # a dry run stores nothing; a forced apply takes the count
+    status, body = await _apply_scale(served, {**scale, "spec": {"replicas": 3}},
+                                      fieldManager="gitops", force="true", dryRun="All")
+    assert (status, body["spec"]["replicas"]) == (200, 3)
+    assert served.state.deployment(NS, API).replicas == 6
+    status, body = await _apply_scale(served, {**scale, "spec": {"replicas": 3}},
+                                      fieldManager="gitops", force="true")
+    assert (status, served.state.deployment(NS, API).replicas) == (200, 3)
+    deployment = served.state.deployment_json(served.state.deployment(NS, API))
+    assert _holders(deployment, "f:spec", "f:replicas") == [("gitops", "scale")]
+    # not a Scale: refused, and nothing changes
+    status, body = await _apply_scale(served, {**scale, "kind": "Deployment"},
+                                      fieldManager="gitops")
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert served.state.deployment(NS, API).replicas == 3
