@@ -37,6 +37,9 @@ _VERBS = {"list": ("get", "list", "list"), "get": ("get", "read", "get"),
           "deletecollection": ("delete", "deleteCollection", "deletecollection")}
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                 "application/strategic-merge-patch+json")
+#: Where the simulated API takes a server-side apply (`application/apply-patch+yaml`), which the
+#: apiserver lists beside the other patch types: a Deployment and its scale.
+_APPLIED = {"deployments", "deployments/scale"}
 #: The kind a subresource belongs to, as its operation ids name it (`...NamespacedPodEviction`).
 _OWNERS = {"pods": "Pod", "deployments": "Deployment"}
 
@@ -91,7 +94,9 @@ def _operation(rt: ResourceType, verb: str, served_as: str, namespaced: bool) ->
                                             "kind": rt.kind},
     }
     if verb == "patch":
-        operation["requestBody"] = {"content": {t: {} for t in _PATCH_TYPES}, "required": True}
+        types = ("application/apply-patch+yaml", *_PATCH_TYPES) if rt.plural in _APPLIED \
+            else _PATCH_TYPES
+        operation["requestBody"] = {"content": {t: {} for t in types}, "required": True}
     elif verb in ("create", "update"):
         operation["requestBody"] = {"content": {"application/json": {}}, "required": True}
     return operation

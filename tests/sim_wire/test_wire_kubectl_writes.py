@@ -198,9 +198,18 @@ async def test_the_openapi_documents_name_each_served_operation(served: Served) 
     assert {"name": "fieldValidation", "in": "query",
             "schema": {"type": "string", "uniqueItems": True}} in scale["patch"]["parameters"]
     assert "patch" not in apps["/apis/apps/v1/namespaces/{namespace}/replicasets/{name}"]
+    # a server-side apply is taken where it is served: a Deployment and its scale, not a pod
+    applied = "application/apply-patch+yaml"
+    assert applied in scale["patch"]["requestBody"]["content"]
+    assert applied in apps["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"][
+        "patch"]["requestBody"]["content"]
     assert "get" in apps["/apis/apps/v1/deployments"]  # the list across namespaces
     core = docs["api/v1"]["paths"]
     eviction = core["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"]
+    pod_patch = core["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
+    assert set(pod_patch["requestBody"]["content"]) == {
+        "application/json-patch+json", "application/merge-patch+json",
+        "application/strategic-merge-patch+json"}
     for name, doc in docs.items():  # each document's references resolve within it
         schemas = doc["components"]["schemas"]
         text = json.dumps(doc)
