@@ -1,4 +1,4 @@
-"""The `tracardi-autoscaler` command: run | check | explain | simulate | bench | demo.
+"""The `tracardi-autoscaler` command: run | check | explain | simulate | bench | demo | trace.
 
 Each subcommand parses its arguments here and hands over to the module that does the work; this
 file holds no logic of its own beyond printing.
@@ -351,6 +351,53 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    import io  # noqa: PLC0415 (this command only)
+
+    from autoscaler.sim.trace_export import (  # noqa: PLC0415 (this command only)
+        CHUNK_STEPS,
+        ExportError,
+        check_range,
+        export_trace,
+        parse_time,
+    )
+
+    try:
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end else time.time()
+        check_range(start, end, args.step)
+    except ExportError as exc:
+        print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, chunks: int) -> None:
+        if chunks > 1 and not args.no_progress:
+            print(f"trace: {done}/{chunks} queries of up to {CHUNK_STEPS} steps",
+                  file=sys.stderr)
+
+    text = io.StringIO()
+    try:
+        done = asyncio.run(export_trace(args.prometheus, args.query, start=start, end=end,
+                                        step=args.step, out=text, per_second=args.per_second,
+                                        progress=progress))
+    except ExportError as exc:
+        print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_text(text.getvalue())
+    else:
+        sys.stdout.write(text.getvalue())
+    where = args.out or "stdout"
+    print(f"trace: {done.rows} rows of {done.steps} steps of {args.step} s to {where}; the "
+          f"busiest step had {done.peak:.6g} requests", file=sys.stderr)
+    if done.gaps:
+        first = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(done.first_gap or 0))
+        print(f"trace: {done.steps - done.rows} steps in {done.gaps} gaps had no value (the "
+              f"first from {first}); the replay holds the step before each gap over it",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(json=True, level=getattr(logging, args.log_level))
     from autoscaler.kube.connect import KubeconfigError  # noqa: PLC0415 (live stack)
@@ -567,6 +614,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--hours", type=float, default=24.0,
                        help="simulated hours of the chaos soak (default 24)")
     bench.set_defaults(func=cmd_bench)
+
+    trace = sub.add_parser("trace", help="a trace of real traffic from Prometheus, to replay")
+    trace.add_argument("--prometheus", required=True, metavar="URL",
+                       help="the Prometheus server, such as http://prometheus-server.monitoring")
+    trace.add_argument("--query", required=True,
+                       help="the requests of each step, one series: sum(increase(nginx_ingress_"
+                            "controller_requests{ingress=\"tracardi-track\"}[1m])) at 60 s "
+                            "steps (a rate per second with --per-second)")
+    trace.add_argument("--start", required=True,
+                       help="RFC 3339 (2026-12-01T00:00:00Z) or epoch seconds")
+    trace.add_argument("--end", help="as --start (default: now); at most 31 days after it")
+    trace.add_argument("--step", type=int, default=60,
+                       help="seconds between values, the trace's interval (default 60)")
+    trace.add_argument("--per-second", action="store_true",
+                       help="the query gives requests/s (a rate): times the step per row")
+    trace.add_argument("--out", help="write the CSV here (default: stdout)")
+    trace.add_argument("--no-progress", action="store_true")
+    trace.set_defaults(func=cmd_trace)
     return parser
 
 

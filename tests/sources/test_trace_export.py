@@ -1,0 +1,197 @@
+"""`tracardi-autoscaler trace` against a real Prometheus holding two hours of a known traffic.
+
+The history is backfilled with promtool (the OpenMetrics text below, one value a minute, with a
+ten-minute gap), so every exported value is known. The lookback is 30 s, so the gap shows as
+steps without a value instead of the last value held for Prometheus' default five minutes.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from wire_fakes import require_binary
+
+from autoscaler.cli import main
+from autoscaler.localport import free_port
+from autoscaler.sim import trace_export
+from autoscaler.sim.trace_export import ExportError, check_range, export_trace, parse_time
+from autoscaler.sim.traces import load_trace
+
+MINUTES = 120
+GAP = range(60, 70)  # minutes without a sample
+QUERY = 'sum(tracardi_track_requests{ingress="tracardi-track"})'
+
+
+def requests_at(minute: int) -> int:
+    """The known requests of each minute: a pattern with no two neighbours alike."""
+    return 100 + (minute * 37) % 50
+
+
+@dataclass(frozen=True)
+class History:
+    url: str
+    start: float  # the first minute's sample (epoch seconds, whole minutes)
+
+    @property
+    def end(self) -> float:
+        return self.start + (MINUTES - 1) * 60
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    prometheus, promtool = require_binary("prometheus"), require_binary("promtool")
+    tmp = tmp_path_factory.mktemp("trace-export")
+    start = (int(time.time()) // 3600 - 3) * 3600  # whole hours, well inside the retention
+    lines = ["# TYPE tracardi_track_requests gauge"]
+    for ingress, scale in (("tracardi-track", 1), ("other", 2)):
+        lines += [f'tracardi_track_requests{{ingress="{ingress}"}} {requests_at(m) * scale} '
+                  f"{start + m * 60}" for m in range(MINUTES) if m not in GAP]
+    (tmp / "history.om").write_text("\n".join([*lines, "# EOF", ""]))
+    data = tmp / "data"
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics",
+                    str(tmp / "history.om"), str(data)], check=True, capture_output=True)
+    port = free_port()
+    (tmp / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
+    log = (tmp / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
+         f"--web.listen-address=127.0.0.1:{port}", "--query.lookback-delta=30s",
+         "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, proc)
+        yield History(url, float(start))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def _wait_until_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prometheus exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("prometheus was not ready within 30 s")
+
+
+def _rows(text: str) -> list[tuple[int, float]]:
+    lines = text.splitlines()
+    assert lines[0] == "t_seconds,requests"
+    return [(int(t), float(n)) for t, n in (line.split(",") for line in lines[1:])]
+
+
+def _expected(step: int = 60) -> list[tuple[int, float]]:
+    return [(m * step, float(requests_at(m))) for m in range(MINUTES) if m not in GAP]
+
+
+@pytest.mark.real
+async def test_exports_each_minute_and_names_the_gap(history: History, tmp_path: Path) -> None:
+    out = io.StringIO()
+    done = await export_trace(history.url, QUERY, start=history.start, end=history.end,
+                              step=60, out=out)
+    assert _rows(out.getvalue()) == _expected()
+    assert (done.rows, done.steps, done.gaps) == (MINUTES - len(GAP), MINUTES, 1)
+    assert done.first_gap == history.start + GAP.start * 60
+    assert done.peak == max(requests_at(m) for m in range(MINUTES) if m not in GAP)
+    # ... and `simulate` and `bench` read it as any trace: a minute's requests over 60 s
+    path = tmp_path / "track.csv"
+    path.write_text(out.getvalue())
+    trace = load_trace(path)
+    assert trace.interval == 60 and trace.rates[0] == requests_at(0) / 60
+
+
+@pytest.mark.real
+async def test_a_rate_per_second_is_multiplied_by_the_step(history: History) -> None:
+    out = io.StringIO()
+    await export_trace(history.url, f"{QUERY} / 60", start=history.start, end=history.end,
+                       step=60, out=out, per_second=True)
+    rows = _rows(out.getvalue())
+    assert [t for t, _ in rows] == [t for t, _ in _expected()]
+    assert [n for _, n in rows] == pytest.approx([n for _, n in _expected()])
+
+
+@pytest.mark.real
+async def test_a_long_range_is_asked_in_chunks_with_the_same_result(
+        history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = io.StringIO()
+    await export_trace(history.url, QUERY, start=history.start, end=history.end, step=60,
+                       out=whole)
+    monkeypatch.setattr(trace_export, "CHUNK_STEPS", 7)
+    seen: list[tuple[int, int]] = []
+    chunked = io.StringIO()
+    await export_trace(history.url, QUERY, start=history.start, end=history.end, step=60,
+                       out=chunked, progress=lambda done, of: seen.append((done, of)))
+    assert chunked.getvalue() == whole.getvalue()
+    assert seen == [(i, 18) for i in range(1, 19)]  # 120 steps, 7 a query
+
+
+@pytest.mark.real
+@pytest.mark.parametrize(("query", "message"), [
+    pytest.param("tracardi_track_requests", r'^the query returned 2 series '
+                 r'\(tracardi_track_requests{ingress="other"}, '
+                 r'tracardi_track_requests{ingress="tracardi-track"}\): a trace is one, so '
+                 r"wrap it in sum\(\.\.\.\)", id="two-series"),
+    pytest.param("sum(rate(tracardi_track_requests[1m])", r"^prometheus 400 bad_data: ",
+                 id="bad-query"),
+    pytest.param("sum(no_such_metric)", r"^the query returned no data from ", id="no-data"),
+    pytest.param(f"{QUERY} - 130", r"^the query's value at .* is -\d+: a trace needs "
+                 r"requests >= 0", id="negative"),
+])
+async def test_what_is_not_a_trace_is_refused_and_nothing_written(
+        history: History, query: str, message: str) -> None:
+    out = io.StringIO()
+    with pytest.raises(ExportError, match=message):
+        await export_trace(history.url, query, start=history.start, end=history.end, step=60,
+                           out=out)
+    assert out.getvalue() == ""
+
+
+@pytest.mark.real
+def test_the_command_writes_the_file_or_nothing(
+        history: History, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "track.csv"
+    args = ["trace", "--prometheus", history.url, "--query", QUERY,
+            "--start", str(int(history.start)),
+            "--end", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(history.end)),
+            "--out", str(out)]
+    assert main(args) == 0
+    assert _rows(out.read_text()) == _expected()
+    err = capsys.readouterr().err
+    assert f"trace: {MINUTES - len(GAP)} rows of {MINUTES} steps of 60 s to {out}" in err
+    assert "10 steps in 1 gaps had no value" in err
+    out.unlink()
+    # an unreachable server: exit 1, the address named, no file
+    assert main([*args[:2], f"http://127.0.0.1:{free_port()}", *args[3:]]) == 1
+    assert "/api/v1/query_range: Cannot connect" in capsys.readouterr().err
+    assert not out.exists()
+    # a bad time: exit 2 before asking anything
+    assert main([*args[:6], "yesterday", *args[7:]]) == 2
+    assert "'yesterday' is not a time" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_times_and_ranges() -> None:
+    assert parse_time("2026-12-01T00:00:00Z") == parse_time("1796083200") == 1796083200.0
+    assert parse_time("2026-12-01T01:00:00+01:00") == 1796083200.0
+    with pytest.raises(ExportError, match="has no time zone"):
+        parse_time("2026-12-01T00:00:00")
+    with pytest.raises(ExportError, match=r"--end \(2026-12-01T00:00:00Z\) must come after"):
+        check_range(1796083200.0, 1796083200.0, 60)
+    with pytest.raises(ExportError, match="spans at most 31 days"):
+        check_range(0.0, 32 * 86_400.0, 60)
+    with pytest.raises(ExportError, match="--step must be at least 1 s"):
+        check_range(0.0, 60.0, 0)
