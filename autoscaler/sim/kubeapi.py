@@ -1137,13 +1137,7 @@ class _KubeApi:
         if meta.get("name") != d.name:
             raise BadRequestError(f"the name of the object ({meta.get('name')}) does not match "
                                   f"the name on the URL ({d.name})")
-        spec = config.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise BadRequestError("spec: expected an object")
-        replicas = spec.get("replicas")
-        if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)):
-            raise InvalidError(f'Deployment.apps "{d.name}" is invalid: spec.replicas: '
-                               "Invalid value: must be an integer")
+        spec, replicas = _applied_replicas(config, f'Deployment.apps "{d.name}"')
         rest = {k: v for k, v in spec.items() if k != "replicas"}
         differ = _differences(rest, self.state.deployment_json(d)["spec"], "spec")
         if differ:
@@ -1166,14 +1160,8 @@ class _KubeApi:
         meta = config.get("metadata") or {}
         if not isinstance(meta, dict) or meta.get("name") != name:
             raise BadRequestError("the name of the object does not match the name on the URL")
-        spec = config.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise BadRequestError("spec: expected an object")
-        replicas = spec.get("replicas")
-        if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)):
-            raise InvalidError(f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
-                               "Invalid value: must be an integer",
-                               details={"name": name, "group": "autoscaling", "kind": "Scale"})
+        _, replicas = _applied_replicas(config, f'Scale.autoscaling "{name}"', details={
+            "name": name, "group": "autoscaling", "kind": "Scale"})
         return _json_response(self.state.apply_scale(
             _ns(target), name, manager=manager, replicas=replicas, force=force,
             dry_run=_dry_run(request)))
@@ -1457,6 +1445,20 @@ async def _apply_request(request: web.Request) -> tuple[str, bool, JSON]:
     if not isinstance(config, dict):
         raise BadRequestError("the body of the request must be a YAML or JSON object")
     return manager, force, config
+
+
+def _applied_replicas(config: JSON, what: str, *,
+                      details: JSON | None = None) -> tuple[JSON, int | None]:
+    """An applied configuration's `spec` and its `spec.replicas` (None: not set); a 400 for a
+    spec that is no object, the 422 of `what` for replicas that are no integer."""
+    spec = config.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise BadRequestError("spec: expected an object")
+    replicas = spec.get("replicas")
+    if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)):
+        raise InvalidError(f"{what} is invalid: spec.replicas: Invalid value: must be an integer",
+                           details=details)
+    return spec, replicas
 
 
 def _manager(request: web.Request) -> str:

@@ -11,15 +11,13 @@ import asyncio
 import contextlib
 import subprocess
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from wire_fakes import require_binary, sample
+from wire_fakes import require_binary, sample, wait_for_prometheus
 
 from autoscaler.config import PrometheusSource as PrometheusSettings
 from autoscaler.localport import free_port
@@ -93,7 +91,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrometh
             stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_ready(url, proc)
+            wait_for_prometheus(url, proc)
             yield RealPrometheus(url=url, port=port)
         finally:
             proc.terminate()
@@ -103,20 +101,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrometh
                 proc.kill()
                 proc.wait()
             log.close()
-
-
-def _wait_until_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prometheus exited with {proc.returncode}; see its log in the tmp dir")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail("prometheus was not ready within 30 s")
 
 
 async def read(prometheus: RealPrometheus, query: str) -> Signal:

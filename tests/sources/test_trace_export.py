@@ -10,13 +10,12 @@ from __future__ import annotations
 import io
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from wire_fakes import require_binary
+from wire_fakes import require_binary, wait_for_prometheus
 
 from autoscaler.cli import main
 from autoscaler.localport import free_port
@@ -66,26 +65,12 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
          "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(url, proc)
+        wait_for_prometheus(url, proc)
         yield History(url, float(start))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
-
-
-def _wait_until_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prometheus exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail("prometheus was not ready within 30 s")
 
 
 def _rows(text: str) -> list[tuple[int, float]]:

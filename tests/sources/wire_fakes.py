@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,3 +139,18 @@ async def wait_for_port(port: int, *, seconds: float = 10.0) -> None:
             writer.close()
             await writer.wait_closed()
             return
+
+
+def wait_for_prometheus(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until the Prometheus at `url` (run as `proc`) says it is ready; fail if it exits."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prometheus exited with {proc.returncode}; see its log in the tmp dir")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("prometheus was not ready within 30 s")
