@@ -384,7 +384,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
         return 1
     if args.out:
-        Path(args.out).write_text(text.getvalue())
+        try:
+            Path(args.out).write_text(text.getvalue())
+        except OSError as exc:
+            print(f"tracardi-autoscaler trace: {args.out}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text.getvalue())
     where = args.out or "stdout"

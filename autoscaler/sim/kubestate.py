@@ -82,7 +82,7 @@ ANNOTATE_MANAGER = "kubectl-annotate"
 KUBELET_MANAGER = "kubelet"  # the node's heartbeat Lease, the pods' status
 API_SERVER_MANAGER = "kube-apiserver"  # its own Service and namespaces
 CREATE_MANAGER = "kubectl-create"  # the namespaces an operator made
-#: Who made the HPAs, PDBs and ScaledObjects: an operator, with `kubectl apply`.
+#: Who made the HPAs, PDBs, ScaledObjects, Roles and RoleBindings: an operator's `kubectl apply`.
 APPLY_MANAGER = "kubectl-client-side-apply"
 #: The namespaces the apiserver makes itself.
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})

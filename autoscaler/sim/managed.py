@@ -14,7 +14,8 @@ written with Updates only (the leader election's, the kubelet's node heartbeat);
 and not written since, for every other kind (`written`): the Node (its kubelet's labels and
 status, the controller manager's pod CIDR), the apiserver's own Service and namespaces, an
 operator's namespace (`kubectl create`), and the HPAs, PDBs, ScaledObjects, Roles and
-RoleBindings of an operator's `kubectl apply`, with their status by the controller manager.
+RoleBindings of an operator's `kubectl apply`, with their status by the controller manager
+(dated when the object was made: the simulated cluster keeps no time of a status's last change).
 
 How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
 list item (a container by name, a condition by type) is marked owned itself (`.`) beside its

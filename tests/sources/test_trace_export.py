@@ -163,6 +163,10 @@ def test_the_command_writes_the_file_or_nothing(
     assert main([*args[:2], f"http://127.0.0.1:{free_port()}", *args[3:]]) == 1
     assert "/api/v1/query_range: Cannot connect" in capsys.readouterr().err
     assert not out.exists()
+    # a file that cannot be written: exit 1, named
+    missing = tmp_path / "no-such-dir" / "track.csv"
+    assert main([*args[:-1], str(missing)]) == 1
+    assert f"{missing}: No such file or directory" in capsys.readouterr().err
     # a bad time: exit 2 before asking anything
     assert main([*args[:6], "yesterday", *args[7:]]) == 2
     assert "'yesterday' is not a time" in capsys.readouterr().err
