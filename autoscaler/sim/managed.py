@@ -10,12 +10,12 @@ holds is refused with a conflict unless forced. The simulated API serves these f
 the one kind whose ownership the autoscaler reads (who last set `spec.replicas`); for their
 ReplicaSets (the controller's) and pods (the controller's template, the kubelet's status, and
 labels and annotations by whoever set them); for Events (their creator's); for Leases,
-written with Updates only (the leader election's, the kubelet's node heartbeat); and, made once
-and not written since, for every other kind (`written`): the Node (its kubelet's labels and
-status, the controller manager's pod CIDR), the apiserver's own Service and namespaces, an
-operator's namespace (`kubectl create`), and the HPAs, PDBs, ScaledObjects, Roles and
-RoleBindings of an operator's `kubectl apply`, with their status by the controller manager
-(dated when the object was made: the simulated cluster keeps no time of a status's last change).
+written with Updates only (the leader election's, the kubelet's node heartbeat); and for every
+other kind, who made it (`written`): the Node (its kubelet's labels, and its status dated at the
+last heartbeat; the controller manager's pod CIDR), the apiserver's own Service and namespaces,
+an operator's namespace (`kubectl create`), and the HPAs, PDBs, ScaledObjects, Roles and
+RoleBindings of an operator's `kubectl apply`, the HPAs' and PDBs' status by the controller
+manager (dated when they were made: the simulated cluster keeps no time of their last change).
 
 How far it goes: a field is a path of FieldsV1 keys, a map (labels, annotations, requests) and a
 list item (a container by name, a condition by type) is marked owned itself (`.`) beside its
