@@ -43,7 +43,7 @@ from autoscaler.bench.scenario import (
     outage_note,
     peak_note,
 )
-from autoscaler.config import ConfigError, LoadedConfig, load_config
+from autoscaler.config import ConfigError, LoadedConfig, PrometheusSource, load_config
 from autoscaler.sim.traces import TraceError, default_trace_paths, load_trace
 from autoscaler.telemetry import configure_logging
 
@@ -363,9 +363,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     )
 
     try:
+        source, query, per_second = _trace_source(args)
         start = parse_time(args.start)
         end = parse_time(args.end) if args.end else time.time()
         check_range(start, end, args.step)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 2
     except ExportError as exc:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
         return 2
@@ -377,9 +382,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     text = io.StringIO()
     try:
-        done = asyncio.run(export_trace(args.prometheus, args.query, start=start, end=end,
-                                        step=args.step, out=text, per_second=args.per_second,
-                                        progress=progress))
+        done = asyncio.run(export_trace(source, query, start=start, end=end, step=args.step,
+                                        out=text, per_second=per_second,
+                                        request_seconds=args.timeout, progress=progress))
     except ExportError as exc:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
         return 1
@@ -401,6 +406,34 @@ def cmd_trace(args: argparse.Namespace) -> int:
               f"first from {first}); the replay holds the step before each gap over it",
               file=sys.stderr)
     return 0
+
+
+def _trace_source(args: argparse.Namespace) -> tuple[PrometheusSource, str, bool]:
+    """The Prometheus to ask, the query and whether it is a rate per second: a source of the
+    config (its URL, auth and TLS; its query, a rate, unless --query), or --prometheus."""
+    from pydantic import ValidationError  # noqa: PLC0415 (this command only)
+
+    from autoscaler.sim.trace_export import ExportError  # noqa: PLC0415 (this command only)
+
+    if args.source:
+        sources = load_config(args.config).config.sources
+        found = sources.get(args.source)
+        if not isinstance(found, PrometheusSource):
+            kinds = ", ".join(n for n, s in sources.items() if isinstance(s, PrometheusSource))
+            what = "is not a source" if found is None else f"is a {found.kind} source"
+            raise ExportError(f"{args.source!r} {what} of {args.config}; its Prometheus "
+                              f"sources: {kinds or 'none'}")
+        if args.query:
+            return found, args.query, args.per_second
+        return found, found.query, True  # what the request-rate policy reads: requests/s
+    if not args.query:
+        raise ExportError("--query is needed with --prometheus")
+    try:
+        return PrometheusSource(kind="prometheus", url=args.prometheus,
+                                query=args.query), args.query, args.per_second
+    except ValidationError as exc:
+        raise ExportError(f"--prometheus {args.prometheus!r}: "
+                          f"{exc.errors()[0]['msg']}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -621,9 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     trace = sub.add_parser("trace", help="a trace of real traffic from Prometheus, to replay")
-    trace.add_argument("--prometheus", required=True, metavar="URL",
+    where = trace.add_mutually_exclusive_group(required=True)
+    where.add_argument("--source", metavar="NAME",
+                       help="a prometheus source of --config: its URL, auth and TLS, and its "
+                            "query (requests/s) unless --query")
+    where.add_argument("--prometheus", metavar="URL",
                        help="the Prometheus server, such as http://prometheus-server.monitoring")
-    trace.add_argument("--query", required=True,
+    trace.add_argument("--config", type=Path, default=default_config_path(),
+                       help="with --source (default: the shipped %(default)s)")
+    trace.add_argument("--query",
                        help="the requests of each step, one series: sum(increase(nginx_ingress_"
                             "controller_requests{ingress=\"tracardi-track\"}[1m])) at 60 s "
                             "steps (a rate per second with --per-second)")
@@ -634,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between values, the trace's interval (default 60)")
     trace.add_argument("--per-second", action="store_true",
                        help="the query gives requests/s (a rate): times the step per row")
+    trace.add_argument("--timeout", type=_positive, default=60.0,
+                       help="seconds Prometheus may take for each query (default 60)")
     trace.add_argument("--out", help="write the CSV here (default: stdout)")
     trace.add_argument("--no-progress", action="store_true")
     trace.set_defaults(func=cmd_trace)

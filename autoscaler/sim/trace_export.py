@@ -10,19 +10,25 @@ The query must give one series: several (a query without `sum`) are refused, nam
 them, as is a value that is not a finite number >= 0. Steps with no value (a scrape gap, a
 Prometheus restart) get no row; the replay holds the rate of the row before over the gap, and
 `Exported.gaps` says how many there were and where the first one began.
+
+The requests go through the sources' own HTTP plumbing (`sources/http.py`): a configured
+Prometheus source's auth and TLS apply, and no secret reaches an error message.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
-import aiohttp
-
+from autoscaler.config import PrometheusSource
 from autoscaler.sim.traces import MAX_TRACE_SECONDS
+from autoscaler.sources.http import ReadFailedError, Reply, SessionPool
+from autoscaler.sources.prometheus import result_of
+from autoscaler.sources.values import RejectedValueError
 
 #: Steps per query_range call: under Prometheus' 11,000 points per series.
 CHUNK_STEPS = 10_000
@@ -79,67 +85,58 @@ def _chunks(start: float, end: float, step: int) -> Iterator[tuple[float, float]
         at = last + step
 
 
-async def export_trace(url: str, query: str, *, start: float, end: float, step: int,
-                       out: TextIO, per_second: bool = False, request_seconds: float = 60.0,
+async def export_trace(source: PrometheusSource, query: str, *, start: float, end: float,
+                       step: int, out: TextIO, per_second: bool = False,
+                       request_seconds: float = 60.0,
                        progress: Callable[[int, int], None] | None = None) -> Exported:
-    """Ask `url` for `query` from `start` to `end` every `step` s and write the trace to `out`
-    once every chunk has come back well: a failure raises `ExportError` and writes nothing."""
+    """Ask `source`'s Prometheus (its URL, auth and TLS) for `query` from `start` to `end` every
+    `step` s and write the trace to `out` once every chunk has come back well: a failure raises
+    `ExportError` and writes nothing."""
     check_range(start, end, step)
     chunks = list(_chunks(start, end, step))
     values: dict[float, float] = {}
-    api = url.rstrip("/") + "/api/v1/query_range"
-    limit = aiohttp.ClientTimeout(total=request_seconds)
-    async with aiohttp.ClientSession(timeout=limit) as session:
+    api = f"{source.url}/api/v1/query_range"
+    parse = functools.partial(_values, factor=step if per_second else 1)
+    pool = SessionPool()
+    try:
         for done, (first, last) in enumerate(chunks, start=1):
             params = {"query": query, "start": f"{first:.3f}", "end": f"{last:.3f}",
-                      "step": str(step)}
+                      "step": str(step), "timeout": f"{round(request_seconds * 1000)}ms"}
             try:
-                async with session.get(api, params=params) as response:
-                    body = await _json(response)
-            except aiohttp.ClientError as exc:
+                fetched = await pool.fetch(api, auth=source.auth, tls=source.tls,
+                                           timeout_seconds=request_seconds, params=params,
+                                           parse=parse)
+            except ReadFailedError as exc:
                 raise ExportError(f"{api}: {exc}") from None
-            except TimeoutError:
-                raise ExportError(f"{api}: no answer within {request_seconds:g} s") from None
-            values.update(_values(body, step if per_second else 1))
+            values.update(fetched.value)
             if progress is not None:
                 progress(done, len(chunks))
+    finally:
+        await pool.close()
     if not values:
         raise ExportError(f"the query returned no data from {_iso(start)} to {_iso(end)}: "
                           "check the metric and its labels in Prometheus' own UI")
     return _write(values, out, start=start, end=end, step=step)
 
 
-async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    try:
-        body = await response.json(content_type=None)
-    except ValueError:
-        raise ExportError(f"{response.url}: HTTP {response.status}, not a Prometheus API answer "
-                          "(is --prometheus the server's address?)") from None
-    if not isinstance(body, dict):
-        raise ExportError(f"{response.url}: HTTP {response.status}, not a Prometheus API answer")
-    if body.get("status") != "success":
-        raise ExportError(f"prometheus {response.status} {body.get('errorType', 'error')}: "
-                          f"{body.get('error', 'no message')}")
-    return body
-
-
-def _values(body: dict[str, Any], factor: int) -> dict[float, float]:
-    data = body.get("data") or {}
-    if data.get("resultType") != "matrix":
-        raise ExportError(f"prometheus answered a {data.get('resultType')}, not a range of "
-                          "values: give an instant-vector query, such as sum(increase(...))")
-    series = data.get("result") or []
-    if len(series) > 1:
-        names = ", ".join(_series(s.get("metric") or {}) for s in series[:2])
-        more = ", ..." if len(series) > 2 else ""
-        raise ExportError(f"the query returned {len(series)} series ({names}{more}): a trace "
-                          "is one, so wrap it in sum(...)")
+def _values(reply: Reply, *, factor: int) -> dict[float, float]:
+    """Each step's value of a query_range reply, times `factor`; `RejectedValueError` for what
+    is not one series of finite values >= 0 (Prometheus' own errors come through `result_of`)."""
+    kind, result = result_of(reply)
+    if kind != "matrix" or not isinstance(result, list):
+        raise RejectedValueError(f"prometheus answered a {kind}, not a range of values: give "
+                                 "an instant-vector query, such as sum(increase(...))")
+    if len(result) > 1:
+        names = ", ".join(_series(s.get("metric") or {}) for s in result[:2])
+        more = ", ..." if len(result) > 2 else ""
+        raise RejectedValueError(f"the query returned {len(result)} series ({names}{more}): a "
+                                 "trace is one, so wrap it in sum(...)")
     found: dict[float, float] = {}
-    for at, text in (series[0].get("values") or []) if series else []:
+    for at, text in result[0].get("values") or [] if result else []:
         value = float(text)
         if not math.isfinite(value) or value < 0:
-            raise ExportError(f"the query's value at {_iso(float(at))} is {text}: a trace "
-                              "needs requests >= 0")
+            raise RejectedValueError(f"the query's value at {_iso(float(at))} is {text}: a "
+                                     "trace needs requests >= 0")
         found[float(at)] = value * factor
     return found
 

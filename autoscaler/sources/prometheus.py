@@ -202,7 +202,7 @@ async def query_alone(pool: SessionPool, cfg: PrometheusSettings,
 def _parse_batch_reply(reply: Reply, members: int) -> dict[int, Outcome] | str:
     """Each member's outcome from its own series, or why Prometheus refused the whole batch."""
     try:
-        kind, result = _result(reply)
+        kind, result = result_of(reply)
     except RejectedValueError as exc:
         return str(exc)
     if kind != "vector" or not isinstance(result, list | None):
@@ -230,7 +230,7 @@ def parse_query_reply(reply: Reply) -> float:
 
 def _parse_typed(reply: Reply) -> tuple[float, str]:
     """(value, result type) of an instant-query reply."""
-    kind, result = _result(reply)
+    kind, result = result_of(reply)
     if kind == "scalar":
         return _sample_value(result), kind
     if kind != "vector":
@@ -238,7 +238,7 @@ def _parse_typed(reply: Reply) -> tuple[float, str]:
     return _one_sample(result), kind
 
 
-def _result(reply: Reply) -> tuple[object, object]:
+def result_of(reply: Reply) -> tuple[object, object]:
     """(resultType, result) of a successful reply; Prometheus' own errors are passed on."""
     body: Any
     try:

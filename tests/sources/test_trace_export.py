@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from wire_fakes import require_binary, wait_for_prometheus
 
 from autoscaler.cli import main
+from autoscaler.config import PrometheusSource
 from autoscaler.localport import free_port
 from autoscaler.sim import trace_export
 from autoscaler.sim.trace_export import ExportError, check_range, export_trace, parse_time
@@ -37,6 +39,10 @@ def requests_at(minute: int) -> int:
 class History:
     url: str
     start: float  # the first minute's sample (epoch seconds, whole minutes)
+
+    @property
+    def source(self) -> PrometheusSource:
+        return PrometheusSource(kind="prometheus", url=self.url, query=QUERY)
 
     @property
     def end(self) -> float:
@@ -86,7 +92,7 @@ def _expected(step: int = 60) -> list[tuple[int, float]]:
 @pytest.mark.real
 async def test_exports_each_minute_and_names_the_gap(history: History, tmp_path: Path) -> None:
     out = io.StringIO()
-    done = await export_trace(history.url, QUERY, start=history.start, end=history.end,
+    done = await export_trace(history.source, QUERY, start=history.start, end=history.end,
                               step=60, out=out)
     assert _rows(out.getvalue()) == _expected()
     assert (done.rows, done.steps, done.gaps) == (MINUTES - len(GAP), MINUTES, 1)
@@ -102,7 +108,7 @@ async def test_exports_each_minute_and_names_the_gap(history: History, tmp_path:
 @pytest.mark.real
 async def test_a_rate_per_second_is_multiplied_by_the_step(history: History) -> None:
     out = io.StringIO()
-    await export_trace(history.url, f"{QUERY} / 60", start=history.start, end=history.end,
+    await export_trace(history.source, f"{QUERY} / 60", start=history.start, end=history.end,
                        step=60, out=out, per_second=True)
     rows = _rows(out.getvalue())
     assert [t for t, _ in rows] == [t for t, _ in _expected()]
@@ -113,12 +119,12 @@ async def test_a_rate_per_second_is_multiplied_by_the_step(history: History) -> 
 async def test_a_long_range_is_asked_in_chunks_with_the_same_result(
         history: History, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = io.StringIO()
-    await export_trace(history.url, QUERY, start=history.start, end=history.end, step=60,
+    await export_trace(history.source, QUERY, start=history.start, end=history.end, step=60,
                        out=whole)
     monkeypatch.setattr(trace_export, "CHUNK_STEPS", 7)
     seen: list[tuple[int, int]] = []
     chunked = io.StringIO()
-    await export_trace(history.url, QUERY, start=history.start, end=history.end, step=60,
+    await export_trace(history.source, QUERY, start=history.start, end=history.end, step=60,
                        out=chunked, progress=lambda done, of: seen.append((done, of)))
     assert chunked.getvalue() == whole.getvalue()
     assert seen == [(i, 18) for i in range(1, 19)]  # 120 steps, 7 a query
@@ -126,21 +132,21 @@ async def test_a_long_range_is_asked_in_chunks_with_the_same_result(
 
 @pytest.mark.real
 @pytest.mark.parametrize(("query", "message"), [
-    pytest.param("tracardi_track_requests", r'^the query returned 2 series '
+    pytest.param("tracardi_track_requests", r'/api/v1/query_range: the query returned 2 series '
                  r'\(tracardi_track_requests{ingress="other"}, '
                  r'tracardi_track_requests{ingress="tracardi-track"}\): a trace is one, so '
                  r"wrap it in sum\(\.\.\.\)", id="two-series"),
-    pytest.param("sum(rate(tracardi_track_requests[1m])", r"^prometheus 400 bad_data: ",
+    pytest.param("sum(rate(tracardi_track_requests[1m])", r"query_range: prometheus 400 bad_data: ",
                  id="bad-query"),
     pytest.param("sum(no_such_metric)", r"^the query returned no data from ", id="no-data"),
-    pytest.param(f"{QUERY} - 130", r"^the query's value at .* is -\d+: a trace needs "
+    pytest.param(f"{QUERY} - 130", r"query_range: the query's value at .* is -\d+: a trace needs "
                  r"requests >= 0", id="negative"),
 ])
 async def test_what_is_not_a_trace_is_refused_and_nothing_written(
         history: History, query: str, message: str) -> None:
     out = io.StringIO()
     with pytest.raises(ExportError, match=message):
-        await export_trace(history.url, query, start=history.start, end=history.end, step=60,
+        await export_trace(history.source, query, start=history.start, end=history.end, step=60,
                            out=out)
     assert out.getvalue() == ""
 
@@ -161,12 +167,15 @@ def test_the_command_writes_the_file_or_nothing(
     out.unlink()
     # an unreachable server: exit 1, the address named, no file
     assert main([*args[:2], f"http://127.0.0.1:{free_port()}", *args[3:]]) == 1
-    assert "/api/v1/query_range: Cannot connect" in capsys.readouterr().err
+    assert "/api/v1/query_range: connection refused (127.0.0.1:" in capsys.readouterr().err
     assert not out.exists()
     # a file that cannot be written: exit 1, named
     missing = tmp_path / "no-such-dir" / "track.csv"
     assert main([*args[:-1], str(missing)]) == 1
     assert f"{missing}: No such file or directory" in capsys.readouterr().err
+    # no query for a bare Prometheus: exit 2
+    assert main([*args[:3], *args[5:]]) == 2
+    assert "--query is needed with --prometheus" in capsys.readouterr().err
     # a bad time: exit 2 before asking anything
     assert main([*args[:6], "yesterday", *args[7:]]) == 2
     assert "'yesterday' is not a time" in capsys.readouterr().err
@@ -184,3 +193,29 @@ def test_times_and_ranges() -> None:
         check_range(0.0, 32 * 86_400.0, 60)
     with pytest.raises(ExportError, match="--step must be at least 1 s"):
         check_range(0.0, 60.0, 0)
+
+
+@pytest.mark.real
+def test_a_configured_source_gives_its_prometheus_and_its_rate(
+        history: History, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "policies" / "tracardi.yaml")
+                             .read_text())
+    # what the request-rate policy reads: requests/s (here the minute's requests over 60 s)
+    shipped["sources"]["track-requests"].update(url=history.url, query=f"{QUERY} / 60")
+    config = tmp_path / "tracardi.yaml"
+    config.write_text(yaml.safe_dump(shipped))
+    out = tmp_path / "track.csv"
+    args = ["trace", "--config", str(config), "--start", str(int(history.start)),
+            "--end", str(int(history.end)), "--out", str(out)]
+    assert main([*args, "--source", "track-requests"]) == 0
+    rows = _rows(out.read_text())
+    assert [t for t, _ in rows] == [t for t, _ in _expected()]
+    assert [n for _, n in rows] == pytest.approx([n for _, n in _expected()])
+    out.unlink()
+    # a source that is not Prometheus', or none: exit 2, the Prometheus sources named
+    assert main([*args, "--source", "functions"]) == 2
+    assert ("'functions' is a pulsar source of " in (err := capsys.readouterr().err)
+            and "its Prometheus sources: track-requests" in err)
+    assert main([*args, "--source", "nope"]) == 2
+    assert "'nope' is not a source of " in capsys.readouterr().err
+    assert not out.exists()
