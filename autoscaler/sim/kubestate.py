@@ -771,6 +771,15 @@ def _ownership(entry: ManagedEntry) -> tuple[str, str, str, tuple[FieldPath, ...
     return entry.manager, entry.operation, entry.subresource, tuple(sorted(entry.fields))
 
 
+def _applied_count(d: Deployment, replicas: int | None, done: managed.Applied) -> int:
+    """The count after an apply that sets `replicas` (None: not at all): the apiserver's default
+    once no manager holds it any more, else as it was; `check_replicas` bounds it."""
+    count = replicas if replicas is not None else (
+        DEFAULT_REPLICAS if managed.REPLICAS in done.dropped else d.replicas)
+    check_replicas(d.name, count)
+    return count
+
+
 def _refuse_conflicts(done: managed.Applied, force: bool) -> None:
     """The apiserver's 409 for an apply that would change fields other managers hold, naming
     each, unless it is forced (it then takes them)."""
@@ -1090,21 +1099,15 @@ class KubeState:
                        if ("f:metadata", f"f:{kind}", f"f:{k}") not in done.dropped}
                 | dict(maps[kind])
                 for kind, live in (("labels", d.labels), ("annotations", d.annotations))}
-        count = replicas if replicas is not None else (
-            DEFAULT_REPLICAS if managed.REPLICAS in done.dropped else d.replicas)
-        check_replicas(name, count)
+        count = _applied_count(d, replicas, done)
         if dry_run:
             return self.deployment_json(dataclasses.replace(
                 d, labels=kept["labels"], annotations=kept["annotations"], replicas=count,
                 generation=d.generation + (count != d.replicas), managed=entries,
                 rendered=None))
-        moved = sorted(map(_ownership, entries)) != sorted(map(_ownership, d.managed))
-        touched = moved or kept["labels"] != d.labels or kept["annotations"] != d.annotations
-        d.managed, d.labels, d.annotations = entries, kept["labels"], kept["annotations"]
-        if count != d.replicas:
-            self._change_replicas(d, count)
-        elif touched:
-            self._modified_deployment(d)
+        touched = kept["labels"] != d.labels or kept["annotations"] != d.annotations
+        d.labels, d.annotations = kept["labels"], kept["annotations"]
+        self._store_apply(d, entries, count, touched=touched)
         return self.deployment_json(d)
 
     def apply_scale(self, namespace: str, name: str, *, manager: str, replicas: int | None,
@@ -1119,20 +1122,24 @@ class KubeState:
         done = managed.apply(d.managed, manager, applied, changed, now=self.wall(),
                              subresource="scale")
         _refuse_conflicts(done, force)
-        count = replicas if replicas is not None else (
-            DEFAULT_REPLICAS if managed.REPLICAS in done.dropped else d.replicas)
-        check_replicas(name, count)
+        count = _applied_count(d, replicas, done)
         if dry_run:
             scale = self.scale_json(d)
             scale["spec"]["replicas"] = count
             return scale
-        moved = sorted(map(_ownership, done.entries)) != sorted(map(_ownership, d.managed))
-        d.managed = done.entries
+        self._store_apply(d, done.entries, count)
+        return self.scale_json(d)
+
+    def _store_apply(self, d: Deployment, entries: list[ManagedEntry], count: int, *,
+                     touched: bool = False) -> None:
+        """An apply's result stored: its ownership and count; a change of either (or of what
+        else it `touched`) is a new resourceVersion, one that changes only times is none."""
+        moved = sorted(map(_ownership, entries)) != sorted(map(_ownership, d.managed))
+        d.managed = entries
         if count != d.replicas:
             self._change_replicas(d, count)
-        elif moved:
+        elif moved or touched:
             self._modified_deployment(d)
-        return self.scale_json(d)
 
     def update_deployment_metadata(self, namespace: str, name: str, *,
                                    labels: Mapping[str, str], annotations: Mapping[str, str],
