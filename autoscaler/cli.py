@@ -439,7 +439,11 @@ def _trace_source(args: argparse.Namespace) -> tuple[PrometheusSource, str, bool
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(json=True, level=getattr(logging, args.log_level))
     from autoscaler.kube.connect import KubeconfigError  # noqa: PLC0415 (live stack)
-    from autoscaler.runtime import default_identity, run_live  # noqa: PLC0415 (live stack)
+    from autoscaler.runtime import (  # noqa: PLC0415 (live stack)
+        EndpointsError,
+        default_identity,
+        run_live,
+    )
 
     try:
         return asyncio.run(run_live(
@@ -453,6 +457,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     except KubeconfigError as exc:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
+        return 2
+    except EndpointsError as exc:
+        print(f"tracardi-autoscaler: {exc}; choose another with --metrics-port "
+              "(or daemon.metrics_port in the config)", file=sys.stderr)
         return 2
 
 
@@ -481,6 +489,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from autoscaler.demo import plain_view, rich_view, run_demo  # noqa: PLC0415 (live stack)
+    from autoscaler.runtime import EndpointsError  # noqa: PLC0415 (live stack)
 
     try:
         load_config(args.config)
@@ -522,6 +531,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
         return 130
+    except EndpointsError as exc:
+        print(f"demo: {exc}; choose another with --metrics-port", file=sys.stderr)
+        return 2
     if result.failure is not None:
         print(f"demo: the daemon stopped: {result.failure}", file=sys.stderr)
         return 1

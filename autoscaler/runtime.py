@@ -138,15 +138,27 @@ def endpoints(daemon: Daemon) -> web.Application:
     return app
 
 
-async def serve_endpoints(daemon: Daemon, *, host: str, port: int) -> None:
+class EndpointsError(Exception):
+    """The endpoints cannot listen where they are told to (a port in use, an address that is
+    not this host's): raised before the daemon starts, so it has done nothing."""
+
+
+@contextlib.asynccontextmanager
+async def serving_endpoints(daemon: Daemon, *, host: str, port: int) -> AsyncIterator[None]:
+    """`/metrics`, `/healthz` and `/readyz` on `host:port` while the context lasts."""
     runner = web.AppRunner(endpoints(daemon), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    log.info("endpoints_listening", address=f"http://{host}:{port}",
-             paths=["/metrics", "/healthz", "/readyz"])
     try:
-        await asyncio.Event().wait()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            # asyncio says "error while attempting to bind on address (...): <why>"
+            reason = (exc.strerror or str(exc)).rpartition("): ")[2]
+            raise EndpointsError(f"cannot serve /metrics, /healthz and /readyz on "
+                                 f"{host}:{port}: {reason}") from None
+        log.info("endpoints_listening", address=f"http://{host}:{port}",
+                 paths=["/metrics", "/healthz", "/readyz"])
+        yield
     finally:
         await runner.cleanup()
 
@@ -257,11 +269,12 @@ async def live_daemon(
             **a.extra_tasks,
             "config-watch": lambda: watch_config(config_path, on_change=on_change,
                                                  telemetry=telemetry),
-            "endpoints": lambda: serve_endpoints(
-                daemon, host=metrics_host,
-                port=loaded.config.daemon.metrics_port if metrics_port is None else metrics_port),
         }
-        yield daemon
+        # Listening before the daemon starts: a port in use stops it before it does anything.
+        async with serving_endpoints(
+                daemon, host=metrics_host,
+                port=loaded.config.daemon.metrics_port if metrics_port is None else metrics_port):
+            yield daemon
 
 
 #: gc.set_threshold for the live daemon: collect the young generation every 10,000 net

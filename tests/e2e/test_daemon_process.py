@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from autoscaler.localport import free_port
+from autoscaler.ports import FIELD_MANAGER
 from autoscaler.sim.kubeapi import ServedApp, serve, write_kubeconfig
 from autoscaler.sim.kubeapi import create_app as kube_app
 from autoscaler.sim.kubestate import KubeState, WatchEvent
@@ -355,6 +357,30 @@ async def test_sigterm_stops_gracefully_and_releases_the_lease(
     daemon.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(daemon.proc.wait(), 15) == 0
     assert holder(cluster) in (None, "")
+
+
+async def test_a_metrics_port_in_use_stops_the_daemon_before_it_acts(cluster: Cluster) -> None:
+    cluster.backlog(600)  # a daemon that ran would scale to 6 at once
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cluster.config),
+            "--kubeconfig", str(cluster.kubeconfig), "--metrics-host", "127.0.0.1",
+            "--metrics-port", str(port), "--identity", "b", "--no-leader-election",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        taken.close()
+    assert proc.returncode == 2
+    assert err.decode().strip().splitlines()[-1] == (
+        f"tracardi-autoscaler: cannot serve /metrics, /healthz and /readyz on 127.0.0.1:{port}: "
+        "address already in use; choose another with --metrics-port (or daemon.metrics_port "
+        "in the config)")
+    assert b"Traceback" not in err
+    await asyncio.sleep(1)
+    assert cluster.replicas_seen == [1]
+    assert not [e for e in cluster.kube.events(NS) if e.manager == FIELD_MANAGER]
 
 
 async def test_explain_prints_signals_dependencies_and_the_decision(cluster: Cluster) -> None:
