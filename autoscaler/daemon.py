@@ -886,9 +886,12 @@ class Daemon:
             if decision.changes and decision.desired < decision.current else None
         if held is not None:
             decision = _instead(decision, Action.HOLD, held)
-        if decision.changes and self.check_conflicts:
+        if self.check_conflicts and (decision.changes or state.conflict):
+            # A conflict found is looked at again (each CONFLICT_CHECK_SECONDS) until it is
+            # gone, a change wanted or not: its gauge, and the hold it puts on the replica
+            # check, end with it.
             conflict = await self._conflict(state, now)
-            if conflict:
+            if conflict and decision.changes:
                 decision = _instead(decision, Action.HOLD, f"ConflictingAutoscaler:{conflict}")
         if decision.changes and confirm:
             unconfirmed = await self._confirm(spec, now)
@@ -900,7 +903,8 @@ class Daemon:
         if self.on_decision is not None:
             self.on_decision(decision, status)
         healing = spec.settings.healing
-        state.settled = settle(
+        # Not settled while a conflict is known: time alone brings its next look.
+        state.settled = None if state.conflict else settle(
             result.decision, policies=len(spec.policies), min_replicas=spec.settings.min,
             max_replicas=spec.settings.max, status=status, version=version,
             dependencies=requires, watched=state.watched, needed=spec.signal_names(),

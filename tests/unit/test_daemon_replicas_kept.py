@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import structlog
 from daemon_support import bench_daemon, wanting_more
+from test_daemon_confirm import _Clock
 from test_daemon_confirm import _Cluster as _ConfirmCluster
 
-from autoscaler.daemon import Daemon
-from autoscaler.model import WorkloadStatus
+from autoscaler.daemon import CONFLICT_CHECK_SECONDS, Daemon
+from autoscaler.model import Action, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult
 from autoscaler.runtime import explain_report, format_explain
 
@@ -204,3 +205,36 @@ async def test_explain_says_who_set_the_replicas(tmp_path: Path, writer: str,
     shown = [s for s in format_explain({"workloads": [workload]}).splitlines()
              if s.startswith("  replicas ")]
     assert shown == ([line] if line else [])
+
+
+async def test_a_conflict_that_is_gone_is_cleared_while_no_change_is_wanted(
+        tmp_path: Path) -> None:
+    clock = _Clock()
+    cluster, pulsar = _Cluster(), _Pulsar()
+    daemon = bench_daemon(tmp_path, cluster, probes={"pulsar": pulsar}, clock=clock)
+    await wanting_more(daemon, pulsar)
+    state = daemon.workloads[WORKLOAD]
+
+    def conflicting() -> float | None:
+        return daemon.telemetry.registry.get_sample_value(
+            "tracardi_autoscaler_conflicting_autoscaler",
+            {"namespace": "tracardi", "workload": "wk-0000"})
+
+    cluster.hpa = "HorizontalPodAutoscaler/tracardi-api"
+    held = await daemon.evaluate_workload(state)
+    assert held is not None and held.action is Action.HOLD
+    assert "ConflictingAutoscaler:HorizontalPodAutoscaler/tracardi-api" in held.reasons
+    assert cluster.writes == [] and conflicting() == 1
+    # The HPA is deleted, and the backlog drained: one replica is what the daemon wants now.
+    cluster.hpa = None
+    for _ in range(2):
+        # Every field it watches read, unchanged the second time: a settled workload's
+        # evaluation would be skipped.
+        daemon._take_signals([Signal(f"wk-0000.{field}", value, clock.now()) for field, value
+                              in (("backlog", 0.0), ("in_rate", 1.0), ("out_rate", 1.0),
+                                  ("consumers", 1.0))])
+        decision = await daemon.evaluate_workload(state)
+        assert decision is not None and not decision.changes
+        assert conflicting() == (1 if clock.now() == 100.0 else 0)  # looked at once a minute
+        clock.t += CONFLICT_CHECK_SECONDS
+    assert state.conflict is None and cluster.writes == []
