@@ -854,9 +854,12 @@ class Daemon:
             log.warning("workload_read_failed", workload=spec.key, error=str(exc))
             reason = getattr(exc, "reason", "") or type(exc).__name__
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
+            self.telemetry.workload_read_failing.labels(spec.namespace, spec.name).set(1)
             state.read_error = f"{reason}: {exc}"
             return None
-        state.read_error = None
+        if state.read_error is not None:
+            self.telemetry.workload_read_failing.labels(spec.namespace, spec.name).set(0)
+            state.read_error = None
         self._check_kept(state, status)
         now = clock.now()
         if self._skip(state, status, now):

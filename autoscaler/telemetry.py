@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from autoscaler.engine.healing import BreakerState, HealingPlan, Symptom
 from autoscaler.model import Decision, DependencyState, Health, Signal
+from autoscaler.ports import WriteOutcome
 
 PREFIX = "tracardi_autoscaler_"
 WL = ("namespace", "workload")
@@ -175,6 +176,11 @@ class Telemetry:
             p + "workload_read_errors",
             "Failed reads of a workload's Deployment and pods, by reason (the workload holds)",
             (*WL, "reason"), registry=r)
+        self.workload_read_failing = Gauge(
+            p + "workload_read_failing",
+            "1 while the last read of the workload's Deployment failed (a Deployment renamed "
+            "or deleted, a permission missing): it is neither scaled nor healed", WL,
+            registry=r)
         self.restarts = Counter(p + "restarts", "Pod restarts by reason", (*WL, "reason"),
                                 registry=r)
         self.unhealthy_pods = Gauge(p + "unhealthy_pods", "Pods judged unhealthy by reason",
@@ -217,6 +223,11 @@ class Telemetry:
         self.min.labels(namespace, workload).set(minimum)
         self.max.labels(namespace, workload).set(maximum)
         self._set(self.breaker_open, (namespace, workload), 0)
+        # From 0 (the daemon sets it); every outcome from 0 too, so that an alert on
+        # increase() sees the first failed write.
+        self.workload_read_failing.labels(namespace, workload)
+        for outcome in WriteOutcome:
+            self.scale_writes.labels(namespace, workload, outcome.value)
         for symptom in Symptom:
             self._set(self.unhealthy_pods, (namespace, workload, symptom.value), 0)
             self.restarts.labels(namespace, workload, symptom.value)

@@ -149,8 +149,10 @@ async def test_deleted_deployment_is_reported_and_picked_up_again(w: World) -> N
     deleted_at = w.now()
     await eventually(lambda: logged(w, "workload_read_failed"), what="the loss reported")
     assert d.metric("workload_read_errors", workload=WORKER, reason="NotFound") >= 1
+    assert d.metric("workload_read_failing", workload=WORKER) == 1
     await steadily(lambda: not [a for a in w.attempts if a.t > deleted_at],
                    what="no write to a missing Deployment", during=1.5)
     w.kube.add_deployment(NS, WORKER, replicas=1)
     await eventually(lambda: w.replicas() == 3, what="the new Deployment scaled to 3")
+    assert d.metric("workload_read_failing", workload=WORKER) == 0
     holds(w)
