@@ -130,6 +130,9 @@ def hint(p: Permission, role_namespace: str) -> str:
     if p.name is not None and p.name != SHIPPED_LEASE:
         return (f"add {p.name!r} to the resourceNames of the Role's leases rule "
                 f"(deploy/base/role.yaml lists {SHIPPED_LEASE!r})")
+    if (p.verb, p.group, p.resource) == ("delete", "", "pods"):
+        return ("deploy/components/allow-delete grants it (only allow_delete needs it): add it "
+                "to your overlay's components and apply")
     return "deploy/base/role.yaml grants it: kubectl apply -k deploy/"
 
 

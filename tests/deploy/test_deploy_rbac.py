@@ -122,14 +122,27 @@ def test_the_code_makes_the_calls_the_issue_names() -> None:
         assert permission in needed, permission
 
 
-def test_the_role_grants_exactly_what_the_code_calls(rendered_base: list[Manifest]) -> None:
+#: What only `healing.allow_delete` calls: deploy/components/allow-delete grants it, the base
+#: Role does not.
+ALLOW_DELETE: Permission = ("", "pods", "delete")
+
+
+def test_the_role_grants_exactly_what_the_code_calls(rendered_full: list[Manifest]) -> None:
     # Every authenticated user may ask what it may do (`system:basic-user`): no Role rule.
     needed = {p: where for p, where in calls_in_code().items() if p not in EVERY_USER}
-    role = granted(find(rendered_base, "Role"))
+    role = granted(find(rendered_full, "Role"))  # with every component: allow-delete too
     missing = {p: needed[p] for p in set(needed) - role}
     unused = role - set(needed)
     assert not missing, f"calls the Role does not allow (add to deploy/base/role.yaml): {missing}"
     assert not unused, f"Role rules no code path needs (remove them): {sorted(unused)}"
+
+
+def test_only_the_allow_delete_component_grants_a_pod_delete(
+        rendered_base: list[Manifest], rendered_full: list[Manifest]) -> None:
+    assert ALLOW_DELETE in calls_in_code()
+    base, full = granted(find(rendered_base, "Role")), granted(find(rendered_full, "Role"))
+    assert ALLOW_DELETE not in base
+    assert full - base == {ALLOW_DELETE}
 
 
 def test_no_wildcards_and_no_cluster_scope(rendered_full: list[Manifest]) -> None:

@@ -30,6 +30,7 @@ from autoscaler.telemetry import Telemetry
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies" / "tracardi.yaml"
 ROLE = yaml.safe_load((REPO / "deploy" / "base" / "role.yaml").read_text())
+ALLOW_DELETE = REPO / "deploy" / "components" / "allow-delete" / "delete-pods.yaml"
 ADMIN, DAEMON = "admin-token", "daemon-token"
 LEASE = ("tracardi", "tracardi-autoscaler")
 
@@ -104,7 +105,14 @@ def every_feature() -> LoadedConfig:
 
 def test_the_shipped_role_grants_exactly_what_a_config_with_every_feature_needs() -> None:
     wanted = needed(every_feature(), dry_run=False, lease=lease_of(every_feature()))
-    assert {(p.group, p.resource, p.verb) for p in wanted} == granted(ROLE)
+    # The base Role, and the rule that components/allow-delete adds for allow_delete alone.
+    [added] = yaml.safe_load(ALLOW_DELETE.read_text())
+    assert {(p.group, p.resource, p.verb) for p in wanted} == granted(
+        {"rules": [*ROLE["rules"], added["value"]]})
+    assert ("", "pods", "delete") not in granted(ROLE)
+    assert ("", "pods", "delete") not in {
+        (p.group, p.resource, p.verb)
+        for p in needed(load_config(POLICIES), dry_run=False, lease=LEASE)}
     [lease] = {p.name for p in wanted if p.name}
     assert lease == load_config(POLICIES).config.daemon.lease.name
 
@@ -218,6 +226,9 @@ def test_the_hint_says_how_to_grant_it() -> None:
     assert hint(Permission("tracardi", "get", "coordination.k8s.io", "leases", "mine"),
                 "tracardi") == ("add 'mine' to the resourceNames of the Role's leases rule "
                                 "(deploy/base/role.yaml lists 'tracardi-autoscaler')")
+    assert hint(Permission("tracardi", "delete", "", "pods"), "tracardi") == (
+        "deploy/components/allow-delete grants it (only allow_delete needs it): add it to your "
+        "overlay's components and apply")
 
 
 async def test_a_reload_is_checked_at_once_and_what_it_drops_is_forgotten(

@@ -61,6 +61,7 @@ async def can_i(kubeconfig: Path, *args: str) -> str:
     pytest.param(("update", "leases.coordination.k8s.io/someone-else", "-n", NS), "no",
                  id="other-lease"),
     pytest.param(("delete", "deployments.apps", "-n", NS), "no", id="delete-deployment"),
+    pytest.param(("delete", "pods", "-n", NS), "no", id="delete-pod"),  # allow-delete's
     pytest.param(("list", "pods", "-n", "kube-system"), "no", id="other-namespace"),
     pytest.param(("list", "nodes"), "no", id="cluster-scope"),
 ])
