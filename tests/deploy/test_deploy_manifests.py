@@ -209,4 +209,5 @@ def test_the_service_monitor_scrapes_the_metrics_service(
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
+        assert endpoint["honorLabels"] is True  # the workloads' namespace, not the daemon's
 
