@@ -7,10 +7,16 @@ the full health body for green, yellow and red; red with `timed_out: true` comes
 `master_not_discovered_exception`. A server that is down (connection refused) is the
 `ServedApp.stop()` of `kubeapi.py`. Every answer carries `X-Elastic-Product: Elasticsearch`,
 without which the official 8.x client refuses the server.
+
+It is an 8.4 node, and reads the REST compatibility header as one does: an Accept of
+`application/vnd.elasticsearch+json; compatible-with=8` (the 8.x client's) or `=7` is answered
+in that media type, any other major (the 9.x client's `=9`) is a 400
+`media_type_header_exception` (`RestCompatibleVersionHelper`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,9 @@ from aiohttp import web
 from autoscaler.sim.kubeapi import HttpFaults, fault_middleware
 
 PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}
+#: The node's major, and the oldest major whose REST API it still speaks.
+MAJOR, COMPATIBLE_MAJOR = 8, 7
+_COMPATIBLE_WITH = re.compile(r"compatible-with=(\d+)")
 STATUSES = ("green", "yellow", "red")
 
 
@@ -73,6 +82,33 @@ def _unavailable() -> web.Response:
                              status=503, headers=PRODUCT_HEADER)
 
 
+def _media_type_error(accept: str, found: int) -> web.Response:
+    reason = "Invalid media-type value on headers [Accept, Content-Type]"
+    cause = {"type": "status_exception",
+             "reason": f"Accept version must be either version {MAJOR} or {COMPATIBLE_MAJOR}, "
+                       f"but found {found}. Accept={accept}"}
+    root = {"type": "media_type_header_exception", "reason": reason}
+    return web.json_response({"error": {"root_cause": [root], **root, "caused_by": cause},
+                              "status": 400}, status=400, headers=PRODUCT_HEADER)
+
+
+@web.middleware
+async def _compatibility(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The REST compatibility check of every request, and the media type of its answer."""
+    accept = request.headers.get("Accept", "")
+    wanted = _COMPATIBLE_WITH.search(accept)
+    if wanted is None:
+        return await handler(request)  # type: ignore[no-any-return]
+    major = int(wanted.group(1))
+    if not COMPATIBLE_MAJOR <= major <= MAJOR:
+        return _media_type_error(accept, major)
+    response: web.StreamResponse = await handler(request)
+    if isinstance(response, web.Response) and response.content_type == "application/json":
+        response.headers["Content-Type"] = \
+            f"application/vnd.elasticsearch+json;compatible-with={major}"
+    return response
+
+
 def create_app(state: ElasticsearchState) -> web.Application:
     """`GET /_cluster/health` and `GET /` over `state`."""
 
@@ -94,7 +130,7 @@ def create_app(state: ElasticsearchState) -> web.Application:
                         "minimum_index_compatibility_version": "7.0.0"},
             "tagline": "You Know, for Search"}, headers=PRODUCT_HEADER)
 
-    app = web.Application(middlewares=[fault_middleware(state.faults)])
+    app = web.Application(middlewares=[fault_middleware(state.faults), _compatibility])
     app.router.add_get("/_cluster/health", health)
     app.router.add_get("/", root)
     return app

@@ -1,0 +1,63 @@
+"""The official Elasticsearch client (8.x, the major of the 8.4 node the simulator plays) works
+against the simulated Elasticsearch unchanged; the 9.x client's compatibility header is refused
+there as a real 8.x node refuses it, which is why the probe speaks plain HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from elasticsearch import ApiError, AsyncElasticsearch
+
+from autoscaler.sim import elasticsearch_api
+from autoscaler.sim.elasticsearch_api import ElasticsearchState
+from autoscaler.sim.kubeapi import ServedApp, serve
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[ElasticsearchState, ServedApp]]:
+    state = ElasticsearchState()
+    server = await serve(elasticsearch_api.create_app(state))
+    try:
+        yield state, server
+    finally:
+        await server.stop()
+
+
+async def test_the_official_client_reads_the_node_and_its_health(
+        served: tuple[ElasticsearchState, ServedApp]) -> None:
+    state, server = served
+    async with AsyncElasticsearch(server.url, retry_on_timeout=False, max_retries=0) as es:
+        info = await es.info()
+        assert info["version"]["number"] == "8.4.2"
+        assert info.meta.headers["content-type"] == (
+            "application/vnd.elasticsearch+json;compatible-with=8")
+        health = await es.cluster.health()
+        assert (health["status"], health["timed_out"]) == ("green", False)
+        state.set_status("yellow")
+        assert (await es.cluster.health())["status"] == "yellow"
+        state.unavailable = True
+        with pytest.raises(ApiError) as failed:
+            await es.cluster.health()
+        assert failed.value.meta.status == 503
+        assert failed.value.error == "master_not_discovered_exception"
+
+
+@pytest.mark.parametrize(("major", "status"), [(9, 400), (6, 400), (8, 200), (7, 200)])
+async def test_the_compatibility_header_is_read_as_an_8x_node_reads_it(
+        served: tuple[ElasticsearchState, ServedApp], major: int, status: int) -> None:
+    _, server = served
+    accept = f"application/vnd.elasticsearch+json; compatible-with={major}"
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{server.url}/_cluster/health", headers={"Accept": accept}) as response:
+        body = await response.json(content_type=None)
+    assert response.status == status
+    if status == 400:
+        assert body["error"]["type"] == "media_type_header_exception"
+        assert body["error"]["caused_by"]["reason"] == (
+            f"Accept version must be either version 8 or 7, but found {major}. Accept={accept}")
+    else:
+        assert body["status"] == "green"
+        assert response.headers["Content-Type"] == (
+            f"application/vnd.elasticsearch+json;compatible-with={major}")
