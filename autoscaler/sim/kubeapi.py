@@ -1015,9 +1015,9 @@ class _KubeApi:
     async def delete_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         pod = self.state.pod(_ns(target), _name(target))
         options = await _body(request, optional=True)
-        wanted = ((options or {}).get("preconditions") or {}).get("resourceVersion")
-        if wanted and str(wanted) != str(pod.resource_version):
-            raise ks.conflict(ks.PODS, pod.name)
+        ks.check_resource_version(ks.PODS, pod.name, pod.resource_version,
+                                  ((options or {}).get("preconditions") or {}).get(
+                                      "resourceVersion"))
         body = self.state.pod_json(pod)
         if not _dry_run(request, options):
             # `--grace-period=0 --force`: gone at once; else the pod terminates first, and the
@@ -1042,6 +1042,8 @@ class _KubeApi:
         if patched.get("spec") != current.get("spec"):
             raise _unmodelled("Pod", "", pod.name, ["spec"], "a pod's labels and annotations")
         if _dry_run(request):
+            ks.check_resource_version(ks.PODS, pod.name, pod.resource_version,
+                                      meta.get("resourceVersion"))
             return _json_response(patched)
         self.state.update_pod_metadata(pod.namespace, pod.name, labels=meta.get("labels") or {},
                                        annotations=meta.get("annotations") or {},
@@ -1109,6 +1111,8 @@ class _KubeApi:
             raise _unmodelled("Deployment", "apps", d.name, [f"spec.{k}" for k in changed],
                               "replicas, labels and annotations")
         if _dry_run(request):
+            ks.check_resource_version(ks.DEPLOYMENTS, d.name, d.resource_version,
+                                      meta.get("resourceVersion"))
             ks.check_replicas(d.name, replicas)
             return _json_response(patched)
         self.state.update_deployment_metadata(
@@ -1196,6 +1200,8 @@ class _KubeApi:
                                details={"name": name, "group": "autoscaling", "kind": "Scale"})
         if dry_run:
             d = self.state.deployment(_ns(target), name)
+            ks.check_resource_version(ks.DEPLOYMENTS, name, d.resource_version,
+                                      meta.get("resourceVersion"))
             ks.check_replicas(name, replicas)
             scale = self.state.scale_json(d)
             scale["spec"]["replicas"] = replicas

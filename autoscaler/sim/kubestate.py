@@ -325,6 +325,14 @@ def conflict(rt: ResourceType, name: str) -> ConflictError:
         details=_details(rt, name))
 
 
+def check_resource_version(rt: ResourceType, name: str, current: int,
+                           wanted: str | int | None) -> None:
+    """A write's resourceVersion precondition (none when empty): a stale one is the 409, for
+    a dry run too, as the apiserver checks it before it decides not to store."""
+    if wanted not in (None, "") and str(wanted) != str(current):
+        raise conflict(rt, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fault injection.
 
@@ -1056,7 +1064,7 @@ class KubeState:
         """
         d = self.deployment(namespace, name)
         # The scale subresource is stored as the Deployment: its conflicts name deployments.apps.
-        self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
+        check_resource_version(DEPLOYMENTS, name, d.resource_version, resource_version)
         check_replicas(name, replicas)
         if replicas != d.replicas:
             d.managed = managed.claim(d.managed, manager, frozenset({managed.REPLICAS}),
@@ -1149,7 +1157,7 @@ class KubeState:
         """A metadata/replicas patch of the Deployment itself by `manager` (kubectl annotate,
         label, scale)."""
         d = self.deployment(namespace, name)
-        self._check_rv(DEPLOYMENTS, name, d.resource_version, resource_version)
+        check_resource_version(DEPLOYMENTS, name, d.resource_version, resource_version)
         changed = dict(labels) != d.labels or dict(annotations) != d.annotations
         d.managed = managed.claim(d.managed, manager, _meta_set(d, labels, annotations),
                                   now=self.wall())
@@ -1184,13 +1192,6 @@ class KubeState:
             d.annotations.pop(PAUSE_ANNOTATION, None)
             d.managed = managed.disown(d.managed, frozenset({path}))
         self._modified_deployment(d)
-
-    def _check_rv(self, rt: ResourceType, name: str, current: int,
-                  wanted: str | int | None) -> None:
-        if wanted in (None, ""):
-            return
-        if str(wanted) != str(current):
-            raise conflict(rt, name)
 
     def _modified_deployment(self, d: Deployment) -> None:
         d.resource_version = self._next_rv()
@@ -1324,7 +1325,7 @@ class KubeState:
                             manager: str = ANNOTATE_MANAGER) -> Pod:
         """A labels/annotations patch of a pod by `manager` (kubectl label, annotate)."""
         pod = self.pod(namespace, name)
-        self._check_rv(PODS, name, pod.resource_version, resource_version)
+        check_resource_version(PODS, name, pod.resource_version, resource_version)
         if dict(labels) != pod.labels or dict(annotations) != pod.annotations:
             pod.managed = managed.disown(
                 managed.claim(pod.managed, manager, _meta_set(pod, labels, annotations),
@@ -1644,7 +1645,7 @@ class KubeState:
                      resource_version: str | int | None,
                      labels: Mapping[str, str] | None = None, manager: str = "") -> Lease:
         lease = self.get_lease(namespace, name)
-        self._check_rv(LEASES, name, lease.resource_version, resource_version)
+        check_resource_version(LEASES, name, lease.resource_version, resource_version)
         before, labels_before = lease_spec_json(lease.spec), dict(lease.labels)
         lease.spec = spec
         if labels is not None:

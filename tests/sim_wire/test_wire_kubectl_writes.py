@@ -35,6 +35,28 @@ async def test_a_server_dry_run_scale_answers_and_stores_nothing(served: Served,
     assert served.state.deployment(NS, API).replicas == 3
 
 
+async def test_a_server_dry_run_checks_the_resource_version_as_a_write_does(
+        served: Served, kubectl: Kubectl) -> None:
+    """A dry run that names a stale resourceVersion is the 409 the write would be."""
+    stale = "1"
+    assert str(served.state.deployment(NS, API).resource_version) != stale
+    pod = served.state.workload_pods(NS, API)[0]
+    conflict = r'the object has been modified; please apply your changes to the latest version'
+    for args in (("patch", f"deploy/{API}", "--subresource=scale", "-p",
+                  f'{{"metadata":{{"resourceVersion":"{stale}"}},"spec":{{"replicas":7}}}}'),
+                 ("patch", f"deploy/{API}", "-p",
+                  f'{{"metadata":{{"resourceVersion":"{stale}"}},"spec":{{"replicas":6}}}}'),
+                 ("patch", f"pod/{pod.name}", "-p",
+                  f'{{"metadata":{{"resourceVersion":"{stale}","labels":{{"a":"b"}}}}}}')):
+        with pytest.raises(AssertionError, match=conflict):
+            await kubectl(*args, "--dry-run=server")
+    current = served.state.deployment(NS, API).resource_version
+    out = await kubectl("scale", f"deploy/{API}", "--replicas=7",
+                        f"--resource-version={current}", "--dry-run=server")
+    assert "(server dry run)" in out
+    assert served.state.deployment(NS, API).replicas == 3
+
+
 async def test_a_server_dry_run_label_and_delete_store_nothing(served: Served,
                                                                kubectl: Kubectl) -> None:
     await kubectl("label", f"deploy/{API}", "dry=yes", "--dry-run=server")
