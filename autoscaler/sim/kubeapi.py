@@ -595,8 +595,7 @@ class _KubeApi:
                      or (parts[:1] == ["apis"] and len(parts) in (2, 3)))
         if discovery:
             if request.method != "GET":
-                raise MethodNotAllowedError(
-                    "the server does not allow this method on the requested resource")
+                raise _method_not_allowed()
             return self._discovery(request, parts, groups)
         try:
             target = self._target(parts, groups)
@@ -641,7 +640,7 @@ class _KubeApi:
                 return _json_response(self._resource_list(parts, groups))
         elif parts == ["api", "v1"]:
             return _json_response(self._resource_list(parts, groups))
-        raise NotFoundError("the server could not find the requested resource")
+        raise _path_not_found()
 
     async def _serve(self, request: web.Request, target: _Target) -> web.StreamResponse:
         verb = self._verb(request, target)
@@ -654,9 +653,8 @@ class _KubeApi:
         handler = self.handlers.get((target.group, target.resource, verb))
         if handler is None:
             if any(key[:2] == (target.group, target.resource) for key in self.handlers):
-                raise MethodNotAllowedError(
-                    "the server does not allow this method on the requested resource")
-            raise NotFoundError("the server could not find the requested resource")
+                raise _method_not_allowed()
+            raise _path_not_found()
         fault = self.state.faults.take(verb, target.fault_resource)
         if fault is not None:
             if fault.delay > 0:
@@ -680,7 +678,7 @@ class _KubeApi:
               and groups[parts[1]][0] == parts[2]):
             target = _read_path(parts[2], parts[3:], group=parts[1])
         if target is None:
-            raise NotFoundError("the server could not find the requested resource")
+            raise _path_not_found()
         return target
 
     @staticmethod
@@ -724,7 +722,7 @@ class _KubeApi:
         if not path:
             return _json_response(index)
         if path not in documents:
-            raise NotFoundError("the server could not find the requested resource")
+            raise _path_not_found()
         return _json_response(documents[path])
 
     @staticmethod
@@ -1497,16 +1495,27 @@ def _nothing() -> None:
     """The unsubscribe of a watch that never subscribed."""
 
 
+def _path_not_found() -> NotFoundError:
+    """The apiserver's 404 of a path it does not serve: a generic response, whose details are
+    empty but sent (`"details": {}`)."""
+    return NotFoundError("the server could not find the requested resource", details={})
+
+
+def _method_not_allowed() -> MethodNotAllowedError:
+    """The apiserver's 405 of a method a path does not take, shaped as its 404 above."""
+    return MethodNotAllowedError(
+        "the server does not allow this method on the requested resource", details={})
+
+
 def _ns(target: _Target) -> str:
     if target.namespace is None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise _path_not_found()
     return target.namespace
 
 
 def _name(target: _Target) -> str:
     if target.name is None:
-        raise MethodNotAllowedError("the server does not allow this method on the requested "
-                                    "resource")
+        raise _method_not_allowed()
     return target.name
 
 

@@ -204,7 +204,7 @@ class ApiError(Exception):
         details = dict(self.details or {})
         if self.retry_after is not None:
             details["retryAfterSeconds"] = max(1, round(self.retry_after))
-        if details:
+        if details or self.details is not None:  # `{}` is sent as such (a path not served)
             body["details"] = details
         body["code"] = self.code
         return body

@@ -170,6 +170,24 @@ async def test_writes_answer_like_the_apiserver(served: Served, *, method: str, 
         assert served.state.deployment(NS, API).replicas == 3
 
 
+@pytest.mark.parametrize(("method", "path", "code", "reason", "message"), [
+    pytest.param("GET", f"{CORE}/configmaps", 404, "NotFound",
+                 "the server could not find the requested resource", id="not-served"),
+    pytest.param("POST", "/api/v1", 405, "MethodNotAllowed",
+                 "the server does not allow this method on the requested resource",
+                 id="method-not-taken"),
+])
+async def test_a_path_or_method_not_served_is_the_generic_status(
+        served: Served, *, method: str, path: str, code: int, reason: str,
+        message: str) -> None:
+    """The apiserver's generic response: no kind or name to name, and `details` sent empty."""
+    status, body = await _send(served, method, path, {})
+    assert status == code
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "reason": reason, "details": {}, "code": code}
+    validate(body)
+
+
 async def test_bearer_token_is_required_when_configured(served: Served) -> None:
     token_server = await serve(create_app(served.state, token="s3cret"))
     try:
