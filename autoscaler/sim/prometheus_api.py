@@ -16,6 +16,8 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 
 from aiohttp import web
 
@@ -44,15 +46,38 @@ class PrometheusState:
 
 
 def _format(value: float) -> str:
-    """Prometheus' sample formatting: Go's strconv 'f', -1, with NaN and ±Inf spelled out."""
+    """Prometheus' sample formatting (`jsonutil.MarshalFloat`): the shortest digits that read
+    back as the value, in Go's 'f' form, or its 'e' form below 1e-6 and from 1e21; NaN and
+    ±Inf spelled out."""
     value = float(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+    if value != 0 and not 1e-6 <= abs(value) < 1e21:
+        return repr(value)  # Python's shortest 'e' form is Go's: 1e-07, 1.5e+21
+    fixed = format(Decimal(repr(value)), "f")
+    return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+
+
+def _timestamp(at: float) -> float | int:
+    """A sample's time as Prometheus writes it: seconds, with milliseconds when it has them."""
+    at = round(at, 3)
+    return int(at) if at.is_integer() else at
+
+
+def _time(text: str, now: float) -> float:
+    """A `time` parameter as Prometheus reads it: a Unix time or RFC 3339; empty is now."""
+    if not text:
+        return now
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise QueryError(f"cannot parse {json.dumps(text)} to a valid timestamp") from None
 
 
 Sample = tuple[dict[str, str], float]
@@ -141,11 +166,10 @@ def create_app(state: PrometheusState) -> web.Application:
         except QueryError as exc:
             return _bad_data(f"invalid parameter \"query\": {exc}")
         try:
-            at = float(params["time"]) if "time" in params else state.wall()
-        except ValueError:
-            return _bad_data(f"invalid parameter \"time\": cannot parse {params['time']!r} "
-                             "to a valid timestamp")
-        result = [{"metric": labels, "value": [round(at, 3), _format(value)]}
+            at = _time(params.get("time", ""), state.wall())
+        except QueryError as exc:
+            return _bad_data(f"invalid parameter \"time\": {exc}")
+        result = [{"metric": labels, "value": [_timestamp(at), _format(value)]}
                   for labels, value in samples]
         return web.json_response({"status": "success",
                                   "data": {"resultType": "vector", "result": result}})

@@ -306,3 +306,44 @@ async def test_prometheus_fault_then_recovery(prometheus: tuple[PrometheusState,
     assert (status, body["errorType"]) == (503, "timeout")
     status, body = await _get(http, url, query="up")
     assert (status, body["data"]["result"][0]["value"][1]) == (200, "1")
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    (12.5, "12.5"), (3.0, "3"), (0.0, "0"), (0.00005, "0.00005"), (1e15, "1000000000000000"),
+    (1e16, "10000000000000000"), (1e-7, "1e-07"), (1.5e21, "1.5e+21"),
+    (float("nan"), "NaN"), (float("-inf"), "-Inf"),
+])
+async def test_sample_values_are_written_as_prometheus_writes_them(
+        prometheus: tuple[PrometheusState, str], http: aiohttp.ClientSession,
+        value: float, written: str) -> None:
+    state, url = prometheus
+    state.set("up", value)
+    _, body = await _get(http, url, query="up")
+    assert body["data"]["result"][0]["value"][1] == written
+
+
+@pytest.mark.parametrize(("time", "at"), [
+    pytest.param("1435781451", 1435781451, id="unix-whole: no fraction written"),
+    pytest.param("2015-07-01T20:10:51.781Z", 1435781451.781, id="rfc3339"),
+    pytest.param("", 1435781451.781, id="empty-is-now"),
+])
+async def test_the_time_parameter_is_read_as_prometheus_reads_it(
+        prometheus: tuple[PrometheusState, str], http: aiohttp.ClientSession,
+        time: str, at: float) -> None:
+    state, url = prometheus
+    state.set("up", 1.0)
+    async with http.get(url, params={"query": "up", "time": time}) as response:
+        text = await response.text()
+    assert json.loads(text)["data"]["result"][0]["value"] == [at, "1"]
+    assert f"[{at}," in text
+
+
+async def test_a_bad_time_is_bad_data_quoted_as_prometheus_quotes_it(
+        prometheus: tuple[PrometheusState, str], http: aiohttp.ClientSession) -> None:
+    state, url = prometheus
+    state.set("up", 1.0)
+    status, body = await _get(http, url, query="up", time="yesterday")
+    assert status == 400
+    assert body == {"status": "error", "errorType": "bad_data",
+                    "error": 'invalid parameter "time": cannot parse "yesterday" to a valid '
+                             "timestamp"}
