@@ -4,8 +4,9 @@ The live `sources/pulsar.py` and `probes/pulsar.py` read it over real HTTP in `d
 wire tests; the simulator's model writes backlog, rates and consumers into the state. Bodies are
 shaped like `../shared/samples/pulsar/`: `partitioned-stats` (aggregate, `metadata.partitions`
 and, with `perPartition`, one `topic-stats`-shaped entry per partition), `stats` of one
-partition or non-partitioned topic, `{"reason": "Topic not found"}` with 404, and
-`brokers/health` answering `ok`.
+partition or non-partitioned topic, `{"reason": "Topic not found"}` with 404 (`Partitioned
+Topic not found` from `partitioned-stats` of a topic without partitions or unknown, as the broker
+says), and `brokers/health` answering `ok`.
 
 msgInCounter counts the messages published at the topic's msgRateIn over the state's wall clock,
 as a broker's counter grows between its rate updates; each subscription's msgOutCounter counts
@@ -240,9 +241,9 @@ def create_app(state: PulsarState) -> web.Application:
     async def partitioned_stats(request: web.Request) -> web.Response:
         name = _topic_name(request)
         topic = state.topics.get(name)
-        if topic is None:
-            return _not_found()
-        if topic.partitions == 0:
+        # A topic the broker does not know has no partition metadata either: the same 404
+        # as a non-partitioned one (PersistentTopicsBase.internalGetPartitionedStats).
+        if topic is None or topic.partitions == 0:
             return _not_found("Partitioned Topic not found")
         per_partition = request.query.get("perPartition", "true").lower() != "false"
         return web.json_response(state.partitioned_stats(name, per_partition=per_partition))

@@ -153,8 +153,8 @@ async def test_msg_out_counter_counts_what_leaves_at_the_subscriptions_rate_out(
 
 
 @pytest.mark.parametrize(("path", "reason"), [
-    pytest.param("persistent/tracardi/system/nope/partitioned-stats", "Topic not found",
-                 id="unknown-topic-partitioned"),
+    pytest.param("persistent/tracardi/system/nope/partitioned-stats",
+                 "Partitioned Topic not found", id="unknown-topic-partitioned"),
     pytest.param("persistent/tracardi/system/nope/stats", "Topic not found",
                  id="unknown-topic-stats"),
     pytest.param("persistent/tracardi/system/functions-partition-3/stats", "Topic not found",
