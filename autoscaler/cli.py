@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,17 @@ def _positive(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
     return value
+
+
+def _between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (a factor, a duration that a run of
+    this machine can make sense of)."""
+    def parse(text: str) -> float:
+        value = _positive(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not from {low:g} to {high:g}")
+        return value
+    return parse
 
 
 def _quiet_logs() -> None:
@@ -560,11 +571,13 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
                         help="the policies to replay (default: the shipped tracardi.yaml)")
     parser.add_argument("--peak-replicas", type=_at_least_one, default=20,
                         help="scale the trace so that its peak needs this many pods (default 20)")
-    parser.add_argument("--capacity-factor", type=_positive, default=1.0, metavar="F",
+    parser.add_argument("--capacity-factor", type=_between(0.001, 1000), default=1.0,
+                        metavar="F",
                         help="the simulated pods serve this times what the policy states "
                              "(capacity_rps, msgs_per_second): 0.5 replays a policy that "
                              "overestimates its pods twice (default 1)")
-    parser.add_argument("--capacity-rps", type=_positive, default=None, metavar="RPS",
+    parser.add_argument("--capacity-rps", type=_between(1e-6, 1e9), default=None,
+                        metavar="RPS",
                         help="requests/s one API pod serves, for a workload scaled by an 'hpa' "
                              "policy: its metric does not say (needed on an External metric; "
                              "on CPU it sets only the unit)")
@@ -659,10 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="N[,N...]",
                        help="run only the scale benchmark with N generated workloads "
                             "(default 10,100,1000)")
-    bench.add_argument("--scale-seconds", type=float, default=60.0,
+    bench.add_argument("--scale-seconds", type=_between(1, 86400), default=60.0,
                        help="real seconds the daemon runs for each N (default 60)")
-    bench.add_argument("--hours", type=float, default=24.0,
-                       help="simulated hours of the chaos soak (default 24)")
+    bench.add_argument("--hours", type=_between(0.01, 744), default=24.0,
+                       help="simulated hours of the chaos soak (default 24; at most 31 days)")
     bench.set_defaults(func=cmd_bench)
 
     trace = sub.add_parser("trace", help="a trace of real traffic from Prometheus, to replay")

@@ -752,7 +752,7 @@ class _Report:
                        prefix: Loc = ()) -> None:
         for err in exc.errors():
             raw = tuple(err["loc"])
-            loc = _field_path(data, raw) if data is not None else (*prefix, *raw)
+            loc = (*prefix, *(_field_path(data, raw) if data is not None else raw))
             self.add(loc, _message(err, loc))
 
     def check_range(self, base: Loc, lo: int, hi: int) -> None:
@@ -766,7 +766,7 @@ class _Report:
         except UnknownPolicyError as exc:
             self.add((*loc, "name"), str(exc))
         except ValidationError as exc:
-            self.add_validation(exc, prefix=loc)
+            self.add_validation(exc, data=ref.params, prefix=loc)
         return None
 
     def sorted(self) -> list[ConfigIssue]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -46,11 +47,17 @@ async def connect(kubeconfig: str | os.PathLike[str] | None = None, *,
                 client_configuration=configuration)
             return _client(configuration, as_user)
         path = path or str(DEFAULT_KUBECONFIG)
-        if not _any_file(path):
-            raise KubeconfigError(f"kubeconfig {path}: no such file; pass --kubeconfig, set "
+        missing = _missing(path)
+        if missing:
+            raise KubeconfigError(f"kubeconfig {path}: {missing}; pass --kubeconfig, set "
                                   "$KUBECONFIG, or run in a pod with a service account")
+        _check_shape(path)
         await load_kube_config(config_file=path, context=context,
                                client_configuration=configuration, persist_config=False)
+        server = urlsplit(configuration.host or "")
+        if server.scheme not in ("http", "https") or not server.hostname:
+            raise KubeconfigError(f"kubeconfig {path}: the cluster's server "
+                                  f"{configuration.host!r} is not an https:// URL")
     except KubeconfigError:
         raise
     except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
@@ -69,9 +76,28 @@ def _client(configuration: Configuration, as_user: str | None) -> ApiClient:
     return api
 
 
-def _any_file(paths: str) -> bool:
-    """Whether any of the `:`-separated kubeconfig paths is a file (kubectl merges those)."""
-    return any(os.path.isfile(p) for p in paths.split(os.pathsep) if p)
+def _check_shape(paths: str) -> None:
+    """Each kubeconfig file is a YAML mapping (the loader fails on anything else with a
+    TypeError that names nothing)."""
+    for name in paths.split(os.pathsep):
+        if not (name and os.path.isfile(name)):
+            continue
+        with open(name, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)
+        if not isinstance(loaded, dict):
+            found = ("the file is empty" if loaded is None else
+                     "its top level is a list" if isinstance(loaded, list) else
+                     f"its top level is the value {str(loaded)[:40]!r}")
+            raise KubeconfigError(f"kubeconfig {name}: not a kubeconfig (a YAML mapping of "
+                                  f"clusters, contexts and users): {found}")
+
+
+def _missing(paths: str) -> str | None:
+    """Why none of the `:`-separated kubeconfig paths is a file (kubectl merges those), or
+    None when one is."""
+    if any(os.path.isfile(p) for p in paths.split(os.pathsep) if p):
+        return None
+    return "a directory" if os.path.isdir(paths) else "no such file"
 
 
 class KubeconfigError(ValueError):

@@ -48,7 +48,7 @@ TRUST_SHARE = 0.5
 
 class BacklogParams(PolicyParams):
     source: str = Field(min_length=1, description="a pulsar or tracardi-queue source")
-    msgs_per_second: float = Field(strict=True, gt=0,
+    msgs_per_second: float = Field(strict=True, gt=0, le=1e9,
                                    description="one replica's throughput until learned")
     drain_seconds: float = Field(60.0, strict=True, gt=0)
     target_utilization: float = Field(0.8, strict=True, gt=0, le=1)

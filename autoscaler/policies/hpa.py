@@ -32,6 +32,10 @@ class Tolerance:
         return 1.0 - self.down <= ratio <= 1.0 + self.up
 
 
+#: The largest target a Kubernetes quantity's milli-value (an int64) can hold.
+MAX_TARGET = 9e15
+
+
 def _milli(value: float) -> int:
     """Kubernetes quantities round up to the next milli-unit (`Quantity.MilliValue`)."""
     return math.ceil(round(value * 1000, 6))
@@ -136,32 +140,32 @@ def utilization_replicas(*, current: int, pods: Sequence[PodInfo], usage: Mappin
 
 
 class UtilizationTarget(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: Literal["Utilization"]
     average_utilization: int = Field(strict=True, gt=0, le=10_000)
 
 
 class ValueTarget(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: Literal["Value"]
-    value: float = Field(strict=True, gt=0)
+    value: float = Field(strict=True, gt=0, le=MAX_TARGET)
 
 
 class AverageValueTarget(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: Literal["AverageValue"]
-    average_value: float = Field(strict=True, gt=0)
+    average_value: float = Field(strict=True, gt=0, le=MAX_TARGET)
 
 
 class ResourceMetric(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: Literal["Resource"]
     resource: Literal["cpu"] = "cpu"
     target: UtilizationTarget
 
 
 class ExternalMetric(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: Literal["External"]
     source: str = Field(min_length=1)
     field: str = "value"

@@ -42,7 +42,7 @@ from autoscaler.policies.base import PolicyContext, PolicyParams
 class RequestRateParams(PolicyParams):
     source: str = Field(min_length=1, description="a prometheus source giving requests/s")
     field: str = "value"
-    capacity_rps: float = Field(strict=True, gt=0,
+    capacity_rps: float = Field(strict=True, gt=0, le=1e9,
                                 description="requests/s one ready replica serves")
     target_utilization: float = Field(0.8, strict=True, gt=0, le=1)
     startup_seconds: float = Field(30.0, strict=True, ge=0)

@@ -132,6 +132,13 @@ def test_five_mistakes_messages(field: str, fragment: str) -> None:
                  id="policy-param-missing"),
     pytest.param(config(lo=-1), 10, "workloads.api.min", "greater than or equal",
                  id="negative-min"),
+    pytest.param(config(policy="{name: request-rate, source: q, capacity_rps: 1.0e+308}"), 14,
+                 "workloads.api.policies.0.capacity_rps", "less than or equal to 1000000000",
+                 id="capacity-beyond-any-pod"),
+    pytest.param(config(policy="{name: hpa, metric: {type: External, source: q, target: "
+                               "{type: AverageValue, average_value: .inf}}}"), 14,
+                 "workloads.api.policies.0.metric.target.average_value",
+                 "input should be a finite number", id="hpa-target-infinite"),
     # The default daemon.history_seconds keeps 900 s; a 1800 s burst window could never fill.
     pytest.param(config(
         policy="{name: request-rate, source: q, capacity_rps: 10, burst_seconds: 1800}"), 14,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+import yaml
 from daemon_support import bench_daemon
 
 from autoscaler.cli import main
@@ -27,6 +28,16 @@ from autoscaler.telemetry import configure_logging
     pytest.param(["bench", "--workers", "0"], "--workers: 0 is below 1", id="workers-zero"),
     pytest.param(["simulate", "--peak-replicas", "-5"], "--peak-replicas: -5 is below 1",
                  id="peak-negative"),
+    pytest.param(["simulate", "--capacity-factor", "1e-308"],
+                 "--capacity-factor: 1e-308 is not from 0.001 to 1000", id="factor-tiny"),
+    pytest.param(["simulate", "--capacity-factor", "1e308"],
+                 "--capacity-factor: 1e308 is not from 0.001 to 1000", id="factor-huge"),
+    pytest.param(["bench", "--hours", "nan"], "--hours: nan is not a number above 0",
+                 id="hours-nan"),
+    pytest.param(["bench", "--hours", "1e-9"], "--hours: 1e-9 is not from 0.01 to 744",
+                 id="hours-tiny"),
+    pytest.param(["bench", "--scale-seconds", "inf"],
+                 "--scale-seconds: inf is not a number above 0", id="scale-seconds-inf"),
 ])
 def test_a_bad_number_on_the_command_line_is_refused_by_name(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,6 +65,41 @@ async def test_a_kubeconfig_that_is_not_yaml_names_the_file_and_the_fault(
     bad.write_text("clusters: [\n")
     with pytest.raises(KubeconfigError, match=r"kubeconfig .*kubeconfig: ParserError"):
         await connect(bad)
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    pytest.param("", "the file is empty", id="empty"),
+    pytest.param("hello\n", "its top level is the value 'hello'", id="a-word"),
+    pytest.param("- a\n- b\n", "its top level is a list", id="a-list"),
+])
+async def test_a_kubeconfig_that_is_no_mapping_says_so(tmp_path: Path, text: str,
+                                                       found: str) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text(text)
+    with pytest.raises(KubeconfigError) as refused:
+        await connect(bad)
+    assert str(refused.value) == (f"kubeconfig {bad}: not a kubeconfig (a YAML mapping of "
+                                  f"clusters, contexts and users): {found}")
+
+
+async def test_a_kubeconfig_whose_server_is_no_url_names_it(tmp_path: Path) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": "not a url"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    with pytest.raises(KubeconfigError, match=r"the cluster's server 'not a url' is not an "
+                                              r"https:// URL"):
+        await connect(bad)
+
+
+def test_explain_with_a_kubeconfig_directory_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--kubeconfig", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"tracardi-autoscaler: kubeconfig {tmp_path}: a directory; pass "
+                   "--kubeconfig, set $KUBECONFIG, or run in a pod with a service account\n")
 
 
 async def test_a_kubeconfig_without_a_context_names_the_file(tmp_path: Path) -> None:
