@@ -229,6 +229,19 @@ def _writable(path: str | None, *, plot: bool = False) -> None:
         raise PermissionError(errno.EACCES, "cannot write there", path)
 
 
+def _replaceable_kubeconfig(path: Path) -> None:
+    """Refuse a `--kubeconfig-out` the demo may not write: a folder, one it cannot write, or a
+    file that holds another kubeconfig (an operator's ~/.kube/config would lose its clusters);
+    one an earlier demo wrote it replaces."""
+    from autoscaler.sim.kubeapi import written_kubeconfig  # noqa: PLC0415 (live stack)
+
+    _writable(str(path))
+    if path.exists() and not written_kubeconfig(path):
+        raise FileExistsError(errno.EEXIST, "exists and is not a kubeconfig an earlier demo "
+                              "wrote, which the demo would replace; name another file",
+                              str(path))
+
+
 def _default_trace() -> str:
     """A shipped trace when ../shared/traces is present, else the built-in generator."""
     paths = default_trace_paths()
@@ -505,8 +518,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         load_config(args.config)
         trace = trace_for(args.trace or _default_trace())
+        if args.kubeconfig_out is not None:
+            _replaceable_kubeconfig(args.kubeconfig_out)
     except (ConfigError, TraceError) as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"demo: --kubeconfig-out {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"demo: metrics on http://127.0.0.1:{args.metrics_port}/metrics; simulated cluster "
           f"playing {trace.name} at {args.speed:g}x for {args.duration:g}s (Ctrl-C ends it)",
@@ -629,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, default=300.0, help="real seconds")
     demo.add_argument("--metrics-port", type=_port, default=9108)
     demo.add_argument("--kubeconfig-out", type=Path,
-                      help="write the simulated cluster's kubeconfig here (for kubectl)")
+                      help="write the simulated cluster's kubeconfig here (for kubectl): a "
+                           "new file, or one an earlier demo wrote; never your own kubeconfig")
     demo.add_argument("--peak-replicas", type=_at_least_one, default=20,
                       help="scale the trace so that its peak needs this many pods (default 20)")
     demo.add_argument("--seed", type=int, default=1,

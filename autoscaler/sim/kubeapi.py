@@ -1689,6 +1689,18 @@ async def serve(app: web.Application, *, host: str = "127.0.0.1", port: int = 0)
     return await ServedApp(app, host=host, port=port).start()
 
 
+def written_kubeconfig(path: str | Path, name: str = "tracardi-sim") -> bool:
+    """Whether `path` holds a kubeconfig `write_kubeconfig` wrote (its one context `name`), which
+    a new one may replace; an operator's own kubeconfig it must not."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return (isinstance(loaded, dict) and isinstance(loaded.get("contexts"), list)
+            and [c.get("name") if isinstance(c, dict) else None
+                 for c in loaded["contexts"]] == [name])
+
+
 def write_kubeconfig(path: str | Path, server_url: str, token: str | None = None, *,
                      namespace: str = "tracardi", name: str = "tracardi-sim") -> Path:
     """A kubeconfig whose current context points at `server_url` (plain HTTP, loopback).

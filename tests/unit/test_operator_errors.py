@@ -15,6 +15,7 @@ from daemon_support import bench_daemon
 
 from autoscaler.cli import main
 from autoscaler.kube.connect import KubeconfigError, connect
+from autoscaler.sim.kubeapi import write_kubeconfig, written_kubeconfig
 from autoscaler.telemetry import configure_logging
 
 
@@ -228,3 +229,21 @@ def test_check_into_a_pipe_that_closes_early_prints_no_traceback(tmp_path: Path)
     assert proc.wait(timeout=60) == 1
     assert first.endswith(b"ok, 6 workload(s), 4 dependencies, 4 sources\n")
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_demo_never_replaces_a_kubeconfig_it_did_not_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    own = tmp_path / "config"
+    own.write_text("apiVersion: v1\nkind: Config\n"
+                   "contexts: [{name: prod, context: {cluster: prod, user: admin}}]\n")
+    before = own.read_bytes()
+    assert main(["demo", "--no-ui", "--duration", "1", "--kubeconfig-out", str(own)]) == 2
+    assert capsys.readouterr().err == (
+        f"demo: --kubeconfig-out {own}: exists and is not a kubeconfig an earlier demo wrote, "
+        "which the demo would replace; name another file\n")
+    assert own.read_bytes() == before
+    assert main(["demo", "--no-ui", "--duration", "1", "--kubeconfig-out", str(tmp_path)]) == 2
+    assert "is a directory; name a file" in capsys.readouterr().err
+    # One an earlier demo wrote is its to replace.
+    earlier = write_kubeconfig(tmp_path / "sim", "http://127.0.0.1:1")
+    assert written_kubeconfig(earlier) and not written_kubeconfig(own)
