@@ -17,7 +17,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from autoscaler.model import CPU_SIGNAL
 from autoscaler.policies.base import (
@@ -181,12 +189,26 @@ def _check_topic_part(value: str) -> str:
 
 class SourceTiming(Frozen):
     poll_seconds: float = Field(strict=True, ge=MIN_INTERVAL, le=3600)
-    stale_seconds: float | None = Field(None, strict=True, gt=0)
     timeout_seconds: float = Field(2.0, strict=True, gt=0, le=60)
+    stale_seconds: float | None = Field(None, strict=True, gt=0)  # after both: checked on them
 
     def staleness_limit(self) -> float:
         """A signal older than this is stale: by default three missed polls plus a timeout."""
         return self.stale_seconds or 3 * self.poll_seconds + self.timeout_seconds
+
+    @field_validator("stale_seconds")
+    @classmethod
+    def _stale_after_a_read(cls, stale: float | None, info: ValidationInfo) -> float | None:
+        # Shorter, and a read goes stale before the next one lands: the workloads on it
+        # would be frozen for good, with every read a good one.
+        poll, timeout = info.data.get("poll_seconds"), info.data.get("timeout_seconds")
+        if stale is None or poll is None or timeout is None:
+            return stale
+        if stale < poll + timeout:
+            raise ValueError(f"{stale:g} is under poll_seconds + timeout_seconds "
+                             f"({poll + timeout:g} s): every read would go stale before the "
+                             "next, and the workloads on it would never scale")
+        return stale
 
 
 class PulsarSource(SourceTiming):

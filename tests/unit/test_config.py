@@ -343,3 +343,16 @@ def test_a_poll_or_period_under_a_second_is_warned_of() -> None:
         "minute: 1 s or more is usual",
         "c.yaml:8: warning: sources.q.poll_seconds: read every 0.5 s, 120 times a minute: "
         "1 s or more is usual")
+
+
+def test_a_staleness_under_one_read_is_refused() -> None:
+    def with_timing(timing: str) -> str:
+        return config().replace("query: up}", f"query: up, {timing}}}")
+
+    [issue] = issues_of(with_timing("poll_seconds: 60, stale_seconds: 30"))
+    assert (issue.line, issue.field) == (7, "sources.q.stale_seconds")
+    assert issue.message == ("30 is under poll_seconds + timeout_seconds (62 s): every read "
+                             "would go stale before the next, and the workloads on it would "
+                             "never scale")
+    loaded = parse_config(with_timing("poll_seconds: 60, timeout_seconds: 5, stale_seconds: 65"))
+    assert loaded.config.sources["q"].staleness_limit() == 65
