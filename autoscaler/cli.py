@@ -218,12 +218,18 @@ def _writable(path: str | None, *, plot: bool = False) -> None:
     folder is made; OSError (or ScenarioError for a plot format) names what is wrong."""
     if path is None:
         return
+    if not path:  # an unset $VARIABLE, most likely
+        raise FileNotFoundError(errno.ENOENT, "an empty path; name a file", path)
     target = Path(path)
     if plot and target.suffix.lower() not in PLOT_SUFFIXES:
         raise ScenarioError(f"{path}: cannot plot to {target.suffix!r}; use one of "
                             f"{', '.join(sorted(s for s in PLOT_SUFFIXES if s))}")
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory; name a file", path)
+    blocking = next((p for p in target.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder to write in",
+                                 str(blocking))
     target.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(target.parent, os.W_OK):
         raise PermissionError(errno.EACCES, "cannot write there", path)
@@ -389,14 +395,20 @@ def cmd_trace(args: argparse.Namespace) -> int:
     try:
         source, query, per_second = _trace_source(args)
         start = parse_time(args.start)
-        end = parse_time(args.end) if args.end else time.time()
+        end = parse_time(args.end) if args.end is not None else time.time()
         check_range(start, end, args.step)
+        if args.out is not None:
+            _writable(args.out)  # before the queries, which may take a while
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 2
     except ExportError as exc:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tracardi-autoscaler trace: --out {exc.filename}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 2
 
     def progress(done: int, chunks: int) -> None:
@@ -412,7 +424,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
         return 1
-    if args.out:
+    if args.out is not None:
         try:
             Path(args.out).write_text(text.getvalue())
         except OSError as exc:
@@ -717,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between values, the trace's interval (default 60)")
     trace.add_argument("--per-second", action="store_true",
                        help="the query gives requests/s (a rate): times the step per row")
-    trace.add_argument("--timeout", type=_positive, default=60.0,
+    trace.add_argument("--timeout", type=_between(0.1, 3600), default=60.0,
                        help="seconds Prometheus may take for each query (default 60)")
     trace.add_argument("--out", help="write the CSV here (default: stdout)")
     trace.add_argument("--no-progress", action="store_true")

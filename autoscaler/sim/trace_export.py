@@ -47,17 +47,26 @@ class Exported:
     peak: float  # the most requests in one step
 
 
+#: The last second a time can name (9999-12-31T23:59:59Z), as Prometheus' own range ends.
+LAST_TIME = 253_402_300_799
+
+
 def parse_time(text: str) -> float:
     """Epoch seconds from RFC 3339 (`2026-12-01T00:00:00Z`) or a number of epoch seconds."""
+    what = (f"{text!r} is not a time: give RFC 3339 (2026-12-01T00:00:00Z) or epoch seconds "
+            "from 0 to 9999-12-31")
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not 0 <= seconds <= LAST_TIME:  # NaN too
+            raise ExportError(what)
+        return seconds
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ExportError(f"{text!r} is not a time: give RFC 3339 (2026-12-01T00:00:00Z) or "
-                          "epoch seconds") from None
+        raise ExportError(what) from None
     if at.tzinfo is None:
         raise ExportError(f"{text!r} has no time zone: add Z for UTC, or an offset (+01:00)")
     return at.timestamp()
@@ -68,6 +77,9 @@ def check_range(start: float, end: float, step: int) -> None:
         raise ExportError(f"--step must be at least 1 s, got {step}")
     if end <= start:
         raise ExportError(f"--end ({_iso(end)}) must come after --start ({_iso(start)})")
+    if end - start < step:
+        raise ExportError(f"{end - start:g} s from --start to --end is less than one --step "
+                          f"({step} s): a trace needs two values at least")
     if end - start > MAX_TRACE_SECONDS:
         raise ExportError(f"{(end - start) / 86_400:.1f} days from --start to --end; a trace "
                           f"spans at most {MAX_TRACE_SECONDS // 86_400} days")
@@ -133,11 +145,12 @@ def _values(reply: Reply, *, factor: int) -> dict[float, float]:
                                  "trace is one, so wrap it in sum(...)")
     found: dict[float, float] = {}
     for at, text in result[0].get("values") or [] if result else []:
-        value = float(text)
+        value = float(text) * factor
         if not math.isfinite(value) or value < 0:
-            raise RejectedValueError(f"the query's value at {_iso(float(at))} is {text}: a "
-                                     "trace needs requests >= 0")
-        found[float(at)] = value * factor
+            times = f" x {factor} s" if factor != 1 else ""
+            raise RejectedValueError(f"the query's value at {_iso(float(at))} is {text}{times}: "
+                                     "a trace needs finite requests >= 0")
+        found[float(at)] = value
     return found
 
 

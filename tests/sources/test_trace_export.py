@@ -8,6 +8,7 @@ steps without a value instead of the last value held for Prometheus' default fiv
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from autoscaler.localport import free_port
 from autoscaler.sim import trace_export
 from autoscaler.sim.trace_export import ExportError, check_range, export_trace, parse_time
 from autoscaler.sim.traces import load_trace
+from autoscaler.sources.http import Reply
+from autoscaler.sources.values import RejectedValueError
 
 MINUTES = 120
 GAP = range(60, 70)  # minutes without a sample
@@ -140,7 +143,7 @@ async def test_a_long_range_is_asked_in_chunks_with_the_same_result(
                  id="bad-query"),
     pytest.param("sum(no_such_metric)", r"^the query returned no data from ", id="no-data"),
     pytest.param(f"{QUERY} - 130", r"query_range: the query's value at .* is -\d+: a trace needs "
-                 r"requests >= 0", id="negative"),
+                 r"finite requests >= 0", id="negative"),
 ])
 async def test_what_is_not_a_trace_is_refused_and_nothing_written(
         history: History, query: str, message: str) -> None:
@@ -169,10 +172,18 @@ def test_the_command_writes_the_file_or_nothing(
     assert main([*args[:2], f"http://127.0.0.1:{free_port()}", *args[3:]]) == 1
     assert "/api/v1/query_range: connection refused (127.0.0.1:" in capsys.readouterr().err
     assert not out.exists()
-    # a file that cannot be written: exit 1, named
-    missing = tmp_path / "no-such-dir" / "track.csv"
-    assert main([*args[:-1], str(missing)]) == 1
-    assert f"{missing}: No such file or directory" in capsys.readouterr().err
+    # a file that cannot be written: exit 2 before asking anything, what is in the way named
+    blocking = tmp_path / "a-file"
+    blocking.write_text("")
+    assert main([*args[:-1], str(blocking / "track.csv")]) == 2
+    assert capsys.readouterr().err == (f"tracardi-autoscaler trace: --out {blocking}: is a "
+                                       "file, not a folder to write in\n")
+    assert main([*args[:-1], ""]) == 2
+    assert "--out : an empty path; name a file" in capsys.readouterr().err
+    # a folder that does not exist yet is made, as for the other commands' outputs
+    assert main([*args[:-1], str(tmp_path / "new" / "track.csv")]) == 0
+    assert _rows((tmp_path / "new" / "track.csv").read_text()) == _expected()
+    capsys.readouterr()
     # no query for a bare Prometheus: exit 2
     assert main([*args[:3], *args[5:]]) == 2
     assert "--query is needed with --prometheus" in capsys.readouterr().err
@@ -193,6 +204,23 @@ def test_times_and_ranges() -> None:
         check_range(0.0, 32 * 86_400.0, 60)
     with pytest.raises(ExportError, match="--step must be at least 1 s"):
         check_range(0.0, 60.0, 0)
+    with pytest.raises(ExportError, match=r"30 s from --start to --end is less than one --step "
+                                          r"\(60 s\): a trace needs two values at least"):
+        check_range(0.0, 30.0, 60)
+    for text in ("nan", "inf", "-1", "1e20"):
+        with pytest.raises(ExportError, match=rf"^'{text}' is not a time: give RFC 3339 .* "
+                                              "epoch seconds from 0 to 9999-12-31$"):
+            parse_time(text)
+
+
+def test_a_value_that_overflows_with_the_step_is_refused() -> None:
+    body = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1796083200, "1e308"]]}]}}
+    reply = Reply(200, json.dumps(body).encode())
+    assert trace_export._values(reply, factor=1) == {1796083200.0: 1e308}
+    with pytest.raises(RejectedValueError, match=r"at 2026-12-01T00:00:00Z is 1e308 x 60 s: a "
+                                                 r"trace needs finite requests >= 0"):
+        trace_export._values(reply, factor=60)
 
 
 @pytest.mark.real

@@ -165,7 +165,8 @@ def _short_trace(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("flag", "where", "message"), [
-    pytest.param("--json", "flat.csv/x.json", "flat.csv: File exists", id="json-under-file"),
+    pytest.param("--json", "flat.csv/x.json", "flat.csv: is a file, not a folder to write in",
+                 id="json-under-file"),
     pytest.param("--plot", "plot.txt", "cannot plot to '.txt'", id="plot-format"),
     pytest.param("--plot", ".", "is a directory; name a file", id="plot-directory"),
 ])
