@@ -231,8 +231,16 @@ def _writable(path: str | None, *, plot: bool = False) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder to write in",
                                  str(blocking))
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(target.parent, os.W_OK):
+    if not os.access(target.parent, os.W_OK) or (target.exists()
+                                                 and not os.access(target, os.W_OK)):
         raise PermissionError(errno.EACCES, "cannot write there", path)
+
+
+def _writable_folder(path: str | None) -> None:
+    """`_writable` for a folder that files are written into (`bench --plots`)."""
+    if path is None:
+        return
+    _writable(str(Path(path) / "x"))
 
 
 def _replaceable_kubeconfig(path: Path) -> None:
@@ -269,6 +277,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("--capacity-rps is for the replay of a workload scaled by an 'hpa' policy "
               "(--scenario api): --scale and the chaos soak size their own pods", file=sys.stderr)
         return 2
+    try:  # what a long run ends in is checked before it starts
+        _writable(args.json)
+        _writable_folder(args.plots)
+    except OSError as exc:
+        print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if args.scale is not None:
         return cmd_bench_scale(args)
     if CHAOS in args.scenario:
@@ -298,14 +312,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                   capacity_rps=args.capacity_rps)
             if note := peak_note(spec, scenario, args.peak_replicas):
                 notes.append(note)
-        if args.plots:
-            Path(args.plots).mkdir(parents=True, exist_ok=True)
-        _writable(args.json)
     except (ConfigError, TraceError, ScenarioError) as exc:
         print(exc, file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     jobs = jobs_for(str(args.config), traces, scenarios,
                     peak_replicas=args.peak_replicas, seed=args.seed, plot_dir=args.plots,

@@ -182,6 +182,24 @@ def test_simulate_refuses_an_output_it_cannot_write_before_it_runs(
     assert out == ""  # refused before the run, not after it
 
 
+@pytest.mark.parametrize("argv", [
+    pytest.param(["--scenario", "api", "--plots", "{file}/plots"], id="replay-plots"),
+    pytest.param(["--scenario", "chaos", "--hours", "0.01", "--json", "{file}/soak.json"],
+                 id="chaos-json"),
+    pytest.param(["--scale", "1", "--scale-seconds", "1", "--json", "{file}/scale.json"],
+                 id="scale-json"),
+])
+def test_bench_refuses_an_output_it_cannot_write_before_it_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    trace = _short_trace(tmp_path)
+    code = main(["bench", "--trace", str(trace), "--no-progress",
+                 *(a.format(file=trace) for a in argv)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err == f"{trace}: is a file, not a folder to write in\n"
+    assert out == ""  # refused before the runs, not after them
+
+
 def test_bench_refuses_a_config_without_the_scenarios_workload_before_it_runs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "empty.yaml"
