@@ -511,6 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     _quiet_logs()
     from autoscaler.kube.connect import KubeconfigError  # noqa: PLC0415 (live stack)
+    from autoscaler.kube.errors import KubeError  # noqa: PLC0415 (live stack)
     from autoscaler.runtime import explain_live, format_explain  # noqa: PLC0415 (live stack)
 
     try:
@@ -523,6 +524,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except KubeconfigError as exc:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
+    except KubeError as exc:  # the API server did not answer at all
+        print(f"tracardi-autoscaler: {exc.message}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=1) if args.json else format_explain(report))
     # A workload whose Deployment could not be read was not explained, and a permission the
     # daemon would lack (or that could not be checked) fails it later: say so in the code too.

@@ -855,7 +855,8 @@ class Daemon:
             reason = getattr(exc, "reason", "") or type(exc).__name__
             self.telemetry.workload_read_errors.labels(spec.namespace, spec.name, reason).inc()
             self.telemetry.workload_read_failing.labels(spec.namespace, spec.name).set(1)
-            state.read_error = f"{reason}: {exc}"
+            text = str(exc)  # a KubeError's text begins with its reason already
+            state.read_error = text if text.startswith(reason) else f"{reason}: {text}"
             return None
         if state.read_error is not None:
             self.telemetry.workload_read_failing.labels(spec.namespace, spec.name).set(0)

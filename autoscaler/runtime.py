@@ -26,7 +26,7 @@ from aiohttp import web
 from autoscaler.config import ConfigError, LoadedConfig, load_config
 from autoscaler.daemon import Adapters, Daemon, LoopClock
 from autoscaler.kube.access import access_report, lease_of, watch_access
-from autoscaler.kube.cluster import KubeCluster
+from autoscaler.kube.cluster import KubeCluster, answering
 from autoscaler.kube.connect import KubeClient, connect, disconnect
 from autoscaler.kube.leases import KubeLeaseStore
 from autoscaler.leader import LeaderElector
@@ -312,6 +312,10 @@ async def run_live(config_path: Path, *, kubeconfig: str | None, dry_run: bool,
     return 0
 
 
+#: How long `explain` waits for the API server to answer at all.
+EXPLAIN_REACH_SECONDS = 10.0
+
+
 async def explain_live(config_path: Path, *, kubeconfig: str | None,
                        as_user: str | None = None) -> dict[str, Any]:
     """`explain`: the report of `explain_report`, and under "access" what a daemon with this
@@ -321,6 +325,9 @@ async def explain_live(config_path: Path, *, kubeconfig: str | None,
     async with live_adapters(loaded, kubeconfig=kubeconfig, identity="explain",
                              telemetry=telemetry, leader_election=False,
                              as_user=as_user) as (a, _, api):
+        # One look first: a server that does not answer fails it in seconds, not after every
+        # read and review has waited out its own timeout.
+        await answering(api, request_seconds=EXPLAIN_REACH_SECONDS)
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=True)
         await daemon.explain()
         report = explain_report(daemon)

@@ -46,6 +46,7 @@ from kubernetes_asyncio.client import (
     V1Pod,
     V1Scale,
     V1ScaleSpec,
+    VersionApi,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -180,9 +181,27 @@ def kube_error(exc: BaseException) -> KubeError:
         return KubeError(code, str(status.get("reason") or exc.reason or "Error"),
                          str(status.get("message") or exc.reason or ""),
                          retry_after=retry_after(headers.get("Retry-After"), status))
+    # A timeout has no text of its own: say what it was.
+    detail = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "")
+    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     if isinstance(exc, ValueError):
-        return KubeError(UNREACHABLE, "MalformedResponse", f"{type(exc).__name__}: {exc}")
-    return KubeError(UNREACHABLE, "Unreachable", f"{type(exc).__name__}: {exc}")
+        return KubeError(UNREACHABLE, "MalformedResponse", what)
+    return KubeError(UNREACHABLE, "Unreachable", what)
+
+
+async def answering(api: ApiClient, *, request_seconds: float = 10.0) -> None:
+    """Raise an `Unreachable` KubeError naming the server unless it answers `GET /version`
+    within `request_seconds` (any answer, a 401 or 403 too: it is there)."""
+    try:
+        await VersionApi(api).get_code(_request_timeout=request_seconds)
+    except ApiException:
+        return
+    except CALL_ERRORS as exc:
+        why = (f"no answer within {request_seconds:g} s" if isinstance(exc, TimeoutError)
+               else kube_error(exc).message)
+        raise KubeError(UNREACHABLE, "Unreachable",
+                        f"the API server {api.configuration.host} did not answer GET /version: "
+                        f"{why}") from None
 
 
 def _write_result(exc: BaseException) -> WriteResult:

@@ -14,6 +14,7 @@ import yaml
 from daemon_support import bench_daemon
 
 from autoscaler.cli import main
+from autoscaler.kube.cluster import kube_error
 from autoscaler.kube.connect import KubeconfigError, connect
 from autoscaler.sim.kubeapi import write_kubeconfig, written_kubeconfig
 from autoscaler.telemetry import configure_logging
@@ -229,6 +230,42 @@ async def test_explain_names_why_a_deployment_could_not_be_read(tmp_path: Path) 
     assert workload["error"] == 'Forbidden: deployments.apps "wk-0000" is forbidden'
     assert ("decision    none: the Deployment could not be read: Forbidden: deployments.apps"
             in format_explain({"workloads": [workload]}))
+
+
+async def test_a_read_error_names_its_reason_once(tmp_path: Path) -> None:
+    class _Cluster:
+        async def get_workload(self, namespace: str, deployment: str) -> None:
+            raise kube_error(TimeoutError())
+
+    daemon = bench_daemon(tmp_path, _Cluster())
+    await daemon.explain()
+    [state] = daemon.workloads.values()
+    assert state.read_error == "Unreachable: TimeoutError: no answer in time"
+
+
+@pytest.mark.parametrize("server", ["refuses", "never-answers"])
+def test_explain_against_a_server_that_does_not_answer_fails_in_seconds(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        server: str) -> None:
+    import socket  # noqa: PLC0415
+
+    from autoscaler import runtime  # noqa: PLC0415
+
+    monkeypatch.setattr(runtime, "EXPLAIN_REACH_SECONDS", 0.5)
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, and never says a word
+    port = listener.getsockname()[1]
+    if server == "refuses":
+        listener.close()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+    try:
+        assert main(["explain", "--kubeconfig", str(kubeconfig)]) == 1
+    finally:
+        listener.close()
+    err = capsys.readouterr().err
+    assert err.startswith(f"tracardi-autoscaler: the API server http://127.0.0.1:{port} did not "
+                          "answer GET /version: ")
+    assert ("no answer within 0.5 s" if server == "never-answers" else "Cannot connect") in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 def test_check_into_a_pipe_that_closes_early_prints_no_traceback(tmp_path: Path) -> None:
