@@ -161,7 +161,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     try:
         loaded = load_config(args.config)
-        trace = args.trace or _default_trace()
+        trace = args.trace if args.trace is not None else _default_trace()
         loaded_trace = trace_for(trace)
         spec = check_scenario(loaded, args.scenario, args.workload,
                               capacity_rps=args.capacity_rps)
@@ -329,8 +329,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table(results))
     for note in notes:
         print(f"note: {note}")
-    print(f"{len(results)} runs in {time.perf_counter() - started:.1f}s on {args.workers} "
-          f"worker process(es)")
+    print(f"{len(results)} runs in {time.perf_counter() - started:.1f}s on "
+          f"{min(args.workers, len(jobs))} worker process(es)")
     return _write_json(results, args.json)
 
 
@@ -476,8 +476,8 @@ def _trace_source(args: argparse.Namespace) -> tuple[PrometheusSource, str, bool
         return PrometheusSource(kind="prometheus", url=args.prometheus,
                                 query=args.query), args.query, args.per_second
     except ValidationError as exc:
-        raise ExportError(f"--prometheus {args.prometheus!r}: "
-                          f"{exc.errors()[0]['msg']}") from None
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ExportError(f"--prometheus {args.prometheus!r}: {message}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -503,8 +503,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
     except EndpointsError as exc:
-        print(f"tracardi-autoscaler: {exc}; choose another with --metrics-port "
-              "(or daemon.metrics_port in the config)", file=sys.stderr)
+        change = ("choose another with --metrics-port (or daemon.metrics_port in the config)"
+                  if exc.port_taken else "give --metrics-host an address of this host")
+        print(f"tracardi-autoscaler: {exc}; {change}", file=sys.stderr)
         return 2
 
 
@@ -541,7 +542,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         load_config(args.config)
-        trace = trace_for(args.trace or _default_trace())
+        trace = trace_for(args.trace if args.trace is not None else _default_trace())
         if args.kubeconfig_out is not None:
             _replaceable_kubeconfig(args.kubeconfig_out)
     except (ConfigError, TraceError) as exc:
@@ -585,7 +586,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("demo: interrupted", file=sys.stderr)
         return 130
     except EndpointsError as exc:
-        print(f"demo: {exc}; choose another with --metrics-port", file=sys.stderr)
+        print(f"demo: {exc}; choose another with --metrics-port", file=sys.stderr)  # 127.0.0.1
         return 2
     if result.failure is not None:
         print(f"demo: the daemon stopped: {result.failure}", file=sys.stderr)

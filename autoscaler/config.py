@@ -64,7 +64,8 @@ def _check_url(value: str) -> str:
         raise ValueError("must not contain whitespace or control characters")
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https", "redis", "rediss"}:
-        raise ValueError(f"must be an http(s) or redis(s) URL, got scheme {parts.scheme!r}")
+        raise ValueError(f"must be an http(s) URL (redis(s) for Redis), got "
+                         f"{'no scheme' if not parts.scheme else f'scheme {parts.scheme!r}'}")
     if not parts.hostname:
         raise ValueError("must name a host")
     if parts.password is not None or parts.username is not None:
@@ -880,6 +881,8 @@ def _warnings(config: Config, lines: Mapping[Loc, int], path: str) -> list[str]:
         brisk(("dependencies", name, "period_seconds"), dep.period_seconds, "checked")
     for name, src in config.sources.items():
         brisk(("sources", name, "poll_seconds"), src.poll_seconds, "read")
+    if not config.workloads:
+        warn(("workloads",), "no workload: the daemon would manage nothing")
     for name, w in config.workloads.items():
         base: Loc = ("workloads", name)
         probe = w.healing.http_probe

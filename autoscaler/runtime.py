@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import signal
@@ -140,7 +141,12 @@ def endpoints(daemon: Daemon) -> web.Application:
 
 class EndpointsError(Exception):
     """The endpoints cannot listen where they are told to (a port in use, an address that is
-    not this host's): raised before the daemon starts, so it has done nothing."""
+    not this host's): raised before the daemon starts, so it has done nothing. `port_taken`
+    says which of the two to change."""
+
+    def __init__(self, message: str, *, port_taken: bool) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
 
 
 @contextlib.asynccontextmanager
@@ -155,8 +161,11 @@ async def serving_endpoints(daemon: Daemon, *, host: str, port: int) -> AsyncIte
             # asyncio says "error while attempting to bind on address (...): <why>"
             reason = (exc.strerror or str(exc)).rpartition("): ")[2]
             raise EndpointsError(f"cannot serve /metrics, /healthz and /readyz on "
-                                 f"{host}:{port}: {reason}") from None
-        log.info("endpoints_listening", address=f"http://{host}:{port}",
+                                 f"{host}:{port}: {reason}",
+                                 port_taken=exc.errno == errno.EADDRINUSE) from None
+        # The addresses bound: a port of 0 is the one the system chose.
+        log.info("endpoints_listening", addresses=[f"http://{a[0]}:{a[1]}"
+                                                   for a in runner.addresses],
                  paths=["/metrics", "/healthz", "/readyz"])
         yield
     finally:

@@ -174,6 +174,7 @@ def run_jobs(jobs: list[Job], *, workers: int, progress: bool = True) -> list[di
     results: list[dict[str, Any]] = [{} for _ in jobs]
     order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].trace))
     bar = _Progress(len(order), enabled=progress)
+    workers = min(workers, len(jobs))  # a process more than there are jobs does nothing
     if workers <= 1:
         for i in order:
             results[i] = run_job(jobs[i])

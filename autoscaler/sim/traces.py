@@ -53,6 +53,8 @@ MAX_TRACE_SECONDS = 31 * 86_400
 
 
 def load_trace(path: str | Path) -> Trace:
+    if not str(path):  # an unset $VARIABLE, most likely: not the current folder
+        raise TraceError("an empty path: name a CSV of t_seconds,requests")
     p = Path(path)
     try:
         # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte-order mark
@@ -70,6 +72,11 @@ def load_trace(path: str | Path) -> Trace:
     if len(times) < 2:
         raise TraceError(f"{p}: needs at least two rows")
     interval = min(b - a for a, b in itertools.pairwise(times))
+    if times[-1] + interval - times[0] > MAX_TRACE_SECONDS:  # the last row lasts an interval
+        raise TraceError(
+            f"{p}: its last row lasts until {(times[-1] + interval - times[0]) / 86_400:.0f} "
+            f"days after the first (a row lasts the trace's {interval} s interval); a trace "
+            f"spans at most {MAX_TRACE_SECONDS // 86_400} days")
     rates: list[float] = []
     for i, (t, n) in enumerate(zip(times, counts, strict=True)):
         end = times[i + 1] if i + 1 < len(times) else t + interval

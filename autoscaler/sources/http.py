@@ -113,13 +113,22 @@ def auth_headers(creds: Credentials) -> dict[str, str]:
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Verification on unless turned off; `ca_file` replaces the system CAs; cert+key for mTLS."""
-    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    """Verification on unless turned off; `ca_file` replaces the system CAs; cert+key for mTLS.
+    An unusable file raises the OSError or SSLError, with the setting and file named."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"ca_file {tls.ca_file}: {exc.strerror or exc}") from None
     if not tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if tls.cert_file:
-        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            files = f"cert_file {tls.cert_file}" + (f", key_file {tls.key_file}"
+                                                     if tls.key_file else "")
+            raise OSError(f"{files}: {exc.strerror or exc}") from None
     return ctx
 
 

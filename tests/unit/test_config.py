@@ -205,6 +205,8 @@ def test_unusable_file_gives_clear_error_quickly(text: str, line: int | None,
                   "retract_seconds does nothing"], id="slack-without-retracting"),
     pytest.param(config(window="300, retract_seconds: 30, retract_slack: 2"), [],
                  id="slack-with-retracting"),
+    pytest.param("workloads: {}\n", ["workloads: no workload: the daemon would manage nothing"],
+                 id="no-workload"),
 ])
 def test_warnings(text: str, expected: list[str]) -> None:
     warnings = parse_config(text, path="c.yaml").warnings

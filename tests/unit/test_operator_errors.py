@@ -303,3 +303,21 @@ def test_demo_never_replaces_a_kubeconfig_it_did_not_write(
     # One an earlier demo wrote is its to replace.
     earlier = write_kubeconfig(tmp_path / "sim", "http://127.0.0.1:1")
     assert written_kubeconfig(earlier) and not written_kubeconfig(own)
+
+
+def test_run_on_an_address_not_of_this_host_names_the_host_setting(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler.cli import default_config_path  # noqa: PLC0415
+
+    saved = structlog.get_config()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1")
+    try:
+        code = main(["run", "--config", str(default_config_path()), "--kubeconfig",
+                     str(kubeconfig), "--metrics-host", "192.0.2.7", "--metrics-port", "9",
+                     "--no-leader-election"])
+    finally:
+        structlog.configure(**saved)
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "tracardi-autoscaler: cannot serve /metrics, /healthz and /readyz on 192.0.2.7:9: "
+        "cannot assign requested address; give --metrics-host an address of this host")

@@ -38,6 +38,9 @@ def test_a_spreadsheet_export_with_a_byte_order_mark_loads(tmp_path: Path) -> No
     pytest.param(b"t_seconds,requests\n0,5\n1,-2\n", ":3: requests: must be a finite number",
                  id="negative-count"),
     pytest.param(b"time,count\n0,5\n", ":1: header: expected the header", id="wrong-header"),
+    pytest.param(b"t_seconds,requests\n0,1\n2678400,2\n",
+                 ": its last row lasts until 62 days after the first (a row lasts the trace's "
+                 "2678400 s interval); a trace spans at most 31 days", id="last-row-too-long"),
 ])
 def test_a_bad_trace_is_one_error_that_names_the_place(tmp_path: Path, data: bytes,
                                                        message: str) -> None:
@@ -45,3 +48,8 @@ def test_a_bad_trace_is_one_error_that_names_the_place(tmp_path: Path, data: byt
         load_trace(write(tmp_path, data))
     assert message in str(error.value)
     assert str(error.value).startswith(str(tmp_path / "t.csv"))
+
+
+def test_an_empty_path_is_no_trace() -> None:
+    with pytest.raises(TraceError, match=r"^an empty path: name a CSV of t_seconds,requests$"):
+        load_trace("")
