@@ -1821,7 +1821,8 @@ class KubeState:
             "kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": object_meta(name=d.name, namespace=d.namespace, uid=d.uid,
                                    rv=d.resource_version, created=d.created_wall),
-            "spec": {"replicas": d.replicas},
+            # autoscaling/v1 ScaleSpec.replicas is omitempty: a Deployment at 0 has spec {}
+            "spec": {"replicas": d.replicas} if d.replicas else {},
             "status": {"replicas": len(self._deployment_pods(d)),
                        "selector": selector_string(d.selector)},
         }

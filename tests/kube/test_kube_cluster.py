@@ -53,6 +53,19 @@ async def test_get_workload_reads_deployment_scale_and_pods(served: Served,
     assert abs(pods[first.name].started_at - time.time()) < 5
 
 
+async def test_a_deployment_at_zero_has_a_scale_without_replicas_and_is_read_as_zero(
+        served: Served, cluster: KubeCluster) -> None:
+    _deploy(served.state, WORKER, replicas=0)
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{served.server.url}/apis/apps/v1/namespaces/{NS}/deployments/{WORKER}/scale",
+            headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        scale = await response.json()
+    assert scale["spec"] == {}  # autoscaling/v1 ScaleSpec.replicas is omitempty
+    assert scale["status"]["replicas"] == 0
+    status = await cluster.get_workload(NS, WORKER)
+    assert (status.replicas, status.ready_replicas) == (0, 0)
+
+
 async def test_get_workload_of_missing_deployment_raises_with_status_message(
         served: Served, cluster: KubeCluster) -> None:
     with pytest.raises(KubeError) as info:
