@@ -85,6 +85,8 @@ CREATE_MANAGER = "kubectl-create"  # the namespaces an operator made
 #: Who made the HPAs, PDBs, ScaledObjects, Roles and RoleBindings: an operator's `kubectl apply`.
 APPLY_MANAGER = "kubectl-client-side-apply"
 #: The namespaces the apiserver makes itself.
+#: The node's pod range, which every pod IP is in (kind's and flannel's default).
+POD_CIDR = "10.244.0.0/16"
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 #: The field manager of each component that records Events (by `source.component`): the
 #: binary it runs in; any other is its own.
@@ -150,13 +152,13 @@ NAMESPACES = ResourceType("namespaces", "Namespace", namespaced=False, short_nam
                           verbs=("get", "list", "watch"), singular="namespace")
 SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
     "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1",
-    namespaced=False, verbs=("create",))
+    namespaced=False, verbs=("create",), singular="selfsubjectaccessreview")
 SELF_SUBJECT_RULES_REVIEWS = ResourceType(
     "selfsubjectrulesreviews", "SelfSubjectRulesReview", "authorization.k8s.io", "v1",
-    namespaced=False, verbs=("create",))
+    namespaced=False, verbs=("create",), singular="selfsubjectrulesreview")
 SELF_SUBJECT_REVIEWS = ResourceType(
     "selfsubjectreviews", "SelfSubjectReview", "authentication.k8s.io", "v1",
-    namespaced=False, verbs=("create",))
+    namespaced=False, verbs=("create",), singular="selfsubjectreview")
 NODES = ResourceType("nodes", "Node", namespaced=False, short_names=("no",),
                      verbs=("get", "list", "patch", "watch"), singular="node")
 NODE_METRICS = ResourceType("nodes", "NodeMetrics", "metrics.k8s.io", "v1beta1",
@@ -866,7 +868,9 @@ class KubeState:
         self._hpas: dict[tuple[str, str], Hpa] = {}
         self._scaled_objects: dict[tuple[str, str], ScaledObject] = {}
         self._pdbs: dict[tuple[str, str], Pdb] = {}
-        self._namespaces: dict[str, float] = {"default": wall()}
+        # The namespaces every cluster has from its start (kube-node-lease with the node).
+        self._namespaces: dict[str, float] = dict.fromkeys(
+            ("default", "kube-system", "kube-public"), wall())
         self._node_created = wall()
         self._namespace_rv: dict[str, int] = {}
         self._namespaces[NODE_LEASE_NAMESPACE] = self._node_created
@@ -2064,7 +2068,7 @@ class KubeState:
                   "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
                   "beta.kubernetes.io/arch": "amd64"}
         annotations = {"node.alpha.kubernetes.io/ttl": "0"}
-        spec = {"podCIDR": "10.1.0.0/16", "podCIDRs": ["10.1.0.0/16"]}
+        spec = {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}  # where its pods' IPs are
         node: JSON = {
             "kind": "Node", "apiVersion": "v1",
             "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),

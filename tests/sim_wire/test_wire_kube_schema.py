@@ -257,6 +257,12 @@ async def test_discovery_lists_subresources_short_names_and_verbs(served: Served
         "verbs": ["get", "patch", "update"]}
     assert by_name["pods/eviction"]["kind"] == "Eviction"
     assert by_name["pods/eviction"]["verbs"] == ["create"]
+    _, authz = await _get(served, "/apis/authorization.k8s.io/v1")
+    _, authn = await _get(served, "/apis/authentication.k8s.io/v1")
+    assert {r["name"]: r["singularName"] for r in authz["resources"] + authn["resources"]} == {
+        "selfsubjectaccessreviews": "selfsubjectaccessreview",
+        "selfsubjectrulesreviews": "selfsubjectrulesreview",
+        "selfsubjectreviews": "selfsubjectreview"}
     _, groups = await _get(served, "/apis")
     assert "keda.sh" not in {g["name"] for g in groups["groups"]}
     served.state.add_scaled_object(NS, "so", target=API)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -113,7 +114,8 @@ def test_crash_and_recovery(state: KubeState) -> None:
     assert (pod.ready, pod.restarts, pod.waiting_reason) == (False, 1, "CrashLoopBackOff")
     pod = state.mark_ready(NS, name, True)
     assert (pod.ready, pod.restarts, pod.waiting_reason) == (True, 1, "")
-    assert pod.ip.startswith("10.244.")
+    pod_cidr = ipaddress.ip_network(state.node_json()["spec"]["podCIDR"])
+    assert ipaddress.ip_address(pod.ip) in pod_cidr
 
 
 def test_watch_replays_from_a_resource_version_and_expires_old_ones(state: KubeState) -> None:
@@ -249,7 +251,11 @@ def test_the_available_condition_moves_its_transition_time_only_when_it_flips(
 def test_a_namespace_comes_with_its_default_service_account(state: KubeState) -> None:
     seen: list[WatchEvent] = []
     state.subscribe("serviceaccounts", None, seen.append)
-    assert state.service_accounts() == [("default", "default"), ("kube-node-lease", "default")]
+    # every cluster's own namespaces, each with its `default` account, from the start
+    assert state.service_accounts() == [("default", "default"), ("kube-node-lease", "default"),
+                                        ("kube-public", "default"), ("kube-system", "default")]
+    assert list(state.namespaces()) == ["default", "kube-node-lease", "kube-public",
+                                        "kube-system"]
     state.add_deployment(NS, API, replicas=1)
     assert [(e.type, e.namespace, e.object["metadata"]["name"]) for e in seen] == [
         ("ADDED", NS, "default")]
