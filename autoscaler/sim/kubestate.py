@@ -1843,9 +1843,15 @@ class KubeState:
         created = format_time(pod.created_wall)
         running = pod.phase == "Running"
 
-        def condition(type_: str, ok: bool, since: float | None) -> JSON:
-            return {"type": type_, "status": "True" if ok else "False", "lastProbeTime": None,
-                    "lastTransitionTime": format_time(since or pod.created_wall)}
+        def condition(type_: str, ok: bool, since: float | None, *,
+                      unready: str = "") -> JSON:
+            out: JSON = {"type": type_, "status": "True" if ok else "False",
+                         "lastProbeTime": None,
+                         "lastTransitionTime": format_time(since or pod.created_wall)}
+            if not ok and unready:  # the kubelet's words for a container not ready
+                out["reason"] = unready
+                out["message"] = f"containers with unready status: [{pod.container}]"
+            return out
 
         state: JSON
         if pod.waiting_reason:
@@ -1875,9 +1881,11 @@ class KubeState:
             "phase": pod.phase,
             "conditions": [
                 condition("Initialized", True, pod.created_wall),
-                condition("Ready", pod.ready, pod.ready_since_wall or pod.last_exit_wall),
+                condition("Ready", pod.ready, pod.ready_since_wall or pod.last_exit_wall,
+                          unready="ContainersNotReady"),
                 condition("ContainersReady", pod.ready,
-                          pod.ready_since_wall or pod.last_exit_wall),
+                          pod.ready_since_wall or pod.last_exit_wall,
+                          unready="ContainersNotReady"),
                 condition("PodScheduled", True, pod.created_wall),
             ],
             "hostIP": NODE_IP,
@@ -1918,8 +1926,14 @@ class KubeState:
                 }],
                 "restartPolicy": "Always", "terminationGracePeriodSeconds": POD_GRACE_SECONDS,
                 "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
-                "serviceAccountName": "default", "nodeName": NODE_NAME,
+                "serviceAccountName": "default", "serviceAccount": "default",
+                "nodeName": NODE_NAME,
                 "securityContext": {}, "priority": 0, "enableServiceLinks": True,
+                # added at creation by the DefaultTolerationSeconds admission plugin
+                "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute",
+                                 "tolerationSeconds": 300}
+                                for key in ("node.kubernetes.io/not-ready",
+                                            "node.kubernetes.io/unreachable")],
             },
             "status": status,
         }

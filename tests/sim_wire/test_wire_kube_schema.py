@@ -268,3 +268,28 @@ async def test_discovery_lists_subresources_short_names_and_verbs(served: Served
     served.state.add_scaled_object(NS, "so", target=API)
     _, groups = await _get(served, "/apis")
     assert "keda.sh" in {g["name"] for g in groups["groups"]}
+
+
+async def test_a_pod_has_what_the_captured_pod_has(served: Served) -> None:
+    """The fields of kubernetes/pod-ready-single.json, but the chart's own (its volumes and
+    ports); the admission plugins' default tolerations as there; a pod not ready says why."""
+    sample = sample_json("kubernetes/pod-ready-single.json")
+    ready, _, unready = served.state.workload_pods(NS, API)  # the third one is starting
+    _, pod = await _get(served, f"/api/v1/namespaces/{NS}/pods/{ready.name}")
+    assert set(sample["spec"]) - {"volumes"} <= set(pod["spec"])
+    assert set(sample["spec"]["containers"][0]) - {"ports", "volumeMounts"} <= set(
+        pod["spec"]["containers"][0])
+    assert set(sample["status"]) <= set(pod["status"])
+    assert pod["spec"]["tolerations"] == sample["spec"]["tolerations"]
+    assert pod["spec"]["serviceAccount"] == pod["spec"]["serviceAccountName"]
+    assert [c["type"] for c in pod["status"]["conditions"]] == [
+        c["type"] for c in sample["status"]["conditions"]]
+    assert all(set(c) == {"type", "status", "lastProbeTime", "lastTransitionTime"}
+               for c in pod["status"]["conditions"])
+    _, waiting = await _get(served, f"/api/v1/namespaces/{NS}/pods/{unready.name}")
+    by_type = {c["type"]: c for c in waiting["status"]["conditions"]}
+    for kind in ("Ready", "ContainersReady"):
+        assert (by_type[kind]["status"], by_type[kind]["reason"], by_type[kind]["message"]) == (
+            "False", "ContainersNotReady",
+            f"containers with unready status: [{unready.container}]")
+    validate(pod)
