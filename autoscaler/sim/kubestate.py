@@ -1713,11 +1713,12 @@ class KubeState:
         # The ReplicaSet's pods are the Deployment's: its counts are the Deployment's too.
         count = deployment["status"].get("replicas", 0)
         ready = deployment["status"].get("readyReplicas", 0)
-        labels = {**d.selector, POD_TEMPLATE_HASH: d.template_hash}
+        # As the Deployment controller makes it: the template's labels and its selector, each
+        # with the pod-template-hash.
+        selector = {**d.selector, POD_TEMPLATE_HASH: d.template_hash}
         template = deployment["spec"]["template"]
-        template = {**template, "metadata": {
-            **template["metadata"],
-            "labels": {**template["metadata"]["labels"], POD_TEMPLATE_HASH: d.template_hash}}}
+        labels = {**template["metadata"]["labels"], POD_TEMPLATE_HASH: d.template_hash}
+        template = {**template, "metadata": {**template["metadata"], "labels": labels}}
         status: JSON = {"replicas": count, "observedGeneration": 1}
         for key, value in (("fullyLabeledReplicas", count), ("readyReplicas", ready),
                            ("availableReplicas", ready)):
@@ -1735,7 +1736,7 @@ class KubeState:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment",
                                     "name": d.name, "uid": d.uid, "controller": True,
                                     "blockOwnerDeletion": True}]
-        spec: JSON = {"replicas": d.replicas, "selector": {"matchLabels": labels},
+        spec: JSON = {"replicas": d.replicas, "selector": {"matchLabels": selector},
                       "template": template}
         # The Deployment's controller made it and sets its count (when the Deployment's count
         # was last set); the ReplicaSet's controller writes its status.

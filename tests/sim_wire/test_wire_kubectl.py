@@ -142,6 +142,16 @@ async def test_each_deployment_has_the_replicaset_its_pods_name(served: Served,
     assert (owner["kind"], owner["name"], owner["uid"]) == (
         "ReplicaSet", rs["metadata"]["name"], rs["metadata"]["uid"])
     assert rs["spec"]["replicas"] == served.state.deployment(NS, API).replicas
+    # the Deployment controller's labels: its pods' (the template's), its selector the
+    # Deployment's, each with the pod-template-hash
+    pod_labels = json.loads(await kubectl("get", f"pod/{pod.name}", "-o", "json"))[
+        "metadata"]["labels"]
+    assert rs["metadata"]["labels"] == pod_labels == rs["spec"]["template"]["metadata"]["labels"]
+    deployment = json.loads(await kubectl("get", f"deploy/{API}", "-o", "json"))
+    assert rs["spec"]["selector"]["matchLabels"] == {
+        **deployment["spec"]["selector"]["matchLabels"],
+        "pod-template-hash": pod_labels["pod-template-hash"]}
+    assert set(rs["spec"]["selector"]["matchLabels"]) < set(pod_labels)
     described = await kubectl("describe", f"deploy/{API}")
     assert f"NewReplicaSet:   {rs['metadata']['name']}" in described
     history = await kubectl("rollout", "history", f"deploy/{API}")
