@@ -307,7 +307,7 @@ def _pod_cells(pod: JSON, now: float) -> list[Any]:
         waiting or pod["status"]["phase"]
     return [pod["metadata"]["name"], f"{ready}/{len(statuses)}", reason, restart_text,
             _age(pod, now), pod["status"].get("podIP", "<none>"),
-            pod["spec"].get("nodeName", "<none>")]
+            pod["spec"].get("nodeName", "<none>"), "<none>", "<none>"]
 
 
 def _deployment_cells(d: JSON, now: float) -> list[Any]:
@@ -329,8 +329,13 @@ def _replica_set_cells(rs: JSON, now: float) -> list[Any]:
 
 def _event_cells(ev: JSON, now: float) -> list[Any]:
     involved = ev["involvedObject"]
+    source = ev.get("source") or {}
+    by = ", ".join(v for v in (source.get("component") or ev.get("reportingComponent", ""),
+                               source.get("host", "")) if v)
     return [_age(ev, now, "lastTimestamp"), ev["type"], ev["reason"],
-            f"{involved.get('kind', '').lower()}/{involved.get('name', '')}", ev["message"]]
+            f"{involved.get('kind', '').lower()}/{involved.get('name', '')}",
+            involved.get("fieldPath", ""), by, ev["message"],
+            _age(ev, now, "firstTimestamp"), str(ev.get("count", 1)), ev["metadata"]["name"]]
 
 
 def _node_cells(node: JSON, now: float) -> list[Any]:
@@ -382,7 +387,8 @@ _Column = tuple[str, str, int]
 _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]]] = {
     "pods": ((("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0),
               ("Restarts", "string", 0), ("Age", "string", 0), ("IP", "string", 1),
-              ("Node", "string", 1)), _pod_cells),
+              ("Node", "string", 1), ("Nominated Node", "string", 1),
+              ("Readiness Gates", "string", 1)), _pod_cells),
     "deployments": ((("Name", "string", 0), ("Ready", "string", 0),
                      ("Up-to-date", "integer", 0), ("Available", "integer", 0),
                      ("Age", "string", 0), ("Containers", "string", 1),
@@ -390,8 +396,11 @@ _TABLES: dict[str, tuple[tuple[_Column, ...], Callable[[JSON, float], list[Any]]
     "replicasets": ((("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
                      ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
                      ("Images", "string", 1), ("Selector", "string", 1)), _replica_set_cells),
+    # The name last and hidden, as the apiserver's event printer has it.
     "events": ((("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
-                ("Object", "string", 0), ("Message", "string", 0)), _event_cells),
+                ("Object", "string", 0), ("Subobject", "string", 1), ("Source", "string", 1),
+                ("Message", "string", 0), ("First Seen", "string", 1), ("Count", "string", 1),
+                ("Name", "string", 1)), _event_cells),
     "nodes": ((("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0),
                ("Age", "string", 0), ("Version", "string", 0), ("Internal-IP", "string", 1),
                ("External-IP", "string", 1), ("OS-Image", "string", 1),
@@ -444,9 +453,12 @@ def table(resource: str, objects: Iterable[JSON], rv: int, now: float, *,
     return {
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta or {"resourceVersion": str(rv)},
-        "columnDefinitions": [{"name": name, "type": type_, "format": "name" if i == 0 else "",
+        # kubectl prefixes the column of format "name" with the kind (`pod/...`) when it
+        # prints several kinds: the Name column, wherever it is.
+        "columnDefinitions": [{"name": name, "type": type_,
+                               "format": "name" if name == "Name" else "",
                                "description": "", "priority": priority}
-                              for i, (name, type_, priority) in enumerate(columns)],
+                              for name, type_, priority in columns],
         "rows": [row(obj) for obj in objects],
     }
 

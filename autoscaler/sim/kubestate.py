@@ -320,6 +320,14 @@ def not_found(rt: ResourceType, name: str) -> NotFoundError:
                     details=_details(rt, name))
 
 
+def _crash_back_off(restarts: int) -> str:
+    """The kubelet's restart back-off after `restarts` crashes, as Go prints a duration: 10 s
+    doubled at each crash, at most 5 minutes."""
+    seconds = min(10 * 2 ** max(0, restarts - 1), 300)
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
 def conflict(rt: ResourceType, name: str) -> ConflictError:
     return ConflictError(
         f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
@@ -1859,8 +1867,8 @@ class KubeState:
             state = {"waiting": {"reason": pod.waiting_reason}}
             if pod.waiting_reason == "CrashLoopBackOff":
                 state["waiting"]["message"] = (
-                    f"back-off 10s restarting failed container={pod.container} "
-                    f"pod={pod.name}_{pod.namespace}({pod.uid})")
+                    f"back-off {_crash_back_off(pod.restarts)} restarting failed "
+                    f"container={pod.container} pod={pod.name}_{pod.namespace}({pod.uid})")
         else:
             state = {"running": {"startedAt": format_time(pod.running_since_wall
                                                           or pod.created_wall)}}
@@ -1871,13 +1879,14 @@ class KubeState:
             "started": running and pod.waiting_reason == "",
             "state": state, "lastState": {},
         }
-        if running:
-            container_status["containerID"] = f"containerd://{pod.uid.replace('-', '')}"
+        container_id = f"containerd://{pod.uid.replace('-', '')}"
+        if running or pod.last_exit_wall is not None:  # kept while it waits to start again
+            container_status["containerID"] = container_id
         if pod.last_exit_wall is not None:
             container_status["lastState"] = {"terminated": {
                 "exitCode": 1, "reason": "Error",
                 "startedAt": format_time(pod.running_since_wall or pod.created_wall),
-                "finishedAt": format_time(pod.last_exit_wall)}}
+                "finishedAt": format_time(pod.last_exit_wall), "containerID": container_id}}
         status: JSON = {
             "phase": pod.phase,
             "conditions": [

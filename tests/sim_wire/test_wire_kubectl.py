@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary
+from wire_k8s import API, NS, WORKER, Kubectl, Served, kubectl_binary, sample_json
 
 pytestmark = pytest.mark.real
 
@@ -37,6 +37,24 @@ async def test_get_prints_kubectls_usual_columns(served: Served, kubectl: Kubect
     [line] = [row for row in pods.splitlines() if row.startswith(crashed.name)]
     assert line.split()[1:4] == ["0/1", "CrashLoopBackOff", "1"]
     assert crashed.ip in line
+    assert header[5:] == ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
+
+
+async def test_a_crash_looping_container_is_shaped_like_the_captured_one(
+        served: Served, kubectl: Kubectl) -> None:
+    sample = sample_json("kubernetes/pod-notready-containerstatuses-fragment.json")
+    [expected] = sample["containerStatuses"]
+    crashed = served.state.workload_pods(NS, WORKER)[0]
+    for _ in range(6):  # the kubelet's back-off is at its 5 minutes from the sixth crash
+        served.state.crash(NS, crashed.name)
+    pod = json.loads(await kubectl("get", f"pod/{crashed.name}", "-o", "json"))
+    [status] = pod["status"]["containerStatuses"]
+    assert set(status) == set(expected)
+    assert set(status["lastState"]["terminated"]) == set(expected["lastState"]["terminated"])
+    assert status["lastState"]["terminated"]["containerID"] == status["containerID"]
+    assert status["state"]["waiting"]["message"] == (
+        f"back-off 5m0s restarting failed container={status['name']} "
+        f"pod={crashed.name}_{NS}({pod['metadata']['uid']})")
 
 
 async def test_get_deployment_json(kubectl: Kubectl) -> None:
@@ -82,6 +100,15 @@ async def test_get_events(kubectl: Kubectl) -> None:
     assert (event["reason"], event["involvedObject"]["name"]) == ("SuccessfulRescale", API)
     [row] = (await kubectl("get", "ev", *ours)).splitlines()[1:]
     assert row.split()[1:4] == ["Normal", "SuccessfulRescale", f"deployment/{API}"]
+    header, wide = (await kubectl("get", "ev", *ours, "-o", "wide")).splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE",
+                              "MESSAGE", "FIRST", "SEEN", "COUNT", "NAME"]
+    assert wide.split()[-2:] == ["1", event["metadata"]["name"]]
+    # With other kinds, kubectl prefixes each name with its kind: the events' is their hidden
+    # NAME column, not LAST SEEN.
+    mixed = (await kubectl("get", "deploy,events")).splitlines()
+    rows = mixed[mixed.index(next(r for r in mixed if r.startswith("LAST SEEN"))) + 1:]
+    assert rows and not [r for r in rows if r.startswith("event/")], mixed
 
 
 async def test_delete_pod_is_replaced(served: Served, kubectl: Kubectl) -> None:
