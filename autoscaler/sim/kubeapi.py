@@ -250,6 +250,21 @@ def _json_patch(doc: Any, ops: Any) -> Any:
     return doc
 
 
+def _unsupported_patch(*, applies: bool = False) -> UnsupportedMediaTypeError:
+    accepted = [*sorted(_PATCH_TYPES), *([APPLY_PATCH] if applies else [])]
+    return UnsupportedMediaTypeError(
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted))
+
+
+async def _patch_body(request: web.Request, *, applies: bool = False) -> JSON:
+    """A patch's body, its Content-Type checked first, as the apiserver does: a type it does
+    not take is the 415, whatever the body (`applies`: server-side apply is one of them)."""
+    if request.content_type not in _PATCH_TYPES:
+        raise _unsupported_patch(applies=applies)
+    return await _body(request)
+
+
 def apply_patch(doc: JSON, patch: Any, content_type: str) -> JSON:
     """Apply a patch of the given Content-Type; 415 for types this server does not speak."""
     if content_type == "application/json-patch+json":
@@ -257,9 +272,7 @@ def apply_patch(doc: JSON, patch: Any, content_type: str) -> JSON:
     elif content_type in _PATCH_TYPES:
         result = _merge_patch(doc, patch)
     else:
-        raise UnsupportedMediaTypeError(
-            f"the body of the request was in an unknown format - accepted media types "
-            f"include: {', '.join(sorted(_PATCH_TYPES))}")
+        raise _unsupported_patch()
     if not isinstance(result, dict):
         raise InvalidError("the patched object is not an object")
     return result
@@ -994,7 +1007,7 @@ class _KubeApi:
         """Refused: the one node is not cordoned or drained (its pods would have nowhere to
         go), so `kubectl cordon` and `drain` fail here instead of seeming to work."""
         current = self.state.node_json(_name(target))
-        patched = apply_patch(current, await _body(request), request.content_type)
+        patched = apply_patch(current, await _patch_body(request), request.content_type)
         changed = sorted(f"{part}.{k}" for part in ("metadata", "spec")
                          for k in {*current.get(part, {}), *patched.get(part, {})}
                          if current.get(part, {}).get(k) != patched.get(part, {}).get(k))
@@ -1047,7 +1060,7 @@ class _KubeApi:
     async def patch_pod(self, request: web.Request, target: _Target) -> web.StreamResponse:
         pod = self.state.pod(_ns(target), _name(target))
         current = self.state.pod_json(pod)
-        patched = apply_patch(current, await _body(request), request.content_type)
+        patched = apply_patch(current, await _patch_body(request), request.content_type)
         meta = _metadata("Pod", "", pod.name, patched)
         if patched.get("spec") != current.get("spec"):
             raise _unmodelled("Pod", "", pod.name, ["spec"], "a pod's labels and annotations")
@@ -1106,7 +1119,8 @@ class _KubeApi:
             return await self._apply_deployment(request, target)
         d = self.state.deployment(_ns(target), _name(target))
         current = self.state.deployment_json(d)
-        patched = apply_patch(current, await _body(request), request.content_type)
+        patched = apply_patch(current, await _patch_body(request, applies=True),
+                              request.content_type)
         meta, spec = _metadata("Deployment", "apps", d.name, patched), patched.get("spec") or {}
         replicas = spec.get("replicas", d.replicas)
         if not isinstance(replicas, int) or isinstance(replicas, bool):
@@ -1192,7 +1206,7 @@ class _KubeApi:
         if request.content_type == APPLY_PATCH:
             return await self._apply_scale(request, target)
         d = self.state.deployment(_ns(target), _name(target))
-        patched = apply_patch(self.state.scale_json(d), await _body(request),
+        patched = apply_patch(self.state.scale_json(d), await _patch_body(request, applies=True),
                               request.content_type)
         return self._write_scale(target, patched, dry_run=_dry_run(request),
                                  manager=_manager(request))

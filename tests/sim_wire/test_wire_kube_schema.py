@@ -152,6 +152,8 @@ async def test_eviction_against_the_budget_is_the_429_status(served: Served) -> 
                  "application/json", 422, "Invalid", id="replicas-not-a-number"),
     pytest.param("DELETE", f"{APPS}/deployments/{API}", {}, "application/json", 405,
                  "MethodNotAllowed", id="delete-deployment-not-allowed"),
+    pytest.param("PATCH", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": 4}},
+                 "text/plain", 415, "UnsupportedMediaType", id="patch-of-no-patch-type"),
     pytest.param("POST", f"{CORE}/pods/ghost/eviction",
                  {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "ghost"}},
                  "application/json", 404, "NotFound", id="evict-missing-pod"),
@@ -168,6 +170,19 @@ async def test_writes_answer_like_the_apiserver(served: Served, *, method: str, 
     else:
         assert (answer["kind"], answer["reason"], answer["code"]) == ("Status", reason, code)
         assert served.state.deployment(NS, API).replicas == 3
+
+
+async def test_a_patch_type_is_checked_before_its_body(served: Served) -> None:
+    async with aiohttp.ClientSession() as session, session.patch(
+            f"{served.server.url}{APPS}/deployments/{API}", data=b"not json at all",
+            headers={"Content-Type": "text/plain"}) as response:
+        body = await response.json()
+    assert (response.status, body["reason"]) == (415, "UnsupportedMediaType")
+    assert body["message"] == (
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, "
+        "application/strategic-merge-patch+json, application/apply-patch+yaml")
+    validate(body)
 
 
 @pytest.mark.parametrize(("method", "path", "code", "reason", "message"), [
