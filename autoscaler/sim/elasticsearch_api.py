@@ -11,7 +11,8 @@ without which the official 8.x client refuses the server.
 It is an 8.4 node, and reads the REST compatibility header as one does: an Accept of
 `application/vnd.elasticsearch+json; compatible-with=8` (the 8.x client's) or `=7` is answered
 in that media type, any other major (the 9.x client's `=9`) is a 400
-`media_type_header_exception` (`RestCompatibleVersionHelper`).
+`media_type_header_exception` (`RestCompatibleVersionHelper`). A parameter `_cluster/health`
+does not take is ES's 400, another method its 405, any other path an index it does not have.
 """
 
 from __future__ import annotations
@@ -109,14 +110,48 @@ async def _compatibility(request: web.Request, handler: Any) -> web.StreamRespon
     return response
 
 
+#: What `_cluster/health` takes (RestClusterHealthAction), and what every request may carry.
+HEALTH_PARAMETERS = frozenset({
+    "level", "local", "master_timeout", "timeout", "wait_for_active_shards", "wait_for_nodes",
+    "wait_for_events", "wait_for_no_relocating_shards", "wait_for_no_initializing_shards",
+    "wait_for_status", "expand_wildcards", "ignore_unavailable", "allow_no_indices",
+    "return_200_for_cluster_health_timeout"})
+COMMON_PARAMETERS = frozenset({"pretty", "human", "error_trace", "filter_path"})
+
+
+def _error(status: int, kind: str, reason: str, **extra: str) -> web.Response:
+    cause = {"type": kind, "reason": reason, **extra}
+    return web.json_response({"error": {"root_cause": [cause], **cause}, "status": status},
+                             status=status, headers=PRODUCT_HEADER)
+
+
 def create_app(state: ElasticsearchState) -> web.Application:
-    """`GET /_cluster/health` and `GET /` over `state`."""
+    """`GET /_cluster/health` and `GET /` over `state`; elsewhere ES's own errors."""
 
     async def health(request: web.Request) -> web.Response:
+        unknown = sorted(set(request.query) - HEALTH_PARAMETERS - COMMON_PARAMETERS)
+        if unknown:
+            return _error(400, "illegal_argument_exception",
+                          f"request [{request.path}] contains unrecognized parameter"
+                          f"{'s' if len(unknown) > 1 else ''}: [{', '.join(unknown)}]")
         if state.unavailable:
             return _unavailable()
         return web.json_response(state.health(), status=408 if state.timed_out else 200,
                                  headers=PRODUCT_HEADER)
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        path = request.path
+        if request.method != "GET" and path in ("/_cluster/health", "/"):
+            allowed = "GET" if path != "/" else "GET, HEAD"
+            return web.json_response(
+                {"error": f"Incorrect HTTP method for uri [{path}] and method "
+                          f"[{request.method}], allowed: [{allowed}]", "status": 405},
+                status=405, headers=PRODUCT_HEADER)
+        # Any other path is an index's name to ES, and none exists here.
+        index = path.strip("/").split("/")[0]
+        return _error(404, "index_not_found_exception", f"no such index [{index}]",
+                      **{"resource.type": "index_or_alias", "resource.id": index,
+                         "index_uuid": "_na_", "index": index})
 
     async def root(request: web.Request) -> web.Response:
         if state.unavailable:
@@ -133,4 +168,5 @@ def create_app(state: ElasticsearchState) -> web.Application:
     app = web.Application(middlewares=[fault_middleware(state.faults), _compatibility])
     app.router.add_get("/_cluster/health", health)
     app.router.add_get("/", root)
+    app.router.add_route("*", "/{tail:.*}", elsewhere)
     return app

@@ -61,3 +61,33 @@ async def test_the_compatibility_header_is_read_as_an_8x_node_reads_it(
         assert body["status"] == "green"
         assert response.headers["Content-Type"] == (
             f"application/vnd.elasticsearch+json;compatible-with={major}")
+
+
+@pytest.mark.parametrize(("method", "path", "status", "error"), [
+    pytest.param("GET", "/_cluster/health?foo=bar&level=cluster", 400,
+                 {"type": "illegal_argument_exception",
+                  "reason": "request [/_cluster/health] contains unrecognized parameter: [foo]"},
+                 id="unknown-parameter"),
+    pytest.param("POST", "/_cluster/health", 405,
+                 "Incorrect HTTP method for uri [/_cluster/health] and method [POST], allowed: "
+                 "[GET]", id="wrong-method"),
+    pytest.param("GET", "/tracardi-events", 404,
+                 {"type": "index_not_found_exception", "reason": "no such index "
+                  "[tracardi-events]", "resource.type": "index_or_alias",
+                  "resource.id": "tracardi-events", "index_uuid": "_na_",
+                  "index": "tracardi-events"}, id="an-index-it-has-not"),
+])
+async def test_what_the_node_does_not_serve_is_its_own_error(
+        served: tuple[ElasticsearchState, ServedApp], method: str, path: str, status: int,
+        error: object) -> None:
+    _, server = served
+    async with aiohttp.ClientSession() as http, http.request(
+            method, f"{server.url}{path}") as response:
+        body = await response.json()
+    assert (response.status, response.headers["X-Elastic-Product"]) == (status, "Elasticsearch")
+    if isinstance(error, str):  # the REST layer's own, a string
+        assert body == {"error": error, "status": status}
+    else:
+        assert body == {"error": {"root_cause": [error], **error}, "status": status}
+    async with AsyncElasticsearch(server.url, max_retries=0) as es:  # the client reads it
+        assert (await es.cluster.health(level="cluster"))["status"] == "green"
