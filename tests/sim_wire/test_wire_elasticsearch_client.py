@@ -4,30 +4,17 @@ there as a real 8.x node refuses it, which is why the probe speaks plain HTTP.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 from elasticsearch import ApiError, AsyncElasticsearch
 
-from autoscaler.sim import elasticsearch_api
 from autoscaler.sim.elasticsearch_api import ElasticsearchState
-from autoscaler.sim.kubeapi import ServedApp, serve
-
-
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[ElasticsearchState, ServedApp]]:
-    state = ElasticsearchState()
-    server = await serve(elasticsearch_api.create_app(state))
-    try:
-        yield state, server
-    finally:
-        await server.stop()
+from autoscaler.sim.kubeapi import ServedApp
 
 
 async def test_the_official_client_reads_the_node_and_its_health(
-        served: tuple[ElasticsearchState, ServedApp]) -> None:
-    state, server = served
+        elasticsearch: tuple[ElasticsearchState, ServedApp]) -> None:
+    state, server = elasticsearch
     async with AsyncElasticsearch(server.url, retry_on_timeout=False, max_retries=0) as es:
         info = await es.info()
         assert info["version"]["number"] == "8.4.2"
@@ -46,8 +33,8 @@ async def test_the_official_client_reads_the_node_and_its_health(
 
 @pytest.mark.parametrize(("major", "status"), [(9, 400), (6, 400), (8, 200), (7, 200)])
 async def test_the_compatibility_header_is_read_as_an_8x_node_reads_it(
-        served: tuple[ElasticsearchState, ServedApp], major: int, status: int) -> None:
-    _, server = served
+        elasticsearch: tuple[ElasticsearchState, ServedApp], major: int, status: int) -> None:
+    _, server = elasticsearch
     accept = f"application/vnd.elasticsearch+json; compatible-with={major}"
     async with aiohttp.ClientSession() as http, http.get(
             f"{server.url}/_cluster/health", headers={"Accept": accept}) as response:
@@ -78,9 +65,9 @@ async def test_the_compatibility_header_is_read_as_an_8x_node_reads_it(
                   "index": "tracardi-events"}, id="an-index-it-has-not"),
 ])
 async def test_what_the_node_does_not_serve_is_its_own_error(
-        served: tuple[ElasticsearchState, ServedApp], method: str, path: str, status: int,
+        elasticsearch: tuple[ElasticsearchState, ServedApp], method: str, path: str, status: int,
         error: object) -> None:
-    _, server = served
+    _, server = elasticsearch
     async with aiohttp.ClientSession() as http, http.request(
             method, f"{server.url}{path}") as response:
         body = await response.json()

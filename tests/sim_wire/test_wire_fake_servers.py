@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from wire_k8s import sample_json
 
-from autoscaler.sim import elasticsearch_api, prometheus_api, pulsar_admin
+from autoscaler.sim import prometheus_api, pulsar_admin
 from autoscaler.sim.elasticsearch_api import ElasticsearchState
 from autoscaler.sim.kubeapi import ServedApp, serve
 from autoscaler.sim.prometheus_api import PrometheusState
@@ -204,16 +204,6 @@ async def test_pulsar_faults(pulsar: tuple[PulsarState, str], http: aiohttp.Clie
 
 
 # -- Elasticsearch -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def elasticsearch() -> AsyncIterator[tuple[ElasticsearchState, ServedApp]]:
-    state = ElasticsearchState()
-    server = await serve(elasticsearch_api.create_app(state))
-    try:
-        yield state, server
-    finally:
-        await server.stop()
 
 
 @pytest.mark.parametrize(("status", "timed_out", "http_status", "sample"), [
