@@ -164,8 +164,9 @@ async def serving_endpoints(daemon: Daemon, *, host: str, port: int) -> AsyncIte
                                  f"{host}:{port}: {reason}",
                                  port_taken=exc.errno == errno.EADDRINUSE) from None
         # The addresses bound: a port of 0 is the one the system chose.
-        log.info("endpoints_listening", addresses=[f"http://{a[0]}:{a[1]}"
-                                                   for a in runner.addresses],
+        log.info("endpoints_listening",
+                 addresses=[f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}"
+                            for a in runner.addresses],
                  paths=["/metrics", "/healthz", "/readyz"])
         yield
     finally:
