@@ -321,3 +321,21 @@ def test_run_on_an_address_not_of_this_host_names_the_host_setting(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "tracardi-autoscaler: cannot serve /metrics, /healthz and /readyz on 192.0.2.7:9: "
         "cannot assign requested address; give --metrics-host an address of this host")
+
+
+async def test_the_endpoints_log_the_port_they_were_given_by_the_system(tmp_path: Path) -> None:
+    import aiohttp  # noqa: PLC0415
+
+    from autoscaler.runtime import serving_endpoints  # noqa: PLC0415
+
+    class _Cluster:
+        pass
+
+    daemon = bench_daemon(tmp_path, _Cluster())
+    with structlog.testing.capture_logs() as logs:
+        async with serving_endpoints(daemon, host="127.0.0.1", port=0):
+            [address] = next(e["addresses"] for e in logs if e["event"] == "endpoints_listening")
+            assert not address.endswith(":0")
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"{address}/healthz") as response:
+                assert (response.status, await response.text()) == (200, "ok\n")
