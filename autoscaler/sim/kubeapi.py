@@ -133,8 +133,9 @@ Handler = Callable[[web.Request, _Target], Awaitable[web.StreamResponse]]
 
 def _json_response(body: Any, status: int = 200,
                    headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
-                        headers=headers)
+    # `application/json` without a charset, as the apiserver's Content-Type is
+    return web.Response(body=json.dumps(body).encode(), status=status,
+                        headers={"Content-Type": "application/json", **(headers or {})})
 
 
 def _error_response(err: ApiError) -> web.Response:

@@ -308,3 +308,10 @@ async def test_a_pod_has_what_the_captured_pod_has(served: Served) -> None:
             "False", "ContainersNotReady",
             f"containers with unready status: [{unready.container}]")
     validate(pod)
+
+
+async def test_json_comes_as_the_apiserver_labels_it(served: Served) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path in (f"{APPS}/deployments/{API}", f"{CORE}/configmaps"):
+            async with session.get(served.server.url + path) as response:
+                assert response.headers["Content-Type"] == "application/json"  # no charset
