@@ -154,11 +154,11 @@ def create_app(state: ElasticsearchState) -> web.Application:
                          "index_uuid": "_na_", "index": index})
 
     async def root(request: web.Request) -> web.Response:
-        if state.unavailable:
-            return _unavailable()
+        # The node answers from its own state, a master or not: without one it has not
+        # joined its cluster, whose uuid it does not know yet ("_na_").
         return web.json_response({
             "name": "es-0", "cluster_name": state.cluster_name,
-            "cluster_uuid": "sim-0000000000000000000000",
+            "cluster_uuid": "_na_" if state.unavailable else "sim-0000000000000000000000",
             "version": {"number": "8.4.2", "build_flavor": "default",
                         "lucene_version": "9.3.0",
                         "minimum_wire_compatibility_version": "7.17.0",

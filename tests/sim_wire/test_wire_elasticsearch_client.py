@@ -29,6 +29,8 @@ async def test_the_official_client_reads_the_node_and_its_health(
             await es.cluster.health()
         assert failed.value.meta.status == 503
         assert failed.value.error == "master_not_discovered_exception"
+        # the node itself still answers, as one that has not joined its cluster
+        assert (await es.info())["cluster_uuid"] == "_na_"
 
 
 @pytest.mark.parametrize(("major", "status"), [(9, 400), (6, 400), (8, 200), (7, 200)])
