@@ -240,6 +240,8 @@ def _writable_folder(path: str | None) -> None:
     """`_writable` for a folder that files are written into (`bench --plots`)."""
     if path is None:
         return
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "an empty path; name a folder", path)
     _writable(str(Path(path) / "x"))
 
 

@@ -12,7 +12,8 @@ It is an 8.4 node, and reads the REST compatibility header as one does: an Accep
 `application/vnd.elasticsearch+json; compatible-with=8` (the 8.x client's) or `=7` is answered
 in that media type, any other major (the 9.x client's `=9`) is a 400
 `media_type_header_exception` (`RestCompatibleVersionHelper`). A parameter `_cluster/health`
-does not take is ES's 400, another method its 405, any other path an index it does not have.
+does not take is ES's 400, another method its 405, another API its 400 "no handler found", any
+other path an index it does not have.
 """
 
 from __future__ import annotations
@@ -147,8 +148,13 @@ def create_app(state: ElasticsearchState) -> web.Application:
                 {"error": f"Incorrect HTTP method for uri [{path}] and method "
                           f"[{request.method}], allowed: [{allowed}]", "status": 405},
                 status=405, headers=PRODUCT_HEADER)
-        # Any other path is an index's name to ES, and none exists here.
         index = path.strip("/").split("/")[0]
+        if index.startswith("_"):  # an API, not an index: one this node does not serve
+            return web.json_response(
+                {"error": f"no handler found for uri [{request.path_qs}] and method "
+                          f"[{request.method}]", "status": 400},
+                status=400, headers=PRODUCT_HEADER)
+        # Any other path is an index's name to ES, and none exists here.
         return _error(404, "index_not_found_exception", f"no such index [{index}]",
                       **{"resource.type": "index_or_alias", "resource.id": index,
                          "index_uuid": "_na_", "index": index})
@@ -167,6 +173,7 @@ def create_app(state: ElasticsearchState) -> web.Application:
 
     app = web.Application(middlewares=[fault_middleware(state.faults), _compatibility])
     app.router.add_get("/_cluster/health", health)
+    app.router.add_get("/_cluster/health/{index}", health)  # the cluster's, as one node has it
     app.router.add_get("/", root)
     app.router.add_route("*", "/{tail:.*}", elsewhere)
     return app

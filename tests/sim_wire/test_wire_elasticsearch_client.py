@@ -24,6 +24,7 @@ async def test_the_official_client_reads_the_node_and_its_health(
         assert (health["status"], health["timed_out"]) == ("green", False)
         state.set_status("yellow")
         assert (await es.cluster.health())["status"] == "yellow"
+        assert (await es.cluster.health(index="tracardi-profiles"))["status"] == "yellow"
         state.unavailable = True
         with pytest.raises(ApiError) as failed:
             await es.cluster.health()
@@ -60,6 +61,9 @@ async def test_the_compatibility_header_is_read_as_an_8x_node_reads_it(
     pytest.param("POST", "/_cluster/health", 405,
                  "Incorrect HTTP method for uri [/_cluster/health] and method [POST], allowed: "
                  "[GET]", id="wrong-method"),
+    pytest.param("GET", "/_nodes/stats?level=node", 400,
+                 "no handler found for uri [/_nodes/stats?level=node] and method [GET]",
+                 id="an-api-it-does-not-serve"),
     pytest.param("GET", "/tracardi-events", 404,
                  {"type": "index_not_found_exception", "reason": "no such index "
                   "[tracardi-events]", "resource.type": "index_or_alias",
