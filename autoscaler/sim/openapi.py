@@ -357,11 +357,13 @@ def _keda_definitions(official: Mapping[str, JSON]) -> dict[str, JSON]:
     }
 
 
-#: Definitions whose JSON Schema form is not the apiserver's: a string in the OpenAPI documents.
-_STRINGS: dict[str, JSON] = {
-    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {"type": "string",
-                                                         "format": "int-or-string"},
-    "io.k8s.apimachinery.pkg.api.resource.Quantity": {"type": "string"},
+#: Definitions whose JSON Schema form is not the apiserver's: in its OpenAPI v3 documents, the
+#: union of their `OpenAPIV3OneOfTypes` (kubectl explain names them <IntOrString>, <Quantity>).
+_AS_SERVED: dict[str, JSON] = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+        "oneOf": [{"type": "integer"}, {"type": "string"}], "format": "int-or-string"},
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": {
+        "oneOf": [{"type": "string"}, {"type": "number"}]},
 }
 _DEFS = "#/$defs/"
 
@@ -410,8 +412,8 @@ def schemas(kinds: Iterable[tuple[str, str, str]], *, release: str) -> dict[str,
         if name in found or name not in known:
             continue
         definition = known[name]
-        if name in _STRINGS:
-            found[name] = dict(_STRINGS[name])
+        if name in _AS_SERVED:
+            found[name] = dict(_AS_SERVED[name])
             continue
         schema = _openapi_form(definition)
         if "x-kubernetes-group-version-kind" in definition:

@@ -255,7 +255,10 @@ async def test_explain_reads_the_official_schemas(kubectl: Kubectl) -> None:
     assert "Number of desired pods" in replicas
     resources = await kubectl("explain", "pods.spec.containers.resources")
     assert "FIELD: resources <ResourceRequirements>" in resources
-    assert "limits\t<map[string]" in resources and "requests\t<map[string]" in resources
+    assert ("limits\t<map[string]Quantity>" in resources
+            and "requests\t<map[string]Quantity>" in resources)
+    surge = await kubectl("explain", "deploy.spec.strategy.rollingUpdate.maxSurge")
+    assert "FIELD: maxSurge <IntOrString>" in surge
     lease = await kubectl("explain", "lease.spec", "--recursive")
     assert "holderIdentity\t<string>" in lease and "renewTime\t<string>" in lease
     behavior = await kubectl("explain", "hpa.spec.behavior.scaleDown")

@@ -249,7 +249,7 @@ async def test_the_openapi_documents_name_each_served_operation(served: Served) 
     assert {"io.k8s.api.apps.v1.DeploymentList", "io.k8s.api.autoscaling.v1.Scale",
             "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"} <= set(apps_schemas)
     assert apps_schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] == {
-        "type": "string", "format": "int-or-string"}
+        "oneOf": [{"type": "integer"}, {"type": "string"}], "format": "int-or-string"}
     assert "io.k8s.api.policy.v1.Eviction" in docs["api/v1"]["components"]["schemas"]
     metrics = docs["apis/metrics.k8s.io/v1beta1"]["components"]["schemas"]
     pod_metrics = metrics["io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics"]
