@@ -358,6 +358,8 @@ async def run_demo(*, shipped: Path, trace: Trace, speed: float, duration: float
             "kubeconfig": str(kubeconfig),
             "account": grant.user,
             "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+            # the simulated servers, to look at with curl (the kube API through kubectl)
+            "servers": f"pulsar {pulsar_url}   elasticsearch {es_url}   prometheus {prom_url}",
             "config": str(config),
             "redis": "real (127.0.0.1:6379)" if real_redis else "simulated",
             "mysql": "real (127.0.0.1:3306)" if real_mysql else "simulated",
@@ -450,6 +452,7 @@ def plain_view() -> Any:
         if not last[0]:
             print(f"kubeconfig {info['kubeconfig']}   redis {info['redis']}   "
                   f"mysql {info['mysql']}   daemon runs as {info['account']}", flush=True)
+            print(info["servers"], flush=True)
         last[0] = now
         deps = " ".join(f"{n}={'up' if s.health.value == 'up' else s.health.value}"
                         for n, s in sorted(daemon.store.dependencies.items()))
@@ -488,6 +491,7 @@ def rich_view(console: Any) -> tuple[Any, Any]:
         grid.add_row(deps)
         grid.add_row("recent: " + "  |  ".join(cluster.events))
         grid.add_row(f"metrics {info['metrics']}   kubeconfig {info['kubeconfig']}")
+        grid.add_row(info["servers"])
         live.update(grid)
 
     return live, show
