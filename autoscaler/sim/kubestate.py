@@ -84,9 +84,9 @@ API_SERVER_MANAGER = "kube-apiserver"  # its own Service and namespaces
 CREATE_MANAGER = "kubectl-create"  # the namespaces an operator made
 #: Who made the HPAs, PDBs, ScaledObjects, Roles and RoleBindings: an operator's `kubectl apply`.
 APPLY_MANAGER = "kubectl-client-side-apply"
-#: The namespaces the apiserver makes itself.
 #: The node's pod range, which every pod IP is in (kind's and flannel's default).
 POD_CIDR = "10.244.0.0/16"
+#: The namespaces the apiserver makes itself.
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 #: The field manager of each component that records Events (by `source.component`): the
 #: binary it runs in; any other is its own.

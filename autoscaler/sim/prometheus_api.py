@@ -70,14 +70,22 @@ def _time(text: str, now: float) -> float:
     """A `time` parameter as Prometheus reads it: a Unix time or RFC 3339; empty is now."""
     if not text:
         return now
+    bad = QueryError(f"cannot parse {json.dumps(text)} to a valid timestamp")
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise bad
+        return seconds
     try:
-        return datetime.fromisoformat(text).timestamp()
+        at = datetime.fromisoformat(text)
     except ValueError:
-        raise QueryError(f"cannot parse {json.dumps(text)} to a valid timestamp") from None
+        raise bad from None
+    if at.tzinfo is None:  # RFC 3339 names its zone
+        raise bad
+    return at.timestamp()
 
 
 Sample = tuple[dict[str, str], float]

@@ -332,8 +332,9 @@ async def test_a_bad_time_is_bad_data_quoted_as_prometheus_quotes_it(
         prometheus: tuple[PrometheusState, str], http: aiohttp.ClientSession) -> None:
     state, url = prometheus
     state.set("up", 1.0)
-    status, body = await _get(http, url, query="up", time="yesterday")
-    assert status == 400
-    assert body == {"status": "error", "errorType": "bad_data",
-                    "error": 'invalid parameter "time": cannot parse "yesterday" to a valid '
-                             "timestamp"}
+    for bad in ("yesterday", "nan", "2015-07-01T20:10:51"):  # the last without its zone
+        status, body = await _get(http, url, query="up", time=bad)
+        assert status == 400
+        assert body == {"status": "error", "errorType": "bad_data",
+                        "error": f'invalid parameter "time": cannot parse "{bad}" to a valid '
+                                 "timestamp"}
