@@ -138,6 +138,14 @@ def _between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _config_refused(exc: ConfigError) -> int:
+    """A config's issues on stderr, one a line as `check` prints them; the exit code of a bad
+    config."""
+    for issue in exc.issues:
+        print(issue, file=sys.stderr)
+    return 2
+
+
 def _quiet_logs() -> None:
     configure_logging(json=True, level=logging.WARNING)
 
@@ -226,13 +234,8 @@ def _writable(path: str | None, *, plot: bool = False) -> None:
                             f"{', '.join(sorted(s for s in PLOT_SUFFIXES if s))}")
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory; name a file", path)
-    blocking = next((p for p in target.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder to write in",
-                                 str(blocking))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(target.parent, os.W_OK) or (target.exists()
-                                                 and not os.access(target, os.W_OK)):
+    _folder_to_write_in(target.parent, path)
+    if target.exists() and not os.access(target, os.W_OK):
         raise PermissionError(errno.EACCES, "cannot write there", path)
 
 
@@ -242,7 +245,19 @@ def _writable_folder(path: str | None) -> None:
         return
     if not path:
         raise FileNotFoundError(errno.ENOENT, "an empty path; name a folder", path)
-    _writable(str(Path(path) / "x"))
+    _folder_to_write_in(Path(path), path)
+
+
+def _folder_to_write_in(folder: Path, path: str) -> None:
+    """Make `folder`, where the output `path` goes; a file in the way, or a folder that cannot
+    be written in, is the OSError that names it."""
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder to write in",
+                                 str(blocking))
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot write there", path)
 
 
 def _replaceable_kubeconfig(path: Path) -> None:
@@ -410,9 +425,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         if args.out is not None:
             _writable(args.out)  # before the queries, which may take a while
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return 2
+        return _config_refused(exc)
     except ExportError as exc:
         print(f"tracardi-autoscaler trace: {exc}", file=sys.stderr)
         return 2
@@ -498,9 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             identity=args.identity or default_identity(),
             leader_election=not args.no_leader_election))
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return 2
+        return _config_refused(exc)
     except KubeconfigError as exc:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
@@ -521,9 +532,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         report = asyncio.run(explain_live(args.config, kubeconfig=args.kubeconfig,
                                           as_user=args.as_user))
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return 2
+        return _config_refused(exc)
     except KubeconfigError as exc:
         print(f"tracardi-autoscaler: {exc}", file=sys.stderr)
         return 2
