@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import structlog
+from shared_data import require_shared
 
 from autoscaler import daemon as daemon_module
 from autoscaler.bench.contenders import model_adapters
@@ -313,15 +314,16 @@ def test_ours_opens_the_breaker_after_threshold_attempts_and_stops(
 
 def test_ours_never_restarts_the_crash_while_the_breaker_is_open_in_the_scaled_run(
         bench: dict[str, dict[str, Any]]) -> None:
-    assert bench["ours"]["crash_restarts_while_breaker_open"] in (None, 0)
+    # None would mean the breaker never opened, and so proves nothing.
+    assert bench["ours"]["breaker_opened"] >= 1
+    assert bench["ours"]["crash_restarts_while_breaker_open"] == 0
 
 
 SURGE = shared_traces_dir() / "nasa_sts70_launch_surge.csv"
 
 
-@pytest.mark.skipif(not SURGE.is_file(), reason="../shared/traces is absent")
 def test_scaled_run_opens_the_breaker_after_threshold_attempts(loaded: LoadedConfig) -> None:
-    hs = build_healing(loaded, load_trace(SURGE), peak_replicas=20, seed=SEED)
+    hs = build_healing(loaded, load_trace(require_shared(SURGE)), peak_replicas=20, seed=SEED)
     _, scores = run_healing(loaded, hs, "ours", seed=SEED)
     assert scores["breaker_opened"] >= 1
     assert scores["crash_attempts_before_breaker"] == \
@@ -331,11 +333,10 @@ def test_scaled_run_opens_the_breaker_after_threshold_attempts(loaded: LoadedCon
 AZURE = shared_traces_dir() / "azure_llm_code_bursty.csv"
 
 
-@pytest.mark.skipif(not AZURE.is_file(), reason="../shared/traces is absent")
 def test_bursty_run_heals_before_scaling_away(loaded: LoadedConfig) -> None:
     """On the bursty trace the scaler keeps removing pods: every sick pod is still restarted,
     and a stuck consumer within the probe bound of the first message it took."""
-    hs = build_healing(loaded, load_trace(AZURE), peak_replicas=20, seed=SEED)
+    hs = build_healing(loaded, load_trace(require_shared(AZURE)), peak_replicas=20, seed=SEED)
     _, scores = run_healing(loaded, hs, "ours", seed=SEED)
     assert (scores["faults_restarted"], scores["faults_scaled_away"]) == (8, 0)
     assert scores["false_restarts"] == 0 and scores["restarts_during_outage"] == 0
