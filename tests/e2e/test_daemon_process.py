@@ -279,18 +279,15 @@ async def test_follower_never_writes_and_takes_over_after_the_leader_dies(
     assert await first.writes() == 1
     assert "tracardi_autoscaler_leader 0.0" in await second.metrics()
 
-    killed_at = time.monotonic()
     first.proc.kill()
     await first.proc.wait()
     await eventually(lambda: holder(cluster) == "b", what="b takes the lease",
                      within=3 * LEASE_SECONDS)
-    handover = time.monotonic() - killed_at
     cluster.backlog(500)
     await eventually(lambda: cluster.replicas() == 5, what="scaled to 5 by the new leader")
     assert await second.writes() == 1
     # Every replica change in the cluster was made by exactly one write: no double action.
     assert cluster.replicas_seen == [1, 3, 5]
-    assert handover <= 2 * LEASE_SECONDS + 2
 
 
 async def test_conflict_on_scale_rereads_and_lands_the_right_count(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -176,11 +175,9 @@ BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     pytest.param("a: [1, 2\nb: 3\n", 2, "(yaml)", "expected", id="yaml-unclosed-list"),
     pytest.param(BOMB, None, None, "YAML nodes", id="alias-bomb"),
 ])
-def test_unusable_file_gives_clear_error_quickly(text: str, line: int | None,
-                                                 field: str | None, fragment: str) -> None:
-    start = time.monotonic()
-    issues = issues_of(text)
-    assert time.monotonic() - start < 2.0
+def test_unusable_file_gives_clear_error(text: str, line: int | None, field: str | None,
+                                        fragment: str) -> None:
+    issues = issues_of(text)  # the alias bomb is refused by its node count, never expanded
     assert len(issues) == 1
     if line is not None:
         assert issues[0].line == line

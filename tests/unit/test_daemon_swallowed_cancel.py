@@ -5,7 +5,6 @@ the daemon would wait for it, then log it as not ending."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import structlog
@@ -47,10 +46,9 @@ async def test_a_probe_whose_library_swallows_the_cancel_ends_with_the_run(
     daemon = bench_daemon(tmp_path, _Cluster(), probes={"pulsar": probe})
     runner = asyncio.create_task(daemon.run())
     await asyncio.wait_for(probe.started.wait(), 5)
-    started = time.monotonic()
     with structlog.testing.capture_logs() as logs:
         daemon.stop()
         await asyncio.wait_for(runner, 15)
     assert probe.swallowed == 1  # the check did swallow the cancel
+    # Ended with the run, not abandoned after the 5 s wait for tasks that do not end.
     assert not [e for e in logs if e["event"] == "tasks_not_ending"]
-    assert time.monotonic() - started < 2  # not the 5 s wait, nor the probe's period
