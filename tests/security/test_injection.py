@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -202,8 +203,16 @@ def test_a_hostile_value_is_refused_with_file_line_and_field(key: str, value: st
     pytest.param("deployment", "be-fa-public.v2", id="deployment-dotted"),
     pytest.param("es_url", "https://es.example:9243/prefix", id="url-with-prefix-path"),
 ])
-def test_legitimate_values_are_accepted(key: str, value: str) -> None:
-    assert parse_config(render(**{key: value}), path=PATH).workloads
+def test_legitimate_values_are_accepted_as_written(key: str, value: str) -> None:
+    at: Any = parse_config(render(**{key: value}), path=PATH).config
+    for part in FIELDS[key].split("."):  # a mapping's key, a workload's name or an attribute
+        if isinstance(at, dict):
+            at = at[part]
+        elif isinstance(at, (list, tuple)):
+            at = next(item for item in at if item.name == part)
+        else:
+            at = getattr(at, part)
+    assert str(at) == value
 
 
 HOSTILE_QUERY = 'sum(rate(x{job="a&b"}[1m])) + 1 &time=0&query=up #{namespace} $workload %2F'

@@ -80,6 +80,11 @@ def run(spec: WorkloadSpec, current: int, signals: Sequence[Signal] = (), *,
     pytest.param(("es", "redis"), {"es": DependencyState("es", Health.DOWN)},
                  ("DependencyDown:es", "DependencyUnknown:redis"), id="two-in-order"),
     pytest.param((), {}, (), id="no-requires"),
+    # up, but its last check failed (the hysteresis has not said down yet), or flapping lately
+    pytest.param(("es",), {"es": DependencyState("es", Health.UP, failures=1)},
+                 ("DependencySuspect:es",), id="up-but-failing"),
+    pytest.param(("es",), {"es": DependencyState("es", Health.UP, settling=True)},
+                 ("DependencySuspect:es",), id="up-but-settling"),
 ])
 def test_dependency_reasons(requires: tuple[str, ...], deps: dict[str, DependencyState],
                             expected: tuple[str, ...]) -> None:
@@ -369,6 +374,14 @@ def test_backlog_smoothing(params: tuple[str, dict[str, Any]], values: list[floa
     rec = result.decision.recommendations[0]
     assert (rec.replicas, rec.settled) == (replicas, settled)
     assert ("cannot absorb" in rec.reason) == urgent
+
+
+def test_backlog_float_noise_costs_no_replica() -> None:
+    # 0.1 * 3 * 100 = 30.000000000000004/s at 10/s a replica: 3 replicas, not
+    # ceil(3.0000000000000004) = 4
+    spec = make_spec([BACKLOG], lo=1, hi=20)
+    result = run(spec, 3, [sig("f.backlog", 0.0), sig("f.in_rate", 0.1 * 3 * 100)])
+    assert result.decision.recommendations[0].replicas == 3
 
 
 def test_backlog_a_flat_window_is_the_newest_in_rate_exactly() -> None:

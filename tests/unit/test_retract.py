@@ -52,6 +52,8 @@ def retracted(*, current: int = 10, desired: int = 4, allowed: int = 10, startin
     pytest.param({"ups": ((5.0, 1), (12.0, 1))}, (8, "ScaleUpRetracted"),
                  id="only-pods-added-within-the-window"),
     pytest.param({"ups": ((31.0, 4),)}, (10, ""), id="a-scale-up-older-than-the-window"),
+    # the window is (now - 30 s, now], as the HPA's rate-limit periods are
+    pytest.param({"ups": ((30.0, 4),)}, (10, ""), id="a-scale-up-as-old-as-the-window"),
     pytest.param({"min_replicas": 7}, (7, "ScaleUpRetracted"), id="not-below-min"),
     pytest.param({"desired": 9}, (10, ""), id="one-pod-over-is-left-to-the-window"),
     pytest.param({"allowed": 8}, (6, "ScaleUpRetracted"), id="below-what-the-rate-limit-gave"),
