@@ -194,3 +194,5 @@ class ScalingHistory:
     recommendations: tuple[TimedValue, ...] = ()
     scale_up_events: tuple[TimedValue, ...] = ()
     scale_down_events: tuple[TimedValue, ...] = ()
+    #: When the workload froze on a dependency, while it stays frozen (`engine.behavior.thawed`).
+    frozen_since: float | None = None

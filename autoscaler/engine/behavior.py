@@ -202,8 +202,26 @@ def first_recommendation(history: ScalingHistory, *, current: int,
     scale-down stabilization window instead of scaling down on its first look."""
     if history.recommendations:
         return history
-    return ScalingHistory((TimedValue(now, current),), history.scale_up_events,
-                          history.scale_down_events)
+    return replace(history, recommendations=(TimedValue(now, current),))
+
+
+def frozen(history: ScalingHistory, *, now: float) -> ScalingHistory:
+    """The memory of a workload frozen on a dependency: when the freeze began."""
+    return history if history.frozen_since is not None else replace(history, frozen_since=now)
+
+
+def thawed(history: ScalingHistory, *, now: float) -> ScalingHistory:
+    """The memory of a workload no longer frozen: its recommendations are as old as when the
+    freeze began. No recommendation is made while frozen, so without this a freeze longer than
+    the scale-down window would leave none in it, and the first reads after an outage (a
+    backlog the broker lost, a rate that has not come back yet) would set the count at once;
+    now the count the window held before the outage is held for the rest of that window, as a
+    controller's first look holds the current count (`first_recommendation`)."""
+    if history.frozen_since is None:
+        return history
+    by = now - history.frozen_since
+    return replace(history, frozen_since=None, recommendations=tuple(
+        TimedValue(r.at + by, r.value) for r in history.recommendations))
 
 
 def remember(history: ScalingHistory, *, desired: int, now: float, up: ScalingRules,

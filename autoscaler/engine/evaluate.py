@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from autoscaler.config import WorkloadSpec
-from autoscaler.engine.behavior import apply_behavior
+from autoscaler.engine.behavior import apply_behavior, frozen, thawed
 from autoscaler.engine.gate import dependency_reasons, signal_reason
 from autoscaler.engine.healing import without_consumer
 from autoscaler.model import (
@@ -66,9 +66,10 @@ def evaluate(
 
     if status.paused:
         return Evaluation(decide(Action.PAUSE, current, ("Paused",)), history)
-    frozen = dependency_reasons(w.requires, dependencies)
-    if frozen:
-        return Evaluation(decide(Action.FREEZE, current, frozen), history)
+    freeze = dependency_reasons(w.requires, dependencies)
+    if freeze:
+        return Evaluation(decide(Action.FREEZE, current, freeze), frozen(history, now=now))
+    history = thawed(history, now=now)
     if current == 0 and w.min > 0:
         # As the HPA: a workload scaled to zero by hand is switched off, not brought back.
         return Evaluation(decide(Action.HOLD, 0, ("ScalingDisabled: scaled to 0 replicas",)),

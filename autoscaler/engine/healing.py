@@ -364,10 +364,14 @@ def _stuck_evidence(pod: PodInfo, track: PodTrack, read: SubscriptionRead, *,
 
 
 def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, seen: _Seen,
-           read_at: float | None, window: float) -> PodTrack:
-    """The pod's memory after this evaluation; `read_at` is set when the read is a new one."""
+           read_at: float | None, window: float, frozen: bool) -> PodTrack:
+    """The pod's memory after this evaluation; `read_at` is set when the read is a new one.
+    Restarts while frozen are the outage's (a worker that exits when Pulsar is gone), not the
+    pod's: the count they reached is where its growth is measured from."""
     if prev is None or pod.restarts < prev.restarts:
         base, grew_at = pod.restarts, now
+    elif frozen:
+        base, grew_at = pod.restarts, prev.restarts_grew_at
     elif pod.restarts > prev.restarts:
         base, grew_at = prev.restarts_base, now
     elif now - prev.restarts_grew_at >= window:
@@ -441,7 +445,7 @@ def _diagnose(
         judged = not pod.deleting and age is not None and age >= settings.startup_grace_seconds
         seen = _seen(pod, subscription, consumers) if judged and not frozen else _Seen.CLEAR
         track = _track(known.get(pod.name), pod, now=now, seen=seen, read_at=read_at,
-                       window=settings.window_seconds)
+                       window=settings.window_seconds, frozen=frozen)
         if judged and age is not None:
             # Time-based symptoms count only after the grace and after the last outage.
             judged_from = max(now - (age - settings.startup_grace_seconds),

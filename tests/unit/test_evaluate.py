@@ -150,7 +150,8 @@ def test_gate_freezes(overrides: dict[str, Any], action: Action,
     assert result.decision.desired == 4
     assert result.decision.reasons == reasons
     assert not result.decision.changes
-    assert result.history is history
+    # nothing recorded (a dependency's freeze notes only when it began: `behavior.thawed`)
+    assert replace(result.history, frozen_since=None) == history
 
 
 # ------------------------------------------------------------------------- the full pipeline
@@ -276,6 +277,32 @@ def test_scale_records_recommendation_in_history() -> None:
     result = run(spec, 2, [sig("q.value", 4.0)])
     assert result.decision.desired == 4
     assert result.history.recommendations == (TimedValue(NOW, 4),)
+
+
+def test_a_freeze_does_not_age_the_scale_down_window() -> None:
+    """8 pods recommended 60 s before an outage of 435 s, then reads that need 2: the count is
+    held for the 240 s the window had left when the outage began, then follows the reads."""
+    spec = make_spec([hpa_avg("q", 1.0)], hi=10)
+    down = {"es": DependencyState("es", Health.DOWN)}
+    history = ScalingHistory((TimedValue(NOW - 60.0, 8),))
+
+    def at(t: float, deps: Mapping[str, DependencyState], h: ScalingHistory) -> Evaluation:
+        status = WorkloadStatus("w", "ns", 8, ready_replicas=8)
+        return evaluate(spec, status=status, signals={"q.value": Signal("q.value", 2.0, t)},
+                        dependencies=deps, history=h, now=t, staleness={})
+
+    frozen = at(NOW, down, history)
+    assert frozen.decision.action is Action.FREEZE
+    still = at(NOW + 435.0, down, frozen.history)
+    assert still.history.frozen_since == NOW  # from the first frozen look
+    back = at(NOW + 435.0, UP, still.history)
+    assert (back.decision.action, back.decision.desired) == (Action.HOLD, 8)
+    assert any("ScaleDownStabilized" in r for r in back.decision.reasons)
+    assert back.history.frozen_since is None
+    assert at(NOW + 435.0 + 239.0, UP, back.history).decision.desired == 8
+    assert at(NOW + 435.0 + 240.0, UP, back.history).decision.desired == 2
+    # Without the outage the same reads scale down as soon as the window has passed.
+    assert at(NOW + 240.0, UP, history).decision.desired == 2
 
 
 # ------------------------------------------------------------------------------------ backlog
