@@ -1049,7 +1049,10 @@ class Daemon:
             return
         act = (self.a.cluster.evict if restart.kind is RestartKind.EVICT
                else self.a.cluster.delete_pod)
-        outcome = await act(spec.namespace, restart.pod)
+        # The version of the pod the plan judged: one that has changed since (ready again, or
+        # replaced) is a conflict, and the next evaluation judges it afresh.
+        version = next((p.resource_version for p in status.pods if p.name == restart.pod), "")
+        outcome = await act(spec.namespace, restart.pod, resource_version=version)
         state.healing = record_outcome(state.healing, restart=restart, outcome=outcome.outcome,
                                        now=self.a.clock.now(), retry_after=outcome.retry_after)
         if outcome.outcome is not WriteOutcome.DONE:

@@ -89,6 +89,9 @@ class PodInfo:
     restarts: int = 0
     waiting_reason: str = ""
     cpu_request_milli: int = 0
+    #: metadata.resourceVersion: a restart evicts this version of the pod and no other (a pod
+    #: that changed since, say became ready, is judged again); empty when not known.
+    resource_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,9 +113,14 @@ class Cluster(Protocol):
     async def scale(self, namespace: str, deployment: str, *, replicas: int,
                     resource_version: str) -> WriteResult: ...
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult: ...
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
+        """An Eviction of `pod` as of `resource_version` (none when empty): CONFLICT when the
+        pod has changed since."""
 
-    async def delete_pod(self, namespace: str, pod: str) -> WriteResult: ...
+    async def delete_pod(self, namespace: str, pod: str, *,
+                         resource_version: str = "") -> WriteResult:
+        """A delete of `pod` with the same precondition as `evict`."""
 
     async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
                          warning: bool = False) -> None: ...

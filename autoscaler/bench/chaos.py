@@ -573,9 +573,10 @@ class ChaosCluster(ModelCluster):
                                          result.outcome.value, done=_now()))
         return result
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
         seq, sent, old = self.seq(), _now(), self.model.deployment.replicas
-        result = await super().evict(namespace, pod)
+        result = await super().evict(namespace, pod, resource_version=resource_version)
         self.history.writes.append(Write(seq, sent, self.identity, "evict", old, old,
                                          result.outcome.value, done=_now(), pod=pod))
         return result

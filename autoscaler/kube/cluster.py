@@ -38,12 +38,14 @@ from kubernetes_asyncio.client import (
     CoreV1Api,
     CoreV1Event,
     CustomObjectsApi,
+    V1DeleteOptions,
     V1Deployment,
     V1EventSource,
     V1Eviction,
     V1ObjectMeta,
     V1ObjectReference,
     V1Pod,
+    V1Preconditions,
     V1Scale,
     V1ScaleSpec,
     VersionApi,
@@ -243,6 +245,7 @@ def pod_info(pod: V1Pod) -> PodInfo:
         restarts=sum(count_of(cs.restart_count, "restartCount") for cs in statuses),
         waiting_reason=waiting,
         cpu_request_milli=requests,
+        resource_version=meta.resource_version or "",
     )
 
 
@@ -300,7 +303,15 @@ def pod_info_json(obj: Mapping[str, Any]) -> PodInfo:
         restarts=sum(count_of(cs.get("restartCount"), "restartCount") for cs in statuses),
         waiting_reason=waiting,
         cpu_request_milli=requests,
+        resource_version=str(meta.get("resourceVersion") or ""),
     )
+
+
+def _preconditions(resource_version: str) -> V1DeleteOptions | None:
+    """DeleteOptions that hold a pod to the version it was judged on (none when unknown)."""
+    if not resource_version:
+        return None
+    return V1DeleteOptions(preconditions=V1Preconditions(resource_version=resource_version))
 
 
 @dataclass(slots=True)
@@ -698,20 +709,28 @@ class KubeCluster:
             self._informers[namespace].deployments.pop(deployment, None)
         return result
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
-        """A policy/v1 Eviction: the apiserver refuses (429) when a PDB would break."""
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
+        """A policy/v1 Eviction: the apiserver refuses (429) when a PDB would break, and (409)
+        when the pod is no longer at `resource_version`."""
         body = V1Eviction(api_version="policy/v1", kind="Eviction",
-                          metadata=V1ObjectMeta(name=pod, namespace=namespace))
+                          metadata=V1ObjectMeta(name=pod, namespace=namespace),
+                          delete_options=_preconditions(resource_version))
         return await self._write(
             "evict", namespace, pod,
             self._core.create_namespaced_pod_eviction(pod, namespace, body,
                                                       field_manager=FIELD_MANAGER,
-                                                      _request_timeout=self._timeout))
+                                                      _request_timeout=self._timeout),
+            resource_version=resource_version)
 
-    async def delete_pod(self, namespace: str, pod: str) -> WriteResult:
+    async def delete_pod(self, namespace: str, pod: str, *,
+                         resource_version: str = "") -> WriteResult:
         return await self._write(
             "delete_pod", namespace, pod,
-            self._core.delete_namespaced_pod(pod, namespace, _request_timeout=self._timeout))
+            self._core.delete_namespaced_pod(
+                pod, namespace, body=_preconditions(resource_version) or V1DeleteOptions(),
+                _request_timeout=self._timeout),
+            resource_version=resource_version)
 
     async def _write(self, op: str, namespace: str, name: str, call: Any,
                      **context: Any) -> WriteResult:

@@ -116,11 +116,14 @@ class ModelCluster:
         self.model.scale(replicas, at=_now())
         return WriteResult(WriteOutcome.DONE)
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
+        # The model's pods have no versions (`PodInfo.resource_version` is empty).
         ok = self.model.restart(pod, at=_now())
         return WriteResult(WriteOutcome.DONE if ok else WriteOutcome.NOT_FOUND)
 
-    async def delete_pod(self, namespace: str, pod: str) -> WriteResult:
+    async def delete_pod(self, namespace: str, pod: str, *,
+                         resource_version: str = "") -> WriteResult:
         return await self.evict(namespace, pod)
 
     async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,

@@ -43,7 +43,8 @@ def pod_info(pod: Pod) -> PodInfo:
     return PodInfo(name=pod.name, ready=pod.ready, phase=pod.phase, ip=pod.ip,
                    started_at=float(int(pod.created_wall)), deleting=pod.deleting,
                    restarts=pod.restarts,
-                   waiting_reason=pod.waiting_reason, cpu_request_milli=pod.cpu_request_milli)
+                   waiting_reason=pod.waiting_reason, cpu_request_milli=pod.cpu_request_milli,
+                   resource_version=str(pod.resource_version))
 
 
 class SimCluster:
@@ -98,12 +99,15 @@ class SimCluster:
             namespace, deployment, replicas, resource_version=resource_version,
             manager=FIELD_MANAGER))
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
-        return await self._write("create", "pods/eviction",
-                                 lambda: self._state.evict(namespace, pod))
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
+        return await self._write("create", "pods/eviction", lambda: self._state.evict(
+            namespace, pod, resource_version=resource_version))
 
-    async def delete_pod(self, namespace: str, pod: str) -> WriteResult:
-        return await self._write("delete", "pods", lambda: self._state.delete_pod(namespace, pod))
+    async def delete_pod(self, namespace: str, pod: str, *,
+                         resource_version: str = "") -> WriteResult:
+        return await self._write("delete", "pods", lambda: self._state.delete_pod(
+            namespace, pod, resource_version=resource_version))
 
     async def _write(self, verb: str, resource: str,
                      action: Callable[[], object]) -> WriteResult:

@@ -1080,8 +1080,10 @@ class _KubeApi:
         name = (body.get("metadata") or {}).get("name")
         if name != target.name:
             raise BadRequestError("name in URL does not match name in Eviction object")
-        self.state.evict(_ns(target), _name(target),
-                         dry_run=_dry_run(request, body.get("deleteOptions")))
+        options = body.get("deleteOptions") or {}
+        self.state.evict(_ns(target), _name(target), dry_run=_dry_run(request, options),
+                         resource_version=(options.get("preconditions") or {}).get(
+                             "resourceVersion"))
         return _json_response(_success(201), status=201)
 
     async def get_event(self, request: web.Request, target: _Target) -> web.StreamResponse:

@@ -1401,20 +1401,25 @@ class KubeState:
         return f"10.244.{self._ips // 250}.{self._ips % 250 + 1}"
 
     def delete_pod(self, namespace: str, name: str, *, force: bool = False,
-                   grace: int | None = None) -> Pod:
+                   grace: int | None = None, resource_version: str | None = None) -> Pod:
         """Delete a pod (at once with `force`, else it terminates first within `grace`, see
-        `_remove_pod`); its Deployment's controller replaces it at once."""
+        `_remove_pod`), if it is still at `resource_version` (when given); its Deployment's
+        controller replaces it at once."""
         pod = self.pod(namespace, name)
+        check_resource_version(PODS, name, pod.resource_version, resource_version)
         self._remove_pod(pod, force=force, grace=grace)
         owner = self._deployments.get((namespace, pod.owner))
         if owner is not None:
             self._reconcile(owner)
         return pod
 
-    def evict(self, namespace: str, name: str, *, dry_run: bool = False) -> Pod:
-        """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it. A dry
-        run checks the budgets and deletes nothing."""
+    def evict(self, namespace: str, name: str, *, dry_run: bool = False,
+              resource_version: str | None = None) -> Pod:
+        """The Eviction API: `TooManyRequestsError` when a PodDisruptionBudget forbids it, a
+        conflict when the pod is no longer at `resource_version` (its deleteOptions'
+        precondition). A dry run checks the budgets and deletes nothing."""
         pod = self.pod(namespace, name)
+        check_resource_version(PODS, name, pod.resource_version, resource_version)
         if pod.deleting:  # already on its way out: the eviction has nothing to check
             return pod
         for pdb in self.pdbs(namespace):

@@ -133,3 +133,24 @@ async def test_read_faults_raise_the_same_kube_error(served: Served, adapter: Cl
         await adapter.get_workload(NS, API)
     assert (info.value.code, info.value.message) == (code, "injected")
     assert (await adapter.get_workload(NS, API)).replicas == 1
+
+
+@pytest.mark.parametrize("restart", ["evict", "delete_pod"])
+async def test_a_restart_of_a_pod_that_changed_since_it_was_read_is_a_conflict(
+        served: Served, adapter: Cluster, restart: str) -> None:
+    state = served.state
+    _ready_deployment(state, 2)
+    judged = (await adapter.get_workload(NS, API)).pods[0]
+    assert judged.resource_version
+    state.mark_ready(NS, judged.name, False)  # the pod changes after it was read
+    act = getattr(adapter, restart)
+
+    result = await act(NS, judged.name, resource_version=judged.resource_version)
+
+    assert result.outcome is WriteOutcome.CONFLICT
+    assert not state.pod(NS, judged.name).deleting
+    now = next(p for p in (await adapter.get_workload(NS, API)).pods if p.name == judged.name)
+    assert now.resource_version != judged.resource_version
+    result = await act(NS, judged.name, resource_version=now.resource_version)
+    assert result.outcome is WriteOutcome.DONE
+    assert not state.has_pod(NS, judged.name) or state.pod(NS, judged.name).deleting

@@ -32,7 +32,7 @@ class _Cluster:
         self.clock = clock
         self.replicas = replicas
         self.writes: list[tuple[float, int]] = []
-        self.evictions: list[str] = []
+        self.evictions: list[tuple[str, str]] = []
         self.pods: tuple[PodInfo, ...] = ()
 
     async def get_workload(self, namespace: str, deployment: str) -> WorkloadStatus:
@@ -49,8 +49,9 @@ class _Cluster:
         self.replicas = replicas
         return WriteResult(WriteOutcome.DONE)
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
-        self.evictions.append(pod)
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
+        self.evictions.append((pod, resource_version))
         return WriteResult(WriteOutcome.DONE)
 
     async def conflicting_autoscaler(self, namespace: str, deployment: str) -> None:
@@ -140,11 +141,13 @@ async def test_restarts_during_an_outage_are_not_a_crash_loop(tmp_path: Path) ->
         dep = daemon.store.dependencies["pulsar"]
         if (dep.health is Health.UP) != up:
             await _pulsar_is(daemon, pulsar, up=up)
-        cluster.pods = (PodInfo("a", ready=ready, started_at=WALL0, restarts=restarts),
-                        PodInfo("b", ready=True, started_at=WALL0))
+        cluster.pods = (PodInfo("a", ready=ready, started_at=WALL0, restarts=restarts,
+                                resource_version=f"{dt}"),
+                        PodInfo("b", ready=True, started_at=WALL0, resource_version="1"))
         _reads(daemon, clock.t, 2400.0)
         await daemon.evaluate_workload(state)
         if dt == 175:  # past the 60 s of grace after the outage
             assert cluster.evictions == []
-    # Three restarts after the outage are a crash loop of the pod's own.
-    assert cluster.evictions == ["a"]
+    # Three restarts after the outage are a crash loop of the pod's own: the pod is evicted
+    # as it was when judged (260 s in), and no other version of it.
+    assert cluster.evictions == [("a", "260")]

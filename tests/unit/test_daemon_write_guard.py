@@ -51,7 +51,8 @@ class _Cluster(_ConfirmCluster):
                               ready_replicas=ready, resource_version="1", pods=self.pods,
                               paused=self.paused)
 
-    async def evict(self, namespace: str, pod: str) -> WriteResult:
+    async def evict(self, namespace: str, pod: str, *,
+                    resource_version: str = "") -> WriteResult:
         self.evictions.append(pod)
         if self.during_evict is not None:
             self.during_evict()
