@@ -2,7 +2,9 @@
 
 Reads `GET /admin/v2/persistent/{tenant}/{namespace}/{topic}/stats` (or `/partitioned-stats`,
 aggregated over partitions) through the shared `SessionPool` of `http.py`, and yields the signals
-`<name>.backlog` (subscription msgBacklog), `<name>.in_rate`, `<name>.out_rate` (subscription
+`<name>.backlog` (subscription msgBacklogNoDelayed: the backlog without the delayed messages,
+which no worker may take before their time; msgBacklog from a broker that does not report it),
+`<name>.in_rate`, `<name>.out_rate` (subscription
 msgRateOut) and `<name>.consumers` (how many consumers, each with its address and msgRateOut,
 which the healer uses to find stuck pods). A missing topic or subscription is an error on the
 signals, never a zero.
@@ -115,7 +117,8 @@ class PulsarBacklogSource:
             return _Stats({"backlog": missing, "in_rate": in_rate, "out_rate": missing,
                            "consumers": missing}, in_counter)
         return _Stats({
-            "backlog": reading(subscription.get("msgBacklog"), "backlog"),
+            "backlog": reading(subscription.get("msgBacklogNoDelayed",
+                                                subscription.get("msgBacklog")), "backlog"),
             "in_rate": in_rate,
             "out_rate": reading(subscription.get("msgRateOut"), "out_rate"),
             "consumers": _consumers(subscription.get("consumers")),

@@ -42,6 +42,11 @@ def stats_with(**subscription: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
+def backlog_of(value: Any) -> bytes:
+    """topic-stats.json with `value` as its subscription's backlog, delayed messages or not."""
+    return stats_with(msgBacklog=value, msgBacklogNoDelayed=value)
+
+
 @dataclass(frozen=True)
 class StatsSample:
     file: str
@@ -161,16 +166,37 @@ async def test_missing_subscription_is_an_error_but_topic_rate_stays(fake_http: 
     assert signals["in_rate"].value == 0.0
 
 
+@pytest.mark.parametrize(("subscription", "backlog"), [
+    # 99,000 of 100,000 messages are delayed: a worker may take 1,000 now
+    pytest.param({"msgBacklog": 100000, "msgDelayed": 99000, "msgBacklogNoDelayed": 1000}, 1000.0,
+                 id="delayed-messages-are-not-work-yet"),
+    # a broker that does not report msgBacklogNoDelayed: msgBacklog
+    pytest.param({"msgBacklog": 250, "msgBacklogNoDelayed": None}, 250.0, id="older-broker"),
+])
+async def test_the_backlog_is_what_a_worker_may_take_now(
+        fake_http: FakeHttp, pool: SessionPool, subscription: dict[str, Any],
+        backlog: float) -> None:
+    doc = json.loads(sample("pulsar/topic-stats.json"))
+    doc["subscriptions"]["sub-demo"].update(subscription)
+    doc["subscriptions"]["sub-demo"] = {k: v for k, v in doc["subscriptions"]["sub-demo"].items()
+                                        if v is not None}
+    fake_http.route(f"{TOPIC_PATH}/stats", Canned(body=json.dumps(doc).encode()))
+
+    signals = by_field(await make_source(fake_http.url, pool).read())
+
+    assert signals["backlog"].value == backlog
+
+
 @pytest.mark.parametrize(
     ("body", "field", "reason"),
     [
-        pytest.param(stats_with(msgBacklog=-3), "backlog", "negative backlog -3", id="negative"),
-        pytest.param(stats_with(msgBacklog=10**18), "backlog", "absurd backlog 1e18",
+        pytest.param(backlog_of(-3), "backlog", "negative backlog -3", id="negative"),
+        pytest.param(backlog_of(10**18), "backlog", "absurd backlog 1e18",
                      id="absurd"),
-        pytest.param(stats_with(msgBacklog=None), "backlog", "backlog missing", id="null"),
-        pytest.param(stats_with(msgBacklog="12"), "backlog",
+        pytest.param(backlog_of(None), "backlog", "backlog missing", id="null"),
+        pytest.param(backlog_of("12"), "backlog",
                      "backlog: expected a number, got str", id="string"),
-        pytest.param(stats_with(msgBacklog=True), "backlog",
+        pytest.param(backlog_of(True), "backlog",
                      "backlog: expected a number, got bool", id="bool"),
         pytest.param(stats_with(msgRateOut=float("nan")), "out_rate", "out_rate is NaN",
                      id="nan-literal"),
