@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import time
 from collections import ChainMap
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -40,10 +41,12 @@ from autoscaler.engine.healing import (
     ProbeRecord,
     RestartKind,
     SubscriptionRead,
+    handover,
     healing_quiet,
     plan,
     record_outcome,
     scale_down_hold,
+    taken_over,
 )
 from autoscaler.engine.hysteresis import Hysteresis
 from autoscaler.engine.settled import Settled, settle, source_fields, unchanged
@@ -60,6 +63,7 @@ from autoscaler.model import (
 from autoscaler.policies.base import LooksBack
 from autoscaler.ports import (
     FIELD_MANAGER,
+    LEASE_MEMO_ANNOTATION,
     CheckResult,
     Clock,
     Cluster,
@@ -97,6 +101,10 @@ GC_HOLD_SECONDS = 0.5
 #: Events are best effort, as with client-go's recorder: posted in the background, never waited
 #: for by an evaluation. Beyond this many waiting to be posted, new ones are dropped and logged.
 EVENTS_IN_FLIGHT = 100
+#: The handover memo (`Daemon.leader_memo`): its format, and the most it may take of the
+#: Lease's annotations (256 KiB for all of an object's).
+MEMO_VERSION = 1
+MEMO_MAX_CHARS = 200_000
 
 
 def _cancel_if_asked() -> None:
@@ -340,6 +348,46 @@ class Daemon:
     # ----------------------------------------------------------------- lifecycle
     def stop(self) -> None:
         self._stop.set()
+
+    # ----------------------------------------------------------------- handover (the Lease)
+    def leader_memo(self) -> str:
+        """The healer's memory of every workload that has one, for the Lease (`Handover`)."""
+        now, wall_now = self.a.clock.now(), self.a.wall()
+        healing = {key: handed for key, state in self.workloads.items()
+                   if (handed := handover(state.healing, now=now, wall_now=wall_now))}
+        if not healing:
+            return ""
+        memo = json.dumps({"version": MEMO_VERSION, "healing": healing}, sort_keys=True,
+                          separators=(",", ":"))
+        if len(memo) > MEMO_MAX_CHARS:
+            log.warning("handover_too_large", chars=len(memo), limit=MEMO_MAX_CHARS,
+                        hint="a successor starts the restart budgets and breakers afresh")
+            return ""
+        return memo
+
+    def take_over(self, memo: str) -> None:
+        """Becoming the leader: each workload's restarts, backoff and breaker are those the
+        last leader handed over in the Lease (`Handover`). A memo that cannot be read changes
+        nothing here, and is logged."""
+        try:
+            parsed = json.loads(memo) if memo else {"version": MEMO_VERSION, "healing": {}}
+            if not isinstance(parsed, dict) or parsed.get("version") != MEMO_VERSION:
+                raise ValueError(f"expected an object of version {MEMO_VERSION}")
+            healing = parsed.get("healing")
+            if not isinstance(healing, dict):
+                raise ValueError("healing: expected an object")
+        except ValueError as exc:
+            log.error("handover_unreadable", annotation=LEASE_MEMO_ANNOTATION, error=str(exc))
+            return
+        now, wall_now = self.a.clock.now(), self.a.wall()
+        for key, state in self.workloads.items():
+            try:
+                state.healing = taken_over(state.healing, healing.get(key), now=now,
+                                           wall_now=wall_now)
+            except ValueError as exc:
+                log.error("handover_unreadable", annotation=LEASE_MEMO_ANNOTATION,
+                          workload=key, error=str(exc))
+        log.info("handover_taken", workloads=sorted(k for k in healing if k in self.workloads))
 
     def reload(self, loaded: LoadedConfig, *, sources: Mapping[str, Source],
                probes: Mapping[str, Probe]) -> None:

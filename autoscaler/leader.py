@@ -36,7 +36,7 @@ from typing import TypeVar
 import structlog
 
 from autoscaler.config import LeaseSettings
-from autoscaler.ports import Clock, LeaseRecord, LeaseStore, WriteOutcome
+from autoscaler.ports import Clock, Handover, LeaseRecord, LeaseStore, WriteOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,8 @@ class LeaderElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
         self._running = False
+        #: Who hands over through the Lease (the daemon, set once it exists); None: nothing.
+        self.handover: Handover | None = None
 
     @classmethod
     def from_settings(cls, store: LeaseStore, settings: LeaseSettings, *, clock: Clock,
@@ -185,9 +187,10 @@ class LeaderElector:
         if current is None:
             record = LeaseRecord(holder=self.identity, acquired_at=now_wall, renewed_at=now_wall,
                                  duration_seconds=self.lease_duration, transitions=0,
-                                 resource_version="")
+                                 resource_version="", memo=self._memo())
             result = await self._store.create(self.namespace, self.name, record)
-            return self._written(result.outcome, record, sent_at, result.message)
+            return self._written(result.outcome, record, sent_at, result.message,
+                                 taken_from=current)
         if current != self._observed:
             self._observed = current
             self._observed_at = self._clock.now()
@@ -195,6 +198,7 @@ class LeaderElector:
         if (current.holder and not mine
                 and self._clock.now() < self._observed_at + current.duration_seconds):
             return False
+        taking = not self.leading.is_set()
         record = LeaseRecord(
             holder=self.identity,
             acquired_at=current.acquired_at if mine else now_wall,
@@ -202,18 +206,29 @@ class LeaderElector:
             duration_seconds=self.lease_duration,
             transitions=current.transitions if mine else current.transitions + 1,
             resource_version=current.resource_version,
+            # Taking the lease, the predecessor's memo is carried on as it was: this replica's
+            # own is written from the next renew on, once it has taken that one over.
+            memo=current.memo if taking else self._memo(),
         )
         result = await self._store.update(self.namespace, self.name, record)
-        return self._written(result.outcome, record, sent_at, result.message)
+        return self._written(result.outcome, record, sent_at, result.message,
+                             taken_from=current if taking else None)
+
+    def _memo(self) -> str:
+        return self.handover.leader_memo() if self.handover is not None else ""
 
     def _written(self, outcome: WriteOutcome, record: LeaseRecord, sent_at: float,
-                 message: str) -> bool:
+                 message: str, *, taken_from: LeaseRecord | None) -> bool:
         if outcome is not WriteOutcome.DONE:
             log.debug("lease_write_refused", identity=self.identity, lease=self.name,
                       outcome=outcome.value, message=message)
             return False
         self._renewed_at = sent_at
         self._observed, self._observed_at = record, self._clock.now()
+        if not self.leading.is_set() and self.handover is not None:
+            # About to lead: the memory of the last holder (this replica's own memo too, after
+            # a lapse) replaces what a standby has, which restarted nothing.
+            self.handover.take_over(taken_from.memo if taken_from is not None else "")
         return True
 
     async def _release(self) -> bool:
@@ -225,7 +240,7 @@ class LeaderElector:
         now_wall = self._wall()
         record = LeaseRecord(holder=None, acquired_at=now_wall, renewed_at=now_wall,
                              duration_seconds=1.0, transitions=current.transitions,
-                             resource_version=current.resource_version)
+                             resource_version=current.resource_version, memo=self._memo())
         result = await self._store.update(self.namespace, self.name, record)
         log.info("leader_released", identity=self.identity, lease=self.name,
                  outcome=result.outcome.value)

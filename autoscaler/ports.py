@@ -144,6 +144,24 @@ class LeaseRecord:
     duration_seconds: float
     transitions: int
     resource_version: str
+    #: What the holder hands over to its successor (`Handover`), kept in the Lease's
+    #: `LEASE_MEMO_ANNOTATION`; empty when it has nothing.
+    memo: str = ""
+
+
+#: The Lease annotation that carries `LeaseRecord.memo`.
+LEASE_MEMO_ANNOTATION = "autoscaler.tracardi.com/handover"
+
+
+class Handover(Protocol):
+    """What a leader hands over through the Lease: the healer's restart budget, backoff and
+    breaker, which a successor must not start afresh (`Daemon` implements it)."""
+
+    def leader_memo(self) -> str:
+        """The memo to write with each renew (empty: nothing to hand over)."""
+
+    def take_over(self, memo: str) -> None:
+        """Called as this replica becomes the leader, with the memo of the Lease it took."""
 
 
 class LeaseStore(Protocol):

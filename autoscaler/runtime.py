@@ -262,6 +262,8 @@ async def live_daemon(
                 await a.pod_prober.close()
             a.pod_prober = pod_prober
         daemon = Daemon(loaded, a, telemetry=telemetry, dry_run=dry_run)
+        if isinstance(a.leadership, LeaderElector):
+            a.leadership.handover = daemon  # the healer's budgets pass on with the Lease
 
         def on_change(new: LoadedConfig) -> None:
             # The Lease and the metrics port are set up at start, and stay as they were.

@@ -845,6 +845,7 @@ class Soak:
         adapters = Adapters(clock=clock, cluster=cluster, sources=sources, probes=probes,
                             leadership=elector, wall=wall, pod_prober=ModelPodProber(self.model))
         daemon = Daemon(self.config, adapters, telemetry=telemetry, check_conflicts=False)
+        elector.handover = daemon
 
         def on_change(new: LoadedConfig) -> None:
             narrowed = narrow(new, self.key)

@@ -73,6 +73,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
+from typing import Any
 
 from autoscaler.config import Healing
 from autoscaler.engine.gate import dependency_reasons
@@ -585,6 +586,74 @@ def _update_breaker(breaker: Breaker, *, before: Sequence[RestartRecord],
         elif new.settled is Settled.HEALTHY:
             breaker = Breaker()
     return breaker
+
+
+def handover(memory: HealingMemory, *, now: float, wall_now: float) -> dict[str, Any] | None:
+    """What a successor needs of `memory` to keep its budgets: the restarts still followed or
+    inside the budget window, the backoff streak and the breaker, with times as epoch seconds
+    (its clock is not this process's `now`); None when there is nothing to hand over.
+    `taken_over` reads it back."""
+    breaker = memory.breaker
+    if not memory.restarts and not memory.streak and breaker == Breaker():
+        return None
+
+    def wall(at: float) -> float:
+        return round(wall_now - (now - at), 3)
+
+    return {
+        "restarts": [{"pod": r.pod, "at": wall(r.at), "siblings": sorted(r.siblings),
+                      "replacement": r.replacement, "ready": r.ready, "excused": r.excused,
+                      "settled": r.settled.value} for r in memory.restarts],
+        "streak": memory.streak,
+        "breaker": {"state": breaker.state.value, "failures": breaker.failures,
+                    "opened_at": wall(breaker.opened_at)},
+    }
+
+
+def taken_over(memory: HealingMemory, handed: Mapping[str, Any] | None, *, now: float,
+               wall_now: float) -> HealingMemory:
+    """`memory` with the restarts, streak and breaker of `handed` (what the last leader's
+    `handover` wrote; None: it had none) in place of its own: a standby restarts nothing, so
+    it would otherwise start with a full budget and a closed breaker. A time ahead of
+    `wall_now` (another host's clock) counts as now. `ValueError` when `handed` is not shaped
+    as `handover` writes it."""
+    if handed is None:
+        return replace(memory, restarts=(), streak=0, breaker=Breaker())
+
+    def field(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
+        value = obj.get(key) if isinstance(obj, Mapping) else None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"{key}: expected {getattr(kind, '__name__', kind)}")
+        return value
+
+    def names(values: list[Any]) -> list[str]:
+        if not all(isinstance(v, str) for v in values):
+            raise ValueError("siblings: expected pod names")
+        return values
+
+    def count(obj: Any, key: str) -> int:
+        value: int = field(obj, key, int)
+        if value < 0:
+            raise ValueError(f"{key}: negative")
+        return value
+
+    def at(obj: Any, key: str) -> float:
+        epoch = float(field(obj, key, (int, float)))
+        if not math.isfinite(epoch):
+            raise ValueError(f"{key}: not a finite time")
+        return now - max(0.0, wall_now - epoch)
+
+    restarts = tuple(
+        RestartRecord(pod=field(r, "pod", str), at=at(r, "at"),
+                      siblings=frozenset(names(field(r, "siblings", list))),
+                      replacement=field(r, "replacement", str), ready=field(r, "ready", bool),
+                      excused=field(r, "excused", bool),
+                      settled=Settled(field(r, "settled", str)))
+        for r in field(handed, "restarts", list))
+    breaker = field(handed, "breaker", dict)
+    return replace(memory, restarts=restarts, streak=count(handed, "streak"),
+                   breaker=Breaker(BreakerState(field(breaker, "state", str)),
+                                   count(breaker, "failures"), at(breaker, "opened_at")))
 
 
 def reset_breaker(memory: HealingMemory) -> HealingMemory:

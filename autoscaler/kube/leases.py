@@ -24,7 +24,13 @@ from autoscaler.kube.cluster import (
     kube_error,
 )
 from autoscaler.kube.errors import UNREACHABLE, KubeError, outcome_for
-from autoscaler.ports import FIELD_MANAGER, LeaseRecord, WriteOutcome, WriteResult
+from autoscaler.ports import (
+    FIELD_MANAGER,
+    LEASE_MEMO_ANNOTATION,
+    LeaseRecord,
+    WriteOutcome,
+    WriteResult,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +54,7 @@ def lease_record(lease: V1Lease) -> LeaseRecord:
                                         "spec.leaseDurationSeconds")),
         transitions=count_of(spec.lease_transitions if spec else None, "spec.leaseTransitions"),
         resource_version=str(meta.resource_version),
+        memo=(meta.annotations or {}).get(LEASE_MEMO_ANNOTATION, ""),
     )
 
 
@@ -86,6 +93,8 @@ class KubeLeaseStore:
         metadata: dict[str, Any] = {"name": name, "namespace": namespace}
         if op == "update":
             metadata["resourceVersion"] = record.resource_version
+        if record.memo:
+            metadata["annotations"] = {LEASE_MEMO_ANNOTATION: record.memo}
         spec: dict[str, Any] = {
             "leaseDurationSeconds": max(1, math.ceil(record.duration_seconds)),
             "acquireTime": micro_time(record.acquired_at),

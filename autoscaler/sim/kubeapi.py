@@ -1246,23 +1246,29 @@ class _KubeApi:
     async def create_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
         _no_dry_run(request, "leases")
         body = await _body(request)
-        meta = body.get("metadata") or {}
+        meta = _metadata("Lease", "coordination.k8s.io", str((body.get("metadata") or {}).get(
+            "name") or ""), body)
         if not meta.get("name"):
             raise InvalidError('Lease.coordination.k8s.io "" is invalid: metadata.name: '
                                "Required value: name or generateName is required")
         lease = self.state.create_lease(_ns(target), meta["name"], _lease_spec(body),
-                                        labels=meta.get("labels"), manager=_manager(request))
+                                        labels=meta.get("labels"),
+                                        annotations=meta.get("annotations"),
+                                        manager=_manager(request))
         return _json_response(self.state.lease_json(lease), status=201)
 
     async def update_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:
         _no_dry_run(request, "leases")
         body = await _body(request)
-        meta = body.get("metadata") or {}
+        meta = _metadata("Lease", "coordination.k8s.io", _name(target), body)
         if meta.get("name", target.name) != target.name:
             raise BadRequestError("the name of the object does not match the name on the URL")
         lease = self.state.update_lease(_ns(target), _name(target), _lease_spec(body),
                                         resource_version=meta.get("resourceVersion"),
-                                        labels=meta.get("labels"), manager=_manager(request))
+                                        labels=meta.get("labels"),
+                                        # a PUT: the annotations sent are all there are
+                                        annotations=meta.get("annotations") or {},
+                                        manager=_manager(request))
         return _json_response(self.state.lease_json(lease))
 
     async def delete_lease(self, request: web.Request, target: _Target) -> web.StreamResponse:

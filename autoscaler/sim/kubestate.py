@@ -680,6 +680,7 @@ class Lease:
     resource_version: int
     spec: LeaseSpec
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
     #: Who set which fields (`metadata.managedFields`): each Update's manager.
     managed: list[ManagedEntry] = field(default_factory=list)
 
@@ -886,7 +887,7 @@ class KubeState:
             NODE_LEASE_NAMESPACE, NODE_NAME, str(uuid.uuid5(uuid.NAMESPACE_DNS, "lease")),
             self._node_created, 1, LeaseSpec(holder=NODE_NAME, duration_seconds=40,
                                              renew_time=self._node_created))
-        self._lease_written(node_lease, KUBELET_MANAGER, {}, {})
+        self._lease_written(node_lease, KUBELET_MANAGER, {}, {}, {})
         self._leases[(NODE_LEASE_NAMESPACE, NODE_NAME)] = node_lease
         self._node_rv = 1
         self._node_heartbeat = self._node_created
@@ -1646,47 +1647,55 @@ class KubeState:
         return [le for (ns, _), le in sorted(self._leases.items()) if namespace in (None, ns)]
 
     def create_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
-                     labels: Mapping[str, str] | None = None, manager: str = "") -> Lease:
+                     labels: Mapping[str, str] | None = None,
+                     annotations: Mapping[str, str] | None = None, manager: str = "") -> Lease:
         if (namespace, name) in self._leases:
             raise AlreadyExistsError(f'{LEASES.qualified} "{name}" already exists',
                                 details=_details(LEASES, name))
         self._touch_namespace(namespace)
         lease = Lease(namespace, name, self._uid(), self.wall(), self._next_rv(), spec,
-                      dict(labels or {}))
-        self._lease_written(lease, manager, {}, {})
+                      dict(labels or {}), dict(annotations or {}))
+        self._lease_written(lease, manager, {}, {}, {})
         self._leases[(namespace, name)] = lease
         self._emit("ADDED", "leases", namespace, lease.resource_version, self.lease_json(lease))
         return lease
 
     def update_lease(self, namespace: str, name: str, spec: LeaseSpec, *,
                      resource_version: str | int | None,
-                     labels: Mapping[str, str] | None = None, manager: str = "") -> Lease:
+                     labels: Mapping[str, str] | None = None,
+                     annotations: Mapping[str, str] | None = None, manager: str = "") -> Lease:
+        """A replace of the Lease (a PUT): labels and annotations, when given, replace the old."""
         lease = self.get_lease(namespace, name)
         check_resource_version(LEASES, name, lease.resource_version, resource_version)
         before, labels_before = lease_spec_json(lease.spec), dict(lease.labels)
+        annotations_before = dict(lease.annotations)
         lease.spec = spec
         if labels is not None:
             lease.labels = dict(labels)
-        self._lease_written(lease, manager, before, labels_before)
+        if annotations is not None:
+            lease.annotations = dict(annotations)
+        self._lease_written(lease, manager, before, labels_before, annotations_before)
         lease.resource_version = self._next_rv()
         self._emit("MODIFIED", "leases", namespace, lease.resource_version,
                    self.lease_json(lease))
         return lease
 
     def _lease_written(self, lease: Lease, manager: str, before: JSON,
-                       labels_before: Mapping[str, str]) -> None:
+                       labels_before: Mapping[str, str],
+                       annotations_before: Mapping[str, str]) -> None:
         """An Update of `lease` by `manager`: it takes the fields it changed from whoever held
         them, and a field it dropped is no one's."""
         spec = lease_spec_json(lease.spec)
         changed: frozenset[FieldPath] = frozenset(
             ("f:spec", f"f:{k}") for k, v in spec.items() if before.get(k) != v)
-        if lease.labels != labels_before:
-            changed |= managed.paths_of({"labels": lease.labels} if lease.labels else {},
-                                        ("f:metadata",))
         gone: frozenset[FieldPath] = frozenset(
             ("f:spec", f"f:{k}") for k in before.keys() - spec.keys())
-        gone |= frozenset(("f:metadata", "f:labels", f"f:{k}")
-                          for k in labels_before.keys() - lease.labels.keys())
+        for key, now, was in (("labels", lease.labels, labels_before),
+                              ("annotations", lease.annotations, annotations_before)):
+            if now != was:
+                changed |= managed.paths_of({key: now} if now else {}, ("f:metadata",))
+            gone |= frozenset(("f:metadata", f"f:{key}", f"f:{k}")
+                              for k in was.keys() - now.keys())
         lease.managed = managed.disown(managed.claim(lease.managed, manager, changed,
                                                      now=self.wall(), api_version=LEASE_API),
                                        gone)
@@ -1984,7 +1993,8 @@ class KubeState:
         return {"kind": "Lease", "apiVersion": LEASE_API,
                 "metadata": object_meta(name=lease.name, namespace=lease.namespace, uid=lease.uid,
                                        rv=lease.resource_version, created=lease.created_wall,
-                                       labels=lease.labels, managedFields=managed.managed_fields(
+                                       labels=lease.labels, annotations=lease.annotations,
+                                       managedFields=managed.managed_fields(
                                            lease.managed, format_time)),
                 "spec": lease_spec_json(lease.spec)}
 
@@ -2069,7 +2079,7 @@ class KubeState:
         if now - (lease.spec.renew_time or 0.0) >= NODE_LEASE_RENEW_SECONDS:
             before = lease_spec_json(lease.spec)
             lease.spec = dataclasses.replace(lease.spec, renew_time=now)
-            self._lease_written(lease, KUBELET_MANAGER, before, lease.labels)
+            self._lease_written(lease, KUBELET_MANAGER, before, lease.labels, lease.annotations)
             lease.resource_version = self._next_rv()
             self._emit("MODIFIED", "leases", NODE_LEASE_NAMESPACE, lease.resource_version,
                        self.lease_json(lease))

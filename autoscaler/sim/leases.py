@@ -10,7 +10,13 @@ from __future__ import annotations
 import math
 
 from autoscaler.kube.errors import KubeError, outcome_for
-from autoscaler.ports import FIELD_MANAGER, Clock, LeaseRecord, WriteResult
+from autoscaler.ports import (
+    FIELD_MANAGER,
+    LEASE_MEMO_ANNOTATION,
+    Clock,
+    LeaseRecord,
+    WriteResult,
+)
 from autoscaler.sim.kubestate import ApiError, KubeState, Lease, LeaseSpec
 
 
@@ -27,7 +33,12 @@ def _record(lease: Lease) -> LeaseRecord:
                        renewed_at=spec.renew_time or 0.0,
                        duration_seconds=float(spec.duration_seconds or 0),
                        transitions=spec.transitions or 0,
-                       resource_version=str(lease.resource_version))
+                       resource_version=str(lease.resource_version),
+                       memo=lease.annotations.get(LEASE_MEMO_ANNOTATION, ""))
+
+
+def _annotations(record: LeaseRecord) -> dict[str, str]:
+    return {LEASE_MEMO_ANNOTATION: record.memo} if record.memo else {}
 
 
 class SimLeaseStore:
@@ -59,7 +70,8 @@ class SimLeaseStore:
         try:
             if err is not None:
                 raise err
-            self._state.create_lease(namespace, name, _spec(record), manager=FIELD_MANAGER)
+            self._state.create_lease(namespace, name, _spec(record),
+                                     annotations=_annotations(record), manager=FIELD_MANAGER)
         except ApiError as exc:
             return WriteResult(outcome_for(exc.code), exc.message, exc.retry_after)
         return WriteResult(outcome_for(200))
@@ -70,6 +82,7 @@ class SimLeaseStore:
             if err is not None:
                 raise err
             self._state.update_lease(namespace, name, _spec(record), manager=FIELD_MANAGER,
+                                     annotations=_annotations(record),
                                      resource_version=record.resource_version)
         except ApiError as exc:
             return WriteResult(outcome_for(exc.code), exc.message, exc.retry_after)

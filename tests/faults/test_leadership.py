@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from harness import LEASE, LEASE_SECONDS, NS, World, eventually, holds, logged
 
+from autoscaler.engine.healing import RestartRecord, Settled
+from autoscaler.ports import LEASE_MEMO_ANNOTATION
 from autoscaler.sim.kubestate import LeaseSpec
 
 pytestmark = pytest.mark.real
@@ -118,3 +122,27 @@ async def test_clock_jump_keeps_one_leader(w: World, jump: float) -> None:
     await eventually(lambda: w.replicas() == 5, what="scaled to 5 by a")
     assert {x.writer for x in w.writes} == {"a"}
     holds(w)
+
+
+async def test_the_healers_memory_goes_with_the_lease_to_the_next_leader(w: World) -> None:
+    """`run` wires the daemon to its elector: the leader writes its restarts into the Lease
+    with each renew, and the replica that takes the Lease over starts from them."""
+    a = await w.start("a")
+    b = await w.start("b", leader=False)
+    key = next(iter(a.daemon.workloads))
+    restart = RestartRecord(pod="crashing-pod", at=a.daemon.a.clock.now(), siblings=frozenset(),
+                            ready=True, settled=Settled.FAILED)
+    state = a.daemon.workloads[key]
+    state.healing = replace(state.healing, restarts=(restart,), streak=1)
+
+    def memo() -> str:
+        return w.kube.get_lease(NS, LEASE).annotations.get(LEASE_MEMO_ANNOTATION, "")
+
+    await eventually(lambda: "crashing-pod" in memo(), what="a's restart in the Lease",
+                     within=LEASE_SECONDS)
+    assert json.loads(memo())["healing"][key]["streak"] == 1
+    await a.stop()  # releases the Lease
+    await eventually(lambda: holder(w) == "b", what="b takes the lease")
+    taken = b.daemon.workloads[key].healing
+    assert [(r.pod, r.settled) for r in taken.restarts] == [("crashing-pod", Settled.FAILED)]
+    assert taken.streak == 1

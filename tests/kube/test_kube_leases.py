@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 import aiohttp
 from kube_fixtures import NS, TOKEN, RealClock, Served
@@ -11,7 +12,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from autoscaler.kube.leases import KubeLeaseStore
 from autoscaler.leader import LeaderElector
-from autoscaler.ports import LeaseRecord, WriteOutcome
+from autoscaler.ports import LEASE_MEMO_ANNOTATION, LeaseRecord, WriteOutcome
 
 NAME = "tracardi-autoscaler"
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -54,6 +55,27 @@ async def test_lease_lifecycle_with_conflicts(served: Served, api: ApiClient) ->
     assert released.outcome is WriteOutcome.DONE
     after = await store.get(NS, NAME)
     assert after is not None and after.holder is None
+
+
+async def test_the_memo_is_the_leases_annotation_and_goes_with_a_replace(
+        served: Served, api: ApiClient) -> None:
+    store = KubeLeaseStore(api)
+    memo = '{"healing":{"tracardi/wk":{"streak":2}},"version":1}'
+    assert (await store.create(NS, NAME, replace(_record("a"), memo=memo))).outcome \
+        is WriteOutcome.DONE
+    read = await store.get(NS, NAME)
+    assert read is not None and read.memo == memo
+    meta = (await _raw_lease(served))["metadata"]
+    assert isinstance(meta, dict)
+    assert meta["annotations"] == {LEASE_MEMO_ANNOTATION: memo}
+
+    # A replace without a memo takes the annotation away (a PUT sends the whole object).
+    done = await store.update(NS, NAME, _record("a", read.resource_version))
+    assert done.outcome is WriteOutcome.DONE
+    cleared = await store.get(NS, NAME)
+    assert cleared is not None and cleared.memo == ""
+    meta = (await _raw_lease(served))["metadata"]
+    assert isinstance(meta, dict) and "annotations" not in meta
 
 
 async def test_elector_over_http_leads_alone_and_hands_over_on_release(

@@ -177,6 +177,55 @@ def test_graceful_stop_releases_the_lease_at_once() -> None:
     _virtual(scenario)
 
 
+class Memory:
+    """A `Handover`: the memo it writes, and the memos it was handed on taking the lease."""
+
+    def __init__(self, memo: str) -> None:
+        self.memo = memo
+        self.taken: list[str] = []
+
+    def leader_memo(self) -> str:
+        return self.memo
+
+    def take_over(self, memo: str) -> None:
+        self.taken.append(memo)
+
+
+@pytest.mark.parametrize("graceful", [pytest.param(True, id="released"),
+                                      pytest.param(False, id="killed")])
+def test_the_leaders_memo_passes_to_its_successor_with_the_lease(graceful: bool) -> None:
+    async def scenario() -> None:
+        _, store, clock = _state()
+        a = _elector(store, clock, "a", release_on_cancel=graceful)
+        a.handover = memory_a = Memory("a-1")
+        task_a = asyncio.create_task(a.run())
+        await _until(a.is_leader, 1.0)
+        assert memory_a.taken == [""]  # a new Lease hands over nothing
+        b = _elector(store, clock, "b")
+        b.handover = memory_b = Memory("b-1")
+        task_b = asyncio.create_task(b.run())
+        memory_a.memo = "a-2"  # written with the next renew
+        await asyncio.sleep(5)
+        record = await store.get(NS, LEASE)
+        assert record is not None and record.memo == "a-2"
+        assert memory_b.taken == []  # a standby takes nothing over
+
+        await _stop(task_a)
+        await _until(b.is_leader, DURATION + 2 * MAX_FOLLOWER_WAIT + 1)
+
+        assert memory_b.taken == ["a-2"]
+        taken = await store.get(NS, LEASE)
+        # b's own memo from its first renew on; until then a's, so none is lost between
+        assert taken is not None and taken.holder == "b" and taken.memo in ("a-2", "b-1")
+        await asyncio.sleep(RETRY + 0.5)
+        renewed = await store.get(NS, LEASE)
+        assert renewed is not None and renewed.memo == "b-1"
+        assert memory_b.taken == ["a-2"]  # taken over once, not at each renew
+        await _stop(task_b)
+
+    _virtual(scenario)
+
+
 @pytest.mark.parametrize("mode", [
     pytest.param("update-fails", id="renew-refused"),
     pytest.param("update-hangs", id="renew-hangs"),
