@@ -656,13 +656,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: %(default)s (the ConfigMap that deploy/ mounts)")
     run.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
     run.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
-    run.add_argument("--metrics-host", default="0.0.0.0")
+    run.add_argument("--metrics-host", default="0.0.0.0",
+                     help="address of /metrics, /healthz and /readyz (default: 0.0.0.0, every "
+                          "IPv4 address; '::' on an IPv6-only cluster)")
     run.add_argument("--metrics-port", type=_port,
                      help="default: the config's daemon.metrics_port (9108)")
     run.add_argument("--identity", help="lease holder identity (default: $POD_NAME)")
     run.add_argument("--no-leader-election", action="store_true",
                      help="act without a Lease (a single replica only)")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"],
+                     help="default: INFO (every decision that changes something)")
     run.set_defaults(func=cmd_run)
 
     explain = sub.add_parser("explain", help="one dry evaluation of every workload, explained")
@@ -696,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     _replay_options(simulate)
     simulate.add_argument("--trace", help="CSV with t_seconds,requests (default: a shipped "
                           "trace, or the built-in generator without ../shared)")
-    simulate.add_argument("--scenario", choices=SCENARIOS, default="api")
+    simulate.add_argument("--scenario", choices=SCENARIOS, default="api",
+                          help="default: api")
     simulate.add_argument("--workload", metavar="NAME",
                           help="the config's workload to replay (default: the scenario's "
                                "first: for api by request rate, else by hpa on CPU; for the "

@@ -79,6 +79,12 @@ def test_the_rules_cover_the_issue(rules: dict[str, Any]) -> None:
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
 
 
+def test_deploy_readme_lists_every_alert(rules: dict[str, Any]) -> None:
+    readme = (RULES.parents[1] / "README.md").read_text()
+    listed = set(re.findall(r"^\| (TracardiAutoscaler\w+) \|", readme, flags=re.MULTILINE))
+    assert listed == {r["alert"] for g in rules["groups"] for r in g["rules"]}
+
+
 @pytest.mark.parametrize("source", ["dashboard", "rules"])
 def test_expressions_only_name_exported_metrics(source: str, dashboard: dict[str, Any],
                                                 rules: dict[str, Any]) -> None:
