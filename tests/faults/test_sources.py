@@ -125,8 +125,8 @@ async def test_pulsar_impossible_backlog(w: World, backlog: int) -> None:
     d = await w.start()
     await worker_at(w)
     with w.window("partial", f"backlog {backlog}", WORKER):
-        w.pulsar.faults.next(status=200, body=stats_body(w, msgBacklog=backlog), path=STATS,
-                             times=MANY)
+        w.pulsar.faults.next(status=200, path=STATS, times=MANY, body=stats_body(
+            w, msgBacklog=backlog, msgBacklogNoDelayed=backlog))
         await asyncio.sleep(2.0)
         assert [x.new for x in w.scale_writes()] == [3]
         assert d.metric("signal_errors", signal="functions.backlog") >= 1

@@ -50,8 +50,8 @@ PULSAR_DOCS = [
     _with_subscription(sample_json(f"pulsar/{name}"))
     for name in ("topic-stats.json", "topic-stats-with-backlog.json", "partitioned-stats.json")
 ] + [sample_json("pulsar/topic-not-found-404.json")]
-PULSAR_KEYS = ("msgRateIn", "subscriptions", SUBSCRIPTION, "msgBacklog", "msgRateOut",
-               "consumers", "consumerName", "address", "reason")
+PULSAR_KEYS = ("msgRateIn", "subscriptions", SUBSCRIPTION, "msgBacklog", "msgBacklogNoDelayed",
+               "msgRateOut", "consumers", "consumerName", "address", "reason")
 
 QUEUE_DOCS = [
     {"total": 1200, "backlog": [
