@@ -90,8 +90,10 @@ class PodInfo:
     waiting_reason: str = ""
     cpu_request_milli: int = 0
     #: metadata.resourceVersion: a restart evicts this version of the pod and no other (a pod
-    #: that changed since, say became ready, is judged again); empty when not known.
-    resource_version: str = ""
+    #: that changed since, say became ready, is judged again); empty when not known. Left out
+    #: of equality: a change of only the version (a label, an annotation) changes nothing the
+    #: engine reads, and must not wake a settled workload (`engine/settled.py`).
+    resource_version: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,3 +217,13 @@ def test_skipping_settled_evaluations_changes_no_decision(
     assert skipped > 50  # the replay did skip, and often
     assert len(with_skips) > 5
     assert with_skips == without
+
+
+def test_a_pods_version_alone_is_no_change_of_the_workload() -> None:
+    # A label or an annotation written to a pod gives it a new resourceVersion and nothing the
+    # engine reads: the settled workload's status is still the same.
+    def status(version: str) -> WorkloadStatus:
+        return WorkloadStatus("w", "ns", 1, 1, pods=(PodInfo("p", resource_version=version),))
+
+    assert status("1") == status("2")
+    assert status("1") != dataclasses.replace(status("1"), pods=(PodInfo("p", ready=False),))
