@@ -376,7 +376,7 @@ class Daemon:
             healing = parsed.get("healing")
             if not isinstance(healing, dict):
                 raise ValueError("healing: expected an object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past reason
             log.error("handover_unreadable", annotation=LEASE_MEMO_ANNOTATION, error=str(exc))
             return
         now, wall_now = self.a.clock.now(), self.a.wall()

@@ -227,8 +227,13 @@ class LeaderElector:
         self._observed, self._observed_at = record, self._clock.now()
         if not self.leading.is_set() and self.handover is not None:
             # About to lead: the memory of the last holder (this replica's own memo too, after
-            # a lapse) replaces what a standby has, which restarted nothing.
-            self.handover.take_over(taken_from.memo if taken_from is not None else "")
+            # a lapse) replaces what a standby has, which restarted nothing. Whatever it does
+            # with the memo, this replica leads: a lease no one can take is worse.
+            try:
+                self.handover.take_over(taken_from.memo if taken_from is not None else "")
+            except Exception as exc:
+                log.error("handover_failed", identity=self.identity, lease=self.name,
+                          error=f"{type(exc).__name__}: {exc}")
         return True
 
     async def _release(self) -> bool:

@@ -638,7 +638,10 @@ def taken_over(memory: HealingMemory, handed: Mapping[str, Any] | None, *, now: 
         return value
 
     def at(obj: Any, key: str) -> float:
-        epoch = float(field(obj, key, (int, float)))
+        try:
+            epoch = float(field(obj, key, (int, float)))
+        except OverflowError:  # an integer past a float's range
+            epoch = math.inf
         if not math.isfinite(epoch):
             raise ValueError(f"{key}: not a finite time")
         return now - max(0.0, wall_now - epoch)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+import structlog
 
 from autoscaler.config import LeaseSettings
 from autoscaler.kube.errors import KubeError
@@ -222,6 +223,25 @@ def test_the_leaders_memo_passes_to_its_successor_with_the_lease(graceful: bool)
         assert renewed is not None and renewed.memo == "b-1"
         assert memory_b.taken == ["a-2"]  # taken over once, not at each renew
         await _stop(task_b)
+
+    _virtual(scenario)
+
+
+def test_a_handover_that_fails_does_not_keep_the_replica_from_leading() -> None:
+    class Broken(Memory):
+        def take_over(self, memo: str) -> None:
+            raise RuntimeError("cannot")
+
+    async def scenario() -> None:
+        _, store, clock = _state()
+        a = _elector(store, clock, "a")
+        a.handover = Broken("")
+        task = asyncio.create_task(a.run())
+        with structlog.testing.capture_logs() as logs:
+            await _until(a.is_leader, 1.0)
+        assert [e["error"] for e in logs if e["event"] == "handover_failed"] == [
+            "RuntimeError: cannot"]
+        await _stop(task)
 
     _virtual(scenario)
 

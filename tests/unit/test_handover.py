@@ -68,6 +68,9 @@ def test_a_time_from_a_clock_ahead_counts_as_now() -> None:
     pytest.param({"restarts": [], "streak": 0, "breaker": {"state": "open", "failures": 3,
                                                           "opened_at": "yesterday"}},
                  id="time-not-a-number"),
+    pytest.param({"restarts": [], "streak": 0, "breaker": {"state": "open", "failures": 3,
+                                                          "opened_at": 10**400}},
+                 id="time-past-a-float"),
 ])
 def test_a_memo_not_shaped_as_handed_over_is_refused(broken: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -147,7 +150,7 @@ async def test_a_memo_that_cannot_be_read_changes_nothing_and_is_logged(
     daemon = await _replica(tmp_path / "d", _CrashingPods(clock), clock)
     state = daemon.workloads[WORKLOAD]
     state.healing = MEMORY
-    for memo in ("{not json", '{"version": 9, "healing": {}}',
+    for memo in ("{not json", '{"version": 9, "healing": {}}', "[" * 100_000 + "]" * 100_000,
                  '{"version": 1, "healing": {"tracardi/wk-0000": {"streak": "x"}}}'):
         with structlog.testing.capture_logs() as logs:
             daemon.take_over(memo)
