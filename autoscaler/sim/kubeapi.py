@@ -1081,9 +1081,12 @@ class _KubeApi:
         if name != target.name:
             raise BadRequestError("name in URL does not match name in Eviction object")
         options = body.get("deleteOptions") or {}
+        preconditions = options.get("preconditions") if isinstance(options, dict) else None
+        if not isinstance(options, dict) or not isinstance(preconditions or {}, dict):
+            raise BadRequestError("json: cannot unmarshal into Go struct field "
+                                  "Eviction.deleteOptions of type v1.DeleteOptions")
         self.state.evict(_ns(target), _name(target), dry_run=_dry_run(request, options),
-                         resource_version=(options.get("preconditions") or {}).get(
-                             "resourceVersion"))
+                         resource_version=(preconditions or {}).get("resourceVersion"))
         return _json_response(_success(201), status=201)
 
     async def get_event(self, request: web.Request, target: _Target) -> web.StreamResponse:

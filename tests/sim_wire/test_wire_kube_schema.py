@@ -135,6 +135,22 @@ async def test_eviction_against_the_budget_is_the_429_status(served: Served) -> 
     validate(body)
 
 
+@pytest.mark.parametrize(("options", "code", "reason"), [
+    pytest.param({"preconditions": {"resourceVersion": "1"}}, 409, "Conflict", id="stale-version"),
+    pytest.param("now", 400, "BadRequest", id="options-not-an-object"),
+    pytest.param({"preconditions": ["1"]}, 400, "BadRequest", id="preconditions-not-an-object"),
+])
+async def test_an_eviction_the_pod_cannot_take_is_refused_and_evicts_nothing(
+        served: Served, options: object, code: int, reason: str) -> None:
+    pod = served.state.workload_pods(NS, API)[0]
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": pod.name, "namespace": NS}, "deleteOptions": options}
+    got, body = await _send(served, "POST", f"{CORE}/pods/{pod.name}/eviction", eviction)
+    assert (got, body["kind"], body["reason"]) == (code, "Status", reason)
+    validate(body)
+    assert not served.state.pod(NS, pod.name).deleting
+
+
 @pytest.mark.parametrize(("method", "path", "body", "content_type", "code", "reason"), [
     pytest.param("PATCH", f"{APPS}/deployments/{API}/scale", {"spec": {"replicas": 4}},
                  "application/merge-patch+json", 200, None, id="merge-patch-scale"),
