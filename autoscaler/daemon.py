@@ -355,8 +355,7 @@ class Daemon:
         now, wall_now = self.a.clock.now(), self.a.wall()
         healing = {key: handed for key, state in self.workloads.items()
                    if (handed := handover(state.healing, now=now, wall_now=wall_now))}
-        if not healing:
-            return ""
+        # Written when there is nothing too: a successor tells "nothing" from "no memo".
         memo = json.dumps({"version": MEMO_VERSION, "healing": healing}, sort_keys=True,
                           separators=(",", ":"))
         if len(memo) > MEMO_MAX_CHARS:
@@ -367,10 +366,15 @@ class Daemon:
 
     def take_over(self, memo: str) -> None:
         """Becoming the leader: each workload's restarts, backoff and breaker are those the
-        last leader handed over in the Lease (`Handover`). A memo that cannot be read changes
-        nothing here, and is logged."""
+        last leader handed over in the Lease (`Handover`). No memo (a holder that writes none:
+        another version, a person), or one that cannot be read, changes nothing here, and is
+        logged."""
+        if not memo:
+            log.warning("handover_absent", annotation=LEASE_MEMO_ANNOTATION,
+                        hint="the last holder left no memo: this replica's own is kept")
+            return
         try:
-            parsed = json.loads(memo) if memo else {"version": MEMO_VERSION, "healing": {}}
+            parsed = json.loads(memo)
             if not isinstance(parsed, dict) or parsed.get("version") != MEMO_VERSION:
                 raise ValueError(f"expected an object of version {MEMO_VERSION}")
             healing = parsed.get("healing")
@@ -1059,7 +1063,8 @@ class Daemon:
         if not settings.enabled:
             return
         now = self.a.clock.now()
-        previous = state.heal_plan.breaker if state.heal_plan else BreakerState.CLOSED
+        # The breaker as remembered, not as last planned: one handed over open is no news.
+        previous = state.healing.breaker.state
         result = plan(workload=spec.key, settings=settings, pods=status.pods, now=now,
                       wall_now=self.a.wall(), memory=state.healing, probes=state.pod_probes,
                       subscription=subscription, requires=spec.settings.requires,
@@ -1097,10 +1102,10 @@ class Daemon:
             return
         act = (self.a.cluster.evict if restart.kind is RestartKind.EVICT
                else self.a.cluster.delete_pod)
-        # The version of the pod the plan judged: one that has changed since (ready again, or
-        # replaced) is a conflict, and the next evaluation judges it afresh.
-        version = next((p.resource_version for p in status.pods if p.name == restart.pod), "")
-        outcome = await act(spec.namespace, restart.pod, resource_version=version)
+        # A pod judged by its status must still be the version judged: a 409 otherwise, and the
+        # next evaluation judges it afresh (`Restart.resource_version`).
+        outcome = await act(spec.namespace, restart.pod,
+                            resource_version=restart.resource_version)
         state.healing = record_outcome(state.healing, restart=restart, outcome=outcome.outcome,
                                        now=self.a.clock.now(), retry_after=outcome.retry_after)
         if outcome.outcome is not WriteOutcome.DONE:

@@ -78,6 +78,9 @@ class LeaderElector:
         self._running = False
         #: Who hands over through the Lease (the daemon, set once it exists); None: nothing.
         self.handover: Handover | None = None
+        #: This process has led: a Lease still in its name holds its own memo, older than its
+        #: memory (a renew that failed may have missed a restart), so there is nothing to take.
+        self._has_led = False
 
     @classmethod
     def from_settings(cls, store: LeaseStore, settings: LeaseSettings, *, clock: Clock,
@@ -185,12 +188,13 @@ class LeaderElector:
         now_wall = self._wall()
         sent_at = self._clock.now()
         if current is None:
+            # A new Lease: no one to take anything over from.
             record = LeaseRecord(holder=self.identity, acquired_at=now_wall, renewed_at=now_wall,
                                  duration_seconds=self.lease_duration, transitions=0,
                                  resource_version="", memo=self._memo())
             result = await self._store.create(self.namespace, self.name, record)
             return self._written(result.outcome, record, sent_at, result.message,
-                                 taken_from=current)
+                                 taken_from=None)
         if current != self._observed:
             self._observed = current
             self._observed_at = self._clock.now()
@@ -198,7 +202,10 @@ class LeaderElector:
         if (current.holder and not mine
                 and self._clock.now() < self._observed_at + current.duration_seconds):
             return False
-        taking = not self.leading.is_set()
+        # Taking the Lease from another holder (or from this identity's previous process): its
+        # memo is carried on as it was and taken over; this replica's own is written from the
+        # next renew on. Renewing, or taking back what this process held: its own memo.
+        taking = not self.leading.is_set() and not (mine and self._has_led)
         record = LeaseRecord(
             holder=self.identity,
             acquired_at=current.acquired_at if mine else now_wall,
@@ -206,8 +213,6 @@ class LeaderElector:
             duration_seconds=self.lease_duration,
             transitions=current.transitions if mine else current.transitions + 1,
             resource_version=current.resource_version,
-            # Taking the lease, the predecessor's memo is carried on as it was: this replica's
-            # own is written from the next renew on, once it has taken that one over.
             memo=current.memo if taking else self._memo(),
         )
         result = await self._store.update(self.namespace, self.name, record)
@@ -225,12 +230,12 @@ class LeaderElector:
             return False
         self._renewed_at = sent_at
         self._observed, self._observed_at = record, self._clock.now()
-        if not self.leading.is_set() and self.handover is not None:
-            # About to lead: the memory of the last holder (this replica's own memo too, after
-            # a lapse) replaces what a standby has, which restarted nothing. Whatever it does
-            # with the memo, this replica leads: a lease no one can take is worse.
+        if taken_from is not None and self.handover is not None:
+            # About to lead: the memory of the last holder replaces what a standby has, which
+            # restarted nothing. Whatever it does with the memo, this replica leads: a Lease no
+            # one can take is worse.
             try:
-                self.handover.take_over(taken_from.memo if taken_from is not None else "")
+                self.handover.take_over(taken_from.memo)
             except Exception as exc:
                 log.error("handover_failed", identity=self.identity, lease=self.name,
                           error=f"{type(exc).__name__}: {exc}")
@@ -255,6 +260,7 @@ class LeaderElector:
         if leading == self.leading.is_set():
             return
         if leading:
+            self._has_led = True
             self.leading.set()
             log.info("leader_started", identity=self.identity, lease=self.name)
             if self._on_started is not None:

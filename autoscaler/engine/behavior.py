@@ -216,7 +216,9 @@ def thawed(history: ScalingHistory, *, now: float) -> ScalingHistory:
     the scale-down window would leave none in it, and the first reads after an outage (a
     backlog the broker lost, a rate that has not come back yet) would set the count at once;
     now the count the window held before the outage is held for the rest of that window, as a
-    controller's first look holds the current count (`first_recommendation`)."""
+    controller's first look holds the current count (`first_recommendation`). As after a first
+    look, a scale-up window (none shipped, 0 s by the HPA's default) counts from before the
+    outage too: it paces the return to a dependency that has just come back."""
     if history.frozen_since is None:
         return history
     by = now - history.frozen_since

@@ -156,6 +156,12 @@ class Restart:
     reason: Symptom
     evidence: str
     siblings: frozenset[str]
+    #: The pod's version the eviction must find (its precondition; empty: none). Only for a
+    #: pod judged not ready, by its status: one that has changed since (ready again) is a 409.
+    #: A ready pod is judged by what it does (its probe, its consumer), which no new version
+    #: undoes, and the apiserver counts its eviction against its PodDisruptionBudget before it
+    #: checks the precondition: a 409 would hold a disruption for two minutes.
+    resource_version: str = ""
 
 
 class Settled(StrEnum):
@@ -164,6 +170,9 @@ class Settled(StrEnum):
     FAILED = "failed"
     EXCUSED = "excused"
 
+
+#: The backoff doubles at most this often (30 s x 2^20 is a year: no restart again).
+MAX_BACKOFF_DOUBLINGS = 20
 
 #: Restarts that grew longer ago than this are not a crash loop: the kubelet's longest back-off
 #: between two restarts of a crashing container is 5 min.
@@ -368,11 +377,11 @@ def _track(prev: PodTrack | None, pod: PodInfo, *, now: float, seen: _Seen,
            read_at: float | None, window: float, frozen: bool) -> PodTrack:
     """The pod's memory after this evaluation; `read_at` is set when the read is a new one.
     Restarts while frozen are the outage's (a worker that exits when Pulsar is gone), not the
-    pod's: the count they reached is where its growth is measured from."""
+    pod's: they move the count its growth is measured from; the growth before stays counted."""
     if prev is None or pod.restarts < prev.restarts:
         base, grew_at = pod.restarts, now
-    elif frozen:
-        base, grew_at = pod.restarts, prev.restarts_grew_at
+    elif frozen:  # only the growth seen while frozen is discounted
+        base, grew_at = prev.restarts_base + pod.restarts - prev.restarts, prev.restarts_grew_at
     elif pod.restarts > prev.restarts:
         base, grew_at = prev.restarts_base, now
     elif now - prev.restarts_grew_at >= window:
@@ -588,6 +597,10 @@ def _update_breaker(breaker: Breaker, *, before: Sequence[RestartRecord],
     return breaker
 
 
+#: The largest streak or breaker failure count a handed-over memory may carry.
+MAX_HANDED_COUNT = 10_000
+
+
 def handover(memory: HealingMemory, *, now: float, wall_now: float) -> dict[str, Any] | None:
     """What a successor needs of `memory` to keep its budgets: the restarts still followed or
     inside the budget window, the backoff streak and the breaker, with times as epoch seconds
@@ -633,8 +646,8 @@ def taken_over(memory: HealingMemory, handed: Mapping[str, Any] | None, *, now: 
 
     def count(obj: Any, key: str) -> int:
         value: int = field(obj, key, int)
-        if value < 0:
-            raise ValueError(f"{key}: negative")
+        if not 0 <= value <= MAX_HANDED_COUNT:
+            raise ValueError(f"{key}: {value} is not a count from 0 to {MAX_HANDED_COUNT}")
         return value
 
     def at(obj: Any, key: str) -> float:
@@ -724,7 +737,8 @@ def _waits(*, records: Sequence[RestartRecord], memory: HealingMemory,
                       f"RestartBudget: {len(recent)} restarts in the last {_secs(window)} "
                       f"(max {settings.max_restarts})"))
     if streak > 0 and last_at is not None:
-        wait = settings.backoff_seconds * 2 ** (streak - 1)
+        # A float power: a streak handed over by another leader may be any count.
+        wait = settings.backoff_seconds * 2.0 ** min(streak - 1, MAX_BACKOFF_DOUBLINGS)
         if now - last_at < wait:
             waits.append((last_at + wait, f"Backoff: {streak} restart(s) in a row, next "
                                           f"{_secs(wait)} after the last "
@@ -822,7 +836,8 @@ def plan(
     kind = RestartKind.DELETE if settings.allow_delete and throttles >= DELETE_AFTER_THROTTLES \
         else RestartKind.EVICT
     restart = Restart(workload=workload, pod=chosen.name, kind=kind, reason=verdict.reason,
-                      evidence=verdict.evidence, siblings=frozenset(p.name for p in pods))
+                      evidence=verdict.evidence, siblings=frozenset(p.name for p in pods),
+                      resource_version="" if chosen.ready else chosen.resource_version)
     return HealingPlan(workload=workload, verdicts=verdicts, restart=restart,
                        reasons=(f"{verdict.reason}: {chosen.name}: {verdict.evidence}",),
                        breaker=breaker.state, memory=new_memory, suspicions=suspicions)

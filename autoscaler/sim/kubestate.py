@@ -1420,7 +1420,6 @@ class KubeState:
         conflict when the pod is no longer at `resource_version` (its deleteOptions'
         precondition). A dry run checks the budgets and deletes nothing."""
         pod = self.pod(namespace, name)
-        check_resource_version(PODS, name, pod.resource_version, resource_version)
         if pod.deleting:  # already on its way out: the eviction has nothing to check
             return pod
         for pdb in self.pdbs(namespace):
@@ -1436,6 +1435,8 @@ class KubeState:
                         "message": f"The disruption budget {pdb.name} needs "
                                    f"{pdb.min_available} healthy pods and has {healthy} "
                                    "currently"}]})
+        # As the apiserver: the budgets first, then the delete with its precondition.
+        check_resource_version(PODS, name, pod.resource_version, resource_version)
         return pod if dry_run else self.delete_pod(namespace, name)
 
     # -- PDBs, HPAs, ScaledObjects -----------------------------------------------------------

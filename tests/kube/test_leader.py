@@ -201,7 +201,7 @@ def test_the_leaders_memo_passes_to_its_successor_with_the_lease(graceful: bool)
         a.handover = memory_a = Memory("a-1")
         task_a = asyncio.create_task(a.run())
         await _until(a.is_leader, 1.0)
-        assert memory_a.taken == [""]  # a new Lease hands over nothing
+        assert memory_a.taken == []  # a new Lease: no one to take anything over from
         b = _elector(store, clock, "b")
         b.handover = memory_b = Memory("b-1")
         task_b = asyncio.create_task(b.run())
@@ -227,6 +227,29 @@ def test_the_leaders_memo_passes_to_its_successor_with_the_lease(graceful: bool)
     _virtual(scenario)
 
 
+def test_a_leader_that_lapses_and_takes_its_lease_back_keeps_its_own_memory() -> None:
+    """Its renews fail past the deadline (a restart it made since is in its memory, not in
+    the Lease); it takes the Lease back, still in its name: nothing to take over."""
+    async def scenario() -> None:
+        _, inner, clock = _state()
+        store = BreakableStore(inner, clock)
+        a = _elector(store, clock, "a")
+        a.handover = memory = Memory("a-1")
+        task = asyncio.create_task(a.run())
+        await _until(a.is_leader, 1.0)
+        store.mode = "update-fails"
+        memory.memo = "a-2"
+        await _until(lambda: not a.is_leader(), DEADLINE + RETRY)
+        store.mode = "ok"
+        await _until(a.is_leader, DURATION + 2 * MAX_FOLLOWER_WAIT)
+        assert memory.taken == []
+        record = await store.get(NS, LEASE)
+        assert record is not None and record.memo == "a-2"
+        await _stop(task)
+
+    _virtual(scenario)
+
+
 def test_a_handover_that_fails_does_not_keep_the_replica_from_leading() -> None:
     class Broken(Memory):
         def take_over(self, memo: str) -> None:
@@ -234,11 +257,14 @@ def test_a_handover_that_fails_does_not_keep_the_replica_from_leading() -> None:
 
     async def scenario() -> None:
         _, store, clock = _state()
+        await store.create(NS, LEASE, LeaseRecord(
+            holder="gone", acquired_at=EPOCH, renewed_at=EPOCH, duration_seconds=1.0,
+            transitions=0, resource_version="", memo="theirs"))
         a = _elector(store, clock, "a")
         a.handover = Broken("")
         task = asyncio.create_task(a.run())
         with structlog.testing.capture_logs() as logs:
-            await _until(a.is_leader, 1.0)
+            await _until(a.is_leader, 2 * DURATION)
         assert [e["error"] for e in logs if e["event"] == "handover_failed"] == [
             "RuntimeError: cannot"]
         await _stop(task)

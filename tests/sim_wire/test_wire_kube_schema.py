@@ -135,14 +135,22 @@ async def test_eviction_against_the_budget_is_the_429_status(served: Served) -> 
     validate(body)
 
 
-@pytest.mark.parametrize(("options", "code", "reason"), [
-    pytest.param({"preconditions": {"resourceVersion": "1"}}, 409, "Conflict", id="stale-version"),
-    pytest.param("now", 400, "BadRequest", id="options-not-an-object"),
-    pytest.param({"preconditions": ["1"]}, 400, "BadRequest", id="preconditions-not-an-object"),
+STALE = {"preconditions": {"resourceVersion": "1"}}
+
+
+@pytest.mark.parametrize(("ready", "options", "code", "reason"), [
+    # the API's third pod is not ready and takes nothing from the budget (2 healthy of the 2
+    # it needs): its precondition is what refuses it
+    pytest.param(False, STALE, 409, "Conflict", id="stale-version"),
+    # a ready one is counted against the budget first, as the apiserver does: none left, 429
+    pytest.param(True, STALE, 429, "TooManyRequests", id="stale-version-budget-first"),
+    pytest.param(True, "now", 400, "BadRequest", id="options-not-an-object"),
+    pytest.param(True, {"preconditions": ["1"]}, 400, "BadRequest",
+                 id="preconditions-not-an-object"),
 ])
 async def test_an_eviction_the_pod_cannot_take_is_refused_and_evicts_nothing(
-        served: Served, options: object, code: int, reason: str) -> None:
-    pod = served.state.workload_pods(NS, API)[0]
+        served: Served, ready: bool, options: object, code: int, reason: str) -> None:
+    pod = next(p for p in served.state.workload_pods(NS, API) if p.ready == ready)
     eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": pod.name, "namespace": NS}, "deleteOptions": options}
     got, body = await _send(served, "POST", f"{CORE}/pods/{pod.name}/eviction", eviction)

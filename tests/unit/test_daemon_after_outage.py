@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from daemon_support import bench_daemon
 
+from autoscaler.config import Healing
 from autoscaler.daemon import Daemon
-from autoscaler.model import Health, PodInfo, Signal, WorkloadStatus
+from autoscaler.engine.healing import HealingMemory, PodVerdict, Symptom, plan
+from autoscaler.model import DependencyState, Health, PodInfo, Signal, WorkloadStatus
 from autoscaler.ports import CheckResult, WriteOutcome, WriteResult
 
 WORKLOAD = "tracardi/wk-0000"
@@ -151,3 +154,22 @@ async def test_restarts_during_an_outage_are_not_a_crash_loop(tmp_path: Path) ->
     # Three restarts after the outage are a crash loop of the pod's own: the pod is evicted
     # as it was when judged (260 s in), and no other version of it.
     assert cluster.evictions == [("a", "260")]
+
+
+@pytest.mark.parametrize("blip", [False, True])
+def test_a_freeze_discounts_only_the_restarts_made_during_it(blip: bool) -> None:
+    """5 -> 7 restarts, one evaluation frozen (a check failed once) with no restart in it,
+    then 8: +3 against the limit of +3 is a crash loop, blip or not."""
+    up = {"pulsar": DependencyState("pulsar", Health.UP)}
+    suspect = {"pulsar": DependencyState("pulsar", Health.UP, failures=1)}
+    memory = HealingMemory()
+    verdicts: tuple[PodVerdict, ...] = ()
+    for t, restarts, deps in [(0, 5, up), (100, 7, up), (110, 7, suspect if blip else up),
+                              (120, 7, up), (130, 8, up)]:
+        pod = PodInfo("w-1", ready=True, ip="10.0.0.1", started_at=WALL0 - 3600,
+                      restarts=restarts)
+        result = plan(workload="tracardi/w", settings=Healing(), pods=[pod], now=1000.0 + t,
+                      wall_now=WALL0 + t, memory=memory, requires=["pulsar"],
+                      dependencies=deps)
+        memory, verdicts = result.memory, result.verdicts
+    assert [v.reason for v in verdicts] == [Symptom.CRASH_LOOP]

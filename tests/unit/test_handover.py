@@ -4,6 +4,9 @@ daemon restarted, does not start them afresh while the pods it inherits keep fai
 
 from __future__ import annotations
 
+import asyncio
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import structlog
 from daemon_support import bench_daemon
 from test_daemon_after_outage import WALL0, WORKLOAD, _Clock, _Cluster, _Pulsar, _pulsar_is
 
+from autoscaler.config import Healing
 from autoscaler.daemon import Daemon
 from autoscaler.engine.healing import (
     Breaker,
@@ -19,6 +23,7 @@ from autoscaler.engine.healing import (
     RestartRecord,
     Settled,
     handover,
+    plan,
     taken_over,
 )
 from autoscaler.model import PodInfo, Signal
@@ -84,7 +89,12 @@ class _CrashingPods(_Cluster):
         super().__init__(clock, 2)
         self.made = 0
         self.restarted: list[tuple[float, str]] = []
+        self.events: list[str] = []
         self.pods = (self._pod(WALL0 - 3600), self._pod(WALL0 - 3600))
+
+    async def emit_event(self, namespace: str, deployment: str, *, reason: str, message: str,
+                         warning: bool = False) -> None:
+        self.events.append(reason)
 
     def _pod(self, started: float) -> PodInfo:
         self.made += 1
@@ -137,9 +147,12 @@ async def test_a_new_leader_keeps_the_breaker_its_predecessor_opened(
         second.take_over(first.leader_memo())
     await _run(second, clock, 1900, 2500)
 
+    await asyncio.sleep(0)  # the Events are posted in the background
     if handed_over:
         assert cluster.restarted[restarts:] == []
         assert second.workloads[WORKLOAD].heal_plan.breaker is BreakerState.OPEN
+        # the first leader announced the open breaker; the second does not again
+        assert cluster.events.count("HealingBreakerOpen") == 1
     else:  # what a fresh memory does: it restarts at once
         assert cluster.restarted[restarts][0] == 1900
 
@@ -157,3 +170,36 @@ async def test_a_memo_that_cannot_be_read_changes_nothing_and_is_logged(
         assert state.healing is MEMORY
         assert [e["event"] for e in logs if e["log_level"] == "error"] == [
             "handover_unreadable"], memo
+
+
+def test_a_streak_of_any_handed_count_backs_off_without_overflow() -> None:
+    handed = handover(replace(MEMORY, restarts=MEMORY.restarts[:1], streak=5000), now=1000.0,
+                      wall_now=WALL0)
+    memory = taken_over(HealingMemory(), handed, now=1000.0, wall_now=WALL0)
+    result = plan(workload="tracardi/w", settings=Healing(), now=1000.0, wall_now=WALL0,
+                  memory=memory, pods=(PodInfo("p9", ready=False, started_at=WALL0 - 3600,
+                                               waiting_reason="CrashLoopBackOff"),))
+    assert result.restart is None
+    assert result.reasons[0].startswith("Backoff: 5000 restart(s) in a row")
+    with pytest.raises(ValueError, match="not a count"):
+        taken_over(HealingMemory(), {**handed, "streak": 10**6}, now=1.0, wall_now=WALL0)
+
+
+async def test_no_memo_keeps_the_own_memory_and_a_memo_of_nothing_clears_it(
+        tmp_path: Path) -> None:
+    clock = _Clock()
+    daemon = await _replica(tmp_path / "d", _CrashingPods(clock), clock)
+    state = daemon.workloads[WORKLOAD]
+    state.healing = MEMORY
+    # A holder that wrote no memo (another version, a person's kubectl): this one's is kept.
+    with structlog.testing.capture_logs() as logs:
+        daemon.take_over("")
+    assert state.healing is MEMORY
+    assert [e["event"] for e in logs] == ["handover_absent"]
+    # A leader with nothing to hand over still writes a memo, and it says "nothing".
+    idle = await _replica(tmp_path / "idle", _CrashingPods(clock), clock)
+    nothing = idle.leader_memo()
+    assert json.loads(nothing) == {"version": 1, "healing": {}}
+    daemon.take_over(nothing)
+    assert (state.healing.restarts, state.healing.streak, state.healing.breaker) == (
+        (), 0, Breaker())

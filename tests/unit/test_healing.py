@@ -538,6 +538,19 @@ PLAN_CASES = [
 ]
 
 
+@pytest.mark.parametrize(("ready", "version"), [
+    pytest.param(False, "41", id="judged-by-its-status-precondition"),
+    pytest.param(True, "", id="judged-by-its-probe-none"),
+])
+def test_the_restart_names_the_version_only_of_a_pod_judged_not_ready(ready: bool,
+                                                                     version: str) -> None:
+    sick = pod("a", ready=ready, resource_version="41",
+               waiting_reason="" if ready else "CrashLoopBackOff")
+    result = run([sick, pod("b")], probes=FAILING if ready else None)
+    assert result.restart is not None and result.restart.pod == "a", result.reasons
+    assert result.restart.resource_version == version
+
+
 @pytest.mark.parametrize(("pods", "kwargs", "chosen", "reason"), PLAN_CASES)
 def test_plan(pods: list[PodInfo], kwargs: dict[str, Any], chosen: str | None,
               reason: str) -> None:
