@@ -15,7 +15,7 @@ from daemon_support import bench_daemon
 from test_daemon_after_outage import WALL0, WORKLOAD, _Clock, _Cluster, _Pulsar, _pulsar_is
 
 from autoscaler.config import Healing
-from autoscaler.daemon import Daemon
+from autoscaler.daemon import Daemon, WorkloadState
 from autoscaler.engine.healing import (
     Breaker,
     BreakerState,
@@ -157,12 +157,18 @@ async def test_a_new_leader_keeps_the_breaker_its_predecessor_opened(
         assert cluster.restarted[restarts][0] == 1900
 
 
-async def test_a_memo_that_cannot_be_read_changes_nothing_and_is_logged(
-        tmp_path: Path) -> None:
+async def _remembering(tmp_path: Path) -> tuple[Daemon, WorkloadState]:
+    """A daemon whose workload remembers `MEMORY`."""
     clock = _Clock()
     daemon = await _replica(tmp_path / "d", _CrashingPods(clock), clock)
     state = daemon.workloads[WORKLOAD]
     state.healing = MEMORY
+    return daemon, state
+
+
+async def test_a_memo_that_cannot_be_read_changes_nothing_and_is_logged(
+        tmp_path: Path) -> None:
+    daemon, state = await _remembering(tmp_path)
     for memo in ("{not json", '{"version": 9, "healing": {}}', "[" * 100_000 + "]" * 100_000,
                  '{"version": 1, "healing": {"tracardi/wk-0000": {"streak": "x"}}}'):
         with structlog.testing.capture_logs() as logs:
@@ -187,16 +193,14 @@ def test_a_streak_of_any_handed_count_backs_off_without_overflow() -> None:
 
 async def test_no_memo_keeps_the_own_memory_and_a_memo_of_nothing_clears_it(
         tmp_path: Path) -> None:
-    clock = _Clock()
-    daemon = await _replica(tmp_path / "d", _CrashingPods(clock), clock)
-    state = daemon.workloads[WORKLOAD]
-    state.healing = MEMORY
+    daemon, state = await _remembering(tmp_path)
     # A holder that wrote no memo (another version, a person's kubectl): this one's is kept.
     with structlog.testing.capture_logs() as logs:
         daemon.take_over("")
     assert state.healing is MEMORY
     assert [e["event"] for e in logs] == ["handover_absent"]
     # A leader with nothing to hand over still writes a memo, and it says "nothing".
+    clock = _Clock()
     idle = await _replica(tmp_path / "idle", _CrashingPods(clock), clock)
     nothing = idle.leader_memo()
     assert json.loads(nothing) == {"version": 1, "healing": {}}
