@@ -46,6 +46,14 @@ class MariaDb:
             "--innodb-buffer-pool-size=16M", f"--log-error={self.workdir / 'error.log'}",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await wait_for_port(self.port, seconds=30)
+        # The server listens on its port a moment before it creates its socket, which `sql`
+        # connects through (a CI run's client came in between: ERROR 2002, no such file).
+        for _ in range(1500):  # 30 s
+            if await asyncio.to_thread(self.socket.exists):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"MariaDB created no socket at {self.socket} within 30 s")
 
     async def sql(self, statement: str) -> None:
         await _run(self.client, "--no-defaults", f"--socket={self.socket}", "-u", "root",
